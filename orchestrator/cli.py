@@ -1,0 +1,151 @@
+"""The ``glue-sweep`` command line. Bad input ends in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + error
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{s} is not positive")
+    return v
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{s} is not a positive number")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
+                                               "build the leaderboards.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("train", help="fine-tune one model on one task with one configuration")
+    t.add_argument("--model", required=True, help="BERT-Tiny, L-4_H-256, all-MiniLM-L6-v2, a hub id or a directory")
+    t.add_argument("--task", required=True, help="CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI")
+    t.add_argument("--batch-size", type=_positive_int, required=True)
+    t.add_argument("--lr", type=_positive_float, required=True, help="peak learning rate")
+    t.add_argument("--epochs", type=_positive_float, default=4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-train-examples", type=_positive_int, default=None)
+    t.add_argument("--init", choices=["pretrained", "random"], default="pretrained")
+    t.add_argument("--eval-every-steps", type=_positive_int, default=None)
+    t.add_argument("--max-length", type=_positive_int, default=128)
+    t.add_argument("--glue-dir", default=None, help="GLUE data directory (default: $GLUE_DIR, else the hub)")
+    t.add_argument("--hub", default=None, help="hub dataset id or a local directory in its parquet layout")
+    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
+    t.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    t.add_argument("--save-model", action="store_true", help="also write the fine-tuned model (safetensors)")
+    t.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own code to run")
+    t.add_argument("--out", default=None, help="where metrics.json goes (default: results/train/<trial>)")
+    t.add_argument("--quiet", action="store_true", help="no progress line")
+    return p
+
+
+def _fmt_lr(lr: float) -> str:
+    return f"{lr:.0e}".replace("e-0", "e-")
+
+
+def _table(task, evals) -> str:
+    keys = task.metric_keys()
+    head = ["epoch", "step", "loss"] + keys + ["score"]
+    rows = [[f"{e.epoch:g}", str(e.step), f"{e.train_loss:.4f}"] + [f"{e.metrics[k]:.2f}" for k in keys] + [f"{e.score:.2f}"]
+            for e in evals]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+class _Progress:
+    def __init__(self, quiet: bool):
+        self.quiet, self.last, self.t0 = quiet, 0.0, time.perf_counter()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, step: int, total: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self.quiet or (now - self.last < (0.5 if self.tty else 15) and step != total):
+            return
+        self.last = now
+        msg = f"step {step}/{total} ({100 * step / total:.0f}%)  loss {loss:.4f}  {now - self.t0:.0f}s"
+        print(("\r" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+
+def cmd_train(a) -> int:
+    from .data import source_from
+    from .fileio import atomic_write_json
+    from .runner import TrialConfig, prepare, run
+
+    t0 = time.perf_counter()
+    cfg = TrialConfig(model=a.model, task=a.task, batch_size=a.batch_size, learning_rate=a.lr, epochs=a.epochs,
+                      seed=a.seed, init=a.init, max_train_examples=a.max_train_examples, max_length=a.max_length,
+                      eval_every_steps=a.eval_every_steps, device=a.device, threads=a.threads,
+                      trust_remote_code=a.trust_remote_code)
+    source = source_from(a.glue_dir, a.hub)
+    p = prepare(cfg, source)   # every input check happens here, before anything is written
+    name = f"{p.spec.name}_{p.task.name}_bs{cfg.batch_size}_lr{_fmt_lr(cfg.learning_rate)}_s{cfg.seed}"
+    if cfg.init == "random":
+        name += "_random"
+    out = Path(a.out) if a.out else Path("results") / "train" / name
+    if a.save_model:
+        cfg.save_dir = str(out / "model")
+    record = {"trial": name, "config": {**vars(cfg), "model_ref": p.spec.ref}, "task": p.task.name,
+              "data": source.describe(), "status": "running", "evals": []}
+    print(f"{name}: {len(p.train)} training examples, {p.model.num_parameters():,} parameters, "
+          f"device {p.device}, data from {source.describe()}", file=sys.stderr)
+
+    def on_eval(ev):
+        print(("\n" if sys.stderr.isatty() and not a.quiet else ""), end="", file=sys.stderr)
+        print(f"epoch {ev.epoch:g}: " + "  ".join(f"{k} {v:.2f}" for k, v in ev.metrics.items())
+              + f"  score {ev.score:.2f}", file=sys.stderr)
+        record["evals"].append(vars(ev))
+        atomic_write_json(out / "metrics.json", record)
+
+    res = run(p, on_eval=on_eval, on_progress=_Progress(a.quiet), t_start=t0)
+    record.update(status=res.status, note=res.note, n_params=res.n_params, train_examples=res.train_examples,
+                  steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, examples_per_s=res.examples_per_s)
+    atomic_write_json(out / "metrics.json", record)
+    print(_table(p.task, res.evals))
+    print(f"status {res.status}{(': ' + res.note) if res.note else ''}; "
+          f"{res.examples_per_s:.0f} training examples/s; metrics in {out / 'metrics.json'}")
+    return 0 if res.status == "completed" else 1
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return {"train": cmd_train}[a.command](a)
+    except UserError as e:
+        print(f"glue-sweep: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("glue-sweep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

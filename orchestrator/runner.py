@@ -1,0 +1,344 @@
+"""One GLUE fine-tuning trial, readable top to bottom.
+
+The paper's recipe: AdamW (weight decay 0.01, not on biases and LayerNorm), linear warm-up
+over the first 10% of steps then linear decay to 0, gradient clipping at 1.0, max sequence
+length 128, 4 epochs, the checkpoint's own dropout. Batches are padded dynamically and grouped
+by length (order still random per epoch and fixed by the seed). The dev split(s) are scored
+after every epoch (optionally every N steps) and each evaluation goes to ``on_eval``; the
+sweep plugs Ray Tune's reporting in there. A NaN or infinite loss stops the trial as
+diverged. No checkpoint is written unless ``save_dir`` is given.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import features as feats
+from . import metrics as M
+from .errors import UserError
+from .models import ModelSpec, load_model, load_tokenizer, resolve
+from .tasks import Task, get_task
+
+
+@dataclass
+class TrialConfig:
+    model: str
+    task: str
+    batch_size: int
+    learning_rate: float
+    epochs: float = 4
+    seed: int = 0
+    init: str = "pretrained"
+    max_train_examples: int | None = None
+    max_length: int = 128
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    eval_every_steps: int | None = None
+    eval_batch_size: int = 256
+    group_by_length: bool = True
+    grad_accum: int = 1
+    device: str | None = None          # None: cuda when there is one, else cpu
+    threads: int | None = None         # CPU threads for this trial (None: torch's default)
+    trust_remote_code: bool = False
+    save_dir: str | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
+            raise UserError(f"batch size must be a positive integer, not {self.batch_size!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0 and math.isfinite(self.learning_rate)):
+            raise UserError(f"learning rate must be a positive number, not {self.learning_rate!r}")
+        if not (self.epochs > 0 and math.isfinite(self.epochs)):
+            raise UserError(f"epochs must be positive, not {self.epochs!r}")
+        if self.max_train_examples is not None and self.max_train_examples <= 0:
+            raise UserError(f"max train examples must be positive, not {self.max_train_examples!r}")
+        if not 8 <= self.max_length <= 512:
+            raise UserError(f"max length must be between 8 and 512, not {self.max_length!r}")
+        if self.grad_accum < 1 or self.batch_size % self.grad_accum:
+            raise UserError(f"gradient accumulation {self.grad_accum} must divide the batch size {self.batch_size}")
+        if self.eval_every_steps is not None and self.eval_every_steps <= 0:
+            raise UserError(f"eval every N steps needs N > 0, not {self.eval_every_steps!r}")
+        if self.init not in ("pretrained", "random"):
+            raise UserError(f"init must be pretrained or random, not {self.init!r}")
+
+
+@dataclass
+class Evaluation:
+    epoch: float                 # fractional at mid-epoch evaluations
+    step: int
+    metrics: dict[str, float]    # x100, keys from Task.metric_keys()
+    score: float                 # the task's headline score
+    train_loss: float            # mean training loss since the previous evaluation
+    elapsed_s: float
+
+
+@dataclass
+class TrialResult:
+    status: str                  # completed | diverged | stopped
+    evals: list[Evaluation] = field(default_factory=list)
+    n_params: int = 0
+    train_examples: int = 0
+    steps: int = 0
+    startup_s: float = 0.0       # trial start to first training step
+    train_s: float = 0.0
+    examples_per_s: float = 0.0
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_subset(n: int, max_examples: int | None) -> np.ndarray:
+    """The rows a capped trial trains on: a fixed random sample, the same for every trial
+    (whatever its seed), so capped trials in one sweep compare like with like."""
+    if max_examples is None or max_examples >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(20191023).permutation(n)[:max_examples])
+
+
+def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group_by_length: bool) -> list[np.ndarray]:
+    """One epoch's batches as row indices. With grouping, rows are shuffled, cut into
+    mega-batches of 50 batches, sorted by length inside each, and the batches shuffled,
+    so padding is small and the order is still random."""
+    perm = rng.permutation(len(lengths))
+    if not group_by_length:
+        return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
+    mega = batch_size * 50
+    out = []
+    for i in range(0, len(perm), mega):
+        chunk = perm[i:i + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        out += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [out[k] for k in rng.permutation(len(out))]
+
+
+class Collator:
+    """Pads a batch of rows of an ``Encoded`` split to its own longest row."""
+
+    def __init__(self, enc: feats.Encoded, use_token_types: bool, device, pin: bool):
+        self.enc, self.use_token_types, self.device, self.pin = enc, use_token_types, device, pin
+        self.lengths = enc.lengths
+
+    def __call__(self, rows: np.ndarray) -> dict:
+        import torch
+
+        lens = self.lengths[rows]
+        width = int(lens.max())
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        types = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for k, r in enumerate(rows):
+            s, e = self.enc.offsets[r], self.enc.offsets[r + 1]
+            ids[k, :e - s] = self.enc.input_ids[s:e]
+            types[k, :e - s] = self.enc.token_type_ids[s:e]
+            mask[k, :e - s] = 1
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if self.use_token_types:
+            batch["token_type_ids"] = types
+        out = {}
+        for k, v in batch.items():
+            t = torch.from_numpy(v)
+            if self.pin:
+                t = t.pin_memory()
+            out[k] = t.to(self.device, non_blocking=True)
+        return out
+
+
+@dataclass
+class Prepared:
+    config: TrialConfig
+    task: Task
+    spec: ModelSpec
+    model: object
+    train: feats.Encoded
+    evals: dict[str, feats.Encoded]
+    device: object
+    use_token_types: bool
+    cache_stats: dict
+
+
+def prepare(config: TrialConfig, source, cache=None) -> Prepared:
+    """Everything a trial needs before its first step: task, data (from the feature cache
+    when warm), tokenizer and model. Raises UserError for bad input before any training."""
+    import torch
+
+    config.validate()
+    task = get_task(config.task)
+    if not task.trainable:
+        target = f"; it is predicted with an {task.predict_with} model" if task.predict_with else ""
+        raise UserError(f"task {task.name} has no training split{target}")
+    spec = resolve(config.model)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    tokenizer = load_tokenizer(spec, config.init, config.trust_remote_code)
+    stats: dict = {}
+    train = feats.features(task, "train", source, tokenizer, config.max_length, cache, stats)
+    train = train.subset(train_subset(len(train), config.max_train_examples))
+    evals = {s.name: feats.features(task, s.name, source, tokenizer, config.max_length, cache, stats)
+             for s in task.eval_splits}
+    seed_everything(config.seed)  # before the model: the new head's initial weights follow the seed
+    model = load_model(spec, task.num_labels, config.init, config.trust_remote_code).to(device)
+    use_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    return Prepared(config, task, spec, model, train, evals, device, use_types, stats)
+
+
+def make_optimizer(model, config: TrialConfig, device):
+    import torch
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kw = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.999), eps=1e-6, **kw)
+
+
+def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
+    import torch
+
+    warmup = int(math.ceil(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return step / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def evaluate(p: Prepared, autocast) -> tuple[dict[str, float], float]:
+    """Scores every dev split: batched large, sorted by length, no gradients."""
+    import torch
+
+    model, task = p.model, p.task
+    model.eval()
+    result: dict[str, float] = {}
+    multi = len(p.evals) > 1
+    with torch.inference_mode(), autocast():
+        for split in task.eval_splits:
+            enc = p.evals[split.name]
+            collate = Collator(enc, p.use_token_types, p.device, pin=p.device.type == "cuda")
+            order = np.argsort(enc.lengths, kind="stable")
+            preds = np.zeros(len(enc), dtype=np.float32 if task.is_regression else np.int64)
+            for i in range(0, len(order), p.config.eval_batch_size):
+                rows = order[i:i + p.config.eval_batch_size]
+                logits = model(**collate(rows)).logits.float()
+                out = logits[:, 0] if task.is_regression else logits.argmax(-1)
+                preds[rows] = out.cpu().numpy()
+            result.update(M.compute(task.metrics, preds, enc.labels, suffix=(split.tag or split.name) if multi else ""))
+    model.train()
+    return result, M.headline(result)
+
+
+def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
+        on_progress: Callable[[int, int, float], None] | None = None, t_start: float | None = None) -> TrialResult:
+    """Train ``p.model`` on ``p.train``; evaluate after every epoch. ``on_eval`` returning
+    False stops the trial (status ``stopped``)."""
+    import contextlib
+
+    import torch
+
+    cfg, model, device = p.config, p.model, p.device
+    t_start = time.perf_counter() if t_start is None else t_start
+    n = len(p.train)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    optimizer = make_optimizer(model, cfg, device)
+    scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    collate = Collator(p.train, p.use_token_types, device, pin=device.type == "cuda")
+    labels_all = torch.from_numpy(p.train.labels)
+    rng = np.random.default_rng(cfg.seed)
+    micro = cfg.batch_size // cfg.grad_accum
+
+    res = TrialResult(status="completed", n_params=sum(x.numel() for x in model.parameters()), train_examples=n)
+    model.train()
+    step, loss_sum, loss_count, t_train, seen = 0, 0.0, 0, None, 0
+
+    def do_eval() -> bool:
+        nonlocal loss_sum, loss_count
+        metrics, score = evaluate(p, autocast)
+        ev = Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
+                        train_loss=loss_sum / max(1, loss_count), elapsed_s=round(time.perf_counter() - t_start, 3))
+        loss_sum, loss_count = 0.0, 0
+        res.evals.append(ev)
+        return not (on_eval is not None and on_eval(ev) is False)
+
+    epoch = 0
+    while step < total_steps:
+        for rows in batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length):
+            if t_train is None:
+                t_train = time.perf_counter()
+                res.startup_s = round(t_train - t_start, 3)
+            batch_loss = 0.0
+            for m in range(0, len(rows), micro):
+                part = rows[m:m + micro]
+                batch = collate(part)
+                labels = labels_all[part].to(device, non_blocking=True)
+                with autocast():
+                    loss = model(**batch, labels=labels).loss
+                (loss * (len(part) / len(rows))).backward()
+                batch_loss += loss.item() * len(part) / len(rows)
+            if not math.isfinite(batch_loss):
+                res.status, res.note = "diverged", f"loss became {batch_loss} at step {step + 1}"
+                break
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            seen += len(rows)
+            loss_sum += batch_loss
+            loss_count += 1
+            if on_progress is not None:
+                on_progress(step, total_steps, batch_loss)
+            end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+            if (cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and not end_of_epoch) or end_of_epoch:
+                if not do_eval():
+                    res.status = "stopped"
+                    break
+            if step >= total_steps:
+                break
+        epoch += 1
+        if res.status != "completed":
+            break
+
+    res.steps = step
+    res.train_s = round(time.perf_counter() - (t_train or time.perf_counter()), 3)
+    res.examples_per_s = round(seen / res.train_s, 2) if res.train_s > 0 else 0.0
+    if cfg.save_dir and res.status == "completed":
+        save(p, cfg.save_dir)
+    return res
+
+
+def save(p: Prepared, directory: str) -> None:
+    """The fine-tuned model as safetensors, with its tokenizer, for predicting test sets."""
+    p.model.save_pretrained(directory, safe_serialization=True)
+    load_tokenizer(p.spec, p.config.init, p.config.trust_remote_code).save_pretrained(directory)
+
+
+def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache=None) -> TrialResult:
+    t0 = time.perf_counter()
+    return run(prepare(config, source, cache), on_eval, on_progress, t_start=t0)
