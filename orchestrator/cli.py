@@ -62,7 +62,45 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own code to run")
     t.add_argument("--out", default=None, help="where metrics.json goes (default: results/train/<trial>)")
     t.add_argument("--quiet", action="store_true", help="no progress line")
+    t.set_defaults(func=cmd_train)
+
+    pl = sub.add_parser("plan", help="validate a sweep and print its trials and compute, start nothing")
+    pl.add_argument("sweep", help="a sweep spec, e.g. sweeps/paper.yaml")
+    pl.set_defaults(func=cmd_plan)
+
+    r = sub.add_parser("run", help="run a sweep with Ray Tune (re-running finishes what is unfinished)")
+    r.add_argument("sweep", help="a sweep spec, e.g. sweeps/quickstart.yaml")
+    r.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="an existing Ray cluster (host:port, ray://host:10001, auto); default: a local one")
+    r.add_argument("--resume", action="store_true", help="finish an existing sweep (the default behaviour, explicit)")
+    r.add_argument("--storage", default=None, help="where Ray Tune keeps its experiment state (path or URI)")
+    r.add_argument("--results", default=None, help="results root (default: the spec's, usually results/)")
+    r.add_argument("--insecure-dashboard", action="store_true",
+                   help="start the local Ray without token authentication (not recommended)")
+    r.set_defaults(func=cmd_run)
+
+    # Subcommands defined beside their code: each module's register(sub) adds its parser(s)
+    # with set_defaults(func=handler).
+    from . import export; export.register(sub)
     return p
+
+
+def cmd_plan(a) -> int:
+    from .plan import render
+    from .spec import load
+
+    print(render(load(a.sweep)))
+    return 0
+
+
+def cmd_run(a) -> int:
+    if not a.insecure_dashboard:   # must be in the environment before Ray is imported
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from . import sweep as driver
+    from .spec import load
+
+    s = load(a.sweep, results_root=a.results)
+    return driver.run(s, address=a.address, storage=a.storage, secure=not a.insecure_dashboard)
 
 
 def _fmt_lr(lr: float) -> str:
@@ -138,10 +176,13 @@ def main(argv=None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
-        return {"train": cmd_train}[a.command](a)
+        return a.func(a)
     except UserError as e:
         print(f"glue-sweep: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # output piped into head and closed: not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("glue-sweep: interrupted", file=sys.stderr)
         return 130

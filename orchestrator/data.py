@@ -111,7 +111,7 @@ class GlueDir:
         else:
             if not lines:
                 raise UserError(f"{p}: the file is empty (expected a header row)")
-            header = self._decode(lines[0], p, 1).lstrip("\ufeff").split("\t")
+            header = self._decode(lines[0], p, 1).lstrip("\ufeff").rstrip("\r").split("\t")
             first_data = 1
         ncol = len(header)
         want = list(task.text_columns) + ([task.label_column] if s.labelled else [])

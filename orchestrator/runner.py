@@ -42,6 +42,7 @@ class TrialConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     eval_every_steps: int | None = None
+    eval_every_epochs: float | None = None   # e.g. 0.5: also evaluate mid-epoch
     eval_batch_size: int = 256
     group_by_length: bool = True
     grad_accum: int = 1
@@ -65,6 +66,8 @@ class TrialConfig:
             raise UserError(f"gradient accumulation {self.grad_accum} must divide the batch size {self.batch_size}")
         if self.eval_every_steps is not None and self.eval_every_steps <= 0:
             raise UserError(f"eval every N steps needs N > 0, not {self.eval_every_steps!r}")
+        if self.eval_every_epochs is not None and not self.eval_every_epochs > 0:
+            raise UserError(f"eval every N epochs needs N > 0, not {self.eval_every_epochs!r}")
         if self.init not in ("pretrained", "random"):
             raise UserError(f"init must be pretrained or random, not {self.init!r}")
 
@@ -264,6 +267,9 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     n = len(p.train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    eval_every = cfg.eval_every_steps
+    if cfg.eval_every_epochs and cfg.eval_every_epochs < 1:
+        eval_every = max(1, round(cfg.eval_every_epochs * steps_per_epoch))
     optimizer = make_optimizer(model, cfg, device)
     scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
     use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
@@ -315,7 +321,7 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
             if on_progress is not None:
                 on_progress(step, total_steps, batch_loss)
             end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
-            if (cfg.eval_every_steps and step % cfg.eval_every_steps == 0 and not end_of_epoch) or end_of_epoch:
+            if end_of_epoch or (eval_every and step % eval_every == 0):
                 if not do_eval():
                     res.status = "stopped"
                     break

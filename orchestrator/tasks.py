@@ -20,8 +20,8 @@ from .metrics import METRICS
 TASKS_DIR = Path(os.environ.get("GLUE_SWEEP_TASKS_DIR", Path(__file__).resolve().parent.parent / "tasks"))
 
 _TASK_KEYS = {"name", "aliases", "kind", "labels", "label_names", "label_range", "metrics",
-              "predict_with", "text_columns", "label_column", "index_column", "splits", "hub"}
-_SPLIT_KEYS = {"file", "columns", "eval", "labelled", "tag"}
+              "predict_with", "avg_tokens", "text_columns", "label_column", "index_column", "splits", "hub"}
+_SPLIT_KEYS = {"file", "columns", "eval", "labelled", "tag", "rows"}
 _HUB_KEYS = {"config", "text_columns", "splits", "repo"}
 
 
@@ -33,6 +33,7 @@ class Split:
     eval: bool = False             # scored after every epoch
     labelled: bool = True
     tag: str | None = None         # short name in metric keys (MNLI: m, mm)
+    rows: int | None = None        # the official GLUE row count (for estimates without the data)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Task:
     label_range: tuple[float, float] | None = None
     predict_with: str | None = None  # test-only tasks predicted by another task's model
     aliases: tuple[str, ...] = field(default=())
+    avg_tokens: int = 40           # mean tokens per example, for compute estimates
 
     @property
     def is_regression(self) -> bool:
@@ -117,7 +119,7 @@ def _parse(path: Path) -> Task:
         splits[name] = Split(name=name, file=s["file"],
                              columns=tuple(s["columns"]) if s.get("columns") else None,
                              eval=bool(s.get("eval", False)), labelled=bool(s.get("labelled", True)),
-                             tag=s.get("tag"))
+                             tag=s.get("tag"), rows=s.get("rows"))
     hub = raw["hub"]
     unknown = set(hub) - _HUB_KEYS
     if unknown:
@@ -135,6 +137,7 @@ def _parse(path: Path) -> Task:
         label_names=tuple(raw.get("label_names", ())),
         label_range=tuple(raw["label_range"]) if raw.get("label_range") else None,
         predict_with=raw.get("predict_with"), aliases=tuple(raw.get("aliases", ())),
+        avg_tokens=int(raw.get("avg_tokens", 40)),
     )
 
 

@@ -1,0 +1,460 @@
+"""Runs a sweep's trials as a Ray Tune experiment.
+
+* One Tune trial per expanded ``spec.Trial``; the trainable is a thin function around the
+  trial runner that reports every dev evaluation (``tune.report``).
+* Early stopping (ASHA) is applied per (model, task) group: ``GroupedScheduler`` keeps one
+  ASHA per group, so a CoLA score is never compared with an SST-2 score.
+* Only the driver writes the result store (a Tune callback turns each report into the
+  trial's record), so workers need no shared filesystem and a crash of a worker or of the
+  driver never leaves a torn record. A re-run skips every finished trial.
+* No model checkpoints: Tune keeps metrics only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from . import store
+from .errors import UserError
+from .spec import Sweep, Trial
+
+# Keep Tune from writing its own per-trial loggers (CSV/JSON/TensorBoard): the store has it all.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+FORWARD_ENV = ("GLUE_DIR", "MODELS_DIR", "GLUE_SWEEP_CACHE", "GLUE_SWEEP_VOCAB", "HF_HOME", "HF_HUB_OFFLINE",
+               "TRANSFORMERS_OFFLINE", "HF_DATASETS_CACHE", "GLUE_SWEEP_FAULTS")
+
+
+# --- resources -------------------------------------------------------------------------
+
+def approx_params(trial: dict) -> int:
+    """Parameter count from the miniature shape (or a local config), no model load."""
+    from .models import local_path, resolve
+
+    spec = resolve(trial["model_ref"])
+    if spec.shape:
+        layers, hidden = spec.shape
+    else:
+        p = local_path(spec)
+        try:
+            cfg = json.loads((p / "config.json").read_text()) if p else {}
+        except (OSError, ValueError):
+            cfg = {}
+        layers = cfg.get("num_hidden_layers", cfg.get("n_layers", 12))
+        hidden = cfg.get("hidden_size", cfg.get("dim", 768))
+    return 30522 * hidden + 514 * hidden + layers * (12 * hidden * hidden + 13 * hidden)
+
+
+def gpu_share(n_params: int) -> float:
+    """Fraction of one GPU a trial takes: small miniatures share a GPU, BERT-Base gets one."""
+    if n_params <= 12e6:
+        return 0.25
+    if n_params <= 45e6:
+        return 0.5
+    return 1.0
+
+
+# --- the trainable (runs in a Ray worker) ----------------------------------------------
+
+def trainable(config: dict) -> None:
+    from ray import tune
+
+    from .data import source_from
+    from .runner import TrialConfig, prepare, run
+
+    t, rt = config["trial"], config["runtime"]
+    cfg = TrialConfig(model=t["model_ref"], task=t["task"], batch_size=t["batch_size"],
+                      learning_rate=t["learning_rate"], epochs=t["epochs"], seed=t["seed"], init=t["init"],
+                      max_train_examples=t["max_train_examples"], max_length=t["max_length"],
+                      eval_every_epochs=t["eval_every"], threads=rt["threads"],
+                      trust_remote_code=rt["trust_remote_code"])
+    _inject_faults(t)
+    p = prepare(cfg, source_from(rt["glue_dir"], rt["hub"]))
+    n_params = sum(x.numel() for x in p.model.parameters())
+    state = {"last": None}
+
+    def on_eval(ev):
+        state["last"] = ev
+        tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
+                     "eval_json": json.dumps(vars(ev)), "n_params": n_params, "train_examples": len(p.train)})
+
+    res = run(p, on_eval=on_eval)
+    if res.status == "diverged":
+        last = state["last"]
+        tune.report({"score": float("-inf"), "epoch": last.epoch if last else 0.0, "step": res.steps,
+                     "trial_status": "diverged", "note": res.note, "n_params": n_params,
+                     "train_examples": len(p.train)})
+
+
+def _inject_faults(t: dict) -> None:
+    """Test hook: GLUE_SWEEP_FAULTS='raise:<substring>' makes matching trials raise."""
+    spec = os.environ.get("GLUE_SWEEP_FAULTS", "")
+    for item in filter(None, spec.split(",")):
+        kind, _, pattern = item.partition(":")
+        if pattern and pattern in t["trial_id"] and kind == "raise":
+            raise RuntimeError(f"injected fault in {t['trial_id']}")
+
+
+# --- grouped early stopping ------------------------------------------------------------
+
+def grouped_asha(sweep: Sweep):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    class GroupedScheduler(FIFOScheduler):
+        """One ASHA per (model, task) group: trials only ever compete within their group."""
+
+        def __init__(self):
+            super().__init__()
+            self.groups: dict[str, ASHAScheduler] = {}
+            self._props = None
+
+        def _of(self, trial):
+            g = trial.config["trial"]["group"]
+            if g not in self.groups:
+                s = ASHAScheduler(time_attr="epoch", max_t=sweep.epochs, grace_period=sweep.grace_period,
+                                  reduction_factor=sweep.reduction_factor, stop_last_trials=False)
+                s.set_search_properties("score", "max")
+                self.groups[g] = s
+            return self.groups[g]
+
+        def set_search_properties(self, metric, mode, **spec):
+            return True
+
+        def on_trial_add(self, tc, trial):
+            self._of(trial).on_trial_add(tc, trial)
+
+        def on_trial_result(self, tc, trial, result):
+            if result.get("trial_status") == "diverged":
+                return self.STOP
+            return self._of(trial).on_trial_result(tc, trial, result)
+
+        def on_trial_complete(self, tc, trial, result):
+            self._of(trial).on_trial_complete(tc, trial, result)
+
+        def on_trial_remove(self, tc, trial):
+            self._of(trial).on_trial_remove(tc, trial)
+
+        def on_trial_error(self, tc, trial):
+            self._of(trial).on_trial_error(tc, trial)
+
+        def debug_string(self):
+            return f"GroupedScheduler: {len(self.groups)} groups of ASHA"
+
+    return GroupedScheduler()
+
+
+# --- the store writer and progress (runs in the driver) --------------------------------
+
+def _record_base(trial: dict, sweep_name: str) -> dict:
+    keep = ("trial_id", "model", "model_ref", "init", "task", "batch_size", "learning_rate", "epochs", "seed",
+            "max_train_examples", "max_length", "eval_every")
+    return {"sweep": sweep_name, **{k: trial[k] for k in keep}, "status": "running", "attempts": 0,
+            "error": None, "evals": []}
+
+
+def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], out=sys.stderr):
+    from ray import tune
+
+    class StoreWriter(tune.Callback):
+        def __init__(self):
+            self.records: dict[str, dict] = {}
+            self.best: dict[str, tuple[float, str]] = {}
+            self.counts = {"completed": 0, "stopped": 0, "diverged": 0, "failed": 0}
+            self.last_print = 0.0
+
+        def _rec(self, trial) -> dict:
+            t = trial.config["trial"]
+            rec = self.records.get(t["trial_id"])
+            if rec is None:
+                rec = _record_base(t, sweep.name)
+                rec["attempts"] = prior_attempts.get(t["trial_id"], 0)
+                self.records[t["trial_id"]] = rec
+            return rec
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            rec = self._rec(trial)
+            rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
+            store.write_record(run_dir, rec)
+
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            rec = self._rec(trial)
+            rec["error"] = _error_line(trial)
+            store.write_record(run_dir, rec)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            rec = self._rec(trial)
+            rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
+            if result.get("trial_status") == "diverged":
+                rec.update(status="diverged", error=result.get("note"))
+            elif "eval_json" in result:
+                ev = json.loads(result["eval_json"])
+                rec["evals"].append(ev)
+                g = trial.config["trial"]["group"]
+                if ev["score"] > self.best.get(g, (-math.inf, ""))[0]:
+                    self.best[g] = (ev["score"], rec["trial_id"])
+            store.write_record(run_dir, rec)
+            self._progress(trials)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            rec = self._rec(trial)
+            if rec["status"] != "diverged":
+                last = rec["evals"][-1]["epoch"] if rec["evals"] else 0.0
+                rec["status"] = "completed" if last >= float(rec["epochs"]) - 1e-6 else "stopped"
+            self.counts[rec["status"]] += 1
+            store.write_record(run_dir, rec)
+            self._progress(trials, force=True)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            rec = self._rec(trial)
+            rec.update(status="failed", error=_error_line(trial))
+            self.counts["failed"] += 1
+            store.write_record(run_dir, rec)
+            print(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}", file=out)
+            self._progress(trials, force=True)
+
+        def _progress(self, trials, force=False):
+            now = time.monotonic()
+            if not force and now - self.last_print < 10:
+                return
+            self.last_print = now
+            running = sum(1 for t in trials if t.status == "RUNNING")
+            pending = sum(1 for t in trials if t.status == "PENDING")
+            done = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v)
+            print(f"[{time.strftime('%H:%M:%S')}] trials: {done or '0 finished'}; {running} running, {pending} pending",
+                  file=out, flush=True)
+
+        def summary(self) -> str:
+            lines = [f"  {g.replace('|', ' / ')}: best dev score {s:.2f} ({tid})" for g, (s, tid) in sorted(self.best.items())]
+            return "\n".join(lines)
+
+    return StoreWriter()
+
+
+def _error_line(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return (lines[-1].strip() if lines else "trial failed")[:500]
+
+
+# --- cluster, dashboard, lock ----------------------------------------------------------
+
+def check_address(address: str) -> None:
+    """Fail fast, with one line, when a cluster address cannot be reached."""
+    if address in ("auto", "local"):
+        return
+    url = urlparse(address if "://" in address else f"tcp://{address}")
+    host, port = url.hostname, url.port or (10001 if url.scheme == "ray" else 6379)
+    if not host:
+        raise UserError(f"cluster address {address!r} is not host:port or ray://host:port")
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({e.strerror or e})") from None
+
+
+class RunLock:
+    """One driver per sweep directory: a second ``run`` on it refuses, it never interleaves."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / ".lock"
+        self.fd = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            raise UserError(f"sweep directory {self.path.parent} is in use by another glue-sweep run"
+                            f"{' (pid ' + other + ')' if other else ''}") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def start_ray(address: str | None, num_cpus: int | None, secure: bool, out=sys.stderr):
+    import ray
+
+    if secure:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    env = {k: os.environ[k] for k in FORWARD_ENV if os.environ.get(k)}
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    repo = str(Path(__file__).resolve().parent.parent)
+    runtime_env = {"env_vars": env}
+    kw = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR")
+    try:
+        if address:
+            check_address(address)
+            ctx = ray.init(address=address, **kw)
+        else:
+            ctx = ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", **kw)
+    except UserError:
+        raise
+    except Exception as e:
+        first = next((l for l in str(e).splitlines() if l.strip()), type(e).__name__)
+        raise UserError(f"could not {'connect to the Ray cluster at ' + address if address else 'start Ray'}: "
+                        f"{first[:300]}") from None
+    url = getattr(ctx, "dashboard_url", None) or ""
+    return ctx, (f"http://{url}" if url and not url.startswith("http") else url), repo
+
+
+def dashboard_info(url: str, secure: bool) -> dict:
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    return {"url": url, "auth": "token" if secure else "none", "token_file": str(token_file) if secure else None,
+            "pid": os.getpid(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def print_dashboard(info: dict, out=sys.stderr) -> None:
+    if not info.get("url"):
+        return
+    print(f"Ray dashboard: {info['url']}", file=out)
+    if info["auth"] == "token":
+        print(f"  token auth on: log in with the token in {info['token_file']} (or `ray get-auth-token`; "
+              f"`make dashboard` prints both)", file=out)
+    port = urlparse(info["url"]).port or 8265
+    print(f"  on a remote head node: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open http://127.0.0.1:{port}",
+          file=out)
+
+
+# --- the driver ------------------------------------------------------------------------
+
+def _check_compatible(sweep: Sweep, trials: list[Trial], records: list[dict]) -> None:
+    """A finished record is only reused if it was run with the settings the spec asks for now."""
+    want = {t.trial_id: t for t in trials}
+    for r in records:
+        t = want.get(r["trial_id"])
+        if t is None or r["status"] not in store.FINAL:
+            continue
+        for key in ("model_ref", "init", "epochs", "max_train_examples", "max_length"):
+            if r.get(key) != getattr(t, key) and not (key == "epochs" and float(r.get(key)) == float(t.epochs)):
+                raise UserError(f"{sweep.run_dir}: trial {t.trial_id} was run with {key}={r.get(key)!r}, the spec now "
+                                f"says {getattr(t, key)!r}; give the sweep a new name (or move the old results)")
+
+
+def warm_cache(sweep: Sweep, trials: list[Trial], out=sys.stderr) -> None:
+    """Tokenise every (task, vocabulary) the sweep needs once, before any trial starts."""
+    from .data import source_from
+    from .features import features
+    from .models import load_tokenizer, resolve
+    from .tasks import get_task
+
+    source = source_from(sweep.glue_dir, sweep.hub)
+    done = set()
+    t0 = time.perf_counter()
+    stats: dict = {}
+    for t in trials:
+        key = (t.model_ref, t.init, t.task)
+        if key in done:
+            continue
+        done.add(key)
+        task = get_task(t.task)
+        tok = load_tokenizer(resolve(t.model_ref), t.init, sweep.trust_remote_code)
+        for split in ["train"] + [s.name for s in task.eval_splits]:
+            features(task, split, source, tok, t.max_length, stats=stats)
+    print(f"features ready in {time.perf_counter() - t0:.1f}s ({stats.get('misses', 0)} tokenised, "
+          f"{stats.get('hits', 0)} from cache)", file=out)
+
+
+def run(sweep: Sweep, address: str | None = None, storage: str | None = None, resume: bool = True,
+        secure: bool = True, out=sys.stderr) -> int:
+    """Run (or finish) a sweep. Returns the process exit code."""
+    if sweep.mode != "grid":
+        return _run_optuna(sweep, address, storage, secure, out)
+    run_dir = sweep.run_dir
+    all_trials = sweep.trials()
+    with RunLock(run_dir):
+        records, problems = store.read_records(run_dir)
+        for p in problems:
+            print(f"warning: ignoring unreadable record {p}", file=out)
+        _check_compatible(sweep, all_trials, records)
+        finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
+        attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
+        todo = [t for t in all_trials if t.trial_id not in finished]
+        (run_dir / "sweep.yaml").write_text(Path(sweep.path).read_text()) if Path(sweep.path).is_file() else None
+        print(f"sweep {sweep.name}: {len(all_trials)} trials, {len(all_trials) - len(todo)} already finished, "
+              f"{len(todo)} to run; results in {run_dir}/trials/", file=out)
+        if not todo:
+            return 0
+        if not address:
+            warm_cache(sweep, todo, out)
+        return _tune(sweep, todo, run_dir, attempts, address, storage, secure, out)
+
+
+def _tune(sweep: Sweep, todo: list[Trial], run_dir: Path, attempts: dict, address, storage, secure, out) -> int:
+    import ray
+    from ray import tune
+
+    ctx, url, _ = start_ray(address, None, secure, out)
+    from .fileio import atomic_write_json
+
+    info = dashboard_info(url, secure)
+    atomic_write_json(run_dir / "dashboard.json", info)
+    print_dashboard(info, out)
+    try:
+        cluster = ray.cluster_resources()
+        has_gpu = cluster.get("GPU", 0) > 0
+        cpus = sweep.cpus_per_trial if not has_gpu else max(1.0, min(sweep.cpus_per_trial, 2.0))
+
+        def resources(config):
+            if not has_gpu:
+                return {"cpu": cpus}
+            g = sweep.gpus_per_trial
+            share = gpu_share(approx_params(config["trial"])) if g == "auto" else float(g)
+            return {"cpu": cpus, "gpu": share}
+
+        runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": max(1, int(cpus)),
+                   "trust_remote_code": sweep.trust_remote_code}
+        param_space = {"trial": tune.grid_search([{**t.to_dict(), "group": t.group} for t in todo]),
+                       "runtime": runtime}
+        callback = make_callback(sweep, run_dir, attempts, out)
+        scheduler = grouped_asha(sweep) if sweep.scheduler == "asha" else None
+        storage_path = storage or str((run_dir / "ray").resolve())
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, resources),
+            param_space=param_space,
+            tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler,
+                                        max_concurrent_trials=sweep.max_concurrent, reuse_actors=True,
+                                        trial_name_creator=lambda t: t.config["trial"]["trial_id"],
+                                        trial_dirname_creator=lambda t: t.config["trial"]["trial_id"][:120]),
+            run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=storage_path,
+                                      failure_config=tune.FailureConfig(max_failures=sweep.retries),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=False),
+                                      callbacks=[callback], verbose=0),
+        )
+        tuner.fit()
+        print(f"sweep {sweep.name} finished: " + ", ".join(f"{v} {k}" for k, v in callback.counts.items() if v), file=out)
+        if callback.best:
+            print(callback.summary(), file=out)
+        records, _ = store.read_records(run_dir)
+        unfinished = [r["trial_id"] for r in records if r["status"] not in store.FINAL]
+        if unfinished:
+            print(f"{len(unfinished)} trial(s) unfinished (interrupted): run the same command again to finish them",
+                  file=out)
+            return 130
+        return 0
+    finally:
+        ray.shutdown()
+
+
+def _run_optuna(sweep: Sweep, address, storage, secure, out) -> int:
+    raise UserError("optuna mode is not supported by this version yet: use search.mode grid")
