@@ -466,6 +466,31 @@ def _ratio(x, y):
     return round(x / y, 3) if x is not None and y else None
 
 
+# Per-run numbers that repeats are summarised over (by their median).
+MEDIAN_KEYS = ("examples_per_s", "train_loop_s", "ms_per_step", "train_loop_cpu_s", "cpu_ms_per_example",
+               "real_tokens_per_s", "wall_s", "train_and_eval_s", "eval_s", "prepare_s", "peak_rss_mib",
+               "peak_rss_train_mib", "others_cpu_share", "steal_share", "process_wall_s")
+RUN_KEYS = MEDIAN_KEYS + ("final_score", "check_score_runner_evaluate", "train_loss_mean", "loadavg_at_start")
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """One variant's runs -> the first run's full record with the timing keys replaced by
+    their median over the runs, and every run's timing keys under ``repeats``."""
+    import statistics
+
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[0]
+    agg = dict(ok[0])
+    for k in MEDIAN_KEYS:
+        vals = [r[k] for r in ok if r.get(k) is not None]
+        agg[k] = round(statistics.median(vals), 3) if vals else None
+    agg["repeats"] = [{k: r.get(k) for k in RUN_KEYS} if "error" not in r else r for r in runs]
+    agg["n_runs"] = len(ok)
+    agg["scores_identical_across_repeats"] = len({r.get("final_score") for r in ok}) == 1
+    return agg
+
+
 def build_report(a, results: dict[str, dict], env: dict) -> tuple[dict, str]:
     ok = {n: r for n, r in results.items() if "error" not in r}
     ours = ok.get("ours")
@@ -477,6 +502,7 @@ def build_report(a, results: dict[str, dict], env: dict) -> tuple[dict, str]:
                 ratios[f"ours/{key}"] = {
                     "examples_per_s": _ratio(ours.get("examples_per_s"), r.get("examples_per_s")),
                     "train_loop_s": _ratio(ours.get("train_loop_s"), r.get("train_loop_s")),
+                    "cpu_ms_per_example": _ratio(ours.get("cpu_ms_per_example"), r.get("cpu_ms_per_example")),
                     "wall_s": _ratio(ours.get("wall_s"), r.get("wall_s")),
                     "peak_rss": _ratio(ours.get("peak_rss_mib"), r.get("peak_rss_mib")),
                 }
@@ -491,37 +517,46 @@ def build_report(a, results: dict[str, dict], env: dict) -> tuple[dict, str]:
     report = {"config": {k: v for k, v in vars(a).items() if k not in ("variant", "result_file")},
               "environment": env, "variants": results, "ratios": ratios, "lr_schedule_vs_ours": lr_check}
 
+    reps = f"; median of {a.repeats} interleaved runs per variant" if a.repeats > 1 else ""
     lines = [f"# Runner vs transformers.Trainer: {a.model} on {a.task}",
              "",
              f"{env['train_examples']} training examples, batch {a.batch_size}, lr {a.lr:g}, {a.epochs:g} epoch(s), "
              f"seed {a.seed}, init {a.init}, max length {a.max_length}; device {env['device']}, "
-             f"{env['threads']} thread(s); torch {env['torch']}, transformers {env['transformers']}.",
+             f"{env['threads']} thread(s), {env['cpus']} CPU(s){reps}; torch {env['torch']}, "
+             f"transformers {env['transformers']}.",
              "",
-             "| variant | dev score | dev score (runner evaluate) | train ex/s | real tok/s | padding | train loop s | wall s | eval s | peak RSS MiB | peak RSS in training MiB | train loss |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| variant | dev score | dev score (runner evaluate) | train ex/s | CPU ms/ex | padding | mean width "
+             "| train loop s | wall s | eval s | peak RSS MiB | peak RSS in training MiB | train loss | others' CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"| {name} | failed: {r['error'][:80]} |" + " |" * 11)
+            lines.append(f"| {name} | failed: {r['error'][:80]} |" + " |" * 12)
             continue
         lines.append("| " + " | ".join([
             name, _fmt(r.get("final_score")), _fmt(r.get("check_score_runner_evaluate")),
-            _fmt(r.get("examples_per_s"), ".1f"), _fmt(r.get("real_tokens_per_s"), ".0f"),
+            _fmt(r.get("examples_per_s"), ".1f"), _fmt(r.get("cpu_ms_per_example"), ".1f"),
             _fmt(None if r.get("padding_fraction") is None else 100 * r["padding_fraction"], ".1f") + "%",
+            _fmt(r.get("mean_batch_width"), ".1f"),
             _fmt(r.get("train_loop_s"), ".1f"), _fmt(r.get("wall_s"), ".1f"), _fmt(r.get("eval_s"), ".1f"),
             _fmt(r.get("peak_rss_mib"), ".0f"), _fmt(r.get("peak_rss_train_mib"), ".0f"),
-            _fmt(r.get("train_loss_mean"), ".4f")]) + " |")
+            _fmt(r.get("train_loss_mean"), ".4f"),
+            _fmt(None if r.get("others_cpu_share") is None else 100 * r["others_cpu_share"], ".0f") + "%"]) + " |")
     if ratios:
-        lines += ["", "| ratio | throughput (ex/s) | train loop time | wall time | peak RSS |", "|---|---:|---:|---:|---:|"]
+        lines += ["", "| ratio | throughput (ex/s) | train loop time | CPU per example | wall time | peak RSS |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for k, v in ratios.items():
             lines.append(f"| {k} | {_fmt(v['examples_per_s'], '.3f')} | {_fmt(v['train_loop_s'], '.3f')} | "
-                         f"{_fmt(v['wall_s'], '.3f')} | {_fmt(v['peak_rss'], '.3f')} |")
+                         f"{_fmt(v['cpu_ms_per_example'], '.3f')} | {_fmt(v['wall_s'], '.3f')} | "
+                         f"{_fmt(v['peak_rss'], '.3f')} |")
     lines += ["", "Train ex/s: training examples over the training loop (first training forward to last optimizer "
-                  "step, evaluations excluded), timed by the same hooks for every variant. Wall: prepare() through "
-                  "the end of training and its evaluations. Peak RSS: the variant's own process (VmHWM); "
-                  "'in training' after resetting it once the model and data were loaded."]
-    self_rep = [(n, r["self_reported"]) for n, r in results.items() if r.get("self_reported")]
+                  "step, evaluations excluded), timed by the same hooks for every variant; CPU ms/ex: this process's "
+                  "CPU time over the same span. Wall: prepare() through the end of training and its evaluations. "
+                  "Peak RSS: the variant's own process (VmHWM); 'in training' after resetting it once the model and "
+                  "data were loaded. Others' CPU: share of the machine's CPU time used by other processes during "
+                  "the loop (high = contended timing)."]
+    self_rep = [(n, r["self_reported"]) for n, r in ok.items() if r.get("self_reported")]
     if self_rep:
-        lines += ["", "Self-reported throughput (includes evaluation time): " + "; ".join(
+        lines += ["", "Self-reported throughput (each includes evaluation time): " + "; ".join(
             f"{n} {s.get('examples_per_s')} ex/s" for n, s in self_rep) + "."]
     return report, "\n".join(lines) + "\n"
 
@@ -550,10 +585,17 @@ def _environment(a, results: dict) -> dict:
             "train_examples": first.get("train_examples"), "n_params": first.get("n_params")}
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
 def parent(a) -> int:
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
-    if bad:
+    if bad or not variants:
         print(f"compare_trainer: unknown variant(s) {bad}; known: {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
     out = Path(a.out)
@@ -564,29 +606,34 @@ def parent(a) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     if a.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(a.threads)
-    results: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="compare-trainer-") as tmp:
-        for v in ["warm"] + variants:
-            rf = Path(tmp) / f"{v}.json"
-            print(f"== {v}", file=sys.stderr, flush=True)
+        plan = [("warm", 0)] + [(v, i) for i in range(a.repeats) for v in variants]   # interleaved repeats
+        for v, i in plan:
+            rf = Path(tmp) / f"{v}-{i}.json"
+            tag = v if a.repeats == 1 or v == "warm" else f"{v} (run {i + 1}/{a.repeats})"
+            load = _loadavg()
+            print(f"== {tag}  (load average {load})", file=sys.stderr, flush=True)
             t = time.perf_counter()
             proc = subprocess.run(_child_cmd(a, v, rf), cwd=REPO, env=env)
             wall = round(time.perf_counter() - t, 2)
             if proc.returncode != 0 or not rf.is_file():
                 err = f"exit code {proc.returncode}"
-                print(f"== {v} failed: {err}", file=sys.stderr, flush=True)
+                print(f"== {tag} failed: {err}", file=sys.stderr, flush=True)
                 if v == "warm":
                     return 1
-                results[v] = {"variant": v, "error": err}
+                runs[v].append({"variant": v, "error": err})
                 continue
             r = json.loads(rf.read_text())
-            r["process_wall_s"] = wall
+            r["process_wall_s"], r["loadavg_at_start"] = wall, load
             if v == "warm":
                 print(f"== warm cache: {r}", file=sys.stderr, flush=True)
                 continue
-            results[v] = r
-            print(f"== {v}: score {r.get('final_score')}, {r.get('examples_per_s')} ex/s, wall {r.get('wall_s')} s, "
-                  f"peak RSS {r.get('peak_rss_mib')} MiB", file=sys.stderr, flush=True)
+            runs[v].append(r)
+            print(f"== {tag}: score {r.get('final_score')}, {r.get('examples_per_s')} ex/s, "
+                  f"{r.get('cpu_ms_per_example')} CPU ms/ex, wall {r.get('wall_s')} s, peak RSS {r.get('peak_rss_mib')} "
+                  f"MiB, others' CPU {r.get('others_cpu_share')}", file=sys.stderr, flush=True)
+    results = {v: aggregate(rs) for v, rs in runs.items()}
     report, md = build_report(a, results, _environment(a, results))
     (out / "compare_trainer.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "compare_trainer.md").write_text(md)
@@ -614,6 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub", default=None, help="hub dataset id or local parquet mirror instead of a GLUE directory")
     p.add_argument("--trainer-optim", default=None,
                    help="TrainingArguments.optim for the Trainer variants (default: the Trainer's own default)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="runs per variant, interleaved (ours, default, tuned, ours, ...); timings are medians")
     p.add_argument("--out", default=str(REPO / "bench" / "out"), help="directory for compare_trainer.json/.md")
     p.add_argument("--variant", default=None, help=argparse.SUPPRESS)
     p.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
@@ -630,6 +679,9 @@ def main(argv=None) -> int:
         default = REPO.parent / "shared" / "glue_data"
         if default.is_dir():
             a.glue_dir = str(default)
+    if a.repeats < 1:
+        print("compare_trainer: --repeats must be at least 1", file=sys.stderr)
+        return 2
     if a.variant is None:
         return parent(a)
     from orchestrator.errors import UserError

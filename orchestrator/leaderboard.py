@@ -172,6 +172,7 @@ class Leaderboard:
     models: pd.DataFrame         # one row per model: layers, hidden, n_params, init
     problems: list[str] = field(default_factory=list)   # files and records skipped, and why
     final_epoch: bool = False
+    _wide: pd.DataFrame | None = field(default=None, repr=False, compare=False)   # glue_wide's cache
 
     @property
     def selection(self) -> str:
@@ -319,22 +320,25 @@ def _sort_models(df: pd.DataFrame) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------- tables (numeric)
 
-def _result(lb: Leaderboard, model: str, task: str) -> pd.Series | None:
-    m = lb.results[(lb.results["model"] == model) & (lb.results["task"] == task)]
-    return None if m.empty else m.iloc[0]
-
-
 def glue_wide(lb: Leaderboard) -> pd.DataFrame:
     """One row per model: the GLUE Score, the Score without WNLI and every per-metric figure,
     named like the published CSVs (cola_mcc, ..., ax_r3); NaN where there is none."""
+    if lb._wide is None:
+        lb._wide = _glue_wide(lb)
+    return lb._wide.copy()
+
+
+def _glue_wide(lb: Leaderboard) -> pd.DataFrame:
+    by_key = {(r["model"], r["task"]): r for r in lb.results.to_dict("records")}
+    cols_of = {t: metric_columns(t) for t in TABLE_TASKS}
     rows = []
-    for _, m in lb.models.iterrows():
+    for m in lb.models.to_dict("records"):
         row = {"model": m["model"]}
         partial_tasks = []
         for t in TABLE_TASKS:
-            r = _result(lb, m["model"], t)
-            for col, key in metric_columns(t):
-                v = r.get(key) if r is not None and key in r.index else None
+            r = by_key.get((m["model"], t))
+            for col, key in cols_of[t]:
+                v = r.get(key) if r is not None else None
                 row[col] = float(v) if _finite(v) else float("nan")
             if r is not None and bool(r["partial"]):
                 partial_tasks.append(t)

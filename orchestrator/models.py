@@ -104,6 +104,34 @@ def local_path(spec: ModelSpec) -> Path | None:
     return None
 
 
+def shape_of(spec: ModelSpec) -> tuple[int, int] | None:
+    """(layers, hidden) from the miniature name or a local config.json; None if unknown."""
+    if spec.shape:
+        return spec.shape
+    import json
+
+    p = local_path(spec)
+    try:
+        cfg = json.loads((p / "config.json").read_text()) if p else None
+    except (OSError, ValueError):
+        cfg = None
+    if not cfg:
+        return None
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layers"))
+    hidden = cfg.get("hidden_size", cfg.get("dim"))
+    return (int(layers), int(hidden)) if layers and hidden else None
+
+
+def approx_params(spec: ModelSpec) -> tuple[int, int] | None:
+    """(total, non-embedding) parameters of a BERT-shaped model, without loading it."""
+    shape = shape_of(spec)
+    if shape is None:
+        return None
+    layers, hidden = shape
+    body = layers * (12 * hidden * hidden + 13 * hidden) + hidden * hidden + hidden   # + pooler
+    return 30522 * hidden + 514 * hidden + 2 * hidden + body, body
+
+
 def uncased_vocab() -> Path:
     """The uncased WordPiece vocabulary (30,522 entries) all the miniatures use."""
     cands = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .models import resolve
+from .models import approx_params, resolve
 from .spec import Sweep, fmt_lr
 from .tasks import all_tasks, get_task
 
@@ -13,13 +13,7 @@ ASSUMED_MFU = 0.30
 
 
 def model_params(model_ref: str) -> tuple[int, int] | None:
-    """(total, non-embedding) parameters of a miniature shape; None when the shape is unknown."""
-    spec = resolve(model_ref)
-    if not spec.shape:
-        return None
-    layers, hidden = spec.shape
-    body = layers * (12 * hidden * hidden + 13 * hidden) + hidden * hidden + hidden   # + pooler
-    return 30522 * hidden + 514 * hidden + 2 * hidden + body, body
+    return approx_params(resolve(model_ref))
 
 
 def estimate(sweep: Sweep) -> dict:
@@ -87,6 +81,13 @@ def render(sweep: Sweep) -> str:
     out.append(f"  examples processed (at most, official GLUE sizes): {e['train_examples']:,} training, "
                f"{e['eval_examples']:,} dev")
     note = f" (sizes unknown for {', '.join(e['unknown_size'])})" if e["unknown_size"] else ""
-    out.append(f"  compute: about {e['flops'] / 1e15:,.1f} PFLOP (6 x non-embedding parameters x tokens), "
-               f"{e['h100_hours']:,.1f} H100-hours at {ASSUMED_MFU:.0%} of bf16 peak, without early stopping{note}")
+    out.append(f"  compute: about {_flops(e['flops'])} (6 x non-embedding parameters x tokens), "
+               f"{e['h100_hours']:,.2g} H100-hours at {ASSUMED_MFU:.0%} of bf16 peak, without early stopping{note}")
     return "\n".join(out)
+
+
+def _flops(x: float) -> str:
+    for unit, scale in (("EFLOP", 1e18), ("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9)):
+        if x >= scale:
+            return f"{x / scale:,.1f} {unit}"
+    return f"{x:,.0f} FLOP"

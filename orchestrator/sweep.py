@@ -37,21 +37,11 @@ FORWARD_ENV = ("GLUE_DIR", "MODELS_DIR", "GLUE_SWEEP_CACHE", "GLUE_SWEEP_VOCAB",
 # --- resources -------------------------------------------------------------------------
 
 def approx_params(trial: dict) -> int:
-    """Parameter count from the miniature shape (or a local config), no model load."""
-    from .models import local_path, resolve
+    """Parameter count from the shape (miniature name or local config), no model load."""
+    from .models import approx_params as params, resolve
 
-    spec = resolve(trial["model_ref"])
-    if spec.shape:
-        layers, hidden = spec.shape
-    else:
-        p = local_path(spec)
-        try:
-            cfg = json.loads((p / "config.json").read_text()) if p else {}
-        except (OSError, ValueError):
-            cfg = {}
-        layers = cfg.get("num_hidden_layers", cfg.get("n_layers", 12))
-        hidden = cfg.get("hidden_size", cfg.get("dim", 768))
-    return 30522 * hidden + 514 * hidden + layers * (12 * hidden * hidden + 13 * hidden)
+    p = params(resolve(trial["model_ref"]))
+    return p[0] if p else 110_000_000   # unknown: treat as BERT-Base
 
 
 def gpu_share(n_params: int) -> float:
@@ -80,12 +70,16 @@ def trainable(config: dict) -> None:
     _inject_faults(t)
     p = prepare(cfg, source_from(rt["glue_dir"], rt["hub"]))
     n_params = sum(x.numel() for x in p.model.parameters())
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
     state = {"last": None}
 
     def on_eval(ev):
         state["last"] = ev
         tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
-                     "eval_json": json.dumps(vars(ev)), "n_params": n_params, "train_examples": len(p.train)})
+                     "eval_json": json.dumps(vars(ev)), "n_params": n_params, "train_examples": len(p.train),
+                     "node": node})
 
     res = run(p, on_eval=on_eval)
     if res.status == "diverged":
@@ -96,12 +90,19 @@ def trainable(config: dict) -> None:
 
 
 def _inject_faults(t: dict) -> None:
-    """Test hook: GLUE_SWEEP_FAULTS='raise:<substring>' makes matching trials raise."""
+    """Test hook, off unless GLUE_SWEEP_FAULTS is set: a comma-separated list of
+    ``raise:<substring>`` (matching trials raise) and ``sleep:<substring>:<seconds>``
+    (matching trials wait first, so a test can act mid-sweep)."""
     spec = os.environ.get("GLUE_SWEEP_FAULTS", "")
     for item in filter(None, spec.split(",")):
-        kind, _, pattern = item.partition(":")
-        if pattern and pattern in t["trial_id"] and kind == "raise":
+        kind, _, rest = item.partition(":")
+        pattern, _, arg = rest.partition(":")
+        if pattern not in t["trial_id"]:
+            continue
+        if kind == "raise":
             raise RuntimeError(f"injected fault in {t['trial_id']}")
+        if kind == "sleep":
+            time.sleep(float(arg or 1))
 
 
 # --- grouped early stopping ------------------------------------------------------------
@@ -193,6 +194,7 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
         def on_trial_result(self, iteration, trials, trial, result, **info):
             rec = self._rec(trial)
             rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
+            rec["node"] = result.get("node", rec.get("node"))
             if result.get("trial_status") == "diverged":
                 rec.update(status="diverged", error=result.get("note"))
             elif "eval_json" in result:

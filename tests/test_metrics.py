@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from orchestrator import metrics as M
 from orchestrator.tasks import get_task
 
+pytestmark = pytest.mark.filterwarnings("ignore:A single label was found")
+
 # preds vs labels:       TP    TN    FP    TP    FN
 PREDS = np.array([1, 0, 1, 1, 0])
 LABELS = np.array([1, 0, 0, 1, 1])

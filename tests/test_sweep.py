@@ -1,0 +1,281 @@
+"""The sweep driver on real Ray: grouped early stopping, resume without re-running,
+failing and killed trials, a killed driver, the lock, cluster addresses, a two-node cluster.
+
+The trials are BERT-Tiny shapes trained from scratch on a few hundred real GLUE examples:
+seconds each, so the tests exercise the plumbing, not the accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from orchestrator import spec as S
+from orchestrator import store
+
+REPO = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "orchestrator.cli"]
+
+
+def write_spec(tmp: Path, name: str, results: Path, glue_dir: Path, extra: str = "", tasks="[SST-2, MRPC]",
+               bs="[16, 32]", lr="[1e-4, 5e-5]", epochs=2, examples=200) -> Path:
+    p = tmp / f"{name}.yaml"
+    p.write_text(f"""name: {name}
+models: [{{name: BERT-Tiny, init: random}}]
+tasks: {tasks}
+search: {{batch_size: {bs}, learning_rate: {lr}}}
+epochs: {epochs}
+max_train_examples: {examples}
+results: {results}
+data: {{glue_dir: {glue_dir}}}
+{extra}
+""")
+    return p
+
+
+def env(**extra) -> dict:
+    e = dict(os.environ)
+    e.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token"})
+    e.pop("RAY_ADDRESS", None)
+    e.update(extra)
+    return e
+
+
+def run_cli(args, timeout=400, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(CLI + args, cwd=REPO, env=env(**kw), capture_output=True, text=True, timeout=timeout)
+
+
+def records(run_dir: Path) -> dict[str, dict]:
+    recs, problems = store.read_records(run_dir)
+    assert not problems, problems
+    return {r["trial_id"]: r for r in recs}
+
+
+# --- grouped ASHA, without a cluster -----------------------------------------------------
+
+def _fake_trial(tid: str, group: str):
+    return SimpleNamespace(trial_id=tid, config={"trial": {"group": group}}, status="RUNNING")
+
+
+def test_grouped_asha_compares_trials_only_within_their_group():
+    """Group A scores ~90, group B ~10. A global ASHA would stop B's trials at the first
+    rung (they are below A's); per-group ASHA lets B's best run on and stops B's weaker."""
+    sw = S.parse("name: g\nmodels: [BERT-Tiny]\ntasks: [SST-2]\nepochs: 4\n"
+                 "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
+    from orchestrator.sweep import grouped_asha
+
+    sched = grouped_asha(sw)
+    a = [_fake_trial(f"a{i}", "A|SST-2") for i in range(4)]
+    b = [_fake_trial(f"b{i}", "B|CoLA") for i in range(4)]
+    for t in a + b:
+        sched.on_trial_add(None, t)
+    decisions = {}
+    for t, score in zip(a, [90, 91, 92, 93]):
+        decisions[t.trial_id] = sched.on_trial_result(None, t, {"epoch": 1.0, "score": score})
+    for t, score in zip(b, [12, 11, 10, 9]):
+        decisions[t.trial_id] = sched.on_trial_result(None, t, {"epoch": 1.0, "score": score})
+    # B's first trial is the best of its group so far: it continues despite 12 << 90.
+    assert decisions["b0"] == sched.CONTINUE
+    # B's later, weaker trials are compared with b0 (and stopped), never with group A.
+    assert decisions["b3"] == sched.STOP
+    assert all(decisions[f"a{i}"] == sched.CONTINUE for i in range(4))  # A's rise: each beats the cut
+    assert set(sched.groups) == {"A|SST-2", "B|CoLA"}
+    # A diverged report stops its trial whatever the group.
+    assert sched.on_trial_result(None, a[0], {"epoch": 1.5, "score": float("-inf"),
+                                              "trial_status": "diverged"}) == sched.STOP
+
+
+# --- real sweeps ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def faulty_sweep(tmp_path_factory, real_glue_dir):
+    """One real sweep (8 trials) in which one trial always raises."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    spec = write_spec(tmp, "faulty", tmp / "results", real_glue_dir, extra="retries: 1\n"
+                      "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}")
+    r = run_cli(["run", str(spec)], GLUE_SWEEP_FAULTS="raise:MRPC__bs32_lr5e-5")
+    return SimpleNamespace(spec=spec, run_dir=tmp / "results" / "faulty", proc=r)
+
+
+def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
+    r = faulty_sweep.proc
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = records(faulty_sweep.run_dir)
+    expected = {t.trial_id for t in S.load(faulty_sweep.spec).trials()}
+    assert set(recs) == expected and len(recs) == 8
+    failed = [r for r in recs.values() if r["status"] == "failed"]
+    assert [f["trial_id"] for f in failed] == ["BERT-Tiny-random__MRPC__bs32_lr5e-5_s0"]
+    assert failed[0]["attempts"] == 2 and "injected fault" in failed[0]["error"]
+    for rec in recs.values():
+        if rec["status"] == "failed":
+            continue
+        assert rec["status"] in ("completed", "stopped")
+        assert rec["evals"] and all("accuracy" in e["metrics"] for e in rec["evals"])
+        assert [e["epoch"] for e in rec["evals"]] == [1.0, 2.0][:len(rec["evals"])]
+    # every group keeps at least one trial to the end
+    for task in ("SST-2", "MRPC"):
+        assert any(r["status"] == "completed" and r["task"] == task for r in recs.values())
+    assert "Ray dashboard: http://127.0.0.1:" in r.stderr
+    assert not list((faulty_sweep.run_dir / "ray").rglob("checkpoint_*")), "no model checkpoints by default"
+
+
+def test_rerun_runs_nothing_finished_again(faulty_sweep):
+    before = {p.name: p.read_bytes() for p in store.trials_dir(faulty_sweep.run_dir).glob("*.json")}
+    r = run_cli(["run", str(faulty_sweep.spec), "--resume"])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "8 already finished, 0 to run" in r.stderr
+    after = {p.name: p.read_bytes() for p in store.trials_dir(faulty_sweep.run_dir).glob("*.json")}
+    assert after == before
+
+
+def test_changed_settings_are_not_mixed_with_old_results(faulty_sweep, tmp_path):
+    changed = faulty_sweep.spec.read_text().replace("epochs: 2", "epochs: 3")
+    p = tmp_path / "faulty.yaml"
+    p.write_text(changed)
+    r = run_cli(["run", str(p)])
+    assert r.returncode == 2 and "epochs" in r.stderr and "new name" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_second_driver_on_the_same_sweep_is_refused(faulty_sweep):
+    from orchestrator.sweep import RunLock
+
+    with RunLock(faulty_sweep.run_dir):
+        r = run_cli(["run", str(faulty_sweep.spec)])
+    assert r.returncode == 2
+    assert "in use by another glue-sweep run" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_unreachable_cluster_fails_fast_with_one_line(tmp_path, real_glue_dir):
+    spec = write_spec(tmp_path, "remote", tmp_path / "results", real_glue_dir)
+    t0 = time.monotonic()
+    r = run_cli(["run", str(spec), "--address", "127.0.0.1:1"], timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.startswith("glue-sweep: error: cannot reach the Ray cluster at 127.0.0.1:1")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not list(store.trials_dir(tmp_path / "results" / "remote").glob("*.json"))
+    assert time.monotonic() - t0 < 60
+
+
+def _wait_for(pred, timeout, what):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if pred():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _finished(run_dir):
+    return {r["trial_id"]: r for r in store.read_records(run_dir)[0] if r["status"] in store.FINAL}
+
+
+def test_driver_sigkill_then_same_command_finishes_exactly_once(tmp_path, real_glue_dir):
+    spec = write_spec(tmp_path, "killed", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
+                      bs="[16, 32]", lr="[1e-4, 5e-5, 3e-5]")
+    run_dir = tmp_path / "results" / "killed"
+    proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, env=env(GLUE_SWEEP_FAULTS="sleep:bs32:4"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: len(_finished(run_dir)) >= 2, 240, "two finished trials")
+        done_before = {k: json.dumps(v, sort_keys=True) for k, v in _finished(run_dir).items()}
+        assert len(done_before) < 6, "the sweep finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    r = run_cli(["run", str(spec)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = records(run_dir)
+    assert set(recs) == {t.trial_id for t in S.load(spec).trials()}
+    assert all(r["status"] == "completed" for r in recs.values())
+    for k, v in done_before.items():   # finished before the kill: kept as they were, not re-run
+        assert json.dumps(recs[k], sort_keys=True) == v
+
+
+def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue_dir):
+    psutil = pytest.importorskip("psutil")
+    spec = write_spec(tmp_path, "workerkill", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
+                      bs="[16, 32]", lr="[1e-4]", extra="retries: 2")
+    run_dir = tmp_path / "results" / "workerkill"
+    proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, env=env(GLUE_SWEEP_FAULTS="sleep:bs32:8"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed = []
+
+    def kill_bs32_worker():
+        rec = store.read_records(run_dir)[0]
+        if not any(r["trial_id"].endswith("bs32_lr1e-4_s0") and r["status"] == "running" for r in rec):
+            return False
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "ray::ImplicitFunc" in cmd or "ray::_Inner" in cmd or "train" in cmd and "ray::" in cmd:
+                killed.append(p.pid)
+        if not killed:
+            return False
+        time.sleep(2)
+        for pid in killed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return True
+
+    try:
+        _wait_for(kill_bs32_worker, 240, "a running trial worker")
+        _, err = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    recs = records(run_dir)
+    assert len(recs) == 2
+    assert all(r["status"] in ("completed", "failed") for r in recs.values())
+    assert max(r["attempts"] for r in recs.values()) >= 2, recs
+
+
+def test_two_node_cluster_on_loopback(tmp_path, real_glue_dir):
+    """A head and a worker started with `ray start` on loopback; the trials land on both.
+    Both run in the foreground (--block) in their own process groups, so the test stops
+    exactly the nodes it started."""
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    e = env(RAY_AUTH_MODE="token")
+    tok = subprocess.run([ray_bin, "get-auth-token", "--generate"], env=e, capture_output=True, text=True)
+    assert tok.returncode == 0, tok.stderr
+    port = 46379
+    nodes = []
+    try:
+        nodes.append(subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}",
+                                       "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false"],
+                                      env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
+        status = lambda: subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env=e,
+                                        capture_output=True, text=True, timeout=60)
+        _wait_for(lambda: status().returncode == 0, 120, "the head node")
+        nodes.append(subprocess.Popen([ray_bin, "start", "--block", f"--address=127.0.0.1:{port}",
+                                       "--node-ip-address=127.0.0.1", "--num-cpus=1"],
+                                      env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
+        _wait_for(lambda: status().stdout.count("node_") >= 2, 120, "the worker node to join")
+        spec = write_spec(tmp_path, "cluster", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
+                          bs="[16, 32]", lr="[1e-4, 5e-5]")
+        r = run_cli(["run", str(spec), "--address", f"127.0.0.1:{port}"], GLUE_SWEEP_FAULTS="sleep:s0:3")
+        assert r.returncode == 0, r.stderr[-3000:]
+        recs = records(tmp_path / "results" / "cluster")
+        assert len(recs) == 4 and all(r["status"] == "completed" for r in recs.values())
+        assert len({r["node"] for r in recs.values()}) == 2, [r["node"] for r in recs.values()]
+    finally:
+        for n in reversed(nodes):
+            try:
+                os.killpg(n.pid, signal.SIGTERM)
+                n.wait(timeout=60)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(n.pid, signal.SIGKILL)
