@@ -17,6 +17,7 @@ help:
 	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
 	@echo "make test                                             set up, then run the test suite"
 	@echo "make plan [SWEEP=...]                                 print a sweep's expanded trials, start nothing"
+	@echo "make dashboard [RUN=results/<name>]                   the running sweep's dashboard address and token"
 	@echo "make train                                            one real fine-tune (all-MiniLM-L6-v2 on SST-2)"
 	@echo "make setup                                            create $(VENV) and install everything"
 
@@ -32,6 +33,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 test: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests
+
+# The main job: a real sweep (sweeps/quickstart.yaml unless SWEEP says otherwise).
+sweep: setup
+	$(VENV)/bin/glue-sweep run $(SWEEP) $(if $(ADDRESS),--address $(ADDRESS))
+
+plan: setup
+	$(VENV)/bin/glue-sweep plan $(SWEEP)
+
+# Address and login token of the running sweep's Ray dashboard.
+dashboard: setup
+	@$(VENV)/bin/glue-sweep dashboard $(if $(RUN),$(RUN))
 
 train: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/glue-sweep train --model all-MiniLM-L6-v2 --task SST-2 --batch-size 32 --lr 1e-4 \

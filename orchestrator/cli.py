@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the local Ray without token authentication (not recommended)")
     r.set_defaults(func=cmd_run)
 
+    d = sub.add_parser("dashboard", help="the Ray dashboard address and login token of a running sweep")
+    d.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
+    d.set_defaults(func=cmd_dashboard)
+
     # Subcommands defined beside their code: each module's register(sub) adds its parser(s)
     # with set_defaults(func=handler).
     from . import export; export.register(sub)
@@ -90,6 +94,42 @@ def cmd_plan(a) -> int:
     from .spec import load
 
     print(render(load(a.sweep)))
+    return 0
+
+
+def newest_run(root: str = "results") -> Path:
+    runs = [p.parent for p in Path(root).glob("*/trials")]
+    if not runs:
+        raise UserError(f"no sweep results under {root}/: run a sweep first (make sweep)")
+    return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
+
+
+def cmd_dashboard(a) -> int:
+    import json
+
+    run = Path(a.run) if a.run else newest_run()
+    f = run / "dashboard.json"
+    if not f.is_file():
+        raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
+    info = json.loads(f.read_text())
+    alive = False
+    try:
+        os.kill(int(info.get("pid", -1)), 0)
+        alive = True
+    except (OSError, ValueError):
+        pass
+    print(f"sweep {run.name}: {'running' if alive else 'not running (the dashboard closed with it)'}")
+    if not info.get("url"):
+        print("dashboard: this sweep ran on an existing cluster; its dashboard is the cluster's own")
+        return 0
+    print(f"dashboard: {info['url']}")
+    if info.get("auth") == "token":
+        tf = Path(info["token_file"])
+        token = tf.read_text().strip() if tf.is_file() else "(token file missing)"
+        print(f"token: {token}")
+        print(f"  (from {tf}; paste it at the dashboard's login prompt)")
+    port = info["url"].rsplit(":", 1)[-1].strip("/")
+    print(f"remote head: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open http://127.0.0.1:{port}")
     return 0
 
 
