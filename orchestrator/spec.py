@@ -122,9 +122,9 @@ def fmt_lr(lr: float) -> str:
     return f"{lr:.0e}".replace("e-0", "e-")
 
 
-def trial_id(model: str, init: str, task: str, bs: int, lr: float, seed: int) -> str:
+def trial_id(model: str, init: str, task: str, bs: int, lr: float, seed: int, precise: bool = False) -> str:
     m = re.sub(r"[^A-Za-z0-9.\-]+", "-", model).strip("-") + ("-random" if init == "random" else "")
-    return f"{m}__{task}__bs{bs}_lr{fmt_lr(lr)}_s{seed}"
+    return f"{m}__{task}__bs{bs}_lr{f'{lr:.3e}' if precise else fmt_lr(lr)}_s{seed}"
 
 
 # --- parsing ---------------------------------------------------------------------------

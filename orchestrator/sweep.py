@@ -61,7 +61,7 @@ def trainable(config: dict) -> None:
     from .data import source_from
     from .runner import TrialConfig, prepare, run
 
-    t, rt = config["trial"], config["runtime"]
+    t, rt = trial_of(config), config["runtime"]
     cfg = TrialConfig(model=t["model_ref"], task=t["task"], batch_size=t["batch_size"],
                       learning_rate=t["learning_rate"], epochs=t["epochs"], seed=t["seed"], init=t["init"],
                       max_train_examples=t["max_train_examples"], max_length=t["max_length"],
@@ -173,7 +173,7 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
             self.last_print = 0.0
 
         def _rec(self, trial) -> dict:
-            t = trial.config["trial"]
+            t = trial_of(trial.config)
             rec = self.records.get(t["trial_id"])
             if rec is None:
                 rec = _record_base(t, sweep.name)
@@ -381,29 +381,89 @@ def warm_cache(sweep: Sweep, trials: list[Trial], out=sys.stderr) -> None:
 def run(sweep: Sweep, address: str | None = None, storage: str | None = None, resume: bool = True,
         secure: bool = True, out=sys.stderr) -> int:
     """Run (or finish) a sweep. Returns the process exit code."""
-    if sweep.mode != "grid":
-        return _run_optuna(sweep, address, storage, secure, out)
     run_dir = sweep.run_dir
-    all_trials = sweep.trials()
     with RunLock(run_dir):
         records, problems = store.read_records(run_dir)
         for p in problems:
             print(f"warning: ignoring unreadable record {p}", file=out)
-        _check_compatible(sweep, all_trials, records)
-        finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
-        attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
-        todo = [t for t in all_trials if t.trial_id not in finished]
-        (run_dir / "sweep.yaml").write_text(Path(sweep.path).read_text()) if Path(sweep.path).is_file() else None
-        print(f"sweep {sweep.name}: {len(all_trials)} trials, {len(all_trials) - len(todo)} already finished, "
-              f"{len(todo)} to run; results in {run_dir}/trials/", file=out)
-        if not todo:
+        if Path(sweep.path).is_file():
+            (run_dir / "sweep.yaml").write_text(Path(sweep.path).read_text())
+        if sweep.mode == "grid":
+            all_trials = sweep.trials()
+            _check_compatible(sweep, all_trials, records)
+            finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
+            todo = [t for t in all_trials if t.trial_id not in finished]
+            print(f"sweep {sweep.name}: {len(all_trials)} trials, {len(all_trials) - len(todo)} already finished, "
+                  f"{len(todo)} to run; results in {run_dir}/trials/", file=out)
+            jobs = [Job([{**t.to_dict(), "group": t.group} for t in todo])] if todo else []
+            warm = todo
+        else:
+            jobs, warm = _optuna_jobs(sweep, records, out)
+        if not jobs:
             return 0
         if not address:
-            warm_cache(sweep, todo, out)
-        return _tune(sweep, todo, run_dir, attempts, address, storage, secure, out)
+            warm_cache(sweep, warm, out)
+        attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
+        return _tune(sweep, jobs, run_dir, attempts, address, storage, secure, out)
 
 
-def _tune(sweep: Sweep, todo: list[Trial], run_dir: Path, attempts: dict, address, storage, secure, out) -> int:
+class Job:
+    """One Tuner run: a fixed list of trials (grid), or an optuna study over one group."""
+
+    def __init__(self, trials: list[dict] | None = None, static: dict | None = None, samples: int = 0,
+                 seen: list[tuple[dict, float]] | None = None):
+        self.trials, self.static, self.samples, self.seen = trials, static, samples, seen or []
+
+
+def trial_of(config: dict) -> dict:
+    """The trial a Tune config stands for. Optuna samples batch size and learning rate, and
+    the trial id follows from them."""
+    from .spec import trial_id
+
+    t = dict(config["trial"])
+    if "batch_size" in config:
+        t["batch_size"], t["learning_rate"] = int(config["batch_size"]), float(config["learning_rate"])
+        t["trial_id"] = trial_id(t["model_name"], t["init"], t["task"], t["batch_size"], t["learning_rate"],
+                                 t["seed"], precise=True)
+    return t
+
+
+def _optuna_jobs(sweep: Sweep, records: list[dict], out) -> tuple[list[Job], list[Trial]]:
+    """One optuna study per (model, task, seed): its budget minus the trials already
+    finished, which are handed to the study as evaluated points instead of being re-run."""
+    from .spec import display_name
+
+    jobs, warm = [], []
+    total = left = 0
+    for (spec, init) in sweep.models:
+        for task in sweep.tasks:
+            for seed in sweep.seeds:
+                name = display_name(spec, init)
+                done = [r for r in records if r["model"] == name and r["task"] == task.name and r["seed"] == seed
+                        and r["status"] in store.FINAL]
+                total += sweep.optuna_trials
+                n = max(0, sweep.optuna_trials - len(done))
+                left += n
+                if not n:
+                    continue
+                static = {"trial_id": None, "model": name, "model_name": spec.name, "model_ref": spec.ref,
+                          "init": init, "task": task.name, "batch_size": None, "learning_rate": None, "seed": seed,
+                          "epochs": sweep.epochs, "max_train_examples": sweep.max_train_examples,
+                          "max_length": sweep.max_length, "eval_every": sweep.eval_every,
+                          "group": f"{name}|{task.name}"}
+                seen = [({"batch_size": r["batch_size"], "learning_rate": r["learning_rate"]},
+                         max(e["score"] for e in r["evals"])) for r in done if r["evals"] and r["status"] in store.VALID]
+                jobs.append(Job(static=static, samples=n, seen=seen))
+                warm.append(Trial(trial_id="", model=name, model_ref=spec.ref, init=init, task=task.name,
+                                  batch_size=0, learning_rate=0.0, seed=seed, epochs=sweep.epochs,
+                                  max_train_examples=sweep.max_train_examples, max_length=sweep.max_length,
+                                  eval_every=sweep.eval_every))
+    print(f"sweep {sweep.name}: optuna, {total} trials in all, {total - left} already finished, {left} to run; "
+          f"results in {sweep.run_dir}/trials/", file=out)
+    return jobs, warm
+
+
+def _tune(sweep: Sweep, jobs: list[Job], run_dir: Path, attempts: dict, address, storage, secure, out) -> int:
     import ray
     from ray import tune
 
@@ -413,6 +473,7 @@ def _tune(sweep: Sweep, todo: list[Trial], run_dir: Path, attempts: dict, addres
     info = dashboard_info(url, secure)
     atomic_write_json(run_dir / "dashboard.json", info)
     print_dashboard(info, out)
+    interrupted = False
     try:
         cluster = ray.cluster_resources()
         has_gpu = cluster.get("GPU", 0) > 0
@@ -427,37 +488,55 @@ def _tune(sweep: Sweep, todo: list[Trial], run_dir: Path, attempts: dict, addres
 
         runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": max(1, int(cpus)),
                    "trust_remote_code": sweep.trust_remote_code}
-        param_space = {"trial": tune.grid_search([{**t.to_dict(), "group": t.group} for t in todo]),
-                       "runtime": runtime}
         callback = make_callback(sweep, run_dir, attempts, out)
-        scheduler = grouped_asha(sweep) if sweep.scheduler == "asha" else None
         storage_path = storage or str((run_dir / "ray").resolve())
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, resources),
-            param_space=param_space,
-            tune_config=tune.TuneConfig(metric="score", mode="max", scheduler=scheduler,
-                                        max_concurrent_trials=sweep.max_concurrent, reuse_actors=True,
-                                        trial_name_creator=lambda t: t.config["trial"]["trial_id"],
-                                        trial_dirname_creator=lambda t: t.config["trial"]["trial_id"][:120]),
-            run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=storage_path,
-                                      failure_config=tune.FailureConfig(max_failures=sweep.retries),
-                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_at_end=False),
-                                      callbacks=[callback], verbose=0),
-        )
-        tuner.fit()
-        print(f"sweep {sweep.name} finished: " + ", ".join(f"{v} {k}" for k, v in callback.counts.items() if v), file=out)
+        for k, job in enumerate(jobs):
+            if job.trials is not None:
+                param_space = {"trial": tune.grid_search(job.trials), "runtime": runtime}
+                search_alg, samples = None, 1
+            else:
+                import optuna
+                from ray.tune.search.optuna import OptunaSearch
+
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+                param_space = {"trial": job.static, "runtime": runtime,
+                               "batch_size": tune.choice(sweep.batch_sizes),
+                               "learning_rate": tune.loguniform(sweep.learning_rates[0], sweep.learning_rates[1])}
+                search_alg = OptunaSearch(metric="score", mode="max", seed=job.static["seed"],
+                                          points_to_evaluate=[c for c, _ in job.seen] or None,
+                                          evaluated_rewards=[r for _, r in job.seen] or None)
+                samples = job.samples
+                print(f"optuna study {job.static['group'].replace('|', ' / ')} seed {job.static['seed']}: "
+                      f"{samples} trial(s), {len(job.seen)} known", file=out)
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, resources),
+                param_space=param_space,
+                tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=search_alg, num_samples=samples,
+                                            scheduler=grouped_asha(sweep) if sweep.scheduler == "asha" else None,
+                                            max_concurrent_trials=sweep.max_concurrent, reuse_actors=True,
+                                            trial_name_creator=lambda t: trial_of(t.config)["trial_id"],
+                                            trial_dirname_creator=lambda t: trial_of(t.config)["trial_id"][:120]),
+                run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}-{k}",
+                                          storage_path=storage_path,
+                                          failure_config=tune.FailureConfig(max_failures=sweep.retries),
+                                          checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+                                          callbacks=[callback], verbose=0),
+            )
+            tuner.fit()
+            records, _ = store.read_records(run_dir)
+            final = {r["trial_id"] for r in records if r["status"] in store.FINAL}
+            expected = {t["trial_id"] for t in job.trials} if job.trials is not None else set()
+            if any(r["status"] == "running" for r in records) or not expected <= final:
+                interrupted = True
+                break
+        print(f"sweep {sweep.name} {'stopped' if interrupted else 'finished'}: "
+              + (", ".join(f"{v} {k}" for k, v in callback.counts.items() if v) or "no trial finished"), file=out)
         if callback.best:
             print(callback.summary(), file=out)
-        records, _ = store.read_records(run_dir)
-        unfinished = [r["trial_id"] for r in records if r["status"] not in store.FINAL]
-        if unfinished:
-            print(f"{len(unfinished)} trial(s) unfinished (interrupted): run the same command again to finish them",
-                  file=out)
+        if interrupted:
+            print("the sweep is unfinished (interrupted): run the same command again to finish it", file=out)
             return 130
         return 0
     finally:
         ray.shutdown()
-
-
-def _run_optuna(sweep: Sweep, address, storage, secure, out) -> int:
-    raise UserError("optuna mode is not supported by this version yet: use search.mode grid")

@@ -279,3 +279,26 @@ def test_two_node_cluster_on_loopback(tmp_path, real_glue_dir):
                 n.wait(timeout=60)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(n.pid, signal.SIGKILL)
+
+
+def test_optuna_mode_runs_its_budget_and_resumes_with_what_it_knows(tmp_path, real_glue_dir):
+    extra = "search: {mode: optuna, trials: TRIALS, batch_size: [16, 32], learning_rate: {low: 1e-5, high: 3e-4}}"
+    spec = write_spec(tmp_path, "opt", tmp_path / "results", real_glue_dir, tasks="[MRPC]", epochs=1,
+                      extra="").read_text()
+    spec = spec.replace("search: {batch_size: [16, 32], learning_rate: [1e-4, 5e-5]}", extra)
+    p = tmp_path / "opt.yaml"
+    p.write_text(spec.replace("TRIALS", "2"))
+    r = run_cli(["run", str(p)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    first = records(tmp_path / "results" / "opt")
+    assert len(first) == 2 and all(x["status"] == "completed" for x in first.values())
+    for rec in first.values():
+        assert rec["batch_size"] in (16, 32) and 1e-5 <= rec["learning_rate"] <= 3e-4
+    p.write_text(spec.replace("TRIALS", "3"))
+    r = run_cli(["run", str(p)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 already finished, 1 to run" in r.stderr and "2 known" in r.stderr
+    after = records(tmp_path / "results" / "opt")
+    assert len(after) == 3
+    for k, v in first.items():
+        assert after[k] == v
