@@ -22,6 +22,7 @@ No torch, no ray: only pandas and numpy.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -490,6 +491,11 @@ def _wide_col_for(task: str, metric: str) -> tuple[str, str] | None:
 def load_reference(ref_dir: str | Path = REFERENCE_DIR) -> pd.DataFrame:
     """Every published figure, one per row: model, task, metric (our wide column, or ``score``
     for a GLUE Score), value, split (dev/test), protocol, source."""
+    return _load_reference(str(Path(ref_dir).resolve())).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _load_reference(ref_dir: str) -> pd.DataFrame:
     ref_dir = Path(ref_dir)
     rows = []
     test = ref_dir / "bert_miniatures_glue_test.csv"

@@ -381,6 +381,8 @@ def warm_cache(sweep: Sweep, trials: list[Trial], out=sys.stderr) -> None:
 def run(sweep: Sweep, address: str | None = None, storage: str | None = None, resume: bool = True,
         secure: bool = True, out=sys.stderr) -> int:
     """Run (or finish) a sweep. Returns the process exit code."""
+    if address:
+        check_address(address)   # before anything is written
     run_dir = sweep.run_dir
     with RunLock(run_dir):
         records, problems = store.read_records(run_dir)

@@ -161,7 +161,7 @@ def test_unreachable_cluster_fails_fast_with_one_line(tmp_path, real_glue_dir):
     assert r.returncode == 2
     assert r.stderr.startswith("glue-sweep: error: cannot reach the Ray cluster at 127.0.0.1:1")
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    assert not list(store.trials_dir(tmp_path / "results" / "remote").glob("*.json"))
+    assert not (tmp_path / "results").exists()
     assert time.monotonic() - t0 < 60
 
 
