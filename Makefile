@@ -20,6 +20,7 @@ help:
 	@echo "make dashboard [RUN=results/<name>]                   the running sweep's dashboard address and token"
 	@echo "make train                                            one real fine-tune (all-MiniLM-L6-v2 on SST-2)"
 	@echo "make setup                                            create $(VENV) and install everything"
+	@echo "make export [RUN=results/<run>]                       leaderboards of a run (default: the newest): CSV, MD, LaTeX, JSON, HTML"
 
 setup: $(VENV)/.installed
 
@@ -48,6 +49,14 @@ dashboard: setup
 train: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/glue-sweep train --model all-MiniLM-L6-v2 --task SST-2 --batch-size 32 --lr 1e-4 \
 		--epochs 1 --max-train-examples 4000
+
+# The run to export: RUN if given, else the newest directory under results/ with a trials/ subdirectory
+# (a private name, so that RUN keeps meaning "not given" for the other targets).
+EXPORT_RUN = $(or $(RUN),$(shell find results -mindepth 2 -maxdepth 4 -type d -name trials -printf '%T@ %h\n' 2>/dev/null | sort -nr | head -n 1 | cut -d' ' -f2-))
+
+export: setup
+	@test -n "$(EXPORT_RUN)" || { echo "make export: no run under results/ (a directory with trials/); give RUN=results/<run>" >&2; exit 2; }
+	$(VENV)/bin/glue-sweep leaderboard "$(EXPORT_RUN)" --format all
 
 clean:
 	rm -rf $(VENV) .pytest_cache

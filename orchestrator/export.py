@@ -102,8 +102,7 @@ def tables(lb, speedups: dict | None = None) -> list[tuple[str, str, object, str
     out = [("glue", f"GLUE leaderboard (dev sets; {sel} of the best configuration)", L.glue_table(lb),
             NOTE_PARTIAL + " Score: GLUE's macro average over the 9 tasks, pairs averaged, MNLI as the mean of "
             "-m and -mm, AX excluded. AX is scored on the test server only.")]
-    has_grid = lb.models["layers"].notna().any() if len(lb.models) else False
-    if has_grid:
+    if _has_grid(lb):
         out.append(("grid_score", "BERT miniatures: GLUE Score by layers x hidden size", L.grid_table(lb, "Score"),
                     NOTE_PARTIAL))
         for t in L.GLUE_TASKS:
@@ -124,6 +123,12 @@ def tables(lb, speedups: dict | None = None) -> list[tuple[str, str, object, str
     return out
 
 
+def _has_grid(lb) -> bool:
+    """Any pretrained miniature in the run (the grid holds only those)."""
+    m = lb.models
+    return bool(len(m)) and bool((m["layers"].notna() & (m["init"] == "pretrained")).any())
+
+
 # ----------------------------------------------------------------------------- files
 
 def _json_records(df) -> list[dict]:
@@ -139,7 +144,8 @@ def write_csv(lb, out: Path, speedups=None) -> list[Path]:
     paths = []
     for name, df in files.items():
         p = out / name
-        df.to_csv(p, index=False, float_format="%.6g")
+        floats = [c for c in df.select_dtypes(include="float").columns if c != "learning_rate"]
+        df.assign(**{c: df[c].round(4) for c in floats}).to_csv(p, index=False)   # scores: 4 decimals
         paths.append(p)
     return paths
 
@@ -198,6 +204,12 @@ def _plt():
     return plt
 
 
+def pd_notna(v) -> bool:
+    import pandas as pd
+
+    return bool(pd.notna(v))
+
+
 def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "model"
 
@@ -209,8 +221,7 @@ def _heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabe
 
     arr = np.array(values, dtype=float)
     masked = np.ma.masked_invalid(arr)
-    cm = matplotlib.colormaps[cmap].copy()
-    cm.set_bad("#e6e6e6")
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="#e6e6e6")
     finite = arr[np.isfinite(arr)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if vmin == vmax:
@@ -267,8 +278,7 @@ def write_figures(lb, fig_dir: Path) -> list[tuple[str, Path]]:
         plt.close(fig)
         made.append((caption, p))
 
-    has_grid = bool(len(lb.models)) and lb.models["layers"].notna().any()
-    if has_grid:
+    if _has_grid(lb):
         fig, ax = plt.subplots(figsize=(7.5, 6.5))
         _grid_figure(plt, lb, "Score", ax, "GLUE Score")
         save(fig, "grid_score.png", "GLUE Score of the BERT miniatures, layers x hidden size (grey: not run)")
@@ -282,33 +292,54 @@ def write_figures(lb, fig_dir: Path) -> list[tuple[str, Path]]:
             for ax in list(axes.flat)[len(tasks):]:
                 ax.axis("off")
             fig.suptitle("Per-task dev score of the BERT miniatures (layers x hidden size)", fontsize=13)
-            fig.tight_layout()
+            fig.tight_layout(rect=(0, 0, 1, 0.97))
             save(fig, "grid_tasks.png", "Per-task headline dev score, layers x hidden size", tight=False)
 
-    wide = L.glue_wide(lb)
-    pts = wide[wide["n_params"].notna() & wide["score"].notna()]
+    wide = L.glue_wide(lb).merge(lb.models[["model", "layers", "hidden"]], on="model", how="left")
+    pts = wide[wide["n_params"].notna() & wide["score"].notna()].copy()
     if len(pts):
-        fig, ax = plt.subplots(figsize=(8, 5.5))
-        x = pts["n_params"].astype(float) / 1e6
-        full = ~pts["score_partial"].astype(bool)
-        ax.scatter(x[full], pts["score"][full], s=50, color="tab:blue", label="this run (dev)", zorder=3)
-        if (~full).any():
-            ax.scatter(x[~full], pts["score"][~full], s=50, facecolors="none", edgecolors="tab:blue",
-                       label="this run, partial (dev)", zorder=3)
-        for xi, (_, r) in zip(x, pts.iterrows()):
-            ax.annotate(r["model"], (xi, r["score"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        from .models import NAMED
+
+        fig, ax = plt.subplots(figsize=(10, 6.5))
+        pts["x"] = pts["n_params"].astype(float) / 1e6
+        colors = dict(zip((128, 256, 512, 768), ("tab:purple", "tab:blue", "tab:green", "tab:orange")))
+        groups = [(h, pts[pts["hidden"] == h]) for h in sorted(pts["hidden"].dropna().unique())]
+        groups.append((None, pts[pts["hidden"].isna()]))
+        has_partial = False
+        for h, g in groups:
+            if g.empty:
+                continue
+            g = g.sort_values("x")
+            color = colors.get(int(h), "tab:gray") if h is not None else "tab:gray"
+            label = f"miniatures H={int(h)} (dev)" if h is not None else "other models (dev)"
+            if h is not None and len(g) > 1:
+                ax.plot(g["x"], g["score"], color=color, alpha=0.35, linewidth=1)
+            full = ~g["score_partial"].astype(bool)
+            ax.scatter(g["x"][full], g["score"][full], s=55, color=color, label=label, zorder=3)
+            if (~full).any():
+                ax.scatter(g["x"][~full], g["score"][~full], s=55, facecolors="white", edgecolors=color, zorder=3)
+                has_partial = True
+        for _, r in pts.iterrows():
+            shape = (int(r["layers"]), int(r["hidden"])) if pd_notna(r["layers"]) else None
+            named = shape in NAMED if shape else True
+            text = r["model"] if named else f"{shape[0]}/{shape[1]}"
+            ax.annotate(text, (r["x"], r["score"]), textcoords="offset points", xytext=(5, -3 if named else 4),
+                        fontsize=9 if named else 7, fontweight="bold" if named else "normal",
+                        color="black" if named else "#555")
         ref = L.load_reference()
         pub = ref[(ref["metric"] == "score") & ref["model"].isin(pts["model"])]
         if len(pub):
-            px = [float(pts.loc[pts["model"] == m, "n_params"].iloc[0]) / 1e6 for m in pub["model"]]
-            ax.scatter(px, pub["value"], marker="x", s=60, color="tab:red", label="published (GLUE test server)", zorder=4)
+            px = [float(pts.loc[pts["model"] == m, "x"].iloc[0]) for m in pub["model"]]
+            ax.scatter(px, pub["value"], marker="x", s=70, color="tab:red", label="published (GLUE test server)", zorder=4)
+        if has_partial:
+            ax.scatter([], [], s=55, facecolors="white", edgecolors="black", label="open: partial Score")
         ax.set_xscale("log")
         ax.set_xlabel("parameters (millions, log scale)")
         ax.set_ylabel("GLUE Score")
-        ax.set_title("GLUE Score vs model size")
+        ax.set_title("GLUE Score vs model size (miniatures labelled layers/hidden)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right")
-        save(fig, "score_vs_params.png", "GLUE Score against parameter count")
+        ax.legend(loc="lower right", fontsize=8)
+        save(fig, "score_vs_params.png", "GLUE Score against parameter count (ours: dev; x: published, test server)")
 
     for model in lb.models["model"]:
         cfg = lb.configs[lb.configs["model"] == model]
@@ -331,7 +362,7 @@ def write_figures(lb, fig_dir: Path) -> list[tuple[str, Path]]:
         for ax in list(axes.flat)[len(tasks):]:
             ax.axis("off")
         fig.suptitle(f"{model}: dev score by batch size x learning rate (mean over seeds; red: chosen)", fontsize=12)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 0.96 if nrows > 1 else 0.92))
         save(fig, f"hparams_{_slug(model)}.png", f"{model}: batch size x learning rate", tight=False)
     return made
 
@@ -342,8 +373,8 @@ _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1300px;color:#222;padding:0 16px}
 h1{font-size:1.6em;margin-bottom:4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px;font-size:1.25em}
 table.tbl{border-collapse:collapse;font-size:13px;margin:8px 0}
-table.tbl th,table.tbl td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}
-table.tbl th{background:#f0f3f7}table.tbl td:first-child,table.tbl th:first-child{text-align:left}
+table.tbl th,table.tbl td{border:1px solid #ccc;padding:3px 8px;text-align:left;white-space:nowrap}
+table.tbl th{background:#f0f3f7}table.tbl td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.tbl tr:nth-child(even) td{background:#fafafa}
 p.note{font-size:12px;color:#555;max-width:1100px}.meta{color:#555;font-size:13px}
 figure{margin:12px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:12px;color:#555}

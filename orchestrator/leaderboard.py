@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -304,11 +305,24 @@ def build(records: list[dict], problems: Iterable[str] = (), final_epoch: bool =
                               key=lambda s: s.map(order) if s.name == "model" else s.map(torder)).reset_index(drop=True)
 
     results, configs = _order(results), _order(configs)
+    results = _ints(results, ["n_seeds", "seed", "batch_size", "n_configs", "n_trials", "n_completed", "n_stopped",
+                              "n_running", "n_diverged", "n_failed", "n_params"])
+    configs = _ints(configs, ["rank", "batch_size", "n_seeds"])
+    models_df = _ints(models_df, ["layers", "hidden", "n_params"])
     # Metric columns no task of the run has: dropped (the long table stays readable).
     present = {k for t in results["task"].unique() for k in _task(t).metric_keys()}
     results = results.drop(columns=[k for k in metric_keys if k not in present])
     configs = configs.drop(columns=[k for k in metric_keys if k not in present])
     return Leaderboard(results=results, configs=configs, models=models_df, problems=problems, final_epoch=final_epoch)
+
+
+def _ints(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Integer columns that may hold gaps: pandas' nullable Int64 (CSV writes 4386178, not 4.38618e+06)."""
+    df = df.copy()
+    for c in cols:
+        if c in df.columns:
+            df[c] = pd.array([None if not _finite(v) else int(v) for v in df[c]], dtype="Int64")
+    return df
 
 
 def _sort_models(df: pd.DataFrame) -> pd.DataFrame:
@@ -351,7 +365,7 @@ def _glue_wide(lb: Leaderboard) -> pd.DataFrame:
                      "n_params": m["n_params"], **{c: row[c] for c in wide_columns()}})
     cols = ["model", "score", "score_partial", "score_no_wnli", "n_tasks", "missing_tasks", "running_tasks",
             "n_params"] + wide_columns()
-    return pd.DataFrame(rows, columns=cols)
+    return _ints(pd.DataFrame(rows, columns=cols), ["n_tasks", "n_params"])
 
 
 def _fmt(v, digits: int = 1) -> str:
@@ -555,15 +569,20 @@ def comparison(lb: Leaderboard, reference: pd.DataFrame | None = None) -> pd.Dat
                      "ours_partial": partial, "theirs": float(p["value"]),
                      "diff": ours - float(p["value"]) if _finite(ours) else float("nan"),
                      "our_split": "dev", "their_split": p["split"], "protocol": p["protocol"], "source": p["source"]})
-    return pd.DataFrame(rows, columns=["model", "task", "metric", "ours", "ours_partial", "theirs", "diff",
-                                       "our_split", "their_split", "protocol", "source"])
+    out = pd.DataFrame(rows, columns=["model", "task", "metric", "ours", "ours_partial", "theirs", "diff",
+                                      "our_split", "their_split", "protocol", "source"])
+    morder = {m: i for i, m in enumerate(lb.models["model"])}
+    torder = {t: i for i, t in enumerate(("GLUE",) + TABLE_TASKS)}
+    key = out.apply(lambda r: (morder.get(r["model"], 99), r["their_split"] != "dev", torder.get(r["task"], 99)), axis=1) \
+        if len(out) else pd.Series(dtype=object)
+    return out.iloc[sorted(range(len(out)), key=lambda i: key.iloc[i])].reset_index(drop=True)
 
 
 def comparison_table(lb: Leaderboard, reference: pd.DataFrame | None = None, digits: int = 1) -> pd.DataFrame:
     c = comparison(lb, reference)
     rows = []
     for _, r in c.iterrows():
-        rows.append({"Model": r["model"], "Task": r["task"], "Metric": r["metric"],
+        rows.append({"Model": r["model"], "Task": r["task"], "Metric": metric_label(r["metric"]),
                      "Ours (dev)": _fmt(r["ours"], digits) + (PARTIAL_MARK if r["ours_partial"] and _finite(r["ours"]) else ""),
                      "Theirs": _fmt(r["theirs"], digits),
                      "Diff": (f"{r['diff']:+.{digits}f}" if _finite(r["diff"]) else MISSING),
@@ -665,6 +684,35 @@ def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = N
     return "\n".join(out)
 
 
+_NUMERIC = re.compile(r"^([-+]?\d|-$|- \()")   # 81.1/71.1, 65.5*, -14.6, 3e-5, "-", "- (BERT-Base)"
+
+
 def to_html(df: pd.DataFrame) -> str:
-    """An HTML table (pandas' own writer: no jinja2 needed)."""
-    return df.to_html(index=False, na_rep=MISSING, escape=True, border=0, classes="tbl")
+    """An HTML table; cells that read as numbers (``81.1/71.1``, ``65.5*``, ``-``) are right-aligned
+    (class ``num``), text left."""
+    from html import escape
+
+    head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            text = _cell(v)
+            cls = " class='num'" if _NUMERIC.match(text) else ""
+            cells.append(f"<td{cls}>{escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table class='tbl'><thead><tr>{head}</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+
+
+def metric_label(col: str) -> str:
+    """A wide column as a table header reads: ``mrpc_f1`` -> ``F1``, ``mnli_mm_acc`` -> ``acc (mm)``."""
+    if col == "score":
+        return "Score"
+    for t in TABLE_TASKS:
+        for c, key in metric_columns(t):
+            if c == col:
+                if len(_task(t).eval_splits) > 1:
+                    base, tag = key.rsplit("_", 1)
+                    return f"{_LABEL.get(base, base)} ({tag})"
+                return _LABEL.get(key, key)
+    return col

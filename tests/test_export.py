@@ -1,0 +1,174 @@
+"""``glue-sweep leaderboard``: every export format from a synthetic result store, the errors,
+and (when Debian's chromium is installed) a headless render of report.html."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator import leaderboard as L
+from orchestrator import store
+from orchestrator.cli import main
+from test_leaderboard import make_record, write_run
+
+GROUPS = {("BERT-Tiny", t) for t in L.GLUE_TASKS} | {("BERT-Mini", t) for t in L.GLUE_TASKS if t != "RTE"} | \
+         {("all-MiniLM-L6-v2", "SST-2"), ("all-MiniLM-L6-v2", "MRPC")}
+
+
+def synthetic_run(run: Path) -> Path:
+    recs = []
+    params = {"BERT-Tiny": 4_386_178, "BERT-Mini": 11_171_074, "all-MiniLM-L6-v2": 22_713_216}
+    for model, task in sorted(GROUPS):
+        for i, (bs, lr) in enumerate([(32, 1e-4), (16, 3e-5)]):
+            for seed in (0, 1):
+                base = 60.0 + 5 * list(params).index(model) + 3 * i + seed
+                recs.append(make_record(model, task, bs, lr, [base, base + 2, base + 1], seed=seed,
+                                        n_params=params[model]))
+    recs.append(make_record("BERT-Tiny", "SST-2", 8, 3e-4, [99.0], status="failed", n_params=params["BERT-Tiny"]))
+    recs.append(make_record("BERT-Tiny", "CoLA", 8, 3e-4, [98.0], status="diverged", n_params=params["BERT-Tiny"]))
+    recs.append(make_record("BERT-Mini", "QNLI", 64, 1e-4, [70.0], status="running", n_params=params["BERT-Mini"]))
+    write_run(run, recs)
+    (store.trials_dir(run) / "torn.json").write_text('{"trial_id": "half', encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    run = synthetic_run(tmp_path_factory.mktemp("lb") / "run")
+    return run, run / "export"
+
+
+@pytest.fixture(scope="module")
+def cli_all(exported):
+    run, _ = exported
+    cap = {}
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        cap["rc"] = main(["leaderboard", str(run), "--format", "all"])
+    cap["out"], cap["err"] = out.getvalue(), err.getvalue()
+    return cap
+
+
+def test_cli_writes_every_format(exported, cli_all):
+    run, out = exported
+    assert cli_all["rc"] == 0, cli_all["err"]
+    for name in ("leaderboard.csv", "glue.csv", "configs.csv", "comparison.csv", "compact.csv", "leaderboard.md",
+                 "leaderboard.tex", "leaderboard.json", "report.html", "figures/grid_score.png",
+                 "figures/grid_tasks.png", "figures/score_vs_params.png", "figures/hparams_BERT-Tiny.png",
+                 "figures/hparams_all-MiniLM-L6-v2.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    for png in (out / "figures").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| Model | Score | CoLA | SST-2 | MRPC | STS-B | QQP | MNLI-m | MNLI-mm | QNLI | RTE | WNLI | AX |" in cli_all["out"]
+    assert "torn.json" in cli_all["err"] and "unreadable" in cli_all["err"]
+
+
+def test_long_csv_one_row_per_model_task(exported, cli_all):
+    _, out = exported
+    df = pd.read_csv(out / "leaderboard.csv")
+    assert len(df) == len(GROUPS) and set(zip(df["model"], df["task"])) == GROUPS
+    for col in ("model", "task", "status", "partial", "score", "score_std", "n_seeds", "seeds", "seed", "batch_size",
+                "learning_rate", "epoch", "mcc", "accuracy", "f1", "pearson", "spearman", "accuracy_m", "accuracy_mm",
+                "n_trials", "n_failed", "n_diverged", "n_running", "n_params"):
+        assert col in df.columns, col
+    tiny_sst = df[(df["model"] == "BERT-Tiny") & (df["task"] == "SST-2")].iloc[0]
+    assert tiny_sst["batch_size"] == 16 and tiny_sst["learning_rate"] == 3e-5 and tiny_sst["epoch"] == 2
+    assert tiny_sst["score"] == pytest.approx(65.5) and tiny_sst["n_seeds"] == 2 and tiny_sst["n_failed"] == 1
+    mini_qnli = df[(df["model"] == "BERT-Mini") & (df["task"] == "QNLI")].iloc[0]
+    assert bool(mini_qnli["partial"]) and mini_qnli["status"] == "partial"
+    text = (out / "leaderboard.csv").read_text()
+    assert ",4386178," in text and "e+06" not in text          # counts stay integers
+
+
+def test_wide_csv_json_md_tex(exported, cli_all):
+    _, out = exported
+    wide = pd.read_csv(out / "glue.csv")
+    assert list(wide["model"]) == ["BERT-Tiny", "BERT-Mini", "all-MiniLM-L6-v2"]
+    assert {"score", "score_partial", "score_no_wnli", "missing_tasks", "cola_mcc", "mrpc_f1", "mnli_mm_acc",
+            "ax_r3"} <= set(wide.columns)
+    mini = wide.set_index("model").loc["BERT-Mini"]
+    assert bool(mini["score_partial"]) and mini["missing_tasks"] == "RTE"
+    doc = json.loads((out / "leaderboard.json").read_text())
+    assert len(doc["results"]) == len(GROUPS) and any("torn.json" in p for p in doc["problems"])
+    assert doc["selection"] == "best epoch"
+    md = (out / "leaderboard.md").read_text()
+    assert "## GLUE leaderboard" in md and "| BERT-Mini |" in md and "Comparison with published figures" in md
+    tex = (out / "leaderboard.tex").read_text()
+    assert tex.count(r"\toprule") == tex.count(r"\bottomrule") >= 5 and r"\begin{tabular}" in tex
+
+
+def test_html_report_is_self_contained(exported, cli_all):
+    _, out = exported
+    page = (out / "report.html").read_text()
+    n_figs = len(list((out / "figures").glob("*.png")))
+    assert page.count("data:image/png;base64,") == n_figs
+    assert "http://" not in page and "https://" not in page     # nothing to fetch: opens offline
+    assert page.count("<table") >= 5 and "BERT-Tiny" in page and "not like for like" in page
+
+
+def test_final_epoch_and_out_and_formats(exported, tmp_path, capsys):
+    run, _ = exported
+    assert main(["leaderboard", str(run), "--format", "csv,json", "--out", str(tmp_path / "o"), "--final-epoch"]) == 0
+    df = pd.read_csv(tmp_path / "o" / "leaderboard.csv")
+    assert set(df["selection"]) == {"final epoch"}
+    assert set(df.loc[df["status"] != "partial", "epoch"]) == {3}
+    assert not (tmp_path / "o" / "report.html").exists() and (tmp_path / "o" / "leaderboard.json").is_file()
+
+
+@pytest.mark.parametrize("case", ["missing", "no-trials", "unreadable-only", "bad-format"])
+def test_bad_input_one_line_exit_2(tmp_path, capsys, case):
+    run = tmp_path / "run"
+    args = ["leaderboard", str(run)]
+    if case == "no-trials":
+        run.mkdir()
+    elif case == "unreadable-only":
+        store.trials_dir(run).mkdir(parents=True)
+        (store.trials_dir(run) / "x.json").write_text("not json")
+    elif case == "bad-format":
+        args = ["leaderboard", str(tmp_path), "--format", "csv,pdf"]
+    try:
+        rc = main(args)
+    except SystemExit as e:          # argparse rejects the flag itself
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "error" in err
+    assert {"missing": "does not exist", "no-trials": "has no trials", "unreadable-only": "can be read",
+            "bad-format": "unknown format 'pdf'"}[case] in err
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium is not installed (apt-get install chromium): "
+                                                "the headless render check of report.html needs it")
+def test_report_renders_in_headless_chromium(exported, cli_all, tmp_path):
+    from PIL import Image
+
+    _, out = exported
+    shot = tmp_path / "report.png"
+    cmd = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1400,3000",
+           (out / "report.html").resolve().as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120)
+    assert shot.is_file(), "chromium wrote no screenshot"
+    img = Image.open(shot).convert("RGB")
+    assert img.size == (1400, 3000)
+    # Tables and pictures drawn: many distinct colours (heatmaps) and plenty of non-white pixels.
+    px = np.asarray(img.resize((350, 750)), dtype=np.int32).reshape(-1, 3)
+    assert (px.sum(axis=1) < 720).mean() > 0.1
+    assert len(np.unique(px, axis=0)) > 500
+    print(f"screenshot: {shot}")   # pytest -s shows where to look at it
