@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
     d.set_defaults(func=cmd_dashboard)
 
+    st = sub.add_parser("status", help="the live leaderboard of a sweep (running or finished)")
+    st.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
+    st.add_argument("--watch", type=_positive_float, default=None, metavar="SECONDS",
+                    help="redraw every SECONDS until interrupted")
+    st.set_defaults(func=cmd_status)
+
     # Subcommands defined beside their code: each module's register(sub) adds its parser(s)
     # with set_defaults(func=handler).
     from . import export; export.register(sub)
@@ -131,6 +137,34 @@ def cmd_dashboard(a) -> int:
     port = info["url"].rsplit(":", 1)[-1].strip("/")
     print(f"remote head: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open http://127.0.0.1:{port}")
     return 0
+
+
+def status_text(run: Path) -> str:
+    from collections import Counter
+
+    from . import store
+    from .export import load_run
+    from .leaderboard import glue_table, to_markdown
+
+    records, problems = store.read_records(run)
+    counts = Counter(r["status"] for r in records)
+    head = f"sweep {run.name}: {len(records)} trials recorded: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    if problems:
+        head += f"; {len(problems)} unreadable record(s) skipped"
+    table = glue_table(load_run(run))
+    keep = ["Model", "Score"] + [c for c in table.columns[2:] if (table[c] != "-").any()]
+    return head + "\n" + to_markdown(table[keep]) + "\n(* partial: tasks missing or trials still running)"
+
+
+def cmd_status(a) -> int:
+    run = Path(a.run) if a.run else newest_run()
+    if not a.watch:
+        print(status_text(run))
+        return 0
+    while True:
+        text = status_text(run)
+        print("\033[2J\033[H" + time.strftime("%H:%M:%S ") + text, flush=True)
+        time.sleep(a.watch)
 
 
 def cmd_run(a) -> int:

@@ -67,8 +67,10 @@ def trainable(config: dict) -> None:
                       max_train_examples=t["max_train_examples"], max_length=t["max_length"],
                       eval_every_epochs=t["eval_every"], threads=rt["threads"],
                       trust_remote_code=rt["trust_remote_code"])
-    _inject_faults(t)
+    faults = _inject_faults(t)
     p = prepare(cfg, source_from(rt["glue_dir"], rt["hub"]))
+    if "nan" in faults:
+        _nan_after(p.model, steps=2)
     n_params = sum(x.numel() for x in p.model.parameters())
     import ray
 
@@ -89,20 +91,41 @@ def trainable(config: dict) -> None:
                      "train_examples": len(p.train)})
 
 
-def _inject_faults(t: dict) -> None:
+def _nan_after(model, steps: int) -> None:
+    """Make the training loss NaN from the given step on (fault injection)."""
+    forward, calls = model.forward, [0]
+
+    def nan_forward(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        if model.training and getattr(out, "loss", None) is not None:
+            calls[0] += 1
+            if calls[0] > steps:
+                out.loss = out.loss * float("nan")
+        return out
+
+    model.forward = nan_forward
+
+
+def _inject_faults(t: dict) -> set[str]:
     """Test hook, off unless GLUE_SWEEP_FAULTS is set: a comma-separated list of
-    ``raise:<substring>`` (matching trials raise) and ``sleep:<substring>:<seconds>``
-    (matching trials wait first, so a test can act mid-sweep)."""
+    ``raise:<substring>`` (matching trials raise), ``sleep:<substring>:<seconds>`` (matching
+    trials wait first, so a test can act mid-sweep) and ``nan:<substring>`` (the loss of
+    matching trials becomes NaN after two steps). Returns the kinds left to apply."""
     spec = os.environ.get("GLUE_SWEEP_FAULTS", "")
+    later = set()
     for item in filter(None, spec.split(",")):
         kind, _, rest = item.partition(":")
         pattern, _, arg = rest.partition(":")
+        arg = arg.partition(":")[0]   # anything after a further ':' is a tag for the tests
         if pattern not in t["trial_id"]:
             continue
         if kind == "raise":
             raise RuntimeError(f"injected fault in {t['trial_id']}")
         if kind == "sleep":
             time.sleep(float(arg or 1))
+        if kind == "nan":
+            later.add("nan")
+    return later
 
 
 # --- grouped early stopping ------------------------------------------------------------

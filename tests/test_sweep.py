@@ -97,11 +97,11 @@ def test_grouped_asha_compares_trials_only_within_their_group():
 
 @pytest.fixture(scope="module")
 def faulty_sweep(tmp_path_factory, real_glue_dir):
-    """One real sweep (8 trials) in which one trial always raises."""
+    """One real sweep (8 trials) in which one trial always raises and one diverges."""
     tmp = tmp_path_factory.mktemp("sweep")
     spec = write_spec(tmp, "faulty", tmp / "results", real_glue_dir, extra="retries: 1\n"
                       "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}")
-    r = run_cli(["run", str(spec)], GLUE_SWEEP_FAULTS="raise:MRPC__bs32_lr5e-5")
+    r = run_cli(["run", str(spec)], GLUE_SWEEP_FAULTS="raise:MRPC__bs32_lr5e-5,nan:SST-2__bs32_lr1e-4")
     return SimpleNamespace(spec=spec, run_dir=tmp / "results" / "faulty", proc=r)
 
 
@@ -114,8 +114,10 @@ def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
     failed = [r for r in recs.values() if r["status"] == "failed"]
     assert [f["trial_id"] for f in failed] == ["BERT-Tiny-random__MRPC__bs32_lr5e-5_s0"]
     assert failed[0]["attempts"] == 2 and "injected fault" in failed[0]["error"]
+    diverged = recs["BERT-Tiny-random__SST-2__bs32_lr1e-4_s0"]
+    assert diverged["status"] == "diverged" and "nan" in diverged["error"].lower() and not diverged["evals"]
     for rec in recs.values():
-        if rec["status"] == "failed":
+        if rec["status"] in ("failed", "diverged"):
             continue
         assert rec["status"] in ("completed", "stopped")
         assert rec["evals"] and all("accuracy" in e["metrics"] for e in rec["evals"])
@@ -207,21 +209,24 @@ def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue
     spec = write_spec(tmp_path, "workerkill", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
                       bs="[16, 32]", lr="[1e-4]", extra="retries: 2")
     run_dir = tmp_path / "results" / "workerkill"
-    proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, env=env(GLUE_SWEEP_FAULTS="sleep:bs32:8"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed = []
+    marker = f"sleep:bs32:8:{tmp_path.name}"   # also identifies this sweep's workers by their environment
+    proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, env=env(GLUE_SWEEP_FAULTS=marker),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
 
     def kill_bs32_worker():
         rec = store.read_records(run_dir)[0]
         if not any(r["trial_id"].endswith("bs32_lr1e-4_s0") and r["status"] == "running" for r in rec):
             return False
         for p in psutil.process_iter(["cmdline"]):
-            cmd = " ".join(p.info["cmdline"] or [])
-            if "ray::ImplicitFunc" in cmd or "ray::_Inner" in cmd or "train" in cmd and "ray::" in cmd:
-                killed.append(p.pid)
+            try:
+                if "ray::" in " ".join(p.info["cmdline"] or []) and p.environ().get("GLUE_SWEEP_FAULTS") == marker:
+                    killed.append(p.pid)
+            except (psutil.AccessDenied, psutil.NoSuchProcess):
+                continue
         if not killed:
             return False
-        time.sleep(2)
         for pid in killed:
             try:
                 os.kill(pid, signal.SIGKILL)
