@@ -332,7 +332,9 @@ def start_ray(address: str | None, num_cpus: int | None, secure: bool, out=sys.s
             check_address(address)
             ctx = ray.init(address=address, **kw)
         else:
-            ctx = ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+            # address="local": always a new local instance, never a stale one that a
+            # `ray start` left in /tmp/ray/ray_current_cluster.
+            ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                            _node_ip_address="127.0.0.1", **kw)
     except UserError:
         raise
