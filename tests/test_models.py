@@ -175,6 +175,13 @@ def test_models_dir_is_looked_at_first(models_dir, monkeypatch, no_network):
     assert tok("hello world")["input_ids"] == [101, 7592, 2088, 102]
     # the hub id and a shape name find the same copy
     assert MD.local_path(MD.resolve(TINY_ID)) == MD.local_path(MD.resolve("L-2_H-128"))
+    # MODELS_DIR also comes before the packaged all-MiniLM-L6-v2
+    (root / "all-MiniLM-L6-v2").symlink_to(root / "bert_uncased_L-2_H-128_A-2", target_is_directory=True)
+    try:
+        assert MD.local_path(MD.resolve("all-MiniLM-L6-v2")) == root / "all-MiniLM-L6-v2"
+        assert MD.load_model(MD.resolve("all-MiniLM-L6-v2"), 2).config.hidden_size == 128
+    finally:
+        (root / "all-MiniLM-L6-v2").unlink()
     # random init with a local copy: the copy's architecture, fresh weights
     rnd = MD.load_model(spec, 2, init="random")
     assert rnd.config.hidden_size == 128 and rnd.config.num_hidden_layers == 2
