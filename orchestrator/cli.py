@@ -15,7 +15,8 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage + error
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"glue-sweep: error: {self.prog.split(' ', 1)[-1] + ': ' if ' ' in self.prog else ''}"
+                              f"{message}\n")
 
 
 def _positive_int(s: str) -> int:
@@ -92,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommands defined beside their code: each module's register(sub) adds its parser(s)
     # with set_defaults(func=handler).
     from . import export; export.register(sub)
+    from . import speed; speed.register(sub)
+    from . import submit; submit.register(sub)
     return p
 
 

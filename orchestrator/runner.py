@@ -93,6 +93,7 @@ class TrialResult:
     train_s: float = 0.0
     examples_per_s: float = 0.0
     note: str = ""
+    grad_accum: int = 1          # > 1 when an out-of-memory error forced smaller micro-batches
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -345,6 +346,47 @@ def save(p: Prepared, directory: str) -> None:
     load_tokenizer(p.spec, p.config.init, p.config.trust_remote_code).save_pretrained(directory)
 
 
-def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache=None) -> TrialResult:
+def is_out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None)
+    return (oom is not None and isinstance(e, oom)) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache=None,
+              after_prepare: Callable[[Prepared], None] | None = None,
+              on_restart: Callable[[TrialConfig, str], None] | None = None) -> TrialResult:
+    """Prepare and run a trial. An out-of-memory error restarts it from scratch with twice
+    the gradient accumulation (half the micro-batch, the same effective batch size), as long
+    as the batch size divides; the result records the accumulation used."""
+    import dataclasses
+    import gc
+
     t0 = time.perf_counter()
-    return run(prepare(config, source, cache), on_eval, on_progress, t_start=t0)
+    while True:
+        p = prepare(config, source, cache)
+        if after_prepare is not None:
+            after_prepare(p)
+        try:
+            res = run(p, on_eval, on_progress, t_start=t0)
+            res.grad_accum = config.grad_accum
+            if config.grad_accum > 1:
+                res.note = (res.note + "; " if res.note else "") + (
+                    f"out of memory at micro-batch {config.batch_size // (config.grad_accum // 2)}: ran with gradient "
+                    f"accumulation {config.grad_accum} (micro-batch {config.batch_size // config.grad_accum}, "
+                    f"effective batch {config.batch_size})")
+            return res
+        except Exception as e:
+            nxt = config.grad_accum * 2
+            if not is_out_of_memory(e) or nxt > config.batch_size or config.batch_size % nxt:
+                raise
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            del p
+            gc.collect()
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            config = dataclasses.replace(config, grad_accum=nxt)
+            if on_restart is not None:
+                on_restart(config, first)

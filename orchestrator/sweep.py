@@ -59,7 +59,7 @@ def trainable(config: dict) -> None:
     from ray import tune
 
     from .data import source_from
-    from .runner import TrialConfig, prepare, run
+    from .runner import TrialConfig, run_trial
 
     t, rt = trial_of(config), config["runtime"]
     cfg = TrialConfig(model=t["model_ref"], task=t["task"], batch_size=t["batch_size"],
@@ -68,27 +68,53 @@ def trainable(config: dict) -> None:
                       eval_every_epochs=t["eval_every"], threads=rt["threads"],
                       trust_remote_code=rt["trust_remote_code"])
     faults = _inject_faults(t)
-    p = prepare(cfg, source_from(rt["glue_dir"], rt["hub"]))
-    if "nan" in faults:
-        _nan_after(p.model, steps=2)
-    n_params = sum(x.numel() for x in p.model.parameters())
     import ray
 
     node = ray.get_runtime_context().get_node_id()
-    state = {"last": None}
+    state = {"last": None, "n_params": 0, "n_train": 0, "accum": 1}
+
+    def after_prepare(p):
+        state["n_params"] = sum(x.numel() for x in p.model.parameters())
+        state["n_train"] = len(p.train)
+        if "nan" in faults:
+            _nan_after(p.model, steps=2)
+        if "oom" in faults:
+            _oom_above(p.model, faults["oom"])
+
+    def base() -> dict:
+        return {"n_params": state["n_params"], "train_examples": state["n_train"], "node": node,
+                "grad_accum": state["accum"]}
 
     def on_eval(ev):
         state["last"] = ev
         tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
-                     "eval_json": json.dumps(vars(ev)), "n_params": n_params, "train_examples": len(p.train),
-                     "node": node})
+                     "eval_json": json.dumps(vars(ev)), **base()})
 
-    res = run(p, on_eval=on_eval)
-    if res.status == "diverged":
+    def on_restart(new_cfg, why):
+        state["accum"] = new_cfg.grad_accum   # the callback starts the record's evaluations afresh
+
+    res = run_trial(cfg, source_from(rt["glue_dir"], rt["hub"]), on_eval=on_eval, after_prepare=after_prepare,
+                    on_restart=on_restart)
+    if res.status == "diverged" or res.grad_accum > 1:
         last = state["last"]
-        tune.report({"score": float("-inf"), "epoch": last.epoch if last else 0.0, "step": res.steps,
-                     "trial_status": "diverged", "note": res.note, "n_params": n_params,
-                     "train_examples": len(p.train)})
+        tune.report({"score": float("-inf") if res.status == "diverged" else last.score,
+                     "epoch": last.epoch if last else 0.0, "step": res.steps,
+                     "trial_status": res.status if res.status == "diverged" else "note", "note": res.note, **base()})
+
+
+def _oom_above(model, max_rows: int) -> None:
+    """Raise an out-of-memory error for training batches above max_rows (fault injection)."""
+    import torch
+
+    forward = model.forward
+
+    def oom_forward(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if model.training and ids is not None and ids.shape[0] > max_rows:
+            raise torch.OutOfMemoryError(f"injected: out of memory for a batch of {ids.shape[0]}")
+        return forward(*args, **kwargs)
+
+    model.forward = oom_forward
 
 
 def _nan_after(model, steps: int) -> None:
@@ -106,13 +132,15 @@ def _nan_after(model, steps: int) -> None:
     model.forward = nan_forward
 
 
-def _inject_faults(t: dict) -> set[str]:
+def _inject_faults(t: dict) -> dict:
     """Test hook, off unless GLUE_SWEEP_FAULTS is set: a comma-separated list of
     ``raise:<substring>`` (matching trials raise), ``sleep:<substring>:<seconds>`` (matching
     trials wait first, so a test can act mid-sweep) and ``nan:<substring>`` (the loss of
-    matching trials becomes NaN after two steps). Returns the kinds left to apply."""
+    matching trials becomes NaN after two steps) and ``oom:<substring>:<rows>`` (training
+    batches above that many rows raise an out-of-memory error). Returns the kinds left to
+    apply to the model, with their argument."""
     spec = os.environ.get("GLUE_SWEEP_FAULTS", "")
-    later = set()
+    later: dict = {}
     for item in filter(None, spec.split(",")):
         kind, _, rest = item.partition(":")
         pattern, _, arg = rest.partition(":")
@@ -124,7 +152,9 @@ def _inject_faults(t: dict) -> set[str]:
         if kind == "sleep":
             time.sleep(float(arg or 1))
         if kind == "nan":
-            later.add("nan")
+            later["nan"] = True
+        if kind == "oom":
+            later["oom"] = int(arg or 8)
     return later
 
 
@@ -218,8 +248,13 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
             rec = self._rec(trial)
             rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
             rec["node"] = result.get("node", rec.get("node"))
+            accum = result.get("grad_accum", 1)
+            if accum != rec.get("grad_accum", 1):   # restarted after out-of-memory: evaluations afresh
+                rec["evals"], rec["grad_accum"] = [], accum
             if result.get("trial_status") == "diverged":
                 rec.update(status="diverged", error=result.get("note"))
+            elif result.get("trial_status") == "note":
+                rec["note"] = result.get("note")
             elif "eval_json" in result:
                 ev = json.loads(result["eval_json"])
                 rec["evals"].append(ev)

@@ -172,8 +172,6 @@ def test_bad_flag_value_exits_2_with_one_line(case, glue_dir, tmp_path, capsys):
     assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py: argparse errors of a subcommand are prefixed with the subparser's "
-                                       "prog, 'glue-sweep train: error:', not 'glue-sweep: error:'")
 @pytest.mark.parametrize("case", ["lr 0", "batch size 0"])
 def test_bad_flag_value_error_prefix(case, glue_dir, tmp_path, capsys):
     extra, flag = FLAG_CASES[case]

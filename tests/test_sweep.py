@@ -97,11 +97,13 @@ def test_grouped_asha_compares_trials_only_within_their_group():
 
 @pytest.fixture(scope="module")
 def faulty_sweep(tmp_path_factory, real_glue_dir):
-    """One real sweep (8 trials) in which one trial always raises and one diverges."""
+    """One real sweep (8 trials) in which one trial always raises, one diverges, and one runs
+    out of memory at batch 32 (it is re-run with gradient accumulation)."""
     tmp = tmp_path_factory.mktemp("sweep")
     spec = write_spec(tmp, "faulty", tmp / "results", real_glue_dir, extra="retries: 1\n"
                       "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}")
-    r = run_cli(["run", str(spec)], GLUE_SWEEP_FAULTS="raise:MRPC__bs32_lr5e-5,nan:SST-2__bs32_lr1e-4")
+    r = run_cli(["run", str(spec)], GLUE_SWEEP_FAULTS="raise:MRPC__bs32_lr5e-5,nan:SST-2__bs32_lr1e-4,"
+                                                      "oom:SST-2__bs32_lr5e-5:16")
     return SimpleNamespace(spec=spec, run_dir=tmp / "results" / "faulty", proc=r)
 
 
@@ -116,6 +118,9 @@ def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
     assert failed[0]["attempts"] == 2 and "injected fault" in failed[0]["error"]
     diverged = recs["BERT-Tiny-random__SST-2__bs32_lr1e-4_s0"]
     assert diverged["status"] == "diverged" and "nan" in diverged["error"].lower() and not diverged["evals"]
+    oom = recs["BERT-Tiny-random__SST-2__bs32_lr5e-5_s0"]
+    assert oom["status"] in ("completed", "stopped") and oom["grad_accum"] == 2 and oom["batch_size"] == 32
+    assert "gradient accumulation 2" in oom["note"] and oom["evals"][0]["epoch"] == 1.0
     for rec in recs.values():
         if rec["status"] in ("failed", "diverged"):
             continue
