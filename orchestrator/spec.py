@@ -162,7 +162,7 @@ class _Ctx:
         return self.path
 
     def fail(self, keys: tuple, msg: str):
-        raise UserError(f"{self.where(*keys)}: {msg}")
+        raise UserError(f"{self.where(*keys)}: {one_line(msg)}")
 
     def check_keys(self, d: dict, allowed: set, keys: tuple = ()):
         if not isinstance(d, dict):
@@ -171,7 +171,11 @@ class _Ctx:
             if k not in allowed:
                 near = difflib.get_close_matches(str(k), sorted(allowed), n=1)
                 hint = f" (did you mean '{near[0]}'?)" if near else f"; allowed: {', '.join(sorted(allowed))}"
-                self.fail(keys + (k,), f"unknown key '{k}'{' in ' + '/'.join(map(str, keys)) if keys else ''}{hint}")
+                self.fail(keys + (k,), f"unknown key {str(k)!r}{' in ' + '/'.join(map(str, keys)) if keys else ''}{hint}")
+
+
+def one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
 
 
 def _expand_env(value, ctx: _Ctx, keys: tuple):
@@ -185,15 +189,20 @@ def _expand_env(value, ctx: _Ctx, keys: tuple):
 
 
 def _num(v, ctx, keys, kind=float, positive=True):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) and not (kind is float and isinstance(v, str)):
-        ctx.fail(keys, f"expected a number, got {v!r}")
+    """A number from the spec (YAML reads 1e-4 as a string: floats may be strings)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (kind is int and isinstance(v, str)):
+        ctx.fail(keys, f"expected {'a whole number' if kind is int else 'a number'}, got {v!r}")
     try:
-        x = kind(v) if kind is int else float(v)
+        x = float(v)
     except (TypeError, ValueError):
         ctx.fail(keys, f"expected a number, got {v!r}")
-    if kind is int and x != v:
-        ctx.fail(keys, f"expected a whole number, got {v!r}")
-    if positive and not (x > 0 and math.isfinite(x)):
+    if not math.isfinite(x):
+        ctx.fail(keys, f"expected a finite number, got {v!r}")
+    if kind is int:
+        if x != int(x):
+            ctx.fail(keys, f"expected a whole number, got {v!r}")
+        x = int(x)
+    if positive and not x > 0:
         ctx.fail(keys, f"must be positive, got {v!r}")
     return x
 
@@ -292,7 +301,13 @@ def load(path: str | os.PathLike, results_root: str | None = None) -> Sweep:
     p = Path(path)
     if not p.is_file():
         raise UserError(f"sweep file {p} does not exist")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[:e.start].count(b"\n") + 1
+        raise UserError(f"{p}:{line}: not valid UTF-8 (byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"sweep file {p}: cannot read ({e.strerror})") from None
     return parse(text, str(p), results_root)
 
 
@@ -303,7 +318,7 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
-        raise UserError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
+        raise UserError(f"{where}: not valid YAML ({one_line(getattr(e, 'problem', None) or e)})") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a sweep spec must be a mapping of keys (name, models, tasks, ...)")
     ctx.check_keys(raw, TOP_KEYS)

