@@ -504,7 +504,7 @@ def write_zip(texts: dict[str, str], out: Path, source, incomplete: bool) -> Che
                 zf.writestr(name, texts[name])
         rep = check_zip(tmp, source, incomplete=incomplete)
         if not rep.ok:
-            raise UserError(f"the submission for {out} fails validation, nothing written:\n  " + "\n  ".join(rep.problems))
+            raise UserError(f"the submission for {out} fails validation, nothing written: " + "; ".join(rep.problems))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
