@@ -1,0 +1,111 @@
+"""Safe defaults: the dashboard binds to loopback and refuses requests without Ray's token;
+no checkpoint code runs unless a spec asks; pickled weights are never executed."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator import spec as S
+from orchestrator.errors import UserError
+from orchestrator.models import load_model, load_tokenizer, resolve
+from orchestrator.runner import TrialConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROBE = r"""
+import json, os, sys, urllib.request, urllib.error
+os.environ["RAY_AUTH_MODE"] = "token"
+import psutil
+from orchestrator.sweep import start_ray, dashboard_info
+import ray
+ctx, url, _ = start_ray(None, 1, secure=True)
+info = dashboard_info(url, True)
+token = open(info["token_file"]).read().strip()
+def get(headers):
+    req = urllib.request.Request(url + "/api/version", headers=headers)
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+port = int(url.rsplit(":", 1)[1])
+binds = sorted({c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port})
+print(json.dumps({"url": url, "no_token": get({}), "bad_token": get({"Authorization": "Bearer nope"}),
+                  "token": get({"Authorization": "Bearer " + token}), "binds": binds}))
+ray.shutdown()
+"""
+
+
+def test_dashboard_is_loopback_only_and_needs_the_token(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    r = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["url"].startswith("http://127.0.0.1:")
+    assert got["binds"] == ["127.0.0.1"]
+    assert got["no_token"] == 401 and got["bad_token"] in (401, 403)   # refused either way
+    assert got["token"] == 200
+
+
+def test_trust_remote_code_is_off_unless_a_spec_says_so(monkeypatch):
+    assert TrialConfig(model="m", task="t", batch_size=1, learning_rate=1.0).trust_remote_code is False
+    assert S.parse("name: a\nmodels: [BERT-Tiny]\ntasks: [RTE]\n").trust_remote_code is False
+    assert S.parse("name: a\nmodels: [BERT-Tiny]\ntasks: [RTE]\ntrust_remote_code: true\n").trust_remote_code is True
+    import transformers
+
+    seen = {}
+
+    def fake(src, **kw):
+        seen.update(kw)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", fake)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", fake)
+    with pytest.raises(UserError):
+        load_model(resolve("org/some-model"), 2)
+    assert seen["trust_remote_code"] is False
+    seen.clear()
+    with pytest.raises(UserError):
+        load_tokenizer(resolve("org/some-model"))
+    assert seen["trust_remote_code"] is False
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that pickled code ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_weights_are_not_executed(tmp_path):
+    model_dir = tmp_path / "evil-bert"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({
+        "model_type": "bert", "architectures": ["BertForSequenceClassification"], "vocab_size": 30522,
+        "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512}))
+    marker = tmp_path / "pwned"
+    with open(model_dir / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"bert.embeddings.word_embeddings.weight": _Payload(str(marker))}, f)
+    with pytest.raises(UserError):
+        load_model(resolve(str(model_dir)), 2)
+    assert not marker.exists(), "loading a checkpoint executed pickled code"
+
+
+def test_safetensors_checkpoint_loads(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    d = tmp_path / "bert-tiny-copy"
+    BertForSequenceClassification(BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                                             intermediate_size=512)).save_pretrained(d)
+    assert (d / "model.safetensors").is_file() and not (d / "pytorch_model.bin").exists()
+    m = load_model(resolve(str(d)), 2)
+    assert m.config.hidden_size == 128
