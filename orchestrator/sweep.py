@@ -31,7 +31,8 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 FORWARD_ENV = ("GLUE_DIR", "MODELS_DIR", "GLUE_SWEEP_CACHE", "GLUE_SWEEP_VOCAB", "HF_HOME", "HF_HUB_OFFLINE",
-               "TRANSFORMERS_OFFLINE", "HF_DATASETS_CACHE", "GLUE_SWEEP_FAULTS")
+               "TRANSFORMERS_OFFLINE", "HF_DATASETS_CACHE", "GLUE_SWEEP_FAULTS",
+               "GLUE_SWEEP_FAULT_DIR")
 
 
 # --- resources -------------------------------------------------------------------------
@@ -149,6 +150,11 @@ def _inject_faults(t: dict) -> dict:
             continue
         if kind == "raise":
             raise RuntimeError(f"injected fault in {t['trial_id']}")
+        if kind == "flaky":   # raise on the first attempt only (a marker file remembers it)
+            marker = Path(os.environ.get("GLUE_SWEEP_FAULT_DIR", "/tmp")) / f"flaky-{t['trial_id']}"
+            if not marker.exists():
+                marker.touch()
+                raise RuntimeError(f"injected one-off fault in {t['trial_id']}")
         if kind == "sleep":
             time.sleep(float(arg or 1))
         if kind == "nan":
@@ -224,6 +230,18 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
             self.best: dict[str, tuple[float, str]] = {}
             self.counts = {"completed": 0, "stopped": 0, "diverged": 0, "failed": 0}
             self.last_print = 0.0
+            self.write_error: str | None = None   # set when the store cannot be written: stop all
+            self.writes = 0
+
+        def _write(self, rec: dict) -> None:
+            if self.write_error:
+                return
+            try:
+                _maybe_disk_full(self.writes)
+                store.write_record(run_dir, rec)
+                self.writes += 1
+            except OSError as e:
+                self.write_error = f"cannot write {store.record_path(run_dir, rec['trial_id'])}: {e.strerror or e}"
 
         def _rec(self, trial) -> dict:
             t = trial_of(trial.config)
@@ -237,12 +255,12 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
         def on_trial_start(self, iteration, trials, trial, **info):
             rec = self._rec(trial)
             rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
-            store.write_record(run_dir, rec)
+            self._write(rec)
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             rec = self._rec(trial)
             rec["error"] = _error_line(trial)
-            store.write_record(run_dir, rec)
+            self._write(rec)
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             rec = self._rec(trial)
@@ -261,7 +279,7 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
                 g = trial.config["trial"]["group"]
                 if ev["score"] > self.best.get(g, (-math.inf, ""))[0]:
                     self.best[g] = (ev["score"], rec["trial_id"])
-            store.write_record(run_dir, rec)
+            self._write(rec)
             self._progress(trials)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -270,14 +288,14 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
                 last = rec["evals"][-1]["epoch"] if rec["evals"] else 0.0
                 rec["status"] = "completed" if last >= float(rec["epochs"]) - 1e-6 else "stopped"
             self.counts[rec["status"]] += 1
-            store.write_record(run_dir, rec)
+            self._write(rec)
             self._progress(trials, force=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             rec = self._rec(trial)
             rec.update(status="failed", error=_error_line(trial))
             self.counts["failed"] += 1
-            store.write_record(run_dir, rec)
+            self._write(rec)
             print(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}", file=out)
             self._progress(trials, force=True)
 
@@ -297,6 +315,32 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
             return "\n".join(lines)
 
     return StoreWriter()
+
+
+def _maybe_disk_full(writes_so_far: int) -> None:
+    """Fault injection: GLUE_SWEEP_FAULTS='enospc:<n>' fails every record write after n."""
+    for item in filter(None, os.environ.get("GLUE_SWEEP_FAULTS", "").split(",")):
+        kind, _, n = item.partition(":")
+        if kind == "enospc" and writes_so_far >= int(n.partition(":")[0] or 0):
+            import errno
+
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def make_stopper(callback):
+    from ray import tune
+
+    class StopOnWriteError(tune.Stopper):
+        """Stops every trial once the result store cannot be written (a full disk, say):
+        running on would produce results nobody can keep."""
+
+        def __call__(self, trial_id, result):
+            return callback.write_error is not None
+
+        def stop_all(self):
+            return callback.write_error is not None
+
+    return StopOnWriteError()
 
 
 def _error_line(trial) -> str:
@@ -583,9 +627,12 @@ def _tune(sweep: Sweep, jobs: list[Job], run_dir: Path, attempts: dict, address,
                                           storage_path=storage_path,
                                           failure_config=tune.FailureConfig(max_failures=sweep.retries),
                                           checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-                                          callbacks=[callback], verbose=0),
+                                          callbacks=[callback], stop=make_stopper(callback), verbose=0),
             )
             tuner.fit()
+            if callback.write_error:
+                raise UserError(f"{callback.write_error}; the sweep stopped. Finished records are kept: "
+                                f"free space and run the same command again")
             records, _ = store.read_records(run_dir)
             final = {r["trial_id"] for r in records if r["status"] in store.FINAL}
             expected = {t["trial_id"] for t in job.trials} if job.trials is not None else set()

@@ -1,0 +1,180 @@
+"""The full fault-injection suite (`make faults`): real small sweeps with faults injected,
+each compared with a fault-free run of the same sweep. After every fault the sweep ends (or
+resumes) with every trial exactly once, the finished trials' results equal to the fault-free
+run's (the trials are deterministic on CPU: same seed, one thread), and the same leaderboard.
+
+The reduced suite that `make test` runs lives in tests/test_sweep.py (driver SIGKILL and
+resume, worker SIGKILL, a raising trial, a NaN trial, out-of-memory)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator import store
+from orchestrator.export import load_run
+from orchestrator.leaderboard import glue_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from test_sweep import CLI, REPO, _wait_for, env, records, run_cli, write_spec  # noqa: E402
+
+TIMING = {"elapsed_s", "updated_at", "attempts", "error", "node", "note"}
+
+
+def results_of(run_dir: Path) -> dict:
+    """Every trial's results without the fields that record when and where it ran."""
+    out = {}
+    for tid, rec in records(run_dir).items():
+        r = {k: v for k, v in rec.items() if k not in TIMING}
+        r["evals"] = [{k: v for k, v in e.items() if k not in TIMING} for e in rec["evals"]]
+        out[tid] = r
+    return out
+
+
+def leaderboard_of(run_dir: Path):
+    return glue_table(load_run(run_dir)).to_dict("records")
+
+
+def spec_for(tmp: Path, name: str, glue_dir: Path) -> Path:
+    return write_spec(tmp, name, tmp / "results", glue_dir, tasks="[SST-2, RTE]", bs="[16, 32]", lr="[1e-4]",
+                      epochs=2, examples=160, extra="retries: 2")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, real_glue_dir):
+    """The fault-free run every faulty run is compared with."""
+    tmp = tmp_path_factory.mktemp("reference")
+    spec = spec_for(tmp, "sweep", real_glue_dir)
+    r = run_cli(["run", str(spec)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    run_dir = tmp / "results" / "sweep"
+    res = results_of(run_dir)
+    assert len(res) == 4 and all(x["status"] == "completed" for x in res.values())
+    return res, leaderboard_of(run_dir)
+
+
+def check_same_as_reference(run_dir: Path, reference):
+    res, board = reference
+    got = results_of(run_dir)
+    assert set(got) == set(res)
+    for tid in res:
+        assert got[tid] == res[tid], tid
+    assert leaderboard_of(run_dir) == board
+
+
+def test_flaky_trial_is_retried_to_the_same_result(tmp_path, real_glue_dir, reference):
+    spec = spec_for(tmp_path, "sweep", real_glue_dir)
+    r = run_cli(["run", str(spec)], GLUE_SWEEP_FAULTS="flaky:RTE__bs16", GLUE_SWEEP_FAULT_DIR=str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = records(tmp_path / "results" / "sweep")
+    assert recs["BERT-Tiny-random__RTE__bs16_lr1e-4_s0"]["attempts"] == 2
+    check_same_as_reference(tmp_path / "results" / "sweep", reference)
+
+
+def _interrupt_then_resume(tmp_path, real_glue_dir, sig, reference):
+    spec = spec_for(tmp_path, "sweep", real_glue_dir)
+    run_dir = tmp_path / "results" / "sweep"
+    proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, env=env(GLUE_SWEEP_FAULTS="sleep:bs32:5"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: any(r["status"] in store.FINAL for r in store.read_records(run_dir)[0]), 240,
+                  "a finished trial")
+        os.kill(proc.pid, sig)
+        _, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    finals = {r["trial_id"] for r in store.read_records(run_dir)[0] if r["status"] in store.FINAL}
+    assert 0 < len(finals) < 4, "the interruption came too late to test anything"
+    r = run_cli(["run", str(spec)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{len(finals)} already finished, {4 - len(finals)} to run" in r.stderr
+    check_same_as_reference(run_dir, reference)
+    return proc.returncode, err
+
+
+def test_ctrl_c_stops_cleanly_and_the_same_command_resumes(tmp_path, real_glue_dir, reference):
+    rc, err = _interrupt_then_resume(tmp_path, real_glue_dir, signal.SIGINT, reference)
+    assert rc == 130 and "run the same command again" in err and "Traceback" not in err
+
+
+def test_driver_sigkill_resumes_to_the_fault_free_result(tmp_path, real_glue_dir, reference):
+    rc, _ = _interrupt_then_resume(tmp_path, real_glue_dir, signal.SIGKILL, reference)
+    assert rc == -signal.SIGKILL
+
+
+def test_full_disk_stops_the_sweep_keeps_what_is_written_and_resumes(tmp_path, real_glue_dir, reference):
+    spec = spec_for(tmp_path, "sweep", real_glue_dir)
+    run_dir = tmp_path / "results" / "sweep"
+    r = run_cli(["run", str(spec)], GLUE_SWEEP_FAULTS="enospc:6")
+    assert r.returncode == 2, r.stderr[-3000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("glue-sweep: error: cannot write") and "No space left on device" in last
+    recs, problems = store.read_records(run_dir)
+    assert not problems                       # nothing torn
+    assert not list(store.trials_dir(run_dir).glob(".*.tmp"))   # no temporary files left
+    assert len(recs) <= 4
+    r = run_cli(["run", str(spec)])          # space is back
+    assert r.returncode == 0, r.stderr[-3000:]
+    check_same_as_reference(run_dir, reference)
+
+
+def test_worker_node_leaving_the_cluster_mid_sweep(tmp_path, real_glue_dir, reference):
+    """Head and worker on loopback (`ray start --block`); the worker node is killed while a
+    trial runs on it; its trial is retried on the head and the sweep completes."""
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    e = env(RAY_AUTH_MODE="token")
+    subprocess.run([ray_bin, "get-auth-token", "--generate"], env=e, capture_output=True, text=True, check=True)
+    port = 46479
+    nodes = []
+    status = lambda: subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env=e,
+                                    capture_output=True, text=True, timeout=60)
+    try:
+        nodes.append(subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}",
+                                       "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false"],
+                                      env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
+        _wait_for(lambda: status().returncode == 0, 120, "the head node")
+        nodes.append(subprocess.Popen([ray_bin, "start", "--block", f"--address=127.0.0.1:{port}",
+                                       "--node-ip-address=127.0.0.1", "--num-cpus=1"],
+                                      env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      start_new_session=True))
+        _wait_for(lambda: status().stdout.count("node_") >= 2, 120, "the worker node")
+        spec = spec_for(tmp_path, "sweep", real_glue_dir)
+        run_dir = tmp_path / "results" / "sweep"
+        proc = subprocess.Popen(CLI + ["run", str(spec), "--address", f"127.0.0.1:{port}"], cwd=REPO,
+                                env=env(GLUE_SWEEP_FAULTS="sleep:s0:6"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        head_node = {}
+
+        def two_running():
+            recs = [r for r in store.read_records(run_dir)[0] if r["status"] == "running"]
+            return len(recs) >= 2
+
+        _wait_for(two_running, 240, "trials on both nodes")
+        time.sleep(2)
+        os.killpg(nodes[1].pid, signal.SIGKILL)    # the worker node leaves, abruptly
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        recs = records(run_dir)
+        assert len(recs) == 4 and all(r["status"] == "completed" for r in recs.values())
+        assert max(r["attempts"] for r in recs.values()) >= 2
+        check_same_as_reference(run_dir, reference)
+    finally:
+        for n in reversed(nodes):
+            try:
+                os.killpg(n.pid, signal.SIGTERM)
+                n.wait(timeout=60)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(n.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        subprocess.run(["pkill", "-9", "-f", f"127.0.0.1:{port}"], capture_output=True)
