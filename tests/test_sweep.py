@@ -7,6 +7,7 @@ seconds each, so the tests exercise the plumbing, not the accuracy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -252,29 +253,47 @@ def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue
     assert max(r["attempts"] for r in recs.values()) >= 2, recs
 
 
-def test_two_node_cluster_on_loopback(tmp_path, real_glue_dir):
-    """A head and a worker started with `ray start` on loopback; the trials land on both.
-    Both run in the foreground (--block) in their own process groups, so the test stops
-    exactly the nodes it started."""
+@contextlib.contextmanager
+def local_cluster(port: int):
+    """A head and a worker node started with `ray start --block` on loopback, one CPU each,
+    in their own process groups so that only they are stopped afterwards. Yields the list
+    of the two `ray start` processes (head first)."""
     ray_bin = str(Path(sys.executable).parent / "ray")
     e = env(RAY_AUTH_MODE="token")
     tok = subprocess.run([ray_bin, "get-auth-token", "--generate"], env=e, capture_output=True, text=True)
     assert tok.returncode == 0, tok.stderr
-    port = 46379
+    status = lambda: subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env=e,
+                                    capture_output=True, text=True, timeout=60)
     nodes = []
     try:
         nodes.append(subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}",
                                        "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false"],
                                       env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True))
-        status = lambda: subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env=e,
-                                        capture_output=True, text=True, timeout=60)
         _wait_for(lambda: status().returncode == 0, 120, "the head node")
         nodes.append(subprocess.Popen([ray_bin, "start", "--block", f"--address=127.0.0.1:{port}",
                                        "--node-ip-address=127.0.0.1", "--num-cpus=1"],
                                       env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                       start_new_session=True))
         _wait_for(lambda: status().stdout.count("node_") >= 2, 120, "the worker node to join")
+        yield nodes
+    finally:
+        for n in reversed(nodes):
+            try:
+                os.killpg(n.pid, signal.SIGTERM)
+                n.wait(timeout=60)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(n.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        subprocess.run(["pkill", "-9", "-f", f"127.0.0.1:{port}"], capture_output=True)
+
+
+def test_two_node_cluster_on_loopback(tmp_path, real_glue_dir):
+    """A head and a worker started with `ray start` on loopback; the trials land on both."""
+    port = 46379
+    with local_cluster(port):
         spec = write_spec(tmp_path, "cluster", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
                           bs="[16, 32]", lr="[1e-4, 5e-5]")
         r = run_cli(["run", str(spec), "--address", f"127.0.0.1:{port}"], GLUE_SWEEP_FAULTS="sleep:s0:3")
@@ -282,13 +301,6 @@ def test_two_node_cluster_on_loopback(tmp_path, real_glue_dir):
         recs = records(tmp_path / "results" / "cluster")
         assert len(recs) == 4 and all(r["status"] == "completed" for r in recs.values())
         assert len({r["node"] for r in recs.values()}) == 2, [r["node"] for r in recs.values()]
-    finally:
-        for n in reversed(nodes):
-            try:
-                os.killpg(n.pid, signal.SIGTERM)
-                n.wait(timeout=60)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(n.pid, signal.SIGKILL)
 
 
 def test_optuna_mode_runs_its_budget_and_resumes_with_what_it_knows(tmp_path, real_glue_dir):

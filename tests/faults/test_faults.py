@@ -22,7 +22,7 @@ from orchestrator.export import load_run
 from orchestrator.leaderboard import glue_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_sweep import CLI, REPO, _wait_for, env, records, run_cli, write_spec  # noqa: E402
+from test_sweep import CLI, REPO, _wait_for, env, local_cluster, records, run_cli, write_spec  # noqa: E402
 
 TIMING = {"elapsed_s", "updated_at", "attempts", "error", "node", "note"}
 
@@ -127,54 +127,26 @@ def test_full_disk_stops_the_sweep_keeps_what_is_written_and_resumes(tmp_path, r
 
 
 def test_worker_node_leaving_the_cluster_mid_sweep(tmp_path, real_glue_dir, reference):
-    """Head and worker on loopback (`ray start --block`); the worker node is killed while a
-    trial runs on it; its trial is retried on the head and the sweep completes."""
-    ray_bin = str(Path(sys.executable).parent / "ray")
-    e = env(RAY_AUTH_MODE="token")
-    subprocess.run([ray_bin, "get-auth-token", "--generate"], env=e, capture_output=True, text=True, check=True)
+    """Head and worker on loopback; the worker node is killed while trials run on both; its
+    trial is retried on the head and the sweep completes with the fault-free results."""
     port = 46479
-    nodes = []
-    status = lambda: subprocess.run([ray_bin, "status", f"--address=127.0.0.1:{port}"], env=e,
-                                    capture_output=True, text=True, timeout=60)
-    try:
-        nodes.append(subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}",
-                                       "--node-ip-address=127.0.0.1", "--num-cpus=1", "--include-dashboard=false"],
-                                      env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))
-        _wait_for(lambda: status().returncode == 0, 120, "the head node")
-        nodes.append(subprocess.Popen([ray_bin, "start", "--block", f"--address=127.0.0.1:{port}",
-                                       "--node-ip-address=127.0.0.1", "--num-cpus=1"],
-                                      env=e, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))
-        _wait_for(lambda: status().stdout.count("node_") >= 2, 120, "the worker node")
+    with local_cluster(port) as nodes:
         spec = spec_for(tmp_path, "sweep", real_glue_dir)
         run_dir = tmp_path / "results" / "sweep"
         proc = subprocess.Popen(CLI + ["run", str(spec), "--address", f"127.0.0.1:{port}"], cwd=REPO,
                                 env=env(GLUE_SWEEP_FAULTS="sleep:s0:6"), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
-        head_node = {}
-
-        def two_running():
-            recs = [r for r in store.read_records(run_dir)[0] if r["status"] == "running"]
-            return len(recs) >= 2
-
-        _wait_for(two_running, 240, "trials on both nodes")
-        time.sleep(2)
-        os.killpg(nodes[1].pid, signal.SIGKILL)    # the worker node leaves, abruptly
-        _, err = proc.communicate(timeout=600)
+        try:
+            _wait_for(lambda: sum(r["status"] == "running" for r in store.read_records(run_dir)[0]) >= 2, 240,
+                      "trials on both nodes")
+            time.sleep(2)
+            os.killpg(nodes[1].pid, signal.SIGKILL)    # the worker node leaves, abruptly
+            _, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
         assert proc.returncode == 0, err[-3000:]
         recs = records(run_dir)
         assert len(recs) == 4 and all(r["status"] == "completed" for r in recs.values())
         assert max(r["attempts"] for r in recs.values()) >= 2
         check_same_as_reference(run_dir, reference)
-    finally:
-        for n in reversed(nodes):
-            try:
-                os.killpg(n.pid, signal.SIGTERM)
-                n.wait(timeout=60)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(n.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        subprocess.run(["pkill", "-9", "-f", f"127.0.0.1:{port}"], capture_output=True)
