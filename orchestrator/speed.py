@@ -8,7 +8,9 @@ does not depend on the weights), so nothing is downloaded. BERT-Base is measured
 that measures anything, and each model's speed-up is its throughput over the BERT-Base
 throughput of the same run (and batch size). The models of a run are timed round-robin, one
 pass each per round, and a model's time is its fastest pass: on a shared machine other work
-only ever adds time, so the fastest pass is the least disturbed one.
+only ever adds time, so the fastest pass is the least disturbed one. On a shared machine use
+one thread (``--threads 1``): with several, the threads of every op wait for each other
+whenever another process holds a core, which inflates a small model's time many-fold.
 
 Results are cached per model and machine in ``<cache>/speed/<fingerprint>.json`` (the
 glue-sweep cache dir, ``$GLUE_SWEEP_CACHE``); the fingerprint is the CPU model, core count,
@@ -236,7 +238,7 @@ def speedups(result: dict, batch: int | None = None, random_init_labels: bool = 
 
 def render(result: dict) -> str:
     m = result["machine"]
-    where = f"{m['device_name']}" if m["device"] != "cpu" else f"{m['cpu']}, {m['cores']} cores, {m['threads']} threads"
+    where = f"{m['device_name']}" if m["device"] != "cpu" else f"{m['cpu']}, {m['cores']} cores, {m['threads']} thread{'s' if m['threads'] != 1 else ''}"
     lines = [f"inference speed on {where}, torch {m['torch']}, sequence length {result['seq_len']}, fp32; "
              f"speed-up over {result['reference']} measured in the same run"]
     bs = result["batch_sizes"]

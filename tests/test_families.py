@@ -292,11 +292,19 @@ def test_spec_rejects_two_names_for_one_family():
 # ----------------------------------------------------------------------------- speed
 
 SPEED_MODELS = ["BERT-Tiny", "DistilBERT", "BERT-Base"]
+# One thread: on a shared machine two threads wait on each other at every op, which swamps
+# a small model's time (the thread count is part of the cache's machine fingerprint).
+THREADS = 1
 
 
 @pytest.fixture(scope="module")
 def measured():
-    return S.measure(SPEED_MODELS, batch_sizes=(1, 2), seq_len=32, quick=True, device="cpu")
+    n = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        return S.measure(SPEED_MODELS, batch_sizes=(1, 2), seq_len=32, quick=True, device="cpu")
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_speed_orders_tiny_fastest_base_slowest(measured):
@@ -313,6 +321,7 @@ def test_speed_orders_tiny_fastest_base_slowest(measured):
 
 
 def test_speed_is_cached_per_model_and_machine(measured, monkeypatch):
+    torch.set_num_threads(THREADS)
     m = S.machine("cpu")
     path = S.cache_path(m)
     from orchestrator.features import cache_dir
@@ -328,6 +337,7 @@ def test_speed_is_cached_per_model_and_machine(measured, monkeypatch):
     with pytest.raises(AssertionError, match="re-measured"):      # a full measurement does not reuse quick ones
         S.measure(["BERT-Tiny"], batch_sizes=(1,), seq_len=32, quick=False, device="cpu")
     assert S.fingerprint({**m, "torch": "0.0"}) != S.fingerprint(m)
+    assert S.fingerprint({**m, "threads": THREADS + 1}) != S.fingerprint(m)
 
 
 def test_speedups_appear_in_the_compact_table(measured, tmp_path):
@@ -338,7 +348,7 @@ def test_speedups_appear_in_the_compact_table(measured, tmp_path):
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()) as so, contextlib.redirect_stderr(err):
         rc = main(["speed", *SPEED_MODELS, "--batch-sizes", "1,2", "--seq-len", "32", "--quick", "--device", "cpu",
-                   "--out", str(out)])
+                   "--threads", str(THREADS), "--out", str(out)])
     assert rc == 0 and "BERT-Tiny" in so.getvalue()
     sp = read_speedups(out)                                          # the leaderboard's own reader
     rows = {r["model"]: r for r in measured["models"]}
