@@ -279,6 +279,9 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
                 g = trial.config["trial"]["group"]
                 if ev["score"] > self.best.get(g, (-math.inf, ""))[0]:
                     self.best[g] = (ev["score"], rec["trial_id"])
+                    print(f"[{time.strftime('%H:%M:%S')}] best so far, {g.replace('|', ' / ')}: {ev['score']:.2f} "
+                          f"(bs {rec['batch_size']}, lr {rec['learning_rate']:g}, epoch {ev['epoch']:g})",
+                          file=out, flush=True)
             self._write(rec)
             self._progress(trials)
 
