@@ -161,8 +161,13 @@ def model_shape(name: str, ref: str | None = None) -> tuple[int, int] | None:
 
 
 def model_label(rec: Mapping) -> str:
+    """The model's row label: its name, marked when it was not pre-trained (sweep records
+    already carry the mark in their display name)."""
     name = str(rec["model"])
-    return name if rec.get("init", "pretrained") in (None, "pretrained") else f"{name} ({rec['init']} init)"
+    init = rec.get("init", "pretrained")
+    if init in (None, "pretrained") or name.endswith(f"({init} init)"):
+        return name
+    return f"{name} ({init} init)"
 
 
 # ----------------------------------------------------------------------------- selection

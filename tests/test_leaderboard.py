@@ -264,3 +264,11 @@ def test_renderers():
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"A\_b" in tex and r"50\%" in tex and r"Cap \& more" in tex
     assert "<table" in L.to_html(df)
     assert L.fmt_lr(1e-4) == "1e-4" and L.fmt_lr(3e-5) == "3e-5" and L.fmt_lr(float("nan")) == "-"
+
+
+def test_sweep_display_names_are_not_marked_twice():
+    from orchestrator.leaderboard import model_label
+
+    assert model_label({"model": "BERT-Tiny (random init)", "init": "random"}) == "BERT-Tiny (random init)"
+    assert model_label({"model": "BERT-Tiny", "init": "random"}) == "BERT-Tiny (random init)"
+    assert model_label({"model": "BERT-Tiny", "init": "pretrained"}) == "BERT-Tiny"
