@@ -17,6 +17,7 @@ help:
 	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
 	@echo "make test                                             set up, then run the test suite"
 	@echo "make faults                                           the full fault-injection suite"
+	@echo "make bench                                            our trial runner against transformers.Trainer"
 	@echo "make plan [SWEEP=...]                                 print a sweep's expanded trials, start nothing"
 	@echo "make dashboard [RUN=results/<name>]                   the running sweep's dashboard address and token"
 	@echo "make train                                            one real fine-tune (all-MiniLM-L6-v2 on SST-2)"
@@ -66,6 +67,15 @@ EXPORT_RUN = $(or $(RUN),$(shell find results -mindepth 2 -maxdepth 4 -type d -n
 export: setup
 	@test -n "$(EXPORT_RUN)" || { echo "make export: no run under results/ (a directory with trials/); give RUN=results/<run>" >&2; exit 2; }
 	$(VENV)/bin/glue-sweep leaderboard "$(EXPORT_RUN)" --format all
+
+# Benchmarks (results under bench/out/, JSON and Markdown): the same trial run by our runner
+# and by transformers.Trainer configured as run_glue.py does (padding to 128) and well tuned
+# (dynamic padding, length grouping), in separate processes, one thread each.
+bench: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m bench.compare_trainer --model all-MiniLM-L6-v2 --task SST-2 \
+		--max-train-examples 4000 --batch-size 32 --lr 1e-4 --epochs 1 --seed 0 --threads 1 --out bench/out/minilm-sst2
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m bench.compare_trainer --model BERT-Tiny --init random --task MRPC \
+		--max-train-examples 0 --batch-size 32 --lr 1e-4 --epochs 2 --seed 0 --threads 1 --out bench/out/tiny-mrpc
 
 clean:
 	rm -rf $(VENV) .pytest_cache
