@@ -119,13 +119,16 @@ class Probe:
         self.losses: list = []
         self.evals: list[tuple[float, float, float, float]] = []   # wall start, end; cpu start, end
         self.threads: int | None = None
+        self.opt_wall = self.opt_cpu = 0.0   # time inside optimizer.step()
+        self._opt_t0 = (0.0, 0.0)
         self._handles = []
 
     def attach(self, model) -> None:
-        from torch.optim.optimizer import register_optimizer_step_post_hook
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
         self._handles.append(model.register_forward_pre_hook(self._pre, with_kwargs=True))
         self._handles.append(model.register_forward_hook(self._post, with_kwargs=True))
+        self._handles.append(register_optimizer_step_pre_hook(self._step_begin))
         self._handles.append(register_optimizer_step_post_hook(self._step))
 
     def detach(self) -> None:
@@ -153,8 +156,13 @@ class Probe:
         if module.training and getattr(output, "loss", None) is not None:
             self.losses.append(output.loss.detach())
 
+    def _step_begin(self, optimizer, args, kwargs):
+        self._opt_t0 = (time.perf_counter(), time.process_time())
+
     def _step(self, optimizer, args, kwargs):
         self.last = cpu_snapshot()
+        self.opt_wall += self.last["wall"] - self._opt_t0[0]
+        self.opt_cpu += self.last["cpu"] - self._opt_t0[1]
         self.step_end.append(self.last["wall"])
         self.lrs.append(float(optimizer.param_groups[0]["lr"]))
 
@@ -188,6 +196,9 @@ class Probe:
             "ms_per_step": round(1000 * loop / len(self.step_end), 1),
             "train_loop_cpu_s": round(cpu, 3),
             "cpu_ms_per_example": round(1000 * cpu / self.examples, 3) if self.examples else None,
+            "optimizer_ms_per_step": round(1000 * self.opt_wall / len(self.step_end), 2),
+            "optimizer_cpu_ms_per_step": round(1000 * self.opt_cpu / len(self.step_end), 2),
+            "optimizer_share_of_loop": round(self.opt_wall / loop, 4) if loop > 0 else None,
             "padded_tokens": self.tokens,
             "real_tokens": real,
             "padding_fraction": round(1 - real / self.tokens, 4) if self.tokens else None,
@@ -259,7 +270,7 @@ def _run_ours(a, p, probe: Probe) -> dict:
     evals = []
     runner.make_optimizer = capture_optimizer
     runner.evaluate = probe.timed_eval(runner.evaluate)   # run() looks ``evaluate`` up at call time
-    tick = _progress("ours")
+    tick = _progress(a.variant)
     res = runner.run(p, on_eval=lambda ev: evals.append({"epoch": ev.epoch, "step": ev.step, "metrics": ev.metrics,
                                                          "score": ev.score, "train_loss": ev.train_loss}),
                      on_progress=lambda s, t, l: tick(s, t, l), t_start=time.perf_counter())
@@ -346,13 +357,13 @@ def _run_trainer(a, p, probe: Probe, tuned: bool) -> dict:
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             outer = "metrics" not in holder
             if outer:
-                holder["metrics"], t_eval = {}, time.perf_counter()
+                holder["metrics"], t_eval, c_eval = {}, time.perf_counter(), time.process_time()
             holder["prefix"] = metric_key_prefix
             try:
                 return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
             finally:
                 if outer:
-                    probe.evals.append((t_eval, time.perf_counter()))
+                    probe.evals.append((t_eval, time.perf_counter(), c_eval, time.process_time()))
                     m = holder.pop("metrics")
                     losses = [h["loss"] for h in self.state.log_history if "loss" in h]
                     evals.append({"epoch": round(self.state.epoch or 0, 4), "step": self.state.global_step,
@@ -425,7 +436,7 @@ def run_variant(a) -> dict:
         "wall_s": round(t_end - t0, 3),
         "prepare_s": round(t_prepared - t0, 3),
         "train_and_eval_s": round(t_end - t_prepared, 3),
-        "eval_s": round(sum(e - s for s, e in probe.evals), 3),
+        "eval_s": round(sum(e[1] - e[0] for e in probe.evals), 3),
         "n_evals": len(probe.evals),
         "peak_rss_mib": max(peak_before_train, peak_train),
         "peak_rss_before_train_mib": peak_before_train,
@@ -468,6 +479,7 @@ def _ratio(x, y):
 
 # Per-run numbers that repeats are summarised over (by their median).
 MEDIAN_KEYS = ("examples_per_s", "train_loop_s", "ms_per_step", "train_loop_cpu_s", "cpu_ms_per_example",
+               "optimizer_ms_per_step", "optimizer_cpu_ms_per_step", "optimizer_share_of_loop",
                "real_tokens_per_s", "wall_s", "train_and_eval_s", "eval_s", "prepare_s", "peak_rss_mib",
                "peak_rss_train_mib", "others_cpu_share", "steal_share", "process_wall_s")
 RUN_KEYS = MEDIAN_KEYS + ("final_score", "check_score_runner_evaluate", "train_loss_mean", "loadavg_at_start")
@@ -495,16 +507,17 @@ def build_report(a, results: dict[str, dict], env: dict) -> tuple[dict, str]:
     ok = {n: r for n, r in results.items() if "error" not in r}
     ours = ok.get("ours")
     ratios = {}
-    if ours:
-        for name, key in (("trainer-default", "default"), ("trainer-tuned", "tuned")):
-            r = ok.get(name)
-            if r:
-                ratios[f"ours/{key}"] = {
-                    "examples_per_s": _ratio(ours.get("examples_per_s"), r.get("examples_per_s")),
-                    "train_loop_s": _ratio(ours.get("train_loop_s"), r.get("train_loop_s")),
-                    "cpu_ms_per_example": _ratio(ours.get("cpu_ms_per_example"), r.get("cpu_ms_per_example")),
-                    "wall_s": _ratio(ours.get("wall_s"), r.get("wall_s")),
-                    "peak_rss": _ratio(ours.get("peak_rss_mib"), r.get("peak_rss_mib")),
+    if ok:
+        pairs = [("ours", "trainer-default", "ours/default"), ("ours", "trainer-tuned", "ours/tuned")]
+        for mine, name, label in pairs:
+            x, y = ok.get(mine), ok.get(name)
+            if x and y:
+                ratios[label] = {
+                    "examples_per_s": _ratio(x.get("examples_per_s"), y.get("examples_per_s")),
+                    "train_loop_s": _ratio(x.get("train_loop_s"), y.get("train_loop_s")),
+                    "cpu_ms_per_example": _ratio(x.get("cpu_ms_per_example"), y.get("cpu_ms_per_example")),
+                    "wall_s": _ratio(x.get("wall_s"), y.get("wall_s")),
+                    "peak_rss": _ratio(x.get("peak_rss_mib"), y.get("peak_rss_mib")),
                 }
     lr_check = {}
     if ours and ours.get("lr_trace"):
@@ -523,20 +536,23 @@ def build_report(a, results: dict[str, dict], env: dict) -> tuple[dict, str]:
              f"{env['train_examples']} training examples, batch {a.batch_size}, lr {a.lr:g}, {a.epochs:g} epoch(s), "
              f"seed {a.seed}, init {a.init}, max length {a.max_length}; device {env['device']}, "
              f"{env['threads']} thread(s), {env['cpus']} CPU(s){reps}; torch {env['torch']}, "
-             f"transformers {env['transformers']}.",
+             f"transformers {env['transformers']}; runner at {(env['git'].get('commit') or '?')[:10]}"
+             f"{' + local changes' if env['git'].get('orchestrator_modified') else ''}"
+             f"{' (changed during the run!)' if env['git'].get('changed_during_run_to') else ''}.",
              "",
              "| variant | dev score | dev score (runner evaluate) | train ex/s | CPU ms/ex | padding | mean width "
-             "| train loop s | wall s | eval s | peak RSS MiB | peak RSS in training MiB | train loss | others' CPU |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| optimizer ms/step | train loop s | wall s | eval s | peak RSS MiB | peak RSS in training MiB | train loss "
+             "| others' CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"| {name} | failed: {r['error'][:80]} |" + " |" * 12)
+            lines.append(f"| {name} | failed: {r['error'][:80]} |" + " |" * 13)
             continue
         lines.append("| " + " | ".join([
             name, _fmt(r.get("final_score")), _fmt(r.get("check_score_runner_evaluate")),
             _fmt(r.get("examples_per_s"), ".1f"), _fmt(r.get("cpu_ms_per_example"), ".1f"),
             _fmt(None if r.get("padding_fraction") is None else 100 * r["padding_fraction"], ".1f") + "%",
-            _fmt(r.get("mean_batch_width"), ".1f"),
+            _fmt(r.get("mean_batch_width"), ".1f"), _fmt(r.get("optimizer_ms_per_step"), ".1f"),
             _fmt(r.get("train_loop_s"), ".1f"), _fmt(r.get("wall_s"), ".1f"), _fmt(r.get("eval_s"), ".1f"),
             _fmt(r.get("peak_rss_mib"), ".0f"), _fmt(r.get("peak_rss_train_mib"), ".0f"),
             _fmt(r.get("train_loss_mean"), ".4f"),
@@ -575,11 +591,21 @@ def _child_cmd(a, variant: str, result_file: Path) -> list[str]:
     return argv
 
 
-def _environment(a, results: dict) -> dict:
+def _git_state() -> dict:
+    """The commit the runner was measured at, and whether orchestrator/ differed from it."""
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+    return {"commit": git("rev-parse", "HEAD"), "orchestrator_modified": bool(git("status", "--porcelain", "--", "orchestrator"))}
+
+
+def _environment(a, results: dict, git: dict) -> dict:
     import importlib.metadata as md
 
     first = next((r for r in results.values() if "error" not in r), {})
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+    return {"git": git, "python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "torch": md.version("torch"), "transformers": md.version("transformers"),
             "accelerate": md.version("accelerate"), "device": first.get("device"), "threads": first.get("threads"),
             "train_examples": first.get("train_examples"), "n_params": first.get("n_params")}
@@ -606,6 +632,7 @@ def parent(a) -> int:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     if a.threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(a.threads)
+    git_start = _git_state()
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="compare-trainer-") as tmp:
         plan = [("warm", 0)] + [(v, i) for i in range(a.repeats) for v in variants]   # interleaved repeats
@@ -634,7 +661,10 @@ def parent(a) -> int:
                   f"{r.get('cpu_ms_per_example')} CPU ms/ex, wall {r.get('wall_s')} s, peak RSS {r.get('peak_rss_mib')} "
                   f"MiB, others' CPU {r.get('others_cpu_share')}", file=sys.stderr, flush=True)
     results = {v: aggregate(rs) for v, rs in runs.items()}
-    report, md = build_report(a, results, _environment(a, results))
+    git_end = _git_state()
+    if git_end != git_start:   # someone committed or edited orchestrator/ while this ran
+        git_start["changed_during_run_to"] = git_end
+    report, md = build_report(a, results, _environment(a, results, git_start))
     (out / "compare_trainer.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "compare_trainer.md").write_text(md)
     print(md)
