@@ -221,12 +221,14 @@ def _record_base(trial: dict, sweep_name: str) -> dict:
             "error": None, "evals": []}
 
 
-def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], out=sys.stderr):
+def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], finished: set[str] = frozenset(),
+                  out=sys.stderr):
     from ray import tune
 
     class StoreWriter(tune.Callback):
         def __init__(self):
-            self.records: dict[str, dict] = {}
+            self.records: dict[str, dict] = {}     # by Tune's own trial id
+            self.taken: set[str] = set(finished)   # record ids that must not be overwritten
             self.best: dict[str, tuple[float, str]] = {}
             self.counts = {"completed": 0, "stopped": 0, "diverged": 0, "failed": 0}
             self.last_print = 0.0
@@ -244,12 +246,19 @@ def make_callback(sweep: Sweep, run_dir: Path, prior_attempts: dict[str, int], o
                 self.write_error = f"cannot write {store.record_path(run_dir, rec['trial_id'])}: {e.strerror or e}"
 
         def _rec(self, trial) -> dict:
-            t = trial_of(trial.config)
-            rec = self.records.get(t["trial_id"])
+            """The record of a Tune trial. Its id follows from the configuration; should that
+            id already belong to a finished record (optuna can sample a configuration twice),
+            the new trial gets a suffix: a finished record is never overwritten."""
+            rec = self.records.get(trial.trial_id)
             if rec is None:
-                rec = _record_base(t, sweep.name)
-                rec["attempts"] = prior_attempts.get(t["trial_id"], 0)
-                self.records[t["trial_id"]] = rec
+                t = trial_of(trial.config)
+                tid, n = t["trial_id"], 2
+                while tid in self.taken:
+                    tid, n = f"{t['trial_id']}_r{n}", n + 1
+                self.taken.add(tid)
+                rec = _record_base({**t, "trial_id": tid}, sweep.name)
+                rec["attempts"] = prior_attempts.get(tid, 0)
+                self.records[trial.trial_id] = rec
             return rec
 
         def on_trial_start(self, iteration, trials, trial, **info):
@@ -597,7 +606,8 @@ def _tune(sweep: Sweep, jobs: list[Job], run_dir: Path, attempts: dict, address,
 
         runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": max(1, int(cpus)),
                    "trust_remote_code": sweep.trust_remote_code}
-        callback = make_callback(sweep, run_dir, attempts, out)
+        finished = {r["trial_id"] for r in store.read_records(run_dir)[0] if r["status"] in store.FINAL}
+        callback = make_callback(sweep, run_dir, attempts, finished, out)
         storage_path = storage or str((run_dir / "ray").resolve())
         for k, job in enumerate(jobs):
             if job.trials is not None:
@@ -612,7 +622,8 @@ def _tune(sweep: Sweep, jobs: list[Job], run_dir: Path, attempts: dict, address,
                 param_space = {"trial": job.static, "runtime": runtime,
                                "batch_size": tune.choice(sweep.batch_sizes),
                                "learning_rate": tune.loguniform(sweep.learning_rates[0], sweep.learning_rates[1])}
-                search_alg = OptunaSearch(metric="score", mode="max", seed=job.static["seed"],
+                # a resumed study is seeded anew, so that it does not re-draw the first run's samples
+                search_alg = OptunaSearch(metric="score", mode="max", seed=1000 * job.static["seed"] + len(job.seen),
                                           points_to_evaluate=[c for c, _ in job.seen] or None,
                                           evaluated_rewards=[r for _, r in job.seen] or None)
                 samples = job.samples
