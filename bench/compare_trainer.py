@@ -538,7 +538,7 @@ def build_report(a, results: dict[str, dict], env: dict) -> tuple[dict, str]:
              f"{env['threads']} thread(s), {env['cpus']} CPU(s){reps}; torch {env['torch']}, "
              f"transformers {env['transformers']}; runner at {(env['git'].get('commit') or '?')[:10]}"
              f"{' + local changes' if env['git'].get('orchestrator_modified') else ''}"
-             f"{' (changed during the run!)' if env['git'].get('changed_during_run_to') else ''}.",
+             f"{' (runner files changed during the run!)' if env['git'].get('runner_changed_during_run_to') else ''}.",
              "",
              "| variant | dev score | dev score (runner evaluate) | train ex/s | CPU ms/ex | padding | mean width "
              "| optimizer ms/step | train loop s | wall s | eval s | peak RSS MiB | peak RSS in training MiB | train loss "
@@ -591,14 +591,25 @@ def _child_cmd(a, variant: str, result_file: Path) -> list[str]:
     return argv
 
 
+RUNNER_FILES = ("runner.py", "features.py", "data.py", "models.py", "metrics.py", "tasks.py", "errors.py")
+
+
 def _git_state() -> dict:
-    """The commit the runner was measured at, and whether orchestrator/ differed from it."""
+    """The commit the runner was measured at, whether orchestrator/ differed from it, and a
+    hash of the orchestrator files a trial actually runs (to notice edits during a run)."""
+    import hashlib
+
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
-    return {"commit": git("rev-parse", "HEAD"), "orchestrator_modified": bool(git("status", "--porcelain", "--", "orchestrator"))}
+    h = hashlib.sha256()
+    for name in RUNNER_FILES:
+        f = REPO / "orchestrator" / name
+        h.update(name.encode() + b"\0" + (f.read_bytes() if f.is_file() else b"") + b"\0")
+    return {"commit": git("rev-parse", "HEAD"), "orchestrator_modified": bool(git("status", "--porcelain", "--", "orchestrator")),
+            "runner_files_sha256": h.hexdigest()[:16]}
 
 
 def _environment(a, results: dict, git: dict) -> dict:
@@ -662,8 +673,8 @@ def parent(a) -> int:
                   f"MiB, others' CPU {r.get('others_cpu_share')}", file=sys.stderr, flush=True)
     results = {v: aggregate(rs) for v, rs in runs.items()}
     git_end = _git_state()
-    if git_end != git_start:   # someone committed or edited orchestrator/ while this ran
-        git_start["changed_during_run_to"] = git_end
+    if git_end["runner_files_sha256"] != git_start["runner_files_sha256"]:   # the runner was edited while this ran
+        git_start["runner_changed_during_run_to"] = git_end
     report, md = build_report(a, results, _environment(a, results, git_start))
     (out / "compare_trainer.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "compare_trainer.md").write_text(md)
