@@ -24,7 +24,12 @@ hook) over that time. ``wall_s`` is ``prepare()`` through the end of training an
 evaluations (imports excluded). Peak memory is the process's peak RSS (``VmHWM``); it is read
 before training and then reset (``/proc/self/clear_refs``) so the training phase's own peak is
 reported too. After timing, every variant's final model is also scored by the runner's own
-``evaluate`` as a cross-check of the Trainer's evaluation.
+``evaluate`` as a cross-check of the Trainer's evaluation. The process's CPU time over the
+loop (``cpu_ms_per_example``) and the share of the machine other processes used meanwhile
+(``others_cpu_share``, from /proc/stat) are recorded too: on a shared machine wall-clock
+timings are only comparable when that share is low, and with several torch threads on a busy
+machine every op's threads wait for each other (use ``--threads 1`` there, and ``--repeats N``
+to interleave runs and report medians).
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.compare_trainer --model all-MiniLM-L6-v2 --task SST-2 \\
         --max-train-examples 4000 --batch-size 32 --lr 1e-4 --epochs 1 --seed 0
@@ -36,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
