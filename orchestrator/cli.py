@@ -240,7 +240,8 @@ def cmd_train(a) -> int:
 
     res = run(p, on_eval=on_eval, on_progress=_Progress(a.quiet), t_start=t0)
     record.update(status=res.status, note=res.note, n_params=res.n_params, train_examples=res.train_examples,
-                  steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, examples_per_s=res.examples_per_s)
+                  steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, eval_s=res.eval_s,
+                  examples_per_s=res.examples_per_s)
     atomic_write_json(out / "metrics.json", record)
     print(_table(p.task, res.evals))
     print(f"status {res.status}{(': ' + res.note) if res.note else ''}; "

@@ -90,8 +90,9 @@ class TrialResult:
     train_examples: int = 0
     steps: int = 0
     startup_s: float = 0.0       # trial start to first training step
-    train_s: float = 0.0
-    examples_per_s: float = 0.0
+    train_s: float = 0.0         # first training step to the end, evaluations excluded
+    eval_s: float = 0.0          # time spent scoring the dev split(s)
+    examples_per_s: float = 0.0  # training examples over train_s
     note: str = ""
     grad_accum: int = 1          # > 1 when an out-of-memory error forced smaller micro-batches
 
@@ -291,7 +292,9 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
 
     def do_eval() -> bool:
         nonlocal loss_sum, loss_count
+        t_eval = time.perf_counter()
         metrics, score = evaluate(p, autocast)
+        res.eval_s += time.perf_counter() - t_eval
         ev = Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
                         train_loss=loss_sum / max(1, loss_count), elapsed_s=round(time.perf_counter() - t_start, 3))
         loss_sum, loss_count = 0.0, 0
@@ -338,7 +341,8 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
             break
 
     res.steps = step
-    res.train_s = round(time.perf_counter() - (t_train or time.perf_counter()), 3)
+    res.eval_s = round(res.eval_s, 3)
+    res.train_s = round(max(0.0, time.perf_counter() - (t_train or time.perf_counter()) - res.eval_s), 3)
     res.examples_per_s = round(seen / res.train_s, 2) if res.train_s > 0 else 0.0
     if cfg.save_dir and res.status == "completed":
         save(p, cfg.save_dir)
