@@ -175,12 +175,24 @@ class Prepared:
     device: object
     use_token_types: bool
     cache_stats: dict
+    # Seconds per start-up phase: setup_s, tokenizer_s, features_train_s, features_eval_s
+    # (cache load, or reading and tokenising), model_s (build or load), to_device_s; prepare_s in all.
+    timings: dict = field(default_factory=dict)
 
 
 def prepare(config: TrialConfig, source, cache=None) -> Prepared:
     """Everything a trial needs before its first step: task, data (from the feature cache
     when warm), tokenizer and model. Raises UserError for bad input before any training."""
     import torch
+
+    t_begin = t_last = time.perf_counter()
+    timings: dict = {}
+
+    def lap(name: str) -> None:
+        nonlocal t_last
+        now = time.perf_counter()
+        timings[name] = round(now - t_last, 4)
+        t_last = now
 
     config.validate()
     task = get_task(config.task)
@@ -194,16 +206,26 @@ def prepare(config: TrialConfig, source, cache=None) -> Prepared:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    lap("setup_s")
     tokenizer = load_tokenizer(spec, config.init, config.trust_remote_code)
+    lap("tokenizer_s")
     stats: dict = {}
     train = feats.features(task, "train", source, tokenizer, config.max_length, cache, stats)
-    train = train.subset(train_subset(len(train), config.max_train_examples))
+    rows = train_subset(len(train), config.max_train_examples)
+    if len(rows) < len(train):   # the whole split (the usual case) is used as loaded, not copied
+        train = train.subset(rows)
+    lap("features_train_s")
     evals = {s.name: feats.features(task, s.name, source, tokenizer, config.max_length, cache, stats)
              for s in task.eval_splits}
+    lap("features_eval_s")
     seed_everything(config.seed)  # before the model: the new head's initial weights follow the seed
-    model = load_model(spec, task.num_labels, config.init, config.trust_remote_code).to(device)
+    model = load_model(spec, task.num_labels, config.init, config.trust_remote_code)
+    lap("model_s")
+    model = model.to(device)
     use_types = "token_type_ids" in inspect.signature(model.forward).parameters
-    return Prepared(config, task, spec, model, train, evals, device, use_types, stats)
+    lap("to_device_s")
+    timings["prepare_s"] = round(t_last - t_begin, 4)
+    return Prepared(config, task, spec, model, train, evals, device, use_types, stats, timings)
 
 
 def make_optimizer(model, config: TrialConfig, device):
