@@ -68,14 +68,27 @@ export: setup
 	@test -n "$(EXPORT_RUN)" || { echo "make export: no run under results/ (a directory with trials/); give RUN=results/<run>" >&2; exit 2; }
 	$(VENV)/bin/glue-sweep leaderboard "$(EXPORT_RUN)" --format all
 
-# Benchmarks (results under bench/out/, JSON and Markdown): the same trial run by our runner
-# and by transformers.Trainer configured as run_glue.py does (padding to 128) and well tuned
-# (dynamic padding, length grouping), in separate processes, one thread each.
+# Benchmarks (results under bench/out/<name>/, JSON and Markdown; bench/out/summary.md gathers
+# them with the speed targets). About 45 minutes on a 2-core CPU machine; run it on a quiet one.
+#   trial-*   one trial: our runner against transformers.Trainer as run_glue.py sets it up
+#             (padding to 128) and well tuned (dynamic padding, length grouping), one thread each
+#   grid      the paper's 20-configuration grid: glue-sweep against Trainer.hyperparameter_search (Ray)
+#   startup   per-trial start-up, cold and warm feature cache
+#   gpu       MFU of the BERT-Base shape, packed BERT-Tiny trials, per-shape throughput (reduced on CPU)
+#   estimate  GPU-hours of sweeps/paper.yaml on one H100, with and without early stopping
+BENCH_ENV = HF_HUB_OFFLINE=1 GLUE_DIR=$(GLUE_DIR)
+
 bench: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m bench.compare_trainer --model all-MiniLM-L6-v2 --task SST-2 \
-		--max-train-examples 4000 --batch-size 32 --lr 1e-4 --epochs 1 --seed 0 --threads 1 --out bench/out/minilm-sst2
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m bench.compare_trainer --model BERT-Tiny --init random --task MRPC \
-		--max-train-examples 0 --batch-size 32 --lr 1e-4 --epochs 2 --seed 0 --threads 1 --out bench/out/tiny-mrpc
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.compare_trainer --model all-MiniLM-L6-v2 --task SST-2 \
+		--max-train-examples 4000 --batch-size 32 --lr 1e-4 --epochs 1 --seed 0 --threads 1 --out bench/out/trial-minilm-sst2
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.compare_trainer --model BERT-Tiny --init random --task MRPC \
+		--max-train-examples 0 --batch-size 32 --lr 1e-4 --epochs 2 --seed 0 --threads 1 --out bench/out/trial-tiny-mrpc
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.grid_vs_hpsearch --glue-dir $(GLUE_DIR) --out bench/out/grid
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.startup --glue-dir $(GLUE_DIR) --out bench/out/startup
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.gpu --glue-dir $(GLUE_DIR) --out bench/out/gpu
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.estimate --sweep sweeps/paper.yaml --glue-dir $(GLUE_DIR) \
+		--throughputs bench/out/gpu/gpu.json --out bench/out/estimate
+	$(VENV)/bin/python -m bench.summary --out bench/out
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -4,8 +4,8 @@ a warm feature cache.
 Every measurement is one trial (``runner.run_trial``, as a sweep worker runs it) in its own
 subprocess, so nothing is warm in-process; imports happen before the trial starts and are
 reported apart (``import_s``), and so is the process's whole wall time. The trial is stopped
-right after its first training step. Start-up is the runner's own ``TrialResult.startup_s``
-(unrounded: taken from ``run``'s frame when the stop unwinds it), broken down by
+right after its first training step. Start-up is the runner's own ``TrialResult.startup_s`` (to the
+millisecond; ``on_progress`` returning False stops the trial after its first step), broken down by
 ``Prepared.timings``: tokenizer load, train and dev features (cache load, or reading the raw
 data and tokenising it), model build or load, moving it to the device, and ``run``'s set-up
 until the first step (optimizer, scheduler, batch order).
@@ -46,23 +46,7 @@ PHASES = ("setup_s", "tokenizer_s", "features_train_s", "features_eval_s", "mode
           "until_first_step_s")
 
 
-class _FirstStep(Exception):
-    """Raised from ``on_progress`` after the first training step: the trial has started."""
-
-
 # --------------------------------------------------------------------------- child: one trial
-
-def _run_frame_locals(tb) -> dict | None:
-    """The locals of ``runner.run`` as the stop unwound it (its ``t_start``, ``t_train``, ``res``)."""
-    from orchestrator import runner
-
-    found = None
-    while tb is not None:
-        if tb.tb_frame.f_code is runner.run.__code__:
-            found = tb.tb_frame.f_locals
-        tb = tb.tb_next
-    return found
-
 
 def measure(a) -> dict:
     """One trial, stopped after its first step; everything it did before that, timed."""
@@ -123,34 +107,30 @@ def measure(a) -> dict:
 
     def on_progress(step, total, loss):
         seen["t_first_step_done"], seen["total_steps"] = time.perf_counter(), total
-        raise _FirstStep
+        return False   # the trial has started: stop it
 
     snap0 = cpu_snapshot()
     armed[0] = True
     t_call = time.perf_counter()
     try:
-        runner.run_trial(config, source, on_progress=on_progress, after_prepare=after_prepare)
-        raise RuntimeError("the trial finished without a training step")
-    except _FirstStep as e:
-        loc = _run_frame_locals(e.__traceback__)
+        res = runner.run_trial(config, source, on_progress=on_progress, after_prepare=after_prepare)
     finally:
         armed[0] = False
     snap1 = cpu_snapshot()
-    if not loc or loc.get("t_train") is None:
-        raise RuntimeError("could not read the runner's start-up time")
+    if res.steps != 1 or res.status != "stopped":
+        raise RuntimeError(f"the trial was to stop after its first step; it ran {res.steps} ({res.status})")
     p = seen["p"]
-    startup = loc["t_train"] - loc["t_start"]
+    startup = res.startup_s
     tm = dict(p.timings)
     breakdown = {k: round(tm.get(k, 0.0), 4) for k in PHASES[:-1]}
-    breakdown["until_first_step_s"] = round(loc["t_train"] - seen["t_prepared"], 4)
+    breakdown["until_first_step_s"] = round(max(0.0, t_call + startup - seen["t_prepared"]), 4)
     rec = {
         "model": a.model, "init": a.init, "task": a.task,
         "startup_s": round(startup, 4),
-        "runner_startup_s": loc["res"].startup_s,
         "breakdown": breakdown,
         "prepare_s": round(tm.get("prepare_s", 0.0), 4),
         "unaccounted_s": round(startup - sum(breakdown.values()), 4),
-        "first_step_s": round(seen["t_first_step_done"] - loc["t_train"], 4),
+        "first_step_s": round(seen["t_first_step_done"] - (t_call + startup), 4),
         "import_s": round(import_s, 3),
         "cache_stats": dict(p.cache_stats),
         "raw_loads": touched["raw_loads"],
@@ -163,7 +143,6 @@ def measure(a) -> dict:
         "n_params": sum(x.numel() for x in p.model.parameters()),
         "device": str(p.device),
         "threads": torch.get_num_threads(),
-        "call_overhead_s": round(loc["t_start"] - t_call, 4),
     }
     if "total" in snap0 and "total" in snap1 and snap1["total"] > snap0["total"]:
         tot = snap1["total"] - snap0["total"]

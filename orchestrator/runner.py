@@ -285,8 +285,9 @@ def evaluate(p: Prepared, autocast) -> tuple[dict[str, float], float]:
 
 def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
         on_progress: Callable[[int, int, float], None] | None = None, t_start: float | None = None) -> TrialResult:
-    """Train ``p.model`` on ``p.train``; evaluate after every epoch. ``on_eval`` returning
-    False stops the trial (status ``stopped``)."""
+    """Train ``p.model`` on ``p.train``; evaluate after every epoch. ``on_eval`` or
+    ``on_progress`` (called after every step) returning False stops the trial (status
+    ``stopped``)."""
     import contextlib
 
     import torch
@@ -349,8 +350,9 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
             seen += len(rows)
             loss_sum += batch_loss
             loss_count += 1
-            if on_progress is not None:
-                on_progress(step, total_steps, batch_loss)
+            if on_progress is not None and on_progress(step, total_steps, batch_loss) is False:
+                res.status = "stopped"
+                break
             end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
             if end_of_epoch or (eval_every and step % eval_every == 0):
                 if not do_eval():
