@@ -17,7 +17,7 @@ help:
 	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
 	@echo "make test                                             set up, then run the test suite"
 	@echo "make faults                                           the full fault-injection suite"
-	@echo "make bench                                            our trial runner against transformers.Trainer"
+	@echo "make bench                                            speed benchmarks against transformers.Trainer and its hyperparameter search (bench/out/summary.md)"
 	@echo "make plan [SWEEP=...]                                 print a sweep's expanded trials, start nothing"
 	@echo "make dashboard [RUN=results/<name>]                   the running sweep's dashboard address and token"
 	@echo "make train                                            one real fine-tune (all-MiniLM-L6-v2 on SST-2)"

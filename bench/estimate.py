@@ -13,7 +13,7 @@ For every trial of the sweep's grid (``orchestrator.spec``), with official GLUE 
   a = 0: tokens / tokens/s); a trial takes steps x a + tokens x b. Evaluation takes 1/3 of
   that per token and per batch of 256 (a forward pass is about 1/3 of a training step's FLOPs).
 * packing: trials of a model that takes a fractional GPU (``orchestrator.sweep.gpu_share``:
-  0.25 / 0.5) run that many at once; their time is divided by the measured packing gain
+  0.125 / 0.25 / 0.5) run that many at once; their time is divided by the measured packing gain
   (``gpu.json``: K BERT-Tiny trials against one alone), capped at 1/gpu_share, or by
   1/gpu_share when no gain was measured (stated as such).
 * early stopping: ASHA per (model, task) with grace period g, reduction factor r and max
@@ -326,6 +326,13 @@ def build(trials: list[TrialCost], tp: dict | None, gpu_json: dict | None, mfu_a
         res["mfu_used"] = mfu
     full = fn(trials)
     es, _ = with_early_stopping(trials, fn, grace, rf)
+    # What a fixed per-step cost (kernel launches, Python, the optimizer) adds: the FLOP figure
+    # ignores it, and the small miniatures at small batch sizes are bound by it.
+    steps_full = sum(t.steps for t in trials)
+    steps_es, _ = with_early_stopping(trials, lambda ts: {"hours": sum(t.steps for t in ts)}, grace, rf)
+    res["steps"] = {"full": steps_full, "early_stopping": steps_es["hours"],
+                    "hours_per_ms_full": steps_full * 1e-3 / 3600,
+                    "hours_per_ms_early_stopping": steps_es["hours"] * 1e-3 / 3600}
     res["h100"] = {"method": method, "measured_on_gpu": on_gpu, "hours_full": full["hours"], "hours_early_stopping": es["hours"],
                    "by_model_full": full["by_model"], "by_model_early_stopping": es["by_model"],
                    "trials_by_flops_fallback": full.get("trials_by_flops_fallback", 0), "packing": full.get("packing")}
@@ -365,6 +372,13 @@ def render(sweep_name: str, r: dict, padding_note: str) -> str:
         lines.append(f"- NOT MEASURED ON A GPU: this figure is FLOPs / (989 TFLOP/s x {r['mfu_used']:.0%} MFU). The small "
                      "miniatures reach a far lower MFU than BERT-Base on their own (per-step overhead), partly made up by "
                      "packing several on one GPU, so for them it is optimistic.")
+    st = r.get("steps")
+    if st:
+        lines.append(f"- optimizer steps: {st['full'] / 1e6:,.1f} M ({st['early_stopping'] / 1e6:,.1f} M with early "
+                     f"stopping); each millisecond of fixed cost per step adds {st['hours_per_ms_full']:,.1f} GPU-hours "
+                     f"({st['hours_per_ms_early_stopping']:,.1f} with early stopping) before packing"
+                     + ("" if h["measured_on_gpu"] else ": a FLOP count leaves this out, so the figure above is a "
+                        "lower bound; a GPU run of bench.gpu measures the per-step cost of every shape"))
     if h.get("trials_by_flops_fallback"):
         lines.append(f"- {h['trials_by_flops_fallback']} trials of unmeasured shapes counted by FLOPs at the median measured MFU")
     if h.get("packing"):

@@ -45,13 +45,49 @@ def approx_params(trial: dict) -> int:
     return p[0] if p else 110_000_000   # unknown: treat as BERT-Base
 
 
-def gpu_share(n_params: int) -> float:
-    """Fraction of one GPU a trial takes: small miniatures share a GPU, BERT-Base gets one."""
-    if n_params <= 12e6:
-        return 0.25
-    if n_params <= 45e6:
-        return 0.5
-    return 1.0
+def trial_memory_bytes(trial: dict, batch_size: int) -> float | None:
+    """A rough upper bound on a training trial's GPU memory: fp32 weights, gradients and the two
+    AdamW moments (16 bytes a parameter), the activations of one full-length batch under bf16
+    autocast (s*b*h*(34 + 5*heads*s/h) bytes a layer, Korthikanti et al. 2022, heads = h/64) and
+    the worker's CUDA context (0.5 GB). None when the model's shape is unknown."""
+    from .models import approx_params as params, resolve, shape_of
+
+    spec = resolve(trial["model_ref"])
+    shape, p = shape_of(spec), params(spec)
+    if shape is None or p is None:
+        return None
+    layers, hidden = shape
+    s, b = trial.get("max_length") or 128, batch_size
+    act = layers * s * b * hidden * (34 + 5 * (hidden / 64) * s / hidden)
+    return 16 * p[0] + act + 0.5e9
+
+
+def gpu_share(n_params: int, mem_bytes: float | None = None, gpu_mem_bytes: float | None = None) -> float:
+    """Fraction of one GPU a trial takes: by size, eight BERT-Tiny-sized trials (up to 6M
+    parameters) share a GPU, four up to 12M, two up to 45M, BERT-Base gets one; then doubled
+    until the trial's memory estimate fits in 90% of its share of the GPU's memory."""
+    share = 0.125 if n_params <= 6e6 else 0.25 if n_params <= 12e6 else 0.5 if n_params <= 45e6 else 1.0
+    if mem_bytes and gpu_mem_bytes:
+        while share < 1 and mem_bytes > 0.9 * share * gpu_mem_bytes:
+            share *= 2
+    return share
+
+
+def gpu_memory_bytes() -> float:
+    """Memory of the driver machine's first GPU (nvidia-smi, no CUDA context in the driver),
+    else 16 GB, the smallest common training GPU: too small a guess only packs less."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=10).stdout.split()
+            if out:
+                return float(out[0]) * 2**20
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+    return 16 * 2**30
 
 
 # --- the trainable (runs in a Ray worker) ----------------------------------------------
@@ -597,11 +633,14 @@ def _tune(sweep: Sweep, jobs: list[Job], run_dir: Path, attempts: dict, address,
         has_gpu = cluster.get("GPU", 0) > 0
         cpus = sweep.cpus_per_trial if not has_gpu else max(1.0, min(sweep.cpus_per_trial, 2.0))
 
+        gpu_mem = gpu_memory_bytes() if has_gpu else None
+
         def resources(config):
             if not has_gpu:
                 return {"cpu": cpus}
-            g = sweep.gpus_per_trial
-            share = gpu_share(approx_params(config["trial"])) if g == "auto" else float(g)
+            g, t = sweep.gpus_per_trial, config["trial"]
+            batch = t.get("batch_size") or config.get("batch_size") or max(sweep.batch_sizes)   # optuna: drawn
+            share = gpu_share(approx_params(t), trial_memory_bytes(t, batch), gpu_mem) if g == "auto" else float(g)
             return {"cpu": cpus, "gpu": share}
 
         runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": max(1, int(cpus)),
