@@ -82,7 +82,7 @@ bench: setup
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.compare_trainer --model all-MiniLM-L6-v2 --task SST-2 \
 		--max-train-examples 4000 --batch-size 32 --lr 1e-4 --epochs 1 --seed 0 --threads 1 --out bench/out/trial-minilm-sst2
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.compare_trainer --model BERT-Tiny --init random --task MRPC \
-		--max-train-examples 0 --batch-size 32 --lr 1e-4 --epochs 2 --seed 0 --threads 1 --out bench/out/trial-tiny-mrpc
+		--max-train-examples 0 --batch-size 32 --lr 1e-4 --epochs 2 --seed 0 --threads 1 --repeats 3 --out bench/out/trial-tiny-mrpc
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.grid_vs_hpsearch --glue-dir $(GLUE_DIR) --out bench/out/grid
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.startup --glue-dir $(GLUE_DIR) --out bench/out/startup
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.gpu --glue-dir $(GLUE_DIR) --out bench/out/gpu
