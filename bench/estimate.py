@@ -46,8 +46,8 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-H100_PEAK = 989e12          # dense bf16
-ASSUMED_MFU = 0.30
+from orchestrator.plan import ASSUMED_MFU, H100_BF16_FLOPS as H100_PEAK
+
 ASSUMED_PADDING = 1.25      # used only where the padding factor cannot be measured
 EVAL_BATCH = 256
 EVAL_FRACTION = 1 / 3       # forward only: about a third of a training step's FLOPs

@@ -53,6 +53,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.compare_trainer import _loadavg
+from bench.estimate import train_flops
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_GLUE = REPO.parent / "shared" / "glue_data"
 MFU_TARGET = 0.35
@@ -80,7 +83,7 @@ def peak_flops(device_name: str | None) -> float | None:
 
 def step_flops(layers: int, hidden: int, n_nonembedding: int, batch: int, seq: int) -> float:
     """Model FLOPs of one training step (forward + backward): 6 N T + 12 L H s^2 per sequence."""
-    return 6.0 * n_nonembedding * batch * seq + 12.0 * layers * hidden * seq * seq * batch
+    return train_flops(layers, hidden, n_nonembedding, batch * seq, seq)
 
 
 def non_embedding_params(model) -> int:
@@ -262,13 +265,6 @@ def warm_cache(a) -> None:
         feats.features(task, split, src, tok, 128, None, {})
 
 
-def _loadavg() -> list[float] | None:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except (OSError, ValueError):
-        return None
-
-
 def pack_round(a, k: int, threads: int, label: str) -> dict:
     """K trials in K subprocesses, training loops started together."""
     load = _loadavg()
@@ -352,14 +348,9 @@ def environment(torch, device) -> dict:
         except (OSError, subprocess.SubprocessError):
             return None
 
-    cpu = platform.processor() or None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from orchestrator.speed import cpu_model
+
+    cpu = cpu_model()
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else cpu
     return {"device_type": device.type, "device_name": name, "cpu": cpu, "cpus": os.cpu_count(),
             "torch": torch.__version__, "cuda": torch.version.cuda, "transformers": md.version("transformers"),

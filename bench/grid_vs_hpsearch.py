@@ -138,11 +138,9 @@ def child_hf(a) -> dict:
         preds = logits[:, 0] if task.is_regression else logits.argmax(-1)
         return M.compute(task.metrics, preds, ev.label_ids)
 
-    headline = task.metric_keys()[0] if len(task.metric_keys()) == 1 else None
-
     def objective(metrics: dict) -> float:
         m = {k[len("eval_"):]: v for k, v in metrics.items() if k.startswith("eval_") and k[5:] in task.metric_keys()}
-        return M.headline(m) if headline is None else m[headline]
+        return M.headline(m)
 
     out_dir = Path(a.work) / "hf-output"
     storage = Path(a.work) / "hf-ray-results"

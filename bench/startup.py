@@ -236,14 +236,9 @@ def summarise(runs: list[dict]) -> dict:
 def _environment(a, git: dict) -> dict:
     import importlib.metadata as md
 
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from orchestrator.speed import cpu_model
+
+    cpu = cpu_model()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
