@@ -180,10 +180,6 @@ def cmd_run(a) -> int:
     return driver.run(s, address=a.address, storage=a.storage, secure=not a.insecure_dashboard)
 
 
-def _fmt_lr(lr: float) -> str:
-    return f"{lr:.0e}".replace("e-0", "e-")
-
-
 def _table(task, evals) -> str:
     keys = task.metric_keys()
     head = ["epoch", "step", "loss"] + keys + ["score"]
@@ -209,26 +205,25 @@ class _Progress:
 
 
 def cmd_train(a) -> int:
+    from .config import Runtime, TrialConfig, make_trial
     from .data import source_from
     from .fileio import atomic_write_json
-    from .runner import TrialConfig, prepare, run
+    from .models import resolve
+    from .runner import prepare, run
 
     t0 = time.perf_counter()
-    cfg = TrialConfig(model=a.model, task=a.task, batch_size=a.batch_size, learning_rate=a.lr, epochs=a.epochs,
+    spec = resolve(a.model)
+    cfg = TrialConfig(model=spec.ref, task=a.task, batch_size=a.batch_size, learning_rate=a.lr, epochs=a.epochs,
                       seed=a.seed, init=a.init, max_train_examples=a.max_train_examples, max_length=a.max_length,
-                      eval_every_steps=a.eval_every_steps, device=a.device, threads=a.threads,
-                      trust_remote_code=a.trust_remote_code)
+                      eval_every_steps=a.eval_every_steps, trust_remote_code=a.trust_remote_code)
     source = source_from(a.glue_dir, a.hub)
-    p = prepare(cfg, source)   # every input check happens here, before anything is written
-    name = f"{p.spec.name}_{p.task.name}_bs{cfg.batch_size}_lr{_fmt_lr(cfg.learning_rate)}_s{cfg.seed}"
-    if cfg.init == "random":
-        name += "_random"
-    out = Path(a.out) if a.out else Path("results") / "train" / name
-    if a.save_model:
-        cfg.save_dir = str(out / "model")
-    record = {"trial": name, "config": {**vars(cfg), "model_ref": p.spec.ref}, "task": p.task.name,
-              "data": source.describe(), "status": "running", "evals": []}
-    print(f"{name}: {len(p.train)} training examples, {p.model.num_parameters():,} parameters, "
+    trial = make_trial(cfg, spec.name)
+    out = Path(a.out) if a.out else Path("results") / "train" / trial.id
+    runtime = Runtime(device=a.device, threads=a.threads, save_dir=str(out / "model") if a.save_model else None)
+    p = prepare(cfg, source, runtime=runtime)   # every input check happens here, before anything is written
+    record = {"trial_id": trial.id, "group": trial.group, "trial": cfg.to_dict(), "data": source.describe(),
+              "status": "running", "evals": []}
+    print(f"{trial.id}: {len(p.train)} training examples, {p.model.num_parameters():,} parameters, "
           f"device {p.device}, data from {source.describe()}", file=sys.stderr)
 
     def on_eval(ev):

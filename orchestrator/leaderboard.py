@@ -219,6 +219,9 @@ def _pick(seeds: list[dict], final_epoch: bool) -> tuple[float | None, list[dict
 
 def build(records: list[dict], problems: Iterable[str] = (), final_epoch: bool = False) -> Leaderboard:
     """The leaderboard of a run from its records (see the module doc for the rules)."""
+    from .store import flat
+
+    records = [flat(r) if "trial" in r else r for r in records]
     problems = list(problems)
     groups: dict[tuple[str, str], list[dict]] = {}
     model_info: dict[str, dict] = {}

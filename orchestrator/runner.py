@@ -11,6 +11,8 @@ diverged. No checkpoint is written unless ``save_dir`` is given.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 import math
 import random
@@ -22,54 +24,10 @@ import numpy as np
 
 from . import features as feats
 from . import metrics as M
+from .config import Runtime, TrialConfig
 from .errors import UserError
 from .models import ModelSpec, load_model, load_tokenizer, resolve
 from .tasks import Task, get_task
-
-
-@dataclass
-class TrialConfig:
-    model: str
-    task: str
-    batch_size: int
-    learning_rate: float
-    epochs: float = 4
-    seed: int = 0
-    init: str = "pretrained"
-    max_train_examples: int | None = None
-    max_length: int = 128
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    eval_every_steps: int | None = None
-    eval_every_epochs: float | None = None   # e.g. 0.5: also evaluate mid-epoch
-    eval_batch_size: int = 256
-    group_by_length: bool = True
-    grad_accum: int = 1
-    device: str | None = None          # None: cuda when there is one, else cpu
-    threads: int | None = None         # CPU threads for this trial (None: torch's default)
-    trust_remote_code: bool = False
-    save_dir: str | None = None
-
-    def validate(self) -> None:
-        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
-            raise UserError(f"batch size must be a positive integer, not {self.batch_size!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise UserError(f"learning rate must be a positive number, not {self.learning_rate!r}")
-        if not (self.epochs > 0 and math.isfinite(self.epochs)):
-            raise UserError(f"epochs must be positive, not {self.epochs!r}")
-        if self.max_train_examples is not None and self.max_train_examples <= 0:
-            raise UserError(f"max train examples must be positive, not {self.max_train_examples!r}")
-        if not 8 <= self.max_length <= 512:
-            raise UserError(f"max length must be between 8 and 512, not {self.max_length!r}")
-        if self.grad_accum < 1 or self.batch_size % self.grad_accum:
-            raise UserError(f"gradient accumulation {self.grad_accum} must divide the batch size {self.batch_size}")
-        if self.eval_every_steps is not None and self.eval_every_steps <= 0:
-            raise UserError(f"eval every N steps needs N > 0, not {self.eval_every_steps!r}")
-        if self.eval_every_epochs is not None and not self.eval_every_epochs > 0:
-            raise UserError(f"eval every N epochs needs N > 0, not {self.eval_every_epochs!r}")
-        if self.init not in ("pretrained", "random"):
-            raise UserError(f"init must be pretrained or random, not {self.init!r}")
 
 
 @dataclass
@@ -167,6 +125,7 @@ class Collator:
 @dataclass
 class Prepared:
     config: TrialConfig
+    runtime: Runtime
     task: Task
     spec: ModelSpec
     model: object
@@ -180,7 +139,7 @@ class Prepared:
     timings: dict = field(default_factory=dict)
 
 
-def prepare(config: TrialConfig, source, cache=None) -> Prepared:
+def prepare(config: TrialConfig, source, cache=None, runtime: Runtime = Runtime()) -> Prepared:
     """Everything a trial needs before its first step: task, data (from the feature cache
     when warm), tokenizer and model. Raises UserError for bad input before any training."""
     import torch
@@ -194,15 +153,14 @@ def prepare(config: TrialConfig, source, cache=None) -> Prepared:
         timings[name] = round(now - t_last, 4)
         t_last = now
 
-    config.validate()
     task = get_task(config.task)
     if not task.trainable:
         target = f"; it is predicted with an {task.predict_with} model" if task.predict_with else ""
         raise UserError(f"task {task.name} has no training split{target}")
     spec = resolve(config.model)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if runtime.threads:
+        torch.set_num_threads(runtime.threads)
+    device = torch.device(runtime.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -225,7 +183,7 @@ def prepare(config: TrialConfig, source, cache=None) -> Prepared:
     use_types = "token_type_ids" in inspect.signature(model.forward).parameters
     lap("to_device_s")
     timings["prepare_s"] = round(t_last - t_begin, 4)
-    return Prepared(config, task, spec, model, train, evals, device, use_types, stats, timings)
+    return Prepared(config, runtime, task, spec, model, train, evals, device, use_types, stats, timings)
 
 
 def make_optimizer(model, config: TrialConfig, device):
@@ -259,27 +217,47 @@ def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def evaluate(p: Prepared, autocast) -> tuple[dict[str, float], float]:
-    """Scores every dev split: batched large, sorted by length, no gradients."""
+def autocast_for(device):
+    """bf16 autocast on a CUDA device that has it, else nothing."""
     import torch
 
-    model, task = p.model, p.task
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
+    """The model's predictions for every row of ``enc`` in its order: a float score
+    (regression) or a class id. Batched large, sorted by length, no gradients. Evaluation
+    and ``submit`` both predict through here."""
+    import torch
+
+    regression = p.task.is_regression if regression is None else regression
+    autocast = autocast or autocast_for(p.device)
+    model = p.model
+    was_training = model.training
     model.eval()
+    collate = Collator(enc, p.use_token_types, p.device, pin=p.device.type == "cuda")
+    order = np.argsort(enc.lengths, kind="stable")
+    preds = np.zeros(len(enc), dtype=np.float64 if regression else np.int64)
+    with torch.inference_mode(), autocast():
+        for i in range(0, len(order), p.config.eval_batch_size):
+            rows = order[i:i + p.config.eval_batch_size]
+            logits = model(**collate(rows)).logits.float()
+            out = logits[:, 0] if regression else logits.argmax(-1)
+            preds[rows] = out.cpu().numpy()
+    model.train(was_training)
+    return preds
+
+
+def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
+    """Scores every dev split; returns (metrics x100, the task's headline score)."""
     result: dict[str, float] = {}
     multi = len(p.evals) > 1
-    with torch.inference_mode(), autocast():
-        for split in task.eval_splits:
-            enc = p.evals[split.name]
-            collate = Collator(enc, p.use_token_types, p.device, pin=p.device.type == "cuda")
-            order = np.argsort(enc.lengths, kind="stable")
-            preds = np.zeros(len(enc), dtype=np.float32 if task.is_regression else np.int64)
-            for i in range(0, len(order), p.config.eval_batch_size):
-                rows = order[i:i + p.config.eval_batch_size]
-                logits = model(**collate(rows)).logits.float()
-                out = logits[:, 0] if task.is_regression else logits.argmax(-1)
-                preds[rows] = out.cpu().numpy()
-            result.update(M.compute(task.metrics, preds, enc.labels, suffix=(split.tag or split.name) if multi else ""))
-    model.train()
+    for split in p.task.eval_splits:
+        enc = p.evals[split.name]
+        preds = predict(p, enc, autocast=autocast)
+        result.update(M.compute(p.task.metrics, preds, enc.labels, suffix=(split.tag or split.name) if multi else ""))
     return result, M.headline(result)
 
 
@@ -288,8 +266,6 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     """Train ``p.model`` on ``p.train``; evaluate after every epoch. ``on_eval`` or
     ``on_progress`` (called after every step) returning False stops the trial (status
     ``stopped``)."""
-    import contextlib
-
     import torch
 
     cfg, model, device = p.config, p.model, p.device
@@ -298,12 +274,11 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = cfg.eval_every_steps
-    if cfg.eval_every_epochs and cfg.eval_every_epochs < 1:
-        eval_every = max(1, round(cfg.eval_every_epochs * steps_per_epoch))
+    if cfg.eval_every and cfg.eval_every < 1:
+        eval_every = max(1, round(cfg.eval_every * steps_per_epoch))
     optimizer = make_optimizer(model, cfg, device)
     scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+    autocast = autocast_for(device)
     collate = Collator(p.train, p.use_token_types, device, pin=device.type == "cuda")
     labels_all = torch.from_numpy(p.train.labels)
     rng = np.random.default_rng(cfg.seed)
@@ -368,8 +343,8 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     res.eval_s = round(res.eval_s, 3)
     res.train_s = round(max(0.0, time.perf_counter() - (t_train or time.perf_counter()) - res.eval_s), 3)
     res.examples_per_s = round(seen / res.train_s, 2) if res.train_s > 0 else 0.0
-    if cfg.save_dir and res.status == "completed":
-        save(p, cfg.save_dir)
+    if p.runtime.save_dir and res.status == "completed":
+        save(p, p.runtime.save_dir)
     return res
 
 
@@ -388,16 +363,14 @@ def is_out_of_memory(e: BaseException) -> bool:
 
 def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache=None,
               after_prepare: Callable[[Prepared], None] | None = None,
-              on_restart: Callable[[TrialConfig, str], None] | None = None) -> TrialResult:
+              on_restart: Callable[[TrialConfig, str], None] | None = None,
+              runtime: Runtime = Runtime()) -> TrialResult:
     """Prepare and run a trial. An out-of-memory error restarts it from scratch with twice
     the gradient accumulation (half the micro-batch, the same effective batch size), as long
     as the batch size divides; the result records the accumulation used."""
-    import dataclasses
-    import gc
-
     t0 = time.perf_counter()
     while True:
-        p = prepare(config, source, cache)
+        p = prepare(config, source, cache, runtime)
         if after_prepare is not None:
             after_prepare(p)
         try:
@@ -420,6 +393,6 @@ def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache
 
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            config = dataclasses.replace(config, grad_accum=nxt)
+            config = config.replace(grad_accum=nxt)
             if on_restart is not None:
                 on_restart(config, first)

@@ -5,15 +5,19 @@ rewritten atomically after each evaluation (a crash leaves the previous version,
 torn file), so a running sweep can be read at any time and a resumed sweep knows exactly
 which trials are finished. Readers ignore, and report, files that do not parse.
 
-Record (schema 1)::
+Record (schema 2)::
 
-    {"schema": 1, "trial_id": "BERT-Tiny__SST-2__bs32_lr1e-04_s0", "sweep": "quickstart",
-     "model": "BERT-Tiny", "model_ref": "google/bert_uncased_L-2_H-128_A-2", "init": "pretrained",
-     "task": "SST-2", "batch_size": 32, "learning_rate": 0.0001, "epochs": 4, "seed": 0,
-     "max_train_examples": null, "status": "completed", "attempts": 1, "error": null,
+    {"schema": 2, "trial_id": "BERT-Tiny__SST-2__bs32_lr1e-4_s0", "sweep": "quickstart",
+     "group": "BERT-Tiny|SST-2", "model": "BERT-Tiny",
+     "trial": {"model": "google/bert_uncased_L-2_H-128_A-2", "task": "SST-2", "batch_size": 32,
+               "learning_rate": 0.0001, "epochs": 4.0, "seed": 0, "init": "pretrained", ...},
+     "status": "completed", "attempts": 1, "error": null,
      "evals": [{"epoch": 1.0, "step": 2105, "metrics": {"accuracy": 83.1}, "score": 83.1,
                 "train_loss": 0.41, "elapsed_s": 35.2}, ...],
-     "n_params": 4386178, "examples_per_s": 812.5, "updated_at": "2026-11-21T12:00:00+00:00"}
+     "n_params": 4386178, "updated_at": "2026-11-21T12:00:00+00:00"}
+
+``trial`` is ``TrialConfig.to_dict()``; ``TrialConfig.from_dict(record["trial"])`` is the way
+back. Records of schema 1 (the configuration flat at the top level) are upgraded on reading.
 
 Status: ``running`` (not finished), ``completed`` (ran every epoch), ``stopped`` (stopped
 early by the scheduler: its evaluations are valid), ``diverged`` (NaN/inf loss) or
@@ -26,13 +30,17 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .config import Trial, TrialConfig
+from .errors import UserError
 from .fileio import atomic_write_json
 
-SCHEMA = 1
+SCHEMA = 2
 FINAL = frozenset({"completed", "stopped", "diverged", "failed"})
 VALID = frozenset({"completed", "stopped", "running"})   # whose evaluations may be ranked
 STATUSES = FINAL | {"running"}
-REQUIRED = ("trial_id", "model", "task", "batch_size", "learning_rate", "seed", "status", "evals")
+REQUIRED = ("trial_id", "group", "model", "trial", "status", "evals")
+# Schema 1 kept the configuration at the top level under these names (model_ref: the loaded model).
+V1_TRIAL_KEYS = ("task", "batch_size", "learning_rate", "epochs", "seed", "init", "max_train_examples", "max_length")
 
 
 def trials_dir(run_dir: str | Path) -> Path:
@@ -50,6 +58,37 @@ def write_record(run_dir: str | Path, record: dict) -> None:
     atomic_write_json(record_path(run_dir, rec["trial_id"]), rec)
 
 
+def new_record(trial: Trial, sweep: str, model_label: str) -> dict:
+    """The record of a trial not yet started."""
+    return {"schema": SCHEMA, "trial_id": trial.id, "sweep": sweep, "group": trial.group, "model": model_label,
+            "trial": trial.config.to_dict(), "status": "running", "attempts": 0, "error": None, "evals": []}
+
+
+def config_of(rec: dict) -> TrialConfig:
+    return TrialConfig.from_dict(rec["trial"])
+
+
+def flat(rec: dict) -> dict:
+    """A record with its configuration at the top level (``model_ref``: the model loaded), the
+    shape tables are built from."""
+    out = {k: v for k, v in rec.items() if k != "trial"}
+    trial = rec["trial"]
+    out.update({k: v for k, v in trial.items() if k != "model"}, model_ref=trial["model"])
+    return out
+
+
+def upgrade(rec: dict) -> dict:
+    """A schema-1 record in today's shape (the file is left as it is)."""
+    if not isinstance(rec, dict) or rec.get("schema", 1) != 1 or "trial" in rec:
+        return rec
+    out = {k: v for k, v in rec.items() if k not in V1_TRIAL_KEYS + ("model_ref", "eval_every")}
+    trial = {"model": rec.get("model_ref") or rec.get("model"), **{k: rec[k] for k in V1_TRIAL_KEYS if k in rec}}
+    if rec.get("eval_every") is not None and float(rec["eval_every"]) < 1:
+        trial["eval_every"] = rec["eval_every"]
+    out.update(schema=SCHEMA, trial=trial, group=f"{rec.get('model')}|{rec.get('task')}")
+    return out
+
+
 def check_record(rec) -> str | None:
     """Why a parsed record cannot be used, or None."""
     if not isinstance(rec, dict):
@@ -61,6 +100,10 @@ def check_record(rec) -> str | None:
         return f"unknown status {rec['status']!r}"
     if not isinstance(rec["evals"], list) or not all(isinstance(e, dict) and "score" in e and "metrics" in e for e in rec["evals"]):
         return "malformed evals"
+    try:
+        config_of(rec)
+    except UserError as e:
+        return f"bad trial configuration ({e})"
     return None
 
 
@@ -69,6 +112,7 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"{path}: unreadable ({type(e).__name__})"
+    rec = upgrade(rec)
     why = check_record(rec)
     return (rec, None) if why is None else (None, f"{path}: {why}")
 

@@ -290,18 +290,14 @@ class Choice:
     files: list[SubmissionFile]
     seeds: str                   # the configuration's seeds (comma-separated)
 
-    def config(self, device=None, threads=None, trust_remote_code=False):
-        from .runner import TrialConfig
+    def config(self):
+        from .config import TrialConfig
 
-        r = self.record
-        ev = r.get("eval_every")
-        return TrialConfig(model=r.get("model_ref") or r["model"], task=self.task.name,
-                           batch_size=int(r["batch_size"]), learning_rate=float(r["learning_rate"]),
-                           epochs=float(r.get("epochs") or self.stop_epoch), seed=int(r["seed"]),
-                           init=r.get("init") or "pretrained", max_train_examples=r.get("max_train_examples"),
-                           max_length=int(r.get("max_length") or 128),
-                           eval_every_epochs=float(ev) if ev else None, grad_accum=int(r.get("grad_accum") or 1),
-                           device=device, threads=threads, trust_remote_code=trust_remote_code)
+        from dataclasses import fields
+
+        r = self.record   # store.flat: the configuration at the top level, the model as model_ref
+        return TrialConfig.from_dict({"model": r["model_ref"],
+                                      **{f.name: r[f.name] for f in fields(TrialConfig) if f.name in r and f.name != "model"}})
 
     def describe(self) -> str:
         r = self.record
@@ -363,7 +359,7 @@ def plan(run_dir: str | Path, model: str, source, final_epoch: bool = False) -> 
     run = Path(run_dir)
     lb = load_run(run, final_epoch=final_epoch)
     label = _match_model(lb, model)
-    records = {r["trial_id"]: r for r in store.read_records(run)[0]}
+    records = {r["trial_id"]: store.flat(r) for r in store.read_records(run)[0]}
     results = {r["task"]: r for r in lb.results.to_dict("records") if r["model"] == label}
     out = Plan(run, label)
     by_model_task: dict[str, list[SubmissionFile]] = {}
@@ -455,7 +451,12 @@ def train_and_predict(choice: Choice, source, device=None, threads=None, trust_r
     from .runner import run_trial
 
     log = log or (lambda msg: None)
-    cfg = choice.config(device, threads, trust_remote_code)
+    from .config import Runtime
+
+    cfg = choice.config()
+    if trust_remote_code and not cfg.trust_remote_code:
+        cfg = cfg.replace(trust_remote_code=True)
+    runtime = Runtime(device=device, threads=threads)
     stop = _epoch_key(choice.stop_epoch)
     seen = {}
 
@@ -473,7 +474,7 @@ def train_and_predict(choice: Choice, source, device=None, threads=None, trust_r
         log(f"  out of memory ({why}): again with gradient accumulation {new_cfg.grad_accum}")
 
     # run_trial: an out-of-memory error restarts with smaller micro-batches, as in the sweep.
-    res = run_trial(cfg, source, on_eval=on_eval, after_prepare=after_prepare, on_restart=on_restart)
+    res = run_trial(cfg, source, on_eval=on_eval, after_prepare=after_prepare, on_restart=on_restart, runtime=runtime)
     p = seen.pop("p")
     if res.status == "diverged":
         raise _Diverged(res.note)

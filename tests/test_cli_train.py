@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from orchestrator.cli import main
+from orchestrator.config import TrialConfig
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ["--model", "BERT-Tiny", "--init", "random", "--batch-size", "16", "--lr", "1e-3", "--max-train-examples", "48",
@@ -50,9 +51,10 @@ def test_train_writes_metrics_json(glue_dir, tmp_path, capsys):
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     rec = json.loads((out / "metrics.json").read_text())
-    assert rec["status"] == "completed" and rec["task"] == "RTE"
-    assert rec["trial"] == "BERT-Tiny_RTE_bs16_lr1e-3_s0_random"
-    assert rec["config"]["model_ref"] == "google/bert_uncased_L-2_H-128_A-2" and rec["config"]["batch_size"] == 16
+    assert rec["status"] == "completed" and rec["trial"]["task"] == "RTE"
+    assert rec["trial_id"] == "BERT-Tiny-random__RTE__bs16_lr1e-3_s0"   # the sweep's id function
+    assert rec["trial"]["model"] == "google/bert_uncased_L-2_H-128_A-2" and rec["trial"]["batch_size"] == 16
+    assert TrialConfig.from_dict(rec["trial"]).init == "random"
     assert rec["train_examples"] == 48 and rec["steps"] == 6
     assert [e["epoch"] for e in rec["evals"]] == [1.0, 2.0]
     for e in rec["evals"]:
@@ -194,7 +196,7 @@ def test_real_command_trains_with_default_output_dir(glue_dir, tmp_path):
                           cwd=tmp_path, env=_env_for_subprocess(GLUE_DIR=str(glue_dir)),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    path = tmp_path / "results" / "train" / "BERT-Tiny_WNLI_bs16_lr1e-3_s0_random" / "metrics.json"
+    path = tmp_path / "results" / "train" / "BERT-Tiny-random__WNLI__bs16_lr1e-3_s0" / "metrics.json"
     rec = json.loads(path.read_text())
     assert rec["status"] == "completed" and [e["epoch"] for e in rec["evals"]] == [1.0, 2.0]
     assert all(list(e["metrics"]) == ["accuracy"] for e in rec["evals"])
