@@ -108,6 +108,11 @@ class Trial(NamedTuple):
     group: str
     config: TrialConfig
 
+    @property
+    def label(self) -> str:
+        """The model's row label (the group without its task)."""
+        return self.group.rsplit("|", 1)[0]
+
 
 def _whole(v, what: str, positive: bool = True) -> int:
     if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v != int(v):

@@ -82,7 +82,7 @@ def test_sweep_specs_either_parse_or_fail_with_one_line(spec):
         return
     # accepted: then it really is a valid sweep with every value checked
     trials = sw.trials()
-    assert trials and all(t.batch_size > 0 and t.learning_rate > 0 for t in trials)
+    assert trials and all(t.config.batch_size > 0 and t.config.learning_rate > 0 for t in trials)
 
 
 @settings(max_examples=150, **SETTINGS)

@@ -23,9 +23,9 @@ PROBE = r"""
 import json, os, sys, urllib.request, urllib.error
 os.environ["RAY_AUTH_MODE"] = "token"
 import psutil
-from orchestrator.sweep import start_ray, dashboard_info
+from orchestrator.sweep.cluster import start_ray, dashboard_info
 import ray
-ctx, url, _ = start_ray(None, 1, secure=True)
+ctx, url = start_ray(None, 1, secure=True)
 info = dashboard_info(url, True)
 token = open(info["token_file"]).read().strip()
 def get(headers):

@@ -27,11 +27,11 @@ def test_paper_grid_is_4320_trials():
     sweep = S.load(REPO / "sweeps" / "paper.yaml")
     trials = sweep.trials()
     assert len(trials) == 4320 == 24 * 9 * 20
-    assert len({t.trial_id for t in trials}) == 4320
-    assert {t.task for t in trials} == {"CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"}
-    assert sorted({t.batch_size for t in trials}) == [8, 16, 32, 64, 128]
-    assert sorted({t.learning_rate for t in trials}) == [3e-5, 5e-5, 1e-4, 3e-4]
-    assert {t.epochs for t in trials} == {4}
+    assert len({t.id for t in trials}) == 4320
+    assert {t.config.task for t in trials} == {"CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI"}
+    assert sorted({t.config.batch_size for t in trials}) == [8, 16, 32, 64, 128]
+    assert sorted({t.config.learning_rate for t in trials}) == [3e-5, 5e-5, 1e-4, 3e-4]
+    assert {t.config.epochs for t in trials} == {4}
     text = render(sweep)
     assert "4,320 trials" in text and "AX is predicted with the MNLI" in text
 
@@ -124,7 +124,7 @@ def test_missing_file():
 
 def test_trial_ids_are_unique_and_stable():
     sw = parse("name: m\nmodels: [BERT-Tiny, {name: BERT-Tiny, init: random}]\ntasks: [RTE]\nseeds: 2\n")
-    ids = [t.trial_id for t in sw.trials()]
+    ids = [t.id for t in sw.trials()]
     assert len(ids) == len(set(ids)) == 2 * 20 * 2
     assert "BERT-Tiny__RTE__bs8_lr3e-4_s0" in ids and "BERT-Tiny-random__RTE__bs8_lr3e-4_s1" in ids
     groups = {t.group for t in sw.trials()}

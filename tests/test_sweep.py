@@ -21,6 +21,7 @@ import pytest
 
 from orchestrator import spec as S
 from orchestrator import store
+from orchestrator.config import TrialConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "orchestrator.cli"]
@@ -42,11 +43,17 @@ data: {{glue_dir: {glue_dir}}}
     return p
 
 
+FAULT_PLUGIN = str(REPO / "tests" / "faults" / "plugin.py")
+
+
 def env(**extra) -> dict:
+    """The environment of a CLI run; faults (GLUE_SWEEP_FAULTS) come with the plugin that applies them."""
     e = dict(os.environ)
     e.update({"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token"})
     e.pop("RAY_ADDRESS", None)
     e.update(extra)
+    if "GLUE_SWEEP_FAULTS" in extra:
+        e["GLUE_SWEEP_HOOKS"] = FAULT_PLUGIN
     return e
 
 
@@ -71,7 +78,7 @@ def test_grouped_asha_compares_trials_only_within_their_group():
     rung (they are below A's); per-group ASHA lets B's best run on and stops B's weaker."""
     sw = S.parse("name: g\nmodels: [BERT-Tiny]\ntasks: [SST-2]\nepochs: 4\n"
                  "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
-    from orchestrator.sweep import grouped_asha
+    from orchestrator.sweep.asha import grouped_asha
 
     sched = grouped_asha(sw)
     a = [_fake_trial(f"a{i}", "A|SST-2") for i in range(4)]
@@ -112,7 +119,7 @@ def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
     r = faulty_sweep.proc
     assert r.returncode == 0, r.stderr[-3000:]
     recs = records(faulty_sweep.run_dir)
-    expected = {t.trial_id for t in S.load(faulty_sweep.spec).trials()}
+    expected = {t.id for t in S.load(faulty_sweep.spec).trials()}
     assert set(recs) == expected and len(recs) == 8
     failed = [r for r in recs.values() if r["status"] == "failed"]
     assert [f["trial_id"] for f in failed] == ["BERT-Tiny-random__MRPC__bs32_lr5e-5_s0"]
@@ -120,7 +127,7 @@ def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
     diverged = recs["BERT-Tiny-random__SST-2__bs32_lr1e-4_s0"]
     assert diverged["status"] == "diverged" and "nan" in diverged["error"].lower() and not diverged["evals"]
     oom = recs["BERT-Tiny-random__SST-2__bs32_lr5e-5_s0"]
-    assert oom["status"] in ("completed", "stopped") and oom["grad_accum"] == 2 and oom["batch_size"] == 32
+    assert oom["status"] in ("completed", "stopped") and oom["grad_accum"] == 2 and oom["trial"]["batch_size"] == 32
     assert "gradient accumulation 2" in oom["note"] and oom["evals"][0]["epoch"] == 1.0
     for rec in recs.values():
         if rec["status"] in ("failed", "diverged"):
@@ -130,7 +137,7 @@ def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
         assert [e["epoch"] for e in rec["evals"]] == [1.0, 2.0][:len(rec["evals"])]
     # every group keeps at least one trial to the end
     for task in ("SST-2", "MRPC"):
-        assert any(r["status"] == "completed" and r["task"] == task for r in recs.values())
+        assert any(r["status"] == "completed" and r["trial"]["task"] == task for r in recs.values())
     assert "Ray dashboard: http://127.0.0.1:" in r.stderr
     assert not list((faulty_sweep.run_dir / "ray").rglob("checkpoint_*")), "no model checkpoints by default"
 
@@ -154,7 +161,7 @@ def test_changed_settings_are_not_mixed_with_old_results(faulty_sweep, tmp_path)
 
 
 def test_second_driver_on_the_same_sweep_is_refused(faulty_sweep):
-    from orchestrator.sweep import RunLock
+    from orchestrator.sweep.cluster import RunLock
 
     with RunLock(faulty_sweep.run_dir):
         r = run_cli(["run", str(faulty_sweep.spec)])
@@ -204,7 +211,7 @@ def test_driver_sigkill_then_same_command_finishes_exactly_once(tmp_path, real_g
     r = run_cli(["run", str(spec)])
     assert r.returncode == 0, r.stderr[-3000:]
     recs = records(run_dir)
-    assert set(recs) == {t.trial_id for t in S.load(spec).trials()}
+    assert set(recs) == {t.id for t in S.load(spec).trials()}
     assert all(r["status"] == "completed" for r in recs.values())
     for k, v in done_before.items():   # finished before the kill: kept as they were, not re-run
         assert json.dumps(recs[k], sort_keys=True) == v
@@ -315,7 +322,7 @@ def test_optuna_mode_runs_its_budget_and_resumes_with_what_it_knows(tmp_path, re
     first = records(tmp_path / "results" / "opt")
     assert len(first) == 2 and all(x["status"] == "completed" for x in first.values())
     for rec in first.values():
-        assert rec["batch_size"] in (16, 32) and 1e-5 <= rec["learning_rate"] <= 3e-4
+        assert rec["trial"]["batch_size"] in (16, 32) and 1e-5 <= rec["trial"]["learning_rate"] <= 3e-4
     p.write_text(spec.replace("TRIALS", "3"))
     r = run_cli(["run", str(p)])
     assert r.returncode == 0, r.stderr[-3000:]
@@ -327,10 +334,10 @@ def test_optuna_mode_runs_its_budget_and_resumes_with_what_it_knows(tmp_path, re
 
 
 def test_gpu_share_by_size_and_memory():
-    from orchestrator.sweep import approx_params, gpu_share, trial_memory_bytes
+    from orchestrator.resources import approx_params, gpu_share, trial_memory_bytes
 
     def trial(model):
-        return {"model_ref": model, "max_length": 128}
+        return TrialConfig(model=model, task="SST-2", batch_size=128, learning_rate=1e-4)
 
     gb = 2**30
     tiny, base = trial("BERT-Tiny"), trial("BERT-Base")

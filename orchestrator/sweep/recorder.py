@@ -1,0 +1,155 @@
+"""The result store's only writer during a sweep: a Tune callback in the driver.
+
+Each Tune event becomes the trial's record (``store.write_record``, atomic), so workers need no
+shared filesystem and a crash of a worker or of the driver never leaves a torn record. It also
+prints the sweep's progress and each group's new best score. Once the store cannot be written
+(a full disk, say), ``StopOnWriteError`` stops every trial: results nobody can keep are not
+worth computing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+from ray import tune
+
+from .. import store
+from ..config import fmt_lr
+from . import hooks
+from .jobs import trial_of
+
+
+class StoreRecorder(tune.Callback):
+    def __init__(self, sweep_name: str, run_dir: Path, prior_attempts: dict[str, int],
+                 finished: set[str] = frozenset(), out=sys.stderr):
+        self.sweep_name, self.run_dir, self.prior_attempts, self.out = sweep_name, run_dir, prior_attempts, out
+        self.records: dict[str, dict] = {}     # by Tune's own trial id
+        self.taken: set[str] = set(finished)   # record ids that must not be overwritten
+        self.best: dict[str, tuple[float, str]] = {}
+        self.counts = {"completed": 0, "stopped": 0, "diverged": 0, "failed": 0}
+        self.last_print = 0.0
+        self.write_error: str | None = None   # set when the store cannot be written: stop all
+        self.writes = 0
+
+    def _write(self, rec: dict) -> None:
+        if self.write_error:
+            return
+        try:
+            hooks.call("before_record_write", rec, self.writes)
+            store.write_record(self.run_dir, rec)
+            self.writes += 1
+        except OSError as e:
+            self.write_error = f"cannot write {store.record_path(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
+
+    def _rec(self, trial) -> dict:
+        """The record of a Tune trial. Its id follows from the configuration; should that id
+        already belong to a finished record (optuna can sample a configuration twice), the new
+        trial gets a suffix: a finished record is never overwritten."""
+        rec = self.records.get(trial.trial_id)
+        if rec is None:
+            t = trial_of(trial.config)
+            tid, n = t.id, 2
+            while tid in self.taken:
+                tid, n = f"{t.id}_r{n}", n + 1
+            self.taken.add(tid)
+            rec = store.new_record(t._replace(id=tid), self.sweep_name, t.label)
+            rec["attempts"] = self.prior_attempts.get(tid, 0)
+            self.records[trial.trial_id] = rec
+        return rec
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        rec = self._rec(trial)
+        rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
+        self._write(rec)
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        rec = self._rec(trial)
+        rec["error"] = error_line(trial)
+        self._write(rec)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        rec = self._rec(trial)
+        rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
+        rec["node"] = result.get("node", rec.get("node"))
+        accum = result.get("grad_accum", 1)
+        if accum != rec.get("grad_accum", 1):   # restarted after out-of-memory: evaluations afresh
+            rec["evals"], rec["grad_accum"] = [], accum
+        if result.get("trial_status") == "diverged":
+            rec.update(status="diverged", error=result.get("note"))
+        elif result.get("trial_status") == "note":
+            rec["note"] = result.get("note")
+        elif "eval_json" in result:
+            ev = json.loads(result["eval_json"])
+            rec["evals"].append(ev)
+            self._best(rec, ev)
+        self._write(rec)
+        self._progress(trials)
+
+    def _best(self, rec: dict, ev: dict) -> None:
+        g = rec["group"]
+        if ev["score"] > self.best.get(g, (-math.inf, ""))[0]:
+            self.best[g] = (ev["score"], rec["trial_id"])
+            t = rec["trial"]
+            print(f"[{time.strftime('%H:%M:%S')}] best so far, {g.replace('|', ' / ')}: {ev['score']:.2f} "
+                  f"(bs {t['batch_size']}, lr {fmt_lr(t['learning_rate'])}, epoch {ev['epoch']:g})",
+                  file=self.out, flush=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        rec = self._rec(trial)
+        if rec["status"] != "diverged":
+            last = rec["evals"][-1]["epoch"] if rec["evals"] else 0.0
+            rec["status"] = "completed" if last >= float(rec["trial"]["epochs"]) - 1e-6 else "stopped"
+        self.counts[rec["status"]] += 1
+        self._write(rec)
+        self._progress(trials, force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        rec = self._rec(trial)
+        rec.update(status="failed", error=error_line(trial))
+        self.counts["failed"] += 1
+        self._write(rec)
+        print(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}", file=self.out)
+        self._progress(trials, force=True)
+
+    def _progress(self, trials, force=False):
+        now = time.monotonic()
+        if not force and now - self.last_print < 10:
+            return
+        self.last_print = now
+        running = sum(1 for t in trials if t.status == "RUNNING")
+        pending = sum(1 for t in trials if t.status == "PENDING")
+        done = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v)
+        print(f"[{time.strftime('%H:%M:%S')}] trials: {done or '0 finished'}; {running} running, {pending} pending",
+              file=self.out, flush=True)
+
+    def summary(self) -> str:
+        return "\n".join(f"  {g.replace('|', ' / ')}: best dev score {s:.2f} ({tid})"
+                         for g, (s, tid) in sorted(self.best.items()))
+
+
+class StopOnWriteError(tune.Stopper):
+    """Stops every trial once the recorder cannot write the result store."""
+
+    def __init__(self, recorder: StoreRecorder):
+        self.recorder = recorder
+
+    def __call__(self, trial_id, result):
+        return self.recorder.write_error is not None
+
+    def stop_all(self):
+        return self.recorder.write_error is not None
+
+
+def error_line(trial) -> str:
+    """The last line of a failed trial's error file (the exception), at most 500 characters."""
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text() if path else ""
+    except OSError:
+        text = ""
+    lines = [l for l in text.strip().splitlines() if l.strip()]
+    return (lines[-1].strip() if lines else "trial failed")[:500]

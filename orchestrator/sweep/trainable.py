@@ -1,0 +1,51 @@
+"""The Tune trainable: a thin function around the trial runner, run in a Ray worker.
+
+Every dev evaluation is reported (``tune.report``) with the evaluation itself as JSON, which
+the driver's recorder turns into the trial's record. A diverged trial, or one restarted after
+running out of memory, reports once more at the end to say so.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ray
+from ray import tune
+
+from ..config import Runtime
+from ..data import source_from
+from ..runner import run_trial
+from . import hooks
+from .jobs import trial_of
+
+
+def trainable(config: dict) -> None:
+    trial, rt = trial_of(config), config["runtime"]
+    hooks.call("trial_start", trial)
+    node = ray.get_runtime_context().get_node_id()
+    state = {"last": None, "n_params": 0, "n_train": 0, "accum": 1}
+
+    def after_prepare(p):
+        state["n_params"] = sum(x.numel() for x in p.model.parameters())
+        state["n_train"] = len(p.train)
+        hooks.call("after_prepare", trial, p)
+
+    def base() -> dict:
+        return {"n_params": state["n_params"], "train_examples": state["n_train"], "node": node,
+                "grad_accum": state["accum"]}
+
+    def on_eval(ev):
+        state["last"] = ev
+        tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
+                     "eval_json": json.dumps(vars(ev)), **base()})
+
+    def on_restart(new_cfg, why):
+        state["accum"] = new_cfg.grad_accum   # the recorder starts the record's evaluations afresh
+
+    res = run_trial(trial.config, source_from(rt["glue_dir"], rt["hub"]), on_eval=on_eval,
+                    after_prepare=after_prepare, on_restart=on_restart, runtime=Runtime(threads=rt["threads"]))
+    if res.status == "diverged" or res.grad_accum > 1:
+        last = state["last"]
+        tune.report({"score": float("-inf") if res.status == "diverged" else last.score,
+                     "epoch": last.epoch if last else 0.0, "step": res.steps,
+                     "trial_status": res.status if res.status == "diverged" else "note", "note": res.note, **base()})

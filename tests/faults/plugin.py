@@ -1,0 +1,90 @@
+"""The fault-injection plugin: a ``GLUE_SWEEP_HOOKS`` module (see orchestrator/sweep/hooks.py).
+
+``GLUE_SWEEP_FAULTS`` is a comma-separated list of faults, each applied to the trials whose id
+contains ``<substring>`` (anything after a further ``:`` is a tag the tests use to find their
+own worker processes):
+
+* ``raise:<substring>``: the trial raises;
+* ``flaky:<substring>``: it raises on its first attempt only (a marker file in
+  ``GLUE_SWEEP_FAULT_DIR`` remembers it);
+* ``sleep:<substring>:<seconds>``: it waits first, so a test can act mid-sweep;
+* ``nan:<substring>``: its training loss becomes NaN after two steps;
+* ``oom:<substring>:<rows>``: its training batches above that many rows raise an
+  out-of-memory error;
+* ``enospc:<n>``: every record write of the driver after the first n fails with ENOSPC.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from pathlib import Path
+
+PLUGIN = str(Path(__file__).resolve())
+
+
+def _faults():
+    for item in filter(None, os.environ.get("GLUE_SWEEP_FAULTS", "").split(",")):
+        kind, _, rest = item.partition(":")
+        pattern, _, arg = rest.partition(":")
+        yield kind, pattern, arg.partition(":")[0]
+
+
+def trial_start(trial) -> None:
+    for kind, pattern, arg in _faults():
+        if kind in ("enospc",) or pattern not in trial.id:
+            continue
+        if kind == "raise":
+            raise RuntimeError(f"injected fault in {trial.id}")
+        if kind == "flaky":
+            marker = Path(os.environ.get("GLUE_SWEEP_FAULT_DIR", "/tmp")) / f"flaky-{trial.id}"
+            if not marker.exists():
+                marker.touch()
+                raise RuntimeError(f"injected one-off fault in {trial.id}")
+        if kind == "sleep":
+            time.sleep(float(arg or 1))
+
+
+def after_prepare(trial, prepared) -> None:
+    for kind, pattern, arg in _faults():
+        if kind == "nan" and pattern in trial.id:
+            nan_after(prepared.model, steps=2)
+        if kind == "oom" and pattern in trial.id:
+            oom_above(prepared.model, int(arg or 8))
+
+
+def before_record_write(record, writes_so_far: int) -> None:
+    for kind, pattern, _ in _faults():
+        if kind == "enospc" and writes_so_far >= int(pattern or 0):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def oom_above(model, max_rows: int) -> None:
+    """Raise an out-of-memory error for training batches above max_rows."""
+    import torch
+
+    forward = model.forward
+
+    def oom_forward(*args, **kwargs):
+        ids = kwargs.get("input_ids")
+        if model.training and ids is not None and ids.shape[0] > max_rows:
+            raise torch.OutOfMemoryError(f"injected: out of memory for a batch of {ids.shape[0]}")
+        return forward(*args, **kwargs)
+
+    model.forward = oom_forward
+
+
+def nan_after(model, steps: int) -> None:
+    """Make the training loss NaN from the given step on."""
+    forward, calls = model.forward, [0]
+
+    def nan_forward(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        if model.training and getattr(out, "loss", None) is not None:
+            calls[0] += 1
+            if calls[0] > steps:
+                out.loss = out.loss * float("nan")
+        return out
+
+    model.forward = nan_forward
