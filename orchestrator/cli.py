@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from . import store
+from .config import Runtime, TrialConfig, make_trial
+from .data import source_from
 from .errors import UserError
+from .fileio import atomic_write_json
+from .models import resolve
+from .plan import render
+from .spec import load
 
 EXIT_USAGE = 2
 
@@ -43,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
                                                "build the leaderboards.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (add_train_command, add_plan_command, add_run_command, add_dashboard_command, add_status_command,
+                add_leaderboard_command, add_speed_command, add_submit_command):
+        add(sub)
+    return p
 
+
+def add_train_command(sub) -> None:
     t = sub.add_parser("train", help="fine-tune one model on one task with one configuration")
     t.add_argument("--model", required=True, help="BERT-Tiny, L-4_H-256, all-MiniLM-L6-v2, a hub id or a directory")
     t.add_argument("--task", required=True, help="CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI")
@@ -55,20 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init", choices=["pretrained", "random"], default="pretrained")
     t.add_argument("--eval-every-steps", type=_positive_int, default=None)
     t.add_argument("--max-length", type=_positive_int, default=128)
-    t.add_argument("--glue-dir", default=None, help="GLUE data directory (default: $GLUE_DIR, else the hub)")
-    t.add_argument("--hub", default=None, help="hub dataset id or a local directory in its parquet layout")
-    t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
-    t.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    _data_arguments(t)
+    _device_arguments(t)
     t.add_argument("--save-model", action="store_true", help="also write the fine-tuned model (safetensors)")
-    t.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own code to run")
     t.add_argument("--out", default=None, help="where metrics.json goes (default: results/train/<trial>)")
     t.add_argument("--quiet", action="store_true", help="no progress line")
     t.set_defaults(func=cmd_train)
 
+
+def _data_arguments(p) -> None:
+    p.add_argument("--glue-dir", default=None, help="GLUE data directory (default: $GLUE_DIR, else the hub)")
+    p.add_argument("--hub", default=None, help="hub dataset id or a local directory in its parquet layout")
+
+
+def _device_arguments(p) -> None:
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own code to run")
+
+
+def add_plan_command(sub) -> None:
     pl = sub.add_parser("plan", help="validate a sweep and print its trials and compute, start nothing")
     pl.add_argument("sweep", help="a sweep spec, e.g. sweeps/paper.yaml")
     pl.set_defaults(func=cmd_plan)
 
+
+def add_run_command(sub) -> None:
     r = sub.add_parser("run", help="run a sweep with Ray Tune (re-running finishes what is unfinished)")
     r.add_argument("sweep", help="a sweep spec, e.g. sweeps/quickstart.yaml")
     r.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
@@ -80,28 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the local Ray without token authentication (not recommended)")
     r.set_defaults(func=cmd_run)
 
+
+def add_dashboard_command(sub) -> None:
     d = sub.add_parser("dashboard", help="the Ray dashboard address and login token of a running sweep")
     d.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
     d.set_defaults(func=cmd_dashboard)
 
+
+def add_status_command(sub) -> None:
     st = sub.add_parser("status", help="the live leaderboard of a sweep (running or finished)")
     st.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
     st.add_argument("--watch", type=_positive_float, default=None, metavar="SECONDS",
                     help="redraw every SECONDS until interrupted")
     st.set_defaults(func=cmd_status)
 
-    # Subcommands defined beside their code: each module's register(sub) adds its parser(s)
-    # with set_defaults(func=handler).
+
+def add_leaderboard_command(sub) -> None:
     from . import export; export.register(sub)
+
+
+def add_speed_command(sub) -> None:
     from . import speed; speed.register(sub)
-    from . import submit; submit.register(sub)
-    return p
 
 
 def cmd_plan(a) -> int:
-    from .plan import render
-    from .spec import load
-
     print(render(load(a.sweep)))
     return 0
 
@@ -114,8 +142,6 @@ def newest_run(root: str = "results") -> Path:
 
 
 def cmd_dashboard(a) -> int:
-    import json
-
     run = Path(a.run) if a.run else newest_run()
     f = run / "dashboard.json"
     if not f.is_file():
@@ -145,7 +171,6 @@ def cmd_dashboard(a) -> int:
 def status_text(run: Path) -> str:
     from collections import Counter
 
-    from . import store
     from .export import load_run
     from .leaderboard import glue_table, to_markdown
 
@@ -173,8 +198,7 @@ def cmd_status(a) -> int:
 def cmd_run(a) -> int:
     if not a.insecure_dashboard:   # must be in the environment before Ray is imported
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    from . import sweep as driver
-    from .spec import load
+    from . import sweep as driver   # Ray: heavy, and only `run` needs it (after RAY_AUTH_MODE is set above)
 
     s = load(a.sweep, results_root=a.results)
     return driver.run(s, address=a.address, storage=a.storage, secure=not a.insecure_dashboard)
@@ -205,11 +229,7 @@ class _Progress:
 
 
 def cmd_train(a) -> int:
-    from .config import Runtime, TrialConfig, make_trial
-    from .data import source_from
-    from .fileio import atomic_write_json
-    from .models import resolve
-    from .runner import prepare, run
+    from .runner import prepare, run   # torch: heavy, and the other commands run without it
 
     t0 = time.perf_counter()
     spec = resolve(a.model)
@@ -242,6 +262,71 @@ def cmd_train(a) -> int:
     print(f"status {res.status}{(': ' + res.note) if res.note else ''}; "
           f"{res.examples_per_s:.0f} training examples/s; metrics in {out / 'metrics.json'}")
     return 0 if res.status == "completed" else 1
+
+
+def add_submit_command(sub) -> None:
+    p = sub.add_parser(
+        "submit", help="a GLUE test-server zip from a run's best configurations (or --check a zip)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Re-train, for every task, model M's best configuration as the leaderboard chose it (batch\n"
+                    "size, learning rate, the best of its seeds, up to the chosen epoch on the trial's own\n"
+                    "schedule), predict the test sets (AX with the MNLI model) and write the zip the GLUE server\n"
+                    "expects: CoLA.tsv SST-2.tsv MRPC.tsv STS-B.tsv QQP.tsv MNLI-m.tsv MNLI-mm.tsv QNLI.tsv\n"
+                    "RTE.tsv WNLI.tsv AX.tsv, each 'index<TAB>prediction' in the test file's order. The zip is\n"
+                    "validated before it is written; --check ZIP validates an existing one.",
+        epilog="missing files:\n"
+               "  When a task has no result for the model, or its test or training data are absent, its\n"
+               "  files are left out, the zip is named <out>_INCOMPLETE.zip (e.g.\n"
+               "  glue_submission_BERT-Tiny_INCOMPLETE.zip) and each missing file is listed with the reason.\n"
+               "  --check treats a zip named *_INCOMPLETE.zip the same way (missing files listed, the rest\n"
+               "  validated); any other zip must hold all 11 files.\n"
+               "exit codes:\n"
+               "  0 a complete, valid zip; 1 a valid but incomplete zip; 2 an error or an invalid zip")
+    p.add_argument("run", metavar="RUN", nargs="?", help="a run directory (holding trials/*.json)")
+    p.add_argument("--model", default=None, help="the model as the leaderboard names it (e.g. BERT-Tiny, "
+                                                 "'BERT-Tiny (random init)')")
+    p.add_argument("--out", default=None, help="the zip to write (default: glue_submission_<model>.zip)")
+    p.add_argument("--check", default=None, metavar="ZIP", help="validate ZIP against the test files instead")
+    _data_arguments(p)
+    p.add_argument("--final-epoch", action="store_true",
+                   help="use the configurations the leaderboard picks with --final-epoch")
+    _device_arguments(p)
+    p.set_defaults(func=cmd_submit)
+
+
+def _print_missing(missing: dict[str, str] | list[str]) -> None:
+    items = missing.items() if isinstance(missing, dict) else ((m, "") for m in missing)
+    for name, why in items:
+        print(f"  missing {name}" + (f": {why}" if why else ""), file=sys.stderr)
+
+
+def cmd_submit(a) -> int:
+    from . import submit as submission   # torch (re-training): heavy, and only submit needs it
+    source = source_from(a.glue_dir, a.hub)
+    if a.check:
+        if a.run or a.model:
+            raise UserError("--check ZIP takes no RUN or --model")
+        rep = submission.check_zip(a.check, source)
+        for p in rep.problems:
+            print(f"{rep.path}: {p}", file=sys.stderr)
+        if rep.missing:
+            print(f"{rep.path}: incomplete: {len(rep.missing)} of {len(submission.submission_files())} files missing:", file=sys.stderr)
+            _print_missing(rep.missing)
+        if not rep.ok:
+            raise UserError(f"{rep.path}: not a valid GLUE submission ({len(rep.problems)} problem(s) above)")
+        print(f"{rep.path}: {'valid but INCOMPLETE' if rep.missing else 'valid'}: {len(rep.rows)} file(s), "
+              f"{sum(rep.rows.values())} rows checked against {source.describe()}")
+        return submission.EXIT_INCOMPLETE if rep.missing else 0
+    if not a.run or not a.model:
+        raise UserError("submit needs RUN and --model M (or --check ZIP)")
+    path, rep, pl = submission.submit(a.run, a.model, source, a.out, a.final_epoch, a.device, a.threads, a.trust_remote_code)
+    if pl.missing:
+        print(f"{path}: INCOMPLETE submission: {len(pl.missing)} of {len(submission.submission_files())} files missing:",
+              file=sys.stderr)
+        _print_missing(pl.missing)
+    print(f"wrote {path}: {len(rep.rows)} file(s), {sum(rep.rows.values())} rows, validated"
+          + (" (incomplete)" if pl.missing else ""))
+    return submission.EXIT_INCOMPLETE if pl.missing else 0
 
 
 def main(argv=None) -> int:

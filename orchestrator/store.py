@@ -52,7 +52,8 @@ def record_path(run_dir: str | Path, trial_id: str) -> Path:
 
 
 def write_record(run_dir: str | Path, record: dict) -> None:
-    rec = dict(record)
+    """Write a record atomically (a schema-1 shaped one is stored in today's shape)."""
+    rec = upgrade(dict(record))
     rec["schema"] = SCHEMA
     rec["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_json(record_path(run_dir, rec["trial_id"]), rec)

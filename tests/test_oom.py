@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from orchestrator.data import GlueDir
+from orchestrator.config import Runtime
 from orchestrator.runner import TrialConfig, is_out_of_memory, run_trial
+
+ONE_THREAD = Runtime(threads=1)
 
 
 def _oom_above(rows):
@@ -25,7 +28,7 @@ def _oom_above(rows):
 
 def cfg(**kw):
     base = dict(model="BERT-Tiny", init="random", task="MRPC", batch_size=32, learning_rate=1e-4, epochs=1,
-                max_train_examples=128, seed=3, threads=1)
+                max_train_examples=128, seed=3)
     base.update(kw)
     return TrialConfig(**base)
 
@@ -33,7 +36,8 @@ def cfg(**kw):
 def test_out_of_memory_retries_with_accumulation_and_keeps_the_effective_batch(real_glue_dir):
     src = GlueDir(real_glue_dir)
     restarts = []
-    res = run_trial(cfg(), src, after_prepare=_oom_above(8), on_restart=lambda c, why: restarts.append((c.grad_accum, why)))
+    res = run_trial(cfg(), src, after_prepare=_oom_above(8), on_restart=lambda c, why: restarts.append((c.grad_accum, why)),
+                    runtime=ONE_THREAD)
     assert res.status == "completed" and res.grad_accum == 4
     assert [a for a, _ in restarts] == [2, 4] and "out of memory" in restarts[0][1]
     assert "gradient accumulation 4" in res.note and "effective batch 32" in res.note
@@ -46,7 +50,7 @@ def test_out_of_memory_retries_with_accumulation_and_keeps_the_effective_batch(r
 
 def test_out_of_memory_that_cannot_shrink_further_is_raised(real_glue_dir):
     with pytest.raises(torch.OutOfMemoryError):
-        run_trial(cfg(batch_size=2), GlueDir(real_glue_dir), after_prepare=_oom_above(0))
+        run_trial(cfg(batch_size=2), GlueDir(real_glue_dir), after_prepare=_oom_above(0), runtime=ONE_THREAD)
 
 
 def test_other_errors_are_not_taken_for_out_of_memory():

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orchestrator import runner as R
+from orchestrator.config import Runtime
 from orchestrator.data import GlueDir
 from orchestrator.errors import UserError
 from orchestrator.metrics import headline
@@ -28,6 +29,7 @@ def _restore_threads():
     # The trials here run on one thread (BERT-Tiny gains nothing from more, and a busy
     # machine makes extra threads very slow); torch's setting is process-wide: restore it.
     n = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
 
@@ -39,9 +41,9 @@ def src(glue_dir):
 
 def cfg(**kw) -> R.TrialConfig:
     base = dict(model="BERT-Tiny", task="RTE", batch_size=16, learning_rate=1e-3, epochs=2, seed=0, init="random",
-                max_train_examples=160, max_length=64, device="cpu", threads=1)
+                max_train_examples=160, max_length=64)
     base.update(kw)
-    return R.TrialConfig(**base)
+    return R.TrialConfig(**base)   # the module's fixture runs torch on one thread
 
 
 def _no_dropout(p: R.Prepared) -> None:
@@ -251,7 +253,7 @@ def test_save_dir_writes_a_loadable_model(src, tmp_path):
     from orchestrator.models import load_model, resolve
 
     out = tmp_path / "model"
-    p = R.prepare(cfg(task="WNLI", epochs=1, max_train_examples=32, save_dir=str(out)), src)
+    p = R.prepare(cfg(task="WNLI", epochs=1, max_train_examples=32), src, runtime=Runtime(save_dir=str(out)))
     res = R.run(p)
     assert res.status == "completed"
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()

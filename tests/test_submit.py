@@ -15,6 +15,7 @@ import torch
 
 from orchestrator import runner as R
 from orchestrator import store
+from orchestrator.config import Runtime
 from orchestrator import submit as S
 from orchestrator.cli import main
 from orchestrator.data import GlueDir
@@ -81,8 +82,8 @@ def _record(task, bs, lr, scores, seed=0, **kw):
 def _real_trial(src, task, bs, lr, seed) -> dict:
     """A record from a real 2-epoch trial, so the re-trained dev score can be compared."""
     cfg = R.TrialConfig(model=MODEL_REF, task=task, batch_size=bs, learning_rate=lr, epochs=2, seed=seed,
-                        init="random", max_train_examples=100, max_length=64, device="cpu", threads=1)
-    res = R.run_trial(cfg, src)
+                        init="random", max_train_examples=100, max_length=64)
+    res = R.run_trial(cfg, src, runtime=Runtime(device="cpu", threads=1))
     rec = _record(task, bs, lr, [e.score for e in res.evals], seed=seed)
     rec["evals"] = [vars(e) for e in res.evals]
     return rec
@@ -227,9 +228,9 @@ def test_retraining_uses_the_chosen_configuration(submitted):
 
 
 def test_retrained_dev_score_matches_the_record(submitted, run_dir):
-    recs = [r for r in store.read_records(run_dir)[0] if r["task"] == "WNLI" and r["batch_size"] == 32]
+    recs = [r for r in store.read_records(run_dir)[0] if r["trial"]["task"] == "WNLI" and r["trial"]["batch_size"] == 32]
     cfg, res = submitted["seen"]["WNLI"]
-    rec = next(r for r in recs if r["seed"] == cfg.seed)
+    rec = next(r for r in recs if r["trial"]["seed"] == cfg.seed)
     at = {e["epoch"]: e["score"] for e in rec["evals"]}
     assert res.evals[-1].score == pytest.approx(at[res.evals[-1].epoch], abs=1e-6)
     assert "WNLI" in submitted["err"] and "the sweep recorded" in submitted["err"]
