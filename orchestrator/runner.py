@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
 
 from . import features as feats
 from . import metrics as M
@@ -59,8 +60,6 @@ class TrialResult:
 
 
 def seed_everything(seed: int) -> None:
-    import torch
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -98,8 +97,6 @@ class Collator:
         self.lengths = enc.lengths
 
     def __call__(self, rows: np.ndarray) -> dict:
-        import torch
-
         lens = self.lengths[rows]
         width = int(lens.max())
         ids = np.zeros((len(rows), width), dtype=np.int64)
@@ -142,8 +139,6 @@ class Prepared:
 def prepare(config: TrialConfig, source, cache=None, runtime: Runtime = Runtime()) -> Prepared:
     """Everything a trial needs before its first step: task, data (from the feature cache
     when warm), tokenizer and model. Raises UserError for bad input before any training."""
-    import torch
-
     t_begin = t_last = time.perf_counter()
     timings: dict = {}
 
@@ -187,8 +182,6 @@ def prepare(config: TrialConfig, source, cache=None, runtime: Runtime = Runtime(
 
 
 def make_optimizer(model, config: TrialConfig, device):
-    import torch
-
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -205,8 +198,6 @@ def make_optimizer(model, config: TrialConfig, device):
 
 
 def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
-    import torch
-
     warmup = int(math.ceil(total_steps * warmup_ratio))
 
     def factor(step: int) -> float:
@@ -219,8 +210,6 @@ def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
 
 def autocast_for(device):
     """bf16 autocast on a CUDA device that has it, else nothing."""
-    import torch
-
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
@@ -230,8 +219,6 @@ def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, aut
     """The model's predictions for every row of ``enc`` in its order: a float score
     (regression) or a class id. Batched large, sorted by length, no gradients. Evaluation
     and ``submit`` both predict through here."""
-    import torch
-
     regression = p.task.is_regression if regression is None else regression
     autocast = autocast or autocast_for(p.device)
     model = p.model
@@ -261,21 +248,46 @@ def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
     return result, M.headline(result)
 
 
-def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
-        on_progress: Callable[[int, int, float], None] | None = None, t_start: float | None = None) -> TrialResult:
-    """Train ``p.model`` on ``p.train``; evaluate after every epoch. ``on_eval`` or
-    ``on_progress`` (called after every step) returning False stops the trial (status
-    ``stopped``)."""
-    import torch
+def forward_backward(model, rows: np.ndarray, micro: int, collate: Collator, labels_all, device, autocast) -> float:
+    """One batch's gradients, in micro-batches of ``micro`` rows; returns the batch's mean loss."""
+    batch_loss = 0.0
+    for m in range(0, len(rows), micro):
+        part = rows[m:m + micro]
+        batch = collate(part)
+        labels = labels_all[part].to(device, non_blocking=True)
+        with autocast():
+            loss = model(**batch, labels=labels).loss
+        (loss * (len(part) / len(rows))).backward()
+        batch_loss += loss.item() * len(part) / len(rows)
+    return batch_loss
 
-    cfg, model, device = p.config, p.model, p.device
-    t_start = time.perf_counter() if t_start is None else t_start
-    n = len(p.train)
+
+def optimizer_step(model, optimizer, scheduler, max_grad_norm: float) -> None:
+    """Clip the gradients (global norm), step the optimizer and the learning rate, clear."""
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def schedule(cfg: TrialConfig, n: int) -> tuple[int, int, int | None]:
+    """(optimizer steps per epoch, steps in all, steps between mid-epoch evaluations or None)."""
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     eval_every = cfg.eval_every_steps
     if cfg.eval_every and cfg.eval_every < 1:
         eval_every = max(1, round(cfg.eval_every * steps_per_epoch))
+    return steps_per_epoch, total_steps, eval_every
+
+
+def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
+        on_progress: Callable[[int, int, float], None] | None = None, t_start: float | None = None) -> TrialResult:
+    """Train ``p.model`` on ``p.train``, evaluating after every epoch. ``on_eval`` or ``on_progress``
+    (called after every step) returning False stops the trial (status ``stopped``)."""
+    cfg, model, device = p.config, p.model, p.device
+    t_start = time.perf_counter() if t_start is None else t_start
+    n = len(p.train)
+    steps_per_epoch, total_steps, eval_every = schedule(cfg, n)
     optimizer = make_optimizer(model, cfg, device)
     scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
     autocast = autocast_for(device)
@@ -299,28 +311,16 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
         res.evals.append(ev)
         return not (on_eval is not None and on_eval(ev) is False)
 
-    epoch = 0
     while step < total_steps:
         for rows in batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length):
             if t_train is None:
                 t_train = time.perf_counter()
                 res.startup_s = round(t_train - t_start, 3)
-            batch_loss = 0.0
-            for m in range(0, len(rows), micro):
-                part = rows[m:m + micro]
-                batch = collate(part)
-                labels = labels_all[part].to(device, non_blocking=True)
-                with autocast():
-                    loss = model(**batch, labels=labels).loss
-                (loss * (len(part) / len(rows))).backward()
-                batch_loss += loss.item() * len(part) / len(rows)
+            batch_loss = forward_backward(model, rows, micro, collate, labels_all, device, autocast)
             if not math.isfinite(batch_loss):
                 res.status, res.note = "diverged", f"loss became {batch_loss} at step {step + 1}"
                 break
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm, foreach=True)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            optimizer_step(model, optimizer, scheduler, cfg.max_grad_norm)
             step += 1
             seen += len(rows)
             loss_sum += batch_loss
@@ -335,17 +335,20 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
                     break
             if step >= total_steps:
                 break
-        epoch += 1
         if res.status != "completed":
             break
 
+    _finish(p, res, step, seen, t_train)
+    return res
+
+
+def _finish(p: Prepared, res: TrialResult, step: int, seen: int, t_train: float | None) -> None:
     res.steps = step
     res.eval_s = round(res.eval_s, 3)
     res.train_s = round(max(0.0, time.perf_counter() - (t_train or time.perf_counter()) - res.eval_s), 3)
     res.examples_per_s = round(seen / res.train_s, 2) if res.train_s > 0 else 0.0
     if p.runtime.save_dir and res.status == "completed":
         save(p, p.runtime.save_dir)
-    return res
 
 
 def save(p: Prepared, directory: str) -> None:
@@ -355,8 +358,6 @@ def save(p: Prepared, directory: str) -> None:
 
 
 def is_out_of_memory(e: BaseException) -> bool:
-    import torch
-
     oom = getattr(torch, "OutOfMemoryError", None)
     return (oom is not None and isinstance(e, oom)) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
 
@@ -389,8 +390,6 @@ def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             del p
             gc.collect()
-            import torch
-
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             config = config.replace(grad_accum=nxt)

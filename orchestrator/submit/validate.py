@@ -73,7 +73,12 @@ def check_file(f: SubmissionFile, raw: bytes, expected: list[str], origin: str) 
     if n_bad_values > MAX_ROW_MESSAGES:
         problems.append(f"{name}: ... and {n_bad_values - MAX_ROW_MESSAGES} more rows with invalid predictions")
 
-    # Rows against the test file: count, then the set of indices, then their order.
+    return problems + check_indices(name, got, expected, origin)
+
+
+def check_indices(name: str, got: list[str], expected: list[str], origin: str) -> list[str]:
+    """A file's row indices against its test file's: count, then the set, then their order."""
+    problems: list[str] = []
     first_line = {}
     dups = []
     for k, idx in enumerate(got, start=2):
