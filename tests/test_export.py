@@ -15,7 +15,7 @@ import pytest
 from orchestrator import leaderboard as L
 from orchestrator import store
 from orchestrator.cli import main
-from test_leaderboard import make_record, write_run
+from synthetic import make_record, write_run
 
 GROUPS = {("BERT-Tiny", t) for t in L.GLUE_TASKS} | {("BERT-Mini", t) for t in L.GLUE_TASKS if t != "RTE"} | \
          {("all-MiniLM-L6-v2", "SST-2"), ("all-MiniLM-L6-v2", "MRPC")}

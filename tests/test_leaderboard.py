@@ -10,38 +10,12 @@ import pytest
 
 from orchestrator import leaderboard as L
 from orchestrator import store
-from orchestrator.tasks import get_task
+from synthetic import make_record, write_run
 
 REFERENCE = Path(L.__file__).resolve().parent / "reference"
 
 
 # ----------------------------------------------------------------------------- synthetic stores
-
-def metrics_for(task: str, score: float) -> dict[str, float]:
-    """Metrics whose mean (the headline) is ``score``: pairs straddle it by 1."""
-    keys = get_task(task).metric_keys()
-    if len(keys) == 1:
-        return {keys[0]: score}
-    return {k: score + (1.0 if i % 2 == 0 else -1.0) for i, k in enumerate(keys)}
-
-
-def make_record(model: str, task: str, bs: int, lr: float, scores, seed: int = 0, status: str = "completed",
-                n_params: int | None = None, init: str = "pretrained", epochs=None) -> dict:
-    epochs = list(epochs) if epochs is not None else [float(i + 1) for i in range(len(scores))]
-    tid = f"{model}__{task}__bs{bs}_lr{lr:.0e}_s{seed}" + ("_random" if init == "random" else "")
-    return {"trial_id": tid, "sweep": "synthetic", "model": model, "model_ref": None, "init": init, "task": task,
-            "batch_size": bs, "learning_rate": lr, "epochs": 4, "seed": seed, "max_train_examples": None,
-            "status": status, "attempts": 1, "error": None if status != "failed" else "boom",
-            "evals": [{"epoch": e, "step": 100 * (i + 1), "metrics": metrics_for(task, s), "score": s,
-                       "train_loss": 0.5, "elapsed_s": 1.0} for i, (e, s) in enumerate(zip(epochs, scores))],
-            "n_params": n_params, "examples_per_s": 100.0}
-
-
-def write_run(run_dir: Path, records: list[dict]) -> Path:
-    for r in records:
-        store.write_record(run_dir, r)
-    return run_dir
-
 
 def lb_of(tmp_path, records, final_epoch=False):
     write_run(tmp_path / "run", records)

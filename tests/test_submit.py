@@ -21,7 +21,7 @@ from orchestrator.cli import main
 from orchestrator.data import GlueDir
 from orchestrator.errors import UserError
 from orchestrator.tasks import get_task
-from test_leaderboard import make_record
+from synthetic import make_record
 
 MODEL_REF = "google/bert_uncased_L-2_H-128_A-2"
 LABEL = "BERT-Tiny (random init)"
@@ -75,7 +75,7 @@ def small_glue(glue_dir, tmp_path_factory) -> Path:
 
 def _record(task, bs, lr, scores, seed=0, **kw):
     rec = make_record("BERT-Tiny", task, bs, lr, scores, seed=seed, init="random", n_params=4_386_178)
-    rec.update(model_ref=MODEL_REF, epochs=len(scores), max_train_examples=100, max_length=64, eval_every=1.0, **kw)
+    rec["trial"].update(model=MODEL_REF, epochs=len(scores), max_train_examples=100, max_length=64, eval_every=1.0, **kw)
     return rec
 
 
