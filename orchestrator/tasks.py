@@ -3,6 +3,10 @@
 A definition names the task's text columns, its label set (or a regression range), its
 splits and their files in the standard GLUE layout, the hub dataset's names for the same
 things, and its metrics. Adding a task is adding a file; nothing here names a task.
+
+A task may belong to a benchmark (``benchmark: glue``): it is then a column of that benchmark's
+table, at ``order``, and counts in the benchmark's Score unless it is ``diagnostic``; a task
+marked ``also_scored_without`` gets a second Score without it beside the first.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from .metrics import METRICS
 TASKS_DIR = Path(os.environ.get("GLUE_SWEEP_TASKS_DIR", Path(__file__).resolve().parent.parent / "tasks"))
 
 _TASK_KEYS = {"name", "aliases", "kind", "labels", "label_names", "label_range", "metrics",
-              "predict_with", "avg_tokens", "text_columns", "label_column", "index_column", "splits", "hub"}
+              "predict_with", "avg_tokens", "text_columns", "label_column", "index_column", "splits", "hub",
+              "benchmark", "order", "diagnostic", "also_scored_without"}
 _SPLIT_KEYS = {"file", "columns", "eval", "labelled", "tag", "rows"}
 _HUB_KEYS = {"config", "text_columns", "splits", "repo"}
 
@@ -55,6 +60,10 @@ class Task:
     predict_with: str | None = None  # test-only tasks predicted by another task's model
     aliases: tuple[str, ...] = field(default=())
     avg_tokens: int = 40           # mean tokens per example, for compute estimates
+    benchmark: str | None = None   # the benchmark whose table has the task as a column (glue)
+    order: int | None = None       # its column in that table (and its place in all_tasks())
+    diagnostic: bool = False       # a column of the table, never part of the benchmark's Score
+    also_scored_without: bool = False   # the table also gives the Score without this task
 
     @property
     def is_regression(self) -> bool:
@@ -137,8 +146,29 @@ def _parse(path: Path) -> Task:
         label_names=tuple(raw.get("label_names", ())),
         label_range=tuple(raw["label_range"]) if raw.get("label_range") else None,
         predict_with=raw.get("predict_with"), aliases=tuple(raw.get("aliases", ())),
-        avg_tokens=int(raw.get("avg_tokens", 40)),
+        avg_tokens=int(raw.get("avg_tokens", 40)), **_benchmark(raw, where),
     )
+
+
+def _benchmark(raw: dict, where: str) -> dict:
+    """The benchmark keys of a definition, checked."""
+    out = {}
+    if raw.get("benchmark") is not None:
+        if not isinstance(raw["benchmark"], str) or not raw["benchmark"].strip():
+            raise UserError(f"{where}: benchmark must be a name, not {raw['benchmark']!r}")
+        out["benchmark"] = raw["benchmark"].strip().lower()
+    if raw.get("order") is not None:
+        if isinstance(raw["order"], bool) or not isinstance(raw["order"], int):
+            raise UserError(f"{where}: order must be a whole number, not {raw['order']!r}")
+        out["order"] = raw["order"]
+    for key in ("diagnostic", "also_scored_without"):
+        if key in raw:
+            if not isinstance(raw[key], bool):
+                raise UserError(f"{where}: {key} must be true or false, not {raw[key]!r}")
+            if "benchmark" not in out:
+                raise UserError(f"{where}: {key} needs a benchmark")
+            out[key] = raw[key]
+    return out
 
 
 @functools.lru_cache(maxsize=None)
@@ -156,10 +186,21 @@ def _registry(tasks_dir: str) -> dict[str, Task]:
 
 
 def all_tasks() -> dict[str, Task]:
-    """Every defined task by its canonical name, in GLUE table order."""
+    """Every defined task by its canonical name, by ``order`` (the benchmark table's column
+    order), then those without one by name."""
     reg = _registry(str(TASKS_DIR))
-    order = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI", "AX"]
-    return dict(sorted(reg.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0])))
+    return dict(sorted(reg.items(), key=lambda kv: (kv[1].order is None, kv[1].order or 0, kv[0])))
+
+
+def benchmark_tasks(benchmark: str = "glue") -> list[Task]:
+    """The columns of a benchmark's table, in order: its scored tasks and its diagnostic ones."""
+    key = benchmark.strip().lower()
+    return [t for t in all_tasks().values() if t.benchmark == key]
+
+
+def score_tasks(benchmark: str = "glue") -> list[Task]:
+    """The tasks a benchmark's Score averages over (its diagnostic tasks left out)."""
+    return [t for t in benchmark_tasks(benchmark) if not t.diagnostic]
 
 
 def get_task(name: str) -> Task:

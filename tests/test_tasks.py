@@ -25,6 +25,28 @@ def test_all_glue_tasks_defined_in_table_order():
     assert list(T.all_tasks())[:10] == GLUE_TASKS
 
 
+def test_benchmark_membership_and_order_come_from_the_yaml():
+    assert [t.name for t in T.benchmark_tasks("glue")] == GLUE_TASKS
+    assert [t.name for t in T.score_tasks("GLUE")] == GLUE_TASKS[:-1]          # AX: diagnostic, never scored
+    assert [t.order for t in T.benchmark_tasks()] == sorted(t.order for t in T.benchmark_tasks())
+    assert [t.name for t in T.benchmark_tasks() if t.also_scored_without] == ["WNLI"]
+    assert T.benchmark_tasks("superglue") == []
+
+
+def test_benchmark_order_follows_the_files(tmp_path, monkeypatch):
+    """A new task file with ``order: 0`` becomes the table's first column; no code changes."""
+    d = tmp_path / "defs"
+    d.mkdir()
+    for f in T.TASKS_DIR.glob("*.yaml"):
+        (d / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    (d / "toy.yaml").write_text(GOOD + "benchmark: glue\norder: 0\n", encoding="utf-8")
+    (d / "other.yaml").write_text(GOOD.replace("Toy", "Zed").replace("toy", "zed"), encoding="utf-8")
+    monkeypatch.setattr(T, "TASKS_DIR", d)
+    assert [t.name for t in T.benchmark_tasks()] == ["Toy"] + GLUE_TASKS
+    assert [t.name for t in T.score_tasks()] == ["Toy"] + GLUE_TASKS[:-1]
+    assert list(T.all_tasks())[-1] == "Zed"                                # no order: after the ordered ones
+
+
 @pytest.mark.parametrize("name", GLUE_TASKS)
 def test_definition_is_consistent(name):
     t = T.all_tasks()[name]
@@ -129,6 +151,10 @@ def test_a_new_task_is_a_new_file(tmp_path):
     (lambda s: s.replace("config: toy,", "config: toy, mirror: x,"), "unknown key"),
     (lambda s: s + "  : [\n", "not valid YAML"),
     (lambda s: "- just\n- a list\n", "must be a mapping"),
+    (lambda s: s + "benchmark: glue\norder: first\n", "order must be a whole number"),
+    (lambda s: s + "benchmark: [glue]\n", "benchmark must be a name"),
+    (lambda s: s + "benchmark: glue\ndiagnostic: maybe\n", "diagnostic must be true or false"),
+    (lambda s: s + "also_scored_without: true\n", "needs a benchmark"),
 ])
 def test_malformed_definition_is_user_error_naming_the_file(tmp_path, edit, message):
     with pytest.raises(UserError, match=message) as e:
