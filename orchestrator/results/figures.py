@@ -1,0 +1,198 @@
+"""The pictures of a leaderboard (PNG): the miniature grid (the Score, and per task), the Score
+against parameter count, and a batch-size x learning-rate heatmap per (model, task).
+
+matplotlib is imported inside the functions that draw, not at the top: it is heavy (about a
+second to import) and everything else in the package works without it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..models import NAMED
+from .board import Leaderboard
+from .reference import load_reference
+from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
+from .values import MISSING, PARTIAL_MARK, fmt_lr
+
+HIDDEN_COLORS = {128: "tab:purple", 256: "tab:blue", 512: "tab:green", 768: "tab:orange"}
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed), with the pictures' fonts."""
+    import matplotlib   # heavy: only when pictures are drawn
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100, "savefig.dpi": 96})
+    return plt
+
+
+def file_slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "model"
+
+
+def heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabel, highlight=None, cmap="viridis"):
+    """A labelled heatmap; NaN cells grey, ``highlight`` (row, col) framed in red."""
+    import matplotlib   # heavy: only when pictures are drawn
+    from matplotlib import patches
+
+    arr = np.array(values, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if vmin == vmax:
+        vmin, vmax = vmin - 1, vmax + 1
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="#e6e6e6")
+    im = ax.imshow(np.ma.masked_invalid(arr), cmap=cm, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(col_labels)), labels=col_labels)
+    ax.set_yticks(range(len(row_labels)), labels=row_labels)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    for (i, j), v in np.ndenumerate(arr):
+        dark = math.isfinite(v) and (v - vmin) / (vmax - vmin) < 0.6
+        ax.text(j, i, cell_text[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    if highlight is not None:
+        i, j = highlight
+        ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    return im
+
+
+def grid_figure(plt, lb: Leaderboard, what: str, ax, colorbar_label: str) -> None:
+    """The miniature grid of ``what`` (``Score`` or a task) on ``ax``."""
+    vals, part = grid_values(lb, what), grid_partial(lb, what)
+    text = []
+    for l in vals.index:
+        row = []
+        for h in vals.columns:
+            v = vals.loc[l, h]
+            cell = (f"{v:.1f}" + (PARTIAL_MARK if part.loc[l, h] else "")) if math.isfinite(v) else MISSING
+            name = NAMED.get((int(l[2:]), int(h[2:])))
+            row.append(f"{cell}\n{name}" if name else cell)
+        text.append(row)
+    im = heatmap(ax, vals.values, [l[2:] for l in vals.index], [h[2:] for h in vals.columns], text,
+                 f"{what} (dev)" if what != "Score" else "GLUE Score (dev)", "hidden size (H)", "layers (L)")
+    plt.colorbar(im, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
+
+
+def draw_grids(plt, lb: Leaderboard, save) -> None:
+    if not has_grid(lb):
+        return
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    grid_figure(plt, lb, "Score", ax, "GLUE Score")
+    save(fig, "grid_score.png", "GLUE Score of the BERT miniatures, layers x hidden size (grey: not run)")
+    tasks = grid_tasks(lb)
+    if not tasks:
+        return
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 5.4 * nrows), squeeze=False)
+    for ax, t in zip(axes.flat, tasks):
+        grid_figure(plt, lb, t, ax, "score")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.suptitle("Per-task dev score of the BERT miniatures (layers x hidden size)", fontsize=13)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    save(fig, "grid_tasks.png", "Per-task headline dev score, layers x hidden size", tight=False)
+
+
+def _score_points(ax, pts: pd.DataFrame) -> bool:
+    """Our models, one colour per hidden size (open: partial Score); True when any is partial."""
+    groups = [(h, pts[pts["hidden"] == h]) for h in sorted(pts["hidden"].dropna().unique())]
+    groups.append((None, pts[pts["hidden"].isna()]))
+    has_partial = False
+    for h, g in groups:
+        if g.empty:
+            continue
+        g = g.sort_values("x")
+        color = HIDDEN_COLORS.get(int(h), "tab:gray") if h is not None else "tab:gray"
+        label = f"miniatures H={int(h)} (dev)" if h is not None else "other models (dev)"
+        if h is not None and len(g) > 1:
+            ax.plot(g["x"], g["score"], color=color, alpha=0.35, linewidth=1)
+        full = ~g["score_partial"].astype(bool)
+        ax.scatter(g["x"][full], g["score"][full], s=55, color=color, label=label, zorder=3)
+        if (~full).any():
+            ax.scatter(g["x"][~full], g["score"][~full], s=55, facecolors="white", edgecolors=color, zorder=3)
+            has_partial = True
+    for _, r in pts.iterrows():
+        shape = (int(r["layers"]), int(r["hidden"])) if pd.notna(r["layers"]) else None
+        named = shape in NAMED if shape else True
+        ax.annotate(r["model"] if named else f"{shape[0]}/{shape[1]}", (r["x"], r["score"]),
+                    textcoords="offset points", xytext=(5, -3 if named else 4), fontsize=9 if named else 7,
+                    fontweight="bold" if named else "normal", color="black" if named else "#555")
+    return has_partial
+
+
+def draw_score_vs_params(plt, lb: Leaderboard, save) -> None:
+    wide = glue_wide(lb).merge(lb.models[["model", "layers", "hidden"]], on="model", how="left")
+    pts = wide[wide["n_params"].notna() & wide["score"].notna()].copy()
+    if not len(pts):
+        return
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    pts["x"] = pts["n_params"].astype(float) / 1e6
+    has_partial = _score_points(ax, pts)
+    ref = load_reference()
+    pub = ref[(ref["metric"] == "score") & ref["model"].isin(pts["model"])]
+    if len(pub):
+        px = [float(pts.loc[pts["model"] == m, "x"].iloc[0]) for m in pub["model"]]
+        ax.scatter(px, pub["value"], marker="x", s=70, color="tab:red", label="published (GLUE test server)", zorder=4)
+    if has_partial:
+        ax.scatter([], [], s=55, facecolors="white", edgecolors="black", label="open: partial Score")
+    ax.set_xscale("log")
+    ax.set(xlabel="parameters (millions, log scale)", ylabel="GLUE Score",
+           title="GLUE Score vs model size (miniatures labelled layers/hidden)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    save(fig, "score_vs_params.png", "GLUE Score against parameter count (ours: dev; x: published, test server)")
+
+
+def _hparam_panel(ax, t: str, c: pd.DataFrame) -> None:
+    piv = c.pivot_table(index="batch_size", columns="learning_rate", values="score", aggfunc="mean")
+    piv = piv.sort_index().sort_index(axis=1)
+    best = c.sort_values("rank").iloc[0]
+    hi = (list(piv.index).index(best["batch_size"]), list(piv.columns).index(best["learning_rate"]))
+    text = [[f"{v:.1f}" if math.isfinite(v) else MISSING for v in row] for row in piv.values]
+    heatmap(ax, piv.values, [str(int(b)) for b in piv.index], [fmt_lr(v) for v in piv.columns], text,
+            f"{t}: best bs {int(best['batch_size'])}, lr {fmt_lr(best['learning_rate'])}",
+            "learning rate", "batch size", highlight=hi, cmap="magma")
+
+
+def draw_hparams(plt, lb: Leaderboard, save) -> None:
+    """Per model, a batch-size x learning-rate heatmap of every task (red: the chosen one)."""
+    for model in lb.models["model"]:
+        cfg = lb.configs[lb.configs["model"] == model]
+        tasks = list(cfg["task"].unique())
+        if not tasks:
+            continue
+        ncols = min(3, len(tasks))
+        nrows = math.ceil(len(tasks) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.0 * nrows), squeeze=False)
+        for ax, t in zip(axes.flat, tasks):
+            _hparam_panel(ax, t, cfg[cfg["task"] == t])
+        for ax in list(axes.flat)[len(tasks):]:
+            ax.axis("off")
+        fig.suptitle(f"{model}: dev score by batch size x learning rate (mean over seeds; red: chosen)", fontsize=12)
+        fig.tight_layout(rect=(0, 0, 1, 0.96 if nrows > 1 else 0.92))
+        save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate", tight=False)
+
+
+def write_figures(lb: Leaderboard, fig_dir: Path) -> list[tuple[str, Path]]:
+    """Draw every picture into ``fig_dir``; (caption, path) of each."""
+    plt = pyplot()
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    made: list[tuple[str, Path]] = []
+
+    def save(fig, name, caption, tight=True):
+        p = fig_dir / name
+        fig.savefig(p, **({"bbox_inches": "tight"} if tight else {}))
+        plt.close(fig)
+        made.append((caption, p))
+
+    draw_grids(plt, lb, save)
+    draw_score_vs_params(plt, lb, save)
+    draw_hparams(plt, lb, save)
+    return made
