@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from . import store
@@ -16,6 +17,11 @@ from .errors import UserError
 from .fileio import atomic_write_json
 from .models import resolve
 from .plan import render
+from .results.export import export
+from .results.formats import FORMATS, parse_formats, read_speedups
+from .results.load import load_run
+from .results.render import to_markdown
+from .results.tables import glue_table
 from .spec import load
 
 EXIT_USAGE = 2
@@ -121,8 +127,26 @@ def add_status_command(sub) -> None:
     st.set_defaults(func=cmd_status)
 
 
+def _formats_arg(s: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(s)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_leaderboard_command(sub) -> None:
-    from . import export; export.register(sub)
+    p = sub.add_parser("leaderboard", help="a run's leaderboards: CSV, Markdown, LaTeX, JSON, pictures, HTML report",
+                       description="Best configuration per (model, task) of a run's result store, the GLUE Score, "
+                                   "the miniature grid, best hyperparameters and the comparison with published figures.")
+    p.add_argument("run", metavar="RUN", help="a run directory (holding trials/*.json)")
+    p.add_argument("--format", type=_formats_arg, default=("csv",),
+                   help=f"{', '.join(FORMATS)} or all; several comma-separated (default: csv)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/export)")
+    p.add_argument("--final-epoch", action="store_true",
+                   help="judge each configuration at its last epoch instead of its best one")
+    p.add_argument("--speedups", default=None, metavar="JSON",
+                   help="measured inference speed-ups over BERT-Base, a JSON object model -> factor")
+    p.set_defaults(func=cmd_leaderboard)
 
 
 def add_speed_command(sub) -> None:
@@ -169,11 +193,6 @@ def cmd_dashboard(a) -> int:
 
 
 def status_text(run: Path) -> str:
-    from collections import Counter
-
-    from .export import load_run
-    from .leaderboard import glue_table, to_markdown
-
     records, problems = store.read_records(run)
     counts = Counter(r["status"] for r in records)
     head = f"sweep {run.name}: {len(records)} trials recorded: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
@@ -193,6 +212,18 @@ def cmd_status(a) -> int:
         text = status_text(run)
         print("\033[2J\033[H" + time.strftime("%H:%M:%S ") + text, flush=True)
         time.sleep(a.watch)
+
+
+def cmd_leaderboard(a) -> int:
+    lb, written = export(a.run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
+    for p in lb.problems:
+        print(f"glue-sweep: skipped {p}", file=sys.stderr)
+    print(to_markdown(glue_table(lb)))
+    if len(lb.results) and lb.results["partial"].any():
+        print("(* partial: some trials are still running)")
+    where = sorted({str(p.parent) for p in written})
+    print(f"wrote {len(written)} file(s) to {', '.join(where)}", file=sys.stderr)
+    return 0
 
 
 def cmd_run(a) -> int:

@@ -224,7 +224,7 @@ def measure(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool
 
 def speedups(result: dict, batch: int | None = None, random_init_labels: bool = True) -> dict[str, float]:
     """``{model: speed-up over BERT-Base}`` at ``batch`` (default: the largest measured), the
-    format ``export.read_speedups`` reads."""
+    format ``results.formats.read_speedups`` reads."""
     b = max(result["batch_sizes"]) if batch is None else int(batch)
     if b not in result["batch_sizes"]:
         raise UserError(f"batch size {b} was not measured (measured: {result['batch_sizes']})")

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from orchestrator import store
 from orchestrator.config import TrialConfig, display_name
+from orchestrator.results.load import build
 from orchestrator.tasks import get_task
 
 
@@ -37,3 +39,15 @@ def write_run(run_dir: Path, records: list[dict]) -> Path:
     for r in records:
         store.write_record(run_dir, r)
     return run_dir
+
+
+def lb_of(tmp_path: Path, records: list[dict], final_epoch: bool = False):
+    """The leaderboard of ``records`` written to and read back from ``tmp_path/run``."""
+    write_run(tmp_path / "run", records)
+    recs, problems = store.read_records(tmp_path / "run")
+    return build(recs, problems, final_epoch=final_epoch)
+
+
+def unpadded(markdown: str) -> str:
+    """A Markdown table's text with the cells' padding removed: ``| a | b |``."""
+    return re.sub(r" {2,}", " ", markdown)

@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from orchestrator import leaderboard as L
 from orchestrator import store
-from synthetic import make_record, write_run
+from orchestrator.results import columns, compact, reference, render, score, tables
+from orchestrator.results.board import model_label
+from orchestrator.results.load import build
+from orchestrator.results.values import fmt_lr
+from synthetic import lb_of, make_record, unpadded, write_run
 
-REFERENCE = Path(L.__file__).resolve().parent / "reference"
+REFERENCE = reference.REFERENCE_DIR
+SCORED = score.scored_names()          # the tasks of the GLUE Score, from tasks/*.yaml
 
 
-# ----------------------------------------------------------------------------- synthetic stores
-
-def lb_of(tmp_path, records, final_epoch=False):
-    write_run(tmp_path / "run", records)
-    recs, problems = store.read_records(tmp_path / "run")
-    return L.build(recs, problems, final_epoch=final_epoch)
-
+# ----------------------------------------------------------------------------- helpers
 
 def row(lb, model, task):
     r = lb.results[(lb.results["model"] == model) & (lb.results["task"] == task)]
@@ -33,7 +30,7 @@ def row(lb, model, task):
 
 def test_score_reproduces_published_miniatures():
     df = pd.read_csv(REFERENCE / "bert_miniatures_glue_test.csv")
-    got = {r["model"]: L.glue_score_from_wide(r.to_dict()) for _, r in df.iterrows()}
+    got = {r["model"]: score.glue_score_from_wide(r.to_dict()) for _, r in df.iterrows()}
     assert {m: round(s.value, 1) for m, s in got.items()} == {
         "BERT-Tiny": 64.1, "BERT-Mini": 65.8, "BERT-Small": 71.2, "BERT-Medium": 73.5}
     for _, r in df.iterrows():
@@ -47,24 +44,24 @@ def test_score_reproduces_published_miniatures():
 
 
 def test_score_rule_pairs_mnli_and_ax():
-    row = {c: 50.0 for c in L.wide_columns()}
+    row = {c: 50.0 for c in columns.wide_columns()}
     row.update(mrpc_f1=90.0, mrpc_acc=80.0, mnli_m_acc=70.0, mnli_mm_acc=72.0, ax_r3=-100.0)
-    ts = L.task_scores_from_wide(row)
+    ts = score.task_scores_from_wide(row)
     assert ts["MRPC"] == 85.0 and ts["MNLI"] == 71.0
-    s = L.glue_score(ts)
+    s = score.glue_score(ts)
     assert s.value == pytest.approx((50 * 7 + 85 + 71) / 9)       # AX never counts
-    s8 = L.glue_score(ts, exclude=("WNLI",))
+    s8 = score.glue_score(ts, exclude=("WNLI",))
     assert s8.n_tasks == 8 and s8.value == pytest.approx((50 * 6 + 85 + 71) / 8)
 
 
 def test_score_with_missing_tasks_is_partial_not_silent():
-    ts = {t: 60.0 for t in L.GLUE_TASKS}
+    ts = {t: 60.0 for t in SCORED}
     ts["RTE"] = None
     del ts["WNLI"]
-    s = L.glue_score(ts)
+    s = score.glue_score(ts)
     assert s.partial and s.missing == ("RTE", "WNLI") and s.n_tasks == 7
     assert s.value == pytest.approx(60.0) and s.fmt() == "60.0*"
-    assert L.glue_score({}).value is None and L.glue_score({}).fmt() == "-"
+    assert score.glue_score({}).value is None and score.glue_score({}).fmt() == "-"
 
 
 # ----------------------------------------------------------------------------- selection
@@ -99,7 +96,7 @@ def test_seeds_mean_and_std_rank_configs(tmp_path):
     assert r["n_seeds"] == 3 and r["seeds"] == "0,1,2" and pd.isna(r["seed"])
     a = lb.configs[(lb.configs["batch_size"] == 32)].iloc[0]
     assert a["score"] == pytest.approx(80.0) and a["score_std"] == pytest.approx(math.sqrt(200)) and a["rank"] == 2
-    assert "81.0 ± 1.0" in L.hyperparameter_table(lb).iloc[0]["Score"]
+    assert "81.0 ± 1.0" in tables.hyperparameter_table(lb).iloc[0]["Score"]
 
 
 def test_best_epoch_vs_final_epoch(tmp_path):
@@ -132,7 +129,7 @@ def test_failed_and_diverged_never_win(tmp_path):
     assert set(lb.configs["batch_size"]) == {32}
     w = row(lb, "BERT-Tiny", "WNLI")
     assert w["status"] == "none" and pd.isna(w["score"])
-    t = L.glue_table(lb).iloc[0]
+    t = tables.glue_table(lb).iloc[0]
     assert t["WNLI"] == "-" and t["QNLI"] == "81.0"
 
 
@@ -145,19 +142,19 @@ def test_running_records_mark_partial(tmp_path):
     r = row(lb, "BERT-Tiny", "SST-2")
     assert r["partial"] and r["status"] == "partial" and r["n_running"] == 1 and r["score"] == 83.0
     assert not row(lb, "BERT-Tiny", "CoLA")["partial"]
-    t = L.glue_table(lb).iloc[0]
+    t = tables.glue_table(lb).iloc[0]
     assert t["SST-2"] == "83.0*" and t["CoLA"] == "10.0" and t["Score"].endswith("*")
 
 
 def test_missing_task_dash_and_partial_score(tmp_path):
-    recs = [make_record("BERT-Medium", t, 32, 1e-4, [70.0]) for t in L.GLUE_TASKS if t != "RTE"]
-    recs += [make_record("BERT-Mini", t, 32, 1e-4, [60.0]) for t in L.GLUE_TASKS]
+    recs = [make_record("BERT-Medium", t, 32, 1e-4, [70.0]) for t in SCORED if t != "RTE"]
+    recs += [make_record("BERT-Mini", t, 32, 1e-4, [60.0]) for t in SCORED]
     lb = lb_of(tmp_path, recs)
-    wide = L.glue_wide(lb).set_index("model")
+    wide = tables.glue_wide(lb).set_index("model")
     assert wide.loc["BERT-Medium", "score_partial"] and wide.loc["BERT-Medium", "missing_tasks"] == "RTE"
     assert wide.loc["BERT-Medium", "n_tasks"] == 8 and wide.loc["BERT-Medium", "score"] == pytest.approx(70.0)
     assert not wide.loc["BERT-Mini", "score_partial"] and wide.loc["BERT-Mini", "score"] == pytest.approx(60.0)
-    t = L.glue_table(lb).set_index("Model")
+    t = tables.glue_table(lb).set_index("Model")
     assert t.loc["BERT-Medium", "RTE"] == "-" and t.loc["BERT-Medium", "Score"] == "70.0*"
     assert t.loc["BERT-Mini", "Score"] == "60.0" and t.loc["BERT-Mini", "AX"] == "-"
     assert t.loc["BERT-Mini", "MRPC"] == "61.0/59.0" and t.loc["BERT-Mini", "MNLI-m"] == "61.0"
@@ -171,7 +168,7 @@ def test_unreadable_record_is_skipped_and_reported(tmp_path):
     (store.trials_dir(run) / "torn.json").write_text('{"trial_id": ', encoding="utf-8")
     (store.trials_dir(run) / "odd.json").write_text('{"trial_id": "x"}', encoding="utf-8")
     recs, problems = store.read_records(run)
-    lb = L.build(recs, problems)
+    lb = build(recs, problems)
     assert len(lb.results) == 1 and len(lb.problems) == 2
     assert any("torn.json" in p and "unreadable" in p for p in lb.problems)
     assert any("odd.json" in p and "missing" in p for p in lb.problems)
@@ -181,7 +178,7 @@ def test_random_init_is_its_own_model(tmp_path):
     lb = lb_of(tmp_path, [make_record("BERT-Tiny", "RTE", 32, 1e-4, [60.0]),
                           make_record("BERT-Tiny", "RTE", 32, 1e-4, [52.0], init="random")])
     assert set(lb.results["model"]) == {"BERT-Tiny", "BERT-Tiny (random init)"}
-    grid = L.grid_values(lb, "RTE")
+    grid = tables.grid_values(lb, "RTE")
     assert grid.loc["L=2", "H=128"] == 60.0   # the grid holds pretrained models only
 
 
@@ -191,19 +188,19 @@ def test_grid_labels_named_models(tmp_path):
     lb = lb_of(tmp_path, [make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0]),
                           make_record("L-6_H-256", "SST-2", 32, 1e-4, [85.0]),
                           make_record("all-MiniLM-L6-v2", "SST-2", 32, 1e-4, [90.0])])
-    g = L.grid_values(lb, "SST-2")
+    g = tables.grid_values(lb, "SST-2")
     assert g.shape == (6, 4) and g.loc["L=6", "H=256"] == 85.0 and g.notna().sum().sum() == 2
-    t = L.grid_table(lb, "SST-2").set_index("layers \\ hidden")
+    t = tables.grid_table(lb, "SST-2").set_index("layers \\ hidden")
     assert t.loc["L=2", "H=128"] == "80.0 (BERT-Tiny)" and t.loc["L=6", "H=256"] == "85.0"
     assert t.loc["L=12", "H=768"] == "- (BERT-Base)" and t.loc["L=4", "H=512"] == "- (BERT-Small)"
     # Score grid: only SST-2 present -> partial
-    assert L.grid_table(lb, "Score").set_index("layers \\ hidden").loc["L=2", "H=128"] == "80.0* (BERT-Tiny)"
+    assert tables.grid_table(lb, "Score").set_index("layers \\ hidden").loc["L=2", "H=128"] == "80.0* (BERT-Tiny)"
 
 
 def test_comparison_says_dev_or_test(tmp_path):
     lb = lb_of(tmp_path, [make_record("BERT-Tiny", "SST-2", 32, 1e-4, [82.0]),
                           make_record("BERT-Tiny", "MNLI", 32, 1e-4, [65.0])])
-    c = L.comparison(lb)
+    c = reference.comparison(lb)
     sst = c[(c["metric"] == "sst2_acc")]
     test = sst[sst["their_split"] == "test"].iloc[0]
     assert test["ours"] == 82.0 and test["theirs"] == 83.2 and test["diff"] == pytest.approx(-1.2)
@@ -212,19 +209,19 @@ def test_comparison_says_dev_or_test(tmp_path):
     assert len(mnli) == 2 and set(mnli["ours"]) == {66.0}
     score = c[c["metric"] == "score"].iloc[0]
     assert score["ours_partial"] and score["theirs"] == 64.2
-    t = L.comparison_table(lb)
+    t = reference.comparison_table(lb)
     assert "test (not like for like)" in set(t["Theirs on"]) and "dev" in set(t["Theirs on"])
 
 
 def test_compact_table_shape_and_speedups(tmp_path):
-    recs = [make_record("BERT-Mini", t, 32, 1e-4, [80.0], n_params=11_171_074) for t in L.GLUE_TASKS]
+    recs = [make_record("BERT-Mini", t, 32, 1e-4, [80.0], n_params=11_171_074) for t in SCORED]
     lb = lb_of(tmp_path, recs)
-    t = L.compact_table(lb)
+    t = compact.compact_table(lb)
     assert list(t.columns) == ["Model", "#Params", "Speedup", "MNLI", "QNLI", "QQP", "RTE", "SST", "MRPC", "Avg"]
     r = t.iloc[0]
     assert (r["Model"], r["#Params"], r["Speedup"], r["MNLI"], r["QQP"], r["Avg"]) == \
         ("BERT-Mini", "11.2M", "-", "81.0", "79.0", "79.8")
-    t2 = L.compact_table(lb, speedups={"BERT-Mini": 9.1}, published=L.load_compact_reference())
+    t2 = compact.compact_table(lb, speedups={"BERT-Mini": 9.1}, published=reference.load_compact_reference())
     assert t2.iloc[0]["Speedup"] == "9.1x" and len(t2) == 9
     base = t2[t2["Model"].str.startswith("BERT-Base")].iloc[0]
     assert base["Avg"] == "86.1" and "published dev" in base["Model"]   # over the 6 GLUE columns
@@ -232,17 +229,16 @@ def test_compact_table_shape_and_speedups(tmp_path):
 
 def test_renderers():
     df = pd.DataFrame({"Model": ["A_b", "C|d"], "Score": ["1.0", None], "x": ["50%", "±"]})
-    md = L.to_markdown(df)
-    assert md.splitlines()[0] == "| Model | Score | x |" and "C\\|d" in md and "| - |" in md
-    tex = L.to_latex(df, caption="Cap & more", label="tab:x")
+    md = render.to_markdown(df)
+    assert unpadded(md).splitlines()[0] == "| Model | Score | x |" and "C\\|d" in md and "| - |" in unpadded(md)
+    assert md.splitlines()[1].startswith("|:--") and md.splitlines()[1].endswith("--:|")   # text left, numbers right
+    tex = render.to_latex(df, caption="Cap & more", label="tab:x")
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"A\_b" in tex and r"50\%" in tex and r"Cap \& more" in tex
-    assert "<table" in L.to_html(df)
-    assert L.fmt_lr(1e-4) == "1e-4" and L.fmt_lr(3e-5) == "3e-5" and L.fmt_lr(float("nan")) == "-"
+    assert "<table" in render.to_html(df)
+    assert fmt_lr(1e-4) == "1e-4" and fmt_lr(3e-5) == "3e-5" and fmt_lr(float("nan")) == "-"
 
 
 def test_sweep_display_names_are_not_marked_twice():
-    from orchestrator.leaderboard import model_label
-
     assert model_label({"model": "BERT-Tiny (random init)", "init": "random"}) == "BERT-Tiny (random init)"
     assert model_label({"model": "BERT-Tiny", "init": "random"}) == "BERT-Tiny (random init)"
     assert model_label({"model": "BERT-Tiny", "init": "pretrained"}) == "BERT-Tiny"

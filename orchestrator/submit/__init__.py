@@ -1,7 +1,7 @@
 """``glue-sweep submit``: a GLUE test-server submission (a zip of prediction files) from a
 sweep's best configurations, and ``glue-sweep submit --check``, its validator.
 
-For every task of one model, the configuration the leaderboard chose (``leaderboard.build``:
+For every task of one model, the configuration the leaderboard chose (``results.load.build``:
 best batch size and learning rate, the epoch they were judged at) is re-trained with the
 trial record's own settings (model_ref, init, batch size, learning rate, epochs, seed,
 max_train_examples, max_length, eval_every). With several seeds, the seed that scored best at

@@ -10,8 +10,9 @@ from pathlib import Path
 from .. import store
 from ..config import TrialConfig
 from ..errors import UserError
-from ..export import load_run
-from ..leaderboard import _epoch_key, _finite, _usable_evals
+from ..results.load import load_run
+from ..results.select import epoch_key, usable_evals
+from ..results.values import finite
 from ..tasks import Task, get_task
 from .files import SubmissionFile, submission_files, unavailable
 
@@ -70,12 +71,12 @@ def match_model(lb, model: str) -> str:
 
 
 def eval_at(rec: dict, epoch: float | None) -> dict | None:
-    evs = sorted(_usable_evals(rec), key=lambda e: (float(e.get("epoch", 0)), e.get("step", 0)))
+    evs = sorted(usable_evals(rec), key=lambda e: (float(e.get("epoch", 0)), e.get("step", 0)))
     if not evs:
         return None
     if epoch is None:
         return max(evs, key=lambda e: float(e["score"]))
-    at = [e for e in evs if _epoch_key(e.get("epoch", 0)) == _epoch_key(epoch)]
+    at = [e for e in evs if epoch_key(e.get("epoch", 0)) == epoch_key(epoch)]
     return at[-1] if at else None
 
 
@@ -97,7 +98,7 @@ def plan(run_dir: str | Path, model: str, source, final_epoch: bool = False) -> 
         via = {f.name: (f" ({f.task.name} is predicted with the {task.name} model)" if f.task is not task else "")
                for f in files}
         row = results.get(task.name)
-        if row is None or not _finite(row.get("score")):
+        if row is None or not finite(row.get("score")):
             why = (f"no result for {label} on {task.name} in {run}" if row is None else
                    f"{label} has no usable {task.name} trial in {run} (only diverged or failed ones)")
             for f in files:
@@ -105,7 +106,7 @@ def plan(run_dir: str | Path, model: str, source, final_epoch: bool = False) -> 
             continue
         if row.get("partial"):
             out.notes.append(f"{task.name}: trials are still running; the chosen configuration may still change")
-        epoch = float(row["epoch"]) if _finite(row.get("epoch")) else None
+        epoch = float(row["epoch"]) if finite(row.get("epoch")) else None
         cands = []
         for tid in str(row["trial_ids"]).split(";"):
             rec = records.get(tid)

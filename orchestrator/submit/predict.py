@@ -11,8 +11,8 @@ from pathlib import Path
 from .. import features as feats
 from ..config import Runtime
 from ..errors import UserError
-from ..leaderboard import _epoch_key
 from ..models import load_tokenizer
+from ..results.select import epoch_key
 from ..runner import predict as model_predict, run_trial
 from .choose import Choice, Plan, plan, slug
 from .files import HEADER, SubmissionFile, incomplete_name, submission_files
@@ -35,7 +35,7 @@ def train_and_predict(choice: Choice, source, device=None, threads=None, trust_r
     if trust_remote_code and not cfg.trust_remote_code:
         cfg = cfg.replace(trust_remote_code=True)
     runtime = Runtime(device=device, threads=threads)
-    stop = _epoch_key(choice.stop_epoch)
+    stop = epoch_key(choice.stop_epoch)
     seen = {}
 
     def after_prepare(prepared):
@@ -43,7 +43,7 @@ def train_and_predict(choice: Choice, source, device=None, threads=None, trust_r
         seen["p"] = prepared
 
     def on_eval(ev):
-        if _epoch_key(ev.epoch) >= stop - 1e-6:
+        if epoch_key(ev.epoch) >= stop - 1e-6:
             seen["score"] = ev.score
             return ev.epoch >= cfg.epochs - 1e-6   # else stop here: the weights the leaderboard scored
         return True

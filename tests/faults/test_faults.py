@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator import store
-from orchestrator.export import load_run
-from orchestrator.leaderboard import glue_table
+from orchestrator.results.load import load_run
+from orchestrator.results.tables import glue_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from test_sweep import CLI, REPO, _wait_for, env, local_cluster, records, run_cli, write_spec  # noqa: E402
