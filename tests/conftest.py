@@ -1,5 +1,6 @@
 """Shared fixtures: the real GLUE data (../shared/glue_data or $GLUE_DIR) completed with
-generated MNLI/QQP/QNLI-train files, and a feature cache private to the test session."""
+generated MNLI/QQP/QNLI-train files, a feature cache private to the test session, and an
+editable copy of the task definitions."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from glue_fixtures import make_glue_dir
+from orchestrator import tasks
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_GLUE = Path(os.environ.get("GLUE_DIR") or REPO.parent / "shared" / "glue_data")
@@ -43,6 +45,17 @@ def _private_caches(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture
+def tasks_dir(tmp_path, monkeypatch) -> Path:
+    """A copy of tasks/*.yaml that a test may edit or add to; the task registry reads it instead."""
+    d = tmp_path / "tasks"
+    d.mkdir()
+    for f in tasks.TASKS_DIR.glob("*.yaml"):
+        (d / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(tasks, "TASKS_DIR", d)
+    return d
 
 
 # Bad-input cases tried by the property-based tests, reported at the end of the run.

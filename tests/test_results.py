@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from orchestrator import store
-from orchestrator import tasks as T
 from orchestrator.errors import UserError
 from orchestrator.results import render, score, tables
 from orchestrator.results.load import evals_frame, load_run, trials_frame
@@ -106,17 +105,6 @@ def test_seeds_without_a_common_epoch_are_judged_at_their_own_best(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the benchmark, from the YAML
-
-@pytest.fixture
-def tasks_dir(tmp_path, monkeypatch):
-    """A copy of tasks/*.yaml that a test may edit; the registry reads it instead."""
-    d = tmp_path / "tasks"
-    d.mkdir()
-    for f in T.TASKS_DIR.glob("*.yaml"):
-        (d / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-    monkeypatch.setattr(T, "TASKS_DIR", d)
-    return d
-
 
 def _edit(path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")

@@ -33,15 +33,10 @@ def test_benchmark_membership_and_order_come_from_the_yaml():
     assert T.benchmark_tasks("superglue") == []
 
 
-def test_benchmark_order_follows_the_files(tmp_path, monkeypatch):
+def test_benchmark_order_follows_the_files(tasks_dir):
     """A new task file with ``order: 0`` becomes the table's first column; no code changes."""
-    d = tmp_path / "defs"
-    d.mkdir()
-    for f in T.TASKS_DIR.glob("*.yaml"):
-        (d / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
-    (d / "toy.yaml").write_text(GOOD + "benchmark: glue\norder: 0\n", encoding="utf-8")
-    (d / "other.yaml").write_text(GOOD.replace("Toy", "Zed").replace("toy", "zed"), encoding="utf-8")
-    monkeypatch.setattr(T, "TASKS_DIR", d)
+    (tasks_dir / "toy.yaml").write_text(GOOD + "benchmark: glue\norder: 0\n", encoding="utf-8")
+    (tasks_dir / "other.yaml").write_text(GOOD.replace("Toy", "Zed").replace("toy", "zed"), encoding="utf-8")
     assert [t.name for t in T.benchmark_tasks()] == ["Toy"] + GLUE_TASKS
     assert [t.name for t in T.score_tasks()] == ["Toy"] + GLUE_TASKS[:-1]
     assert list(T.all_tasks())[-1] == "Zed"                                # no order: after the ordered ones
