@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .models import approx_params, resolve
+from .resources import ASSUMED_MFU, H100_BF16_FLOPS, model_params
 from .spec import Sweep, fmt_lr
 from .tasks import all_tasks, get_task
-
-H100_BF16_FLOPS = 989e12   # dense bf16 peak
-ASSUMED_MFU = 0.30
-
-
-def model_params(model_ref: str) -> tuple[int, int] | None:
-    return approx_params(resolve(model_ref))
 
 
 def estimate(sweep: Sweep) -> dict:

@@ -243,7 +243,7 @@ def test_registry_and_transformers_are_apart():
     """Resolving and sizing models needs no transformers (plan and spec use them), and the
     transformers side knows nothing of the registry: no import circle."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    checks = {"import orchestrator.models, orchestrator.spec":
+    checks = {"import orchestrator.models, orchestrator.plan, orchestrator.resources":
               "'transformers' not in sys.modules and 'torch' not in sys.modules",
               "import orchestrator.loading": "'orchestrator.models' not in sys.modules"}
     for stmt, cond in checks.items():
