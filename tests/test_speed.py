@@ -129,3 +129,13 @@ def test_speed_cli_rejects_bad_input():
     with contextlib.redirect_stderr(io.StringIO()) as err:
         assert main(["speed", "BERT-Tiny", "--batch-sizes", "1", "--speedup-batch", "8"]) == 2
     assert "speedup-batch" in err.getvalue()
+
+
+def test_speed_module_is_plain_functions(monkeypatch):
+    """The command's options live in the CLI; speed.run checks its arguments before measuring."""
+    from orchestrator.errors import UserError
+
+    assert not hasattr(S, "register") and "argparse" not in vars(S)
+    monkeypatch.setattr(S, "measure", lambda *a, **k: (_ for _ in ()).throw(AssertionError("measured")))
+    with pytest.raises(UserError, match="speedup-batch"):
+        S.run(["BERT-Tiny"], batch_sizes=[1, 2], speedup_batch=8)
