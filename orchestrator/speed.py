@@ -148,6 +148,31 @@ def time_models(models: dict, batch: int, seq_len: int, device, plan=FULL) -> di
     return times
 
 
+def _time_specs(order: list, batch_sizes: list[int], seq_len: int, quick: bool, dev, log) -> dict:
+    """Cache entries of every model of ``order`` at every batch size; ``order[0]`` is the
+    reference every speed-up is over."""
+    built, sizes, entries = {}, {}, {}
+    for spec in order:
+        built[spec.ref] = _build(spec).to(dev)
+        sizes[spec.ref] = count_params(built[spec.ref])
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for b in batch_sizes:
+        times = time_models(built, b, seq_len, dev, QUICK if quick else FULL)
+        best = {k: min(v) for k, v in times.items()}
+        ref_thr = b / best[order[0].ref]
+        for spec in order:
+            sec = best[spec.ref]
+            entries[_key(spec.ref, seq_len, b)] = {
+                "model": spec.name, "params_total": sizes[spec.ref][0], "params_non_embedding": sizes[spec.ref][1],
+                "throughput": b / sec, "latency_ms": sec * 1e3,
+                "median_ms": statistics.median(times[spec.ref]) * 1e3, "iters": len(times[spec.ref]),
+                "quick": quick, "reference_throughput": ref_thr, "speedup": (b / sec) / ref_thr, "measured_at": now}
+            if log:
+                log(f"{spec.name}: batch {b}: {b / sec:,.1f} examples/s ({sec * 1e3:,.1f} ms/batch fastest, "
+                    f"{statistics.median(times[spec.ref]) * 1e3:,.1f} median of {len(times[spec.ref])})")
+    return entries
+
+
 def measure(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool = False, device: str | None = None,
             refresh: bool = False, use_cache: bool = True, log=None) -> dict:
     """Measure (or read from the cache) every model; returns ``{"machine": ..., "seq_len": ...,
@@ -179,29 +204,9 @@ def measure(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool
         return e is not None and not refresh and (quick or not e.get("quick"))
 
     todo = [s for s in specs if not all(usable(s, b) for b in batch_sizes)]
-    ref = resolve(REFERENCE)
     if todo:
-        order = [ref] + [s for s in todo if s.ref != ref.ref]
-        built, sizes = {}, {}
-        for spec in order:
-            built[spec.ref] = _build(spec).to(dev)
-            sizes[spec.ref] = count_params(built[spec.ref])
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for b in batch_sizes:
-            times = time_models(built, b, seq_len, dev, QUICK if quick else FULL)
-            best = {k: min(v) for k, v in times.items()}
-            ref_thr = b / best[ref.ref]
-            for spec in order:
-                sec = best[spec.ref]
-                entries[_key(spec.ref, seq_len, b)] = {
-                    "model": spec.name, "params_total": sizes[spec.ref][0], "params_non_embedding": sizes[spec.ref][1],
-                    "throughput": b / sec, "latency_ms": sec * 1e3,
-                    "median_ms": statistics.median(times[spec.ref]) * 1e3, "iters": len(times[spec.ref]),
-                    "quick": quick, "reference_throughput": ref_thr, "speedup": (b / sec) / ref_thr, "measured_at": now}
-                if log:
-                    log(f"{spec.name}: batch {b}: {b / sec:,.1f} examples/s ({sec * 1e3:,.1f} ms/batch fastest, "
-                        f"{statistics.median(times[spec.ref]) * 1e3:,.1f} median of {len(times[spec.ref])})")
-        del built
+        ref = resolve(REFERENCE)
+        entries.update(_time_specs([ref] + [s for s in todo if s.ref != ref.ref], batch_sizes, seq_len, quick, dev, log))
         if use_cache:
             atomic_write_json(path, {"machine": m, "entries": entries})
     rows: dict[str, dict] = {}
