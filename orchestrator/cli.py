@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="redraw every SECONDS until interrupted")
     st.set_defaults(func=cmd_status)
 
-    # Subcommands defined beside their code: each module's register(sub) adds its parser(s)
-    # with set_defaults(func=handler).
+    # export and submit define their parsers beside their code (register(sub) adds them with
+    # set_defaults(func=handler)); speed's parser is here.
     from . import export; export.register(sub)
     add_speed_command(sub)
     from . import submit; submit.register(sub)
