@@ -62,14 +62,16 @@ def untrained(config, model_type: str | None = None, trust_remote_code: bool = F
     return AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
 
 
-def pretrained(src: str, config, model_type: str | None = None, trust_remote_code: bool = False):
-    """A sequence classifier with the checkpoint's weights and a new head."""
+def pretrained(src: str, model_type: str | None = None, trust_remote_code: bool = False, **extra):
+    """A sequence classifier with the checkpoint's weights and a new head; ``extra`` (num_labels,
+    problem_type, ...) goes to its config, read as ``model_type`` when given."""
     local = Path(src)
     safetensors = True if local.is_dir() and any(local.glob("*.safetensors")) else None
     if model_type is not None:
+        config = read_config(src, model_type, **extra)
         return CLASSIFIERS[model_type].from_pretrained(src, config=config, use_safetensors=safetensors)
-    return AutoModelForSequenceClassification.from_pretrained(src, config=config, use_safetensors=safetensors,
-                                                              trust_remote_code=trust_remote_code)
+    return AutoModelForSequenceClassification.from_pretrained(src, use_safetensors=safetensors,
+                                                              trust_remote_code=trust_remote_code, **extra)
 
 
 def wordpiece(vocab: Path, lowercase: bool = True):

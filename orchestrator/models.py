@@ -337,7 +337,6 @@ def load_model(spec: ModelSpec, num_labels: int, init: str = "pretrained", trust
             config = (loading.build_config(row.arch, **extra) if row is not None and where is None
                       else loading.read_config(src, model_type, trust_remote_code, **extra))
             return loading.untrained(config, model_type, trust_remote_code)
-        config = loading.read_config(src, model_type, trust_remote_code, **extra)
-        return loading.pretrained(src, config, model_type, trust_remote_code)
+        return loading.pretrained(src, model_type, trust_remote_code, **extra)
     except Exception as e:
         raise UserError(_unavailable(spec, e)) from None

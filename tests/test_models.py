@@ -239,6 +239,34 @@ def test_packaged_all_minilm_loads_pretrained_offline(no_network):
     assert tok("Hello World")["input_ids"] == [101, 7592, 2088, 102]
 
 
+def test_remote_code_only_when_asked_and_only_through_auto_classes(monkeypatch):
+    """A model outside the registry: every Auto call gets trust_remote_code as asked (off by
+    default), random init included; a registry row never reaches the Auto classes."""
+    import transformers
+
+    seen = []
+
+    def fake(*a, **kw):
+        seen.append(kw.get("trust_remote_code"))
+        raise OSError("stop here")
+
+    for cls in (transformers.AutoConfig, transformers.AutoModelForSequenceClassification, transformers.AutoTokenizer):
+        monkeypatch.setattr(cls, "from_pretrained", fake)
+    other = MD.resolve("org/some-model")
+    for init in ("pretrained", "random"):
+        for trust in (False, True):
+            seen.clear()
+            with pytest.raises(UserError, match="org/some-model"):
+                MD.load_model(other, 2, init, trust_remote_code=trust)
+            with pytest.raises(UserError, match="org/some-model"):
+                MD.load_tokenizer(other, init, trust_remote_code=trust)
+            assert seen == [trust, trust], (init, trust)
+    seen.clear()
+    MD.load_model(MD.resolve("TinyBERT-4"), 2, "random", trust_remote_code=True)
+    MD.load_tokenizer(MD.resolve("TinyBERT-4"), "random", trust_remote_code=True)
+    assert seen == []
+
+
 def test_registry_and_transformers_are_apart():
     """Resolving and sizing models needs no transformers (plan and spec use them), and the
     transformers side knows nothing of the registry: no import circle."""
