@@ -12,7 +12,7 @@ For every trial of the sweep's grid (``orchestrator.spec``), with official GLUE 
   step time = a + b x tokens, fitted per shape over the measured lengths (with one length,
   a = 0: tokens / tokens/s); a trial takes steps x a + tokens x b. Evaluation takes 1/3 of
   that per token and per batch of 256 (a forward pass is about 1/3 of a training step's FLOPs).
-* packing: trials of a model that takes a fractional GPU (``orchestrator.sweep.gpu_share``:
+* packing: trials of a model that takes a fractional GPU (``orchestrator.resources.gpu_share``:
   0.125 / 0.25 / 0.5) run that many at once; their time is divided by the measured packing gain
   (``gpu.json``: K BERT-Tiny trials against one alone), capped at 1/gpu_share, or by
   1/gpu_share when no gain was measured (stated as such).
@@ -46,13 +46,22 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.plan import ASSUMED_MFU, H100_BF16_FLOPS as H100_PEAK
+import numpy as np
+
+from bench._common import default_glue_dir
+from orchestrator import plan
+from orchestrator.data import source_from
+from orchestrator.features import features
+from orchestrator.models import load_tokenizer, resolve, shape_of
+from orchestrator.resources import ASSUMED_MFU, H100_BF16_FLOPS as H100_PEAK, gpu_share, model_params
+from orchestrator.runner import batch_order, train_subset
+from orchestrator.spec import load
+from orchestrator.tasks import get_task
 
 ASSUMED_PADDING = 1.25      # used only where the padding factor cannot be measured
 EVAL_BATCH = 256
 EVAL_FRACTION = 1 / 3       # forward only: about a third of a training step's FLOPs
 MEASURED_GPUS = ("H100", "H200", "GH200")
-REPO = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- pure computation
@@ -195,10 +204,6 @@ def with_early_stopping(trials: list[TrialCost], hours_fn, grace: float, rf: flo
 
 def padding_factor(lengths, batch_size: int, seed: int = 0, epochs: int = 1) -> float:
     """Padded tokens / real tokens of the runner's length-grouped dynamic padding."""
-    import numpy as np
-
-    from orchestrator.runner import batch_order
-
     lengths = np.asarray(lengths)
     rng = np.random.default_rng(seed)
     padded = 0
@@ -227,20 +232,16 @@ def read_throughputs(path: str | Path) -> dict:
             "median_achieved_flops": statistics.median(achieved) if achieved else None,
             "shape_mfu_median": statistics.median([p["mfu"] for s in r.get("shapes", []) for p in s["points"]
                                                    if p.get("mfu")] or [0]) or None,
-            "packing_gain": pk.get("gain_vs_single"), "packing_k": pk.get("k"), "cpus": env.get("cpus")}
+            "packing_gain": pk.get("gain_vs_single"), "packing_k": pk.get("k"),
+            "cpus": env.get("cores", env.get("cpus"))}   # "cpus": files written before the key was renamed
 
 
 def trials_from_sweep(sweep, padding: dict[tuple[str, int], float], default_padding: float) -> list[TrialCost]:
-    from orchestrator.models import approx_params, resolve, shape_of
-    from orchestrator.sweep import gpu_share
-    from orchestrator.tasks import get_task
-
     if sweep.mode != "grid":
         raise SystemExit("estimate: only grid sweeps have a fixed set of trials")
     out = []
     for t in sweep.trials():
-        spec, task = resolve(t.model_ref), get_task(t.task)
-        shape, params = shape_of(spec), approx_params(spec)
+        shape, params, task = shape_of(resolve(t.model_ref)), model_params(t.model_ref), get_task(t.task)
         if shape is None or params is None:
             raise SystemExit(f"estimate: unknown shape of {t.model}")
         n = task.splits["train"].rows or 0
@@ -256,19 +257,12 @@ def trials_from_sweep(sweep, padding: dict[tuple[str, int], float], default_padd
 def measure_padding(sweep, glue_dir: str | None, max_rows: int = 20000) -> tuple[dict, dict]:
     """Padding factor per (task, batch size) on the real training rows present (a fixed sample of
     at most ``max_rows``), tokenised as the miniatures do; tasks without data get the mean."""
-    import numpy as np
-
-    from orchestrator import features as feats
-    from orchestrator.data import source_from
-    from orchestrator.models import load_tokenizer, resolve
-    from orchestrator.runner import train_subset
-
     tok = load_tokenizer(resolve("BERT-Tiny"), "random")
     src = source_from(glue_dir)
     out, info = {}, {}
     for task in sweep.tasks:
         try:
-            enc = feats.features(task, "train", src, tok, sweep.max_length, None, {})
+            enc = features(task, "train", src, tok, sweep.max_length, None, {})
         except Exception as e:   # no data for this task here
             info[task.name] = {"measured": False, "why": str(e).splitlines()[0][:120] if str(e) else type(e).__name__}
             continue
@@ -337,22 +331,27 @@ def build(trials: list[TrialCost], tp: dict | None, gpu_json: dict | None, mfu_a
                    "by_model_full": full["by_model"], "by_model_early_stopping": es["by_model"],
                    "trials_by_flops_fallback": full.get("trials_by_flops_fallback", 0), "packing": full.get("packing")}
     if tp is not None and tp["device_type"] == "cpu" and tp["rates"]:
-        fb = tp["median_achieved_flops"]
-        fn_cpu = lambda ts: hours_measured([TrialCost(**{**asdict(t), "gpu_share": 1.0}) for t in ts], tp["rates"], None, fb)
-        cf = fn_cpu(trials)
-        ce, _ = with_early_stopping(trials, fn_cpu, grace, rf)
-        cores = tp.get("cpus") or 1
-        gain = tp["packing_gain"] if tp["packing_gain"] else cores
-        res["cpu"] = {"device": tp["device_name"], "core_hours_full": cf["hours"], "core_hours_early_stopping": ce["hours"],
-                      "trials_by_flops_fallback": cf["trials_by_flops_fallback"],
-                      "fallback_flops_per_s": fb, "machine_cores": cores,
-                      "machine_gain_used": gain, "machine_hours_full": cf["hours"] / gain,
-                      "machine_hours_early_stopping": ce["hours"] / gain,
-                      "note": (f"one thread per trial; shapes not measured ({cf['trials_by_flops_fallback']} trials) at the "
-                               f"median achieved {fb / 1e9:.1f} GFLOP/s of the measured ones; the machine runs "
-                               f"{cores} trials at once with the measured aggregate gain {gain:.2f}"
-                               if tp["packing_gain"] else f"machine hours assume {cores} trials at once scale linearly")}
+        res["cpu"] = cpu_hours(trials, tp, grace, rf)
     return res
+
+
+def cpu_hours(trials: list[TrialCost], tp: dict, grace: float, rf: float) -> dict:
+    """Core-hours and machine-hours on the CPU machine a throughput file was measured on."""
+    fb = tp["median_achieved_flops"]
+    fn_cpu = lambda ts: hours_measured([TrialCost(**{**asdict(t), "gpu_share": 1.0}) for t in ts], tp["rates"], None, fb)
+    cf = fn_cpu(trials)
+    ce, _ = with_early_stopping(trials, fn_cpu, grace, rf)
+    cores = tp.get("cpus") or 1
+    gain = tp["packing_gain"] if tp["packing_gain"] else cores
+    return {"device": tp["device_name"], "core_hours_full": cf["hours"], "core_hours_early_stopping": ce["hours"],
+            "trials_by_flops_fallback": cf["trials_by_flops_fallback"],
+            "fallback_flops_per_s": fb, "machine_cores": cores,
+            "machine_gain_used": gain, "machine_hours_full": cf["hours"] / gain,
+            "machine_hours_early_stopping": ce["hours"] / gain,
+            "note": (f"one thread per trial; shapes not measured ({cf['trials_by_flops_fallback']} trials) at the "
+                     f"median achieved {fb / 1e9:.1f} GFLOP/s of the measured ones; the machine runs "
+                     f"{cores} trials at once with the measured aggregate gain {gain:.2f}"
+                     if tp["packing_gain"] else f"machine hours assume {cores} trials at once scale linearly")}
 
 
 def render(sweep_name: str, r: dict, padding_note: str) -> str:
@@ -369,7 +368,7 @@ def render(sweep_name: str, r: dict, padding_note: str) -> str:
              + ", ".join(f"{n} configs run {v['epochs_run']:g} of {v['epochs_full']:g} epochs"
                          for n, v in r["early_stopping"]["by_group_size"].items()) + ")"]
     if not h["measured_on_gpu"]:
-        lines.append(f"- NOT MEASURED ON A GPU: this figure is FLOPs / (989 TFLOP/s x {r['mfu_used']:.0%} MFU). The small "
+        lines.append(f"- NOT MEASURED ON A GPU: this figure is FLOPs / ({H100_PEAK / 1e12:.0f} TFLOP/s x {r['mfu_used']:.0%} MFU). The small "
                      "miniatures reach a far lower MFU than BERT-Base on their own (per-step overhead), partly made up by "
                      "packing several on one GPU, so for them it is optimistic.")
     st = r.get("steps")
@@ -405,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mfu", type=float, default=ASSUMED_MFU, help="assumed MFU of the FLOP fallback (labelled as assumed)")
     p.add_argument("--padding", choices=("measure", "assume"), default="measure")
     p.add_argument("--padding-factor", type=float, default=ASSUMED_PADDING)
-    p.add_argument("--glue-dir", default=os.environ.get("GLUE_DIR") or str(REPO.parent / "shared" / "glue_data"))
+    p.add_argument("--glue-dir", default=default_glue_dir())
     p.add_argument("--grace", type=float, default=None, help="default: the sweep's, else 1")
     p.add_argument("--reduction-factor", type=float, default=None, help="default: the sweep's, else 2")
     p.add_argument("--out", default="bench/out/estimate")
@@ -415,8 +414,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     a = build_parser().parse_args(argv)
-    from orchestrator.spec import load
-
     sweep = load(a.sweep)
     if a.padding == "measure":
         padding, pinfo = measure_padding(sweep, a.glue_dir)
@@ -432,9 +429,7 @@ def main(argv=None) -> int:
     grace = a.grace or (sweep.grace_period if sweep.scheduler == "asha" else 1.0)
     rf = a.reduction_factor or (sweep.reduction_factor if sweep.scheduler == "asha" else 2.0)
     r = build(trials, tp, gj, a.mfu, grace, rf)
-    from orchestrator.plan import estimate as plan_estimate
-
-    r["plan_py_h100_hours"] = plan_estimate(sweep)["h100_hours"]
+    r["plan_py_h100_hours"] = plan.estimate(sweep)["h100_hours"]
     r["padding"] = {"note": note, "by_task": pinfo,
                     "factors": {f"{t}|{bs}": f for (t, bs), f in sorted(padding.items())}}
     r["inputs"] = {"sweep": a.sweep, "throughputs": a.throughputs, "gpu_json": a.gpu_json,

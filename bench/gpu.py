@@ -46,25 +46,32 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.compare_trainer import _loadavg
-from bench.estimate import train_flops
+import torch
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_GLUE = REPO.parent / "shared" / "glue_data"
+from bench._common import child_env, default_glue_dir, fmt
+from bench._features import warm_features
+from bench._machine import REPO, environment, loadavg
+from bench.estimate import train_flops
+from orchestrator.config import Runtime, TrialConfig
+from orchestrator.data import source_from
+from orchestrator.models import load_model, miniatures, resolve
+from orchestrator.resources import H100_BF16_FLOPS, gpu_memory_bytes
+from orchestrator.runner import autocast_for, make_optimizer, prepare, run
+
 MFU_TARGET = 0.35
 PACK_TARGET = 4.0
 
 # Dense bf16 peak FLOP/s by device name; the first matching entry wins (so the specific ones first).
 PEAKS = [
-    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("GH200", 989e12), ("H200", 989e12), ("H100", 989e12),
-    ("H800", 989e12), ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12),
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("GH200", H100_BF16_FLOPS), ("H200", H100_BF16_FLOPS),
+    ("H100", H100_BF16_FLOPS), ("H800", H100_BF16_FLOPS), ("B200", 2250e12), ("A100", 312e12), ("A800", 312e12),
+    ("L40S", 362e12),
     ("L40", 181e12), ("L4", 121e12), ("A10G", 70e12), ("A10", 125e12), ("RTX 4090", 165e12),
     ("RTX 3090", 71e12),
 ]
@@ -96,29 +103,19 @@ def non_embedding_params(model) -> int:
 SHAPES_CPU = ["BERT-Tiny", "BERT-Mini", "BERT-Small", "BERT-Medium"]
 
 
-def all_shapes() -> list[str]:
-    from orchestrator.models import miniatures
-
-    return miniatures()
-
-
 # --------------------------------------------------------------------------- training step
 
 def _setup_torch(threads: int | None):
-    import torch
-
     if threads:
         torch.set_num_threads(threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return torch, device
+    return device
 
 
 def build(model_name: str, device, num_labels: int = 2):
-    from orchestrator.models import load_model, resolve
-
     spec = resolve(model_name)
     model = load_model(spec, num_labels, init="random").to(device)
     model.train()
@@ -129,14 +126,8 @@ class Stepper:
     """The runner's training step on one fixed synthetic batch."""
 
     def __init__(self, model, device, batch: int, seq: int, compile_model: bool = False, seed: int = 0):
-        import contextlib
-
-        import torch
-
-        from orchestrator.runner import TrialConfig, make_optimizer
-
         g = torch.Generator().manual_seed(seed)
-        self.torch, self.device, self.model = torch, device, model
+        self.device, self.model = device, model
         self.batch = {
             "input_ids": torch.randint(1000, 30000, (batch, seq), generator=g).to(device),
             "attention_mask": torch.ones(batch, seq, dtype=torch.long).to(device),
@@ -147,11 +138,10 @@ class Stepper:
         self.optimizer = make_optimizer(model, cfg, device)
         self.fused = bool(self.optimizer.defaults.get("fused"))
         self.bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if self.bf16 else contextlib.nullcontext
+        self.autocast = autocast_for(device)   # the runner's: bf16 where the GPU has it
         self.fn = torch.compile(model) if compile_model else model
 
     def step(self) -> float:
-        torch = self.torch
         with self.autocast():
             loss = self.fn(**self.batch).loss
         loss.backward()
@@ -163,7 +153,7 @@ class Stepper:
 
     def sync(self):
         if self.device.type == "cuda":
-            self.torch.cuda.synchronize()
+            torch.cuda.synchronize()
 
     def time(self, warmup: int, steps: int) -> dict:
         for _ in range(warmup):
@@ -180,8 +170,6 @@ class Stepper:
 def measure_shape(model_name: str, device, batch: int, seq: int, warmup: int, steps: int,
                   peak: float | None, compile_model: bool = False) -> dict:
     """Times the training step of one model shape; FLOPs, tokens/s, MFU."""
-    import torch
-
     spec, model = build(model_name, device)
     layers, hidden = spec.shape or (model.config.num_hidden_layers, model.config.hidden_size)
     n_nonemb = non_embedding_params(model)
@@ -211,15 +199,9 @@ def measure_shape(model_name: str, device, batch: int, seq: int, warmup: int, st
 def child_trial(a) -> int:
     """One packed trial: prepare, signal ready, wait for the go file, run, write the result."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-
-    from orchestrator.data import source_from
-    from orchestrator.runner import TrialConfig, prepare, run
-
     cfg = TrialConfig(model=a.pack_model, task=a.pack_task, batch_size=a.pack_batch, learning_rate=1e-4, epochs=1,
-                      seed=a.child_index, init="random", max_train_examples=a.pack_examples or None,
-                      threads=a.child_threads)
-    p = prepare(cfg, source_from(a.glue_dir))
+                      seed=a.child_index, init="random", max_train_examples=a.pack_examples or None)
+    p = prepare(cfg, source_from(a.glue_dir), runtime=Runtime(threads=a.child_threads))
     if p.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     Path(a.child_dir, f"ready.{a.child_index}").write_text("1")
@@ -251,26 +233,12 @@ def child_trial(a) -> int:
 
 # --------------------------------------------------------------------------- packing (parent side)
 
-def warm_cache(a) -> None:
-    """Tokenises the packing task into the feature cache once, so that no child pays for it."""
-    from orchestrator import features as feats
-    from orchestrator.data import source_from
-    from orchestrator.models import load_tokenizer, resolve
-    from orchestrator.tasks import get_task
-
-    task, spec = get_task(a.pack_task), resolve(a.pack_model)
-    tok = load_tokenizer(spec, "random")
-    src = source_from(a.glue_dir)
-    for split in ["train"] + [s.name for s in task.eval_splits]:
-        feats.features(task, split, src, tok, 128, None, {})
-
-
 def pack_round(a, k: int, threads: int, label: str) -> dict:
     """K trials in K subprocesses, training loops started together."""
-    load = _loadavg()
+    load = loadavg()
     with tempfile.TemporaryDirectory(prefix="bench-gpu-") as d:
         procs = []
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(threads)}
+        env = child_env(threads)
         for i in range(k):
             cmd = [sys.executable, "-m", "bench.gpu", "--child-trial", "--child-dir", d, "--child-index", str(i),
                    "--child-threads", str(threads), "--pack-model", a.pack_model, "--pack-task", a.pack_task,
@@ -314,7 +282,7 @@ def aggregate_runs(runs: list[dict]) -> dict:
 
 def packing(a, on_gpu: bool) -> dict:
     k = a.pack_k or (8 if on_gpu else (os.cpu_count() or 1))
-    warm_cache(a)
+    warm_features(a.pack_model, "random", a.pack_task, a.glue_dir)   # no child pays for tokenising
     rounds = {"single": pack_round(a, 1, 1, "1 trial, 1 thread"),
               "packed": pack_round(a, k, 1, f"{k} trials, 1 thread each")}
     if not on_gpu and k > 1:
@@ -329,39 +297,13 @@ def packing(a, on_gpu: bool) -> dict:
         out["all_threads_vs_one_thread"] = round(agg("single_all_threads") / agg("single"), 3) if agg("single") else None
     mem = rounds["packed"].get("peak_gpu_mem_mib_max")
     if on_gpu and mem:
-        import torch
-
-        total = torch.cuda.get_device_properties(0).total_memory / 2**20
+        total = gpu_memory_bytes() / 2**20   # as the sweep sizes its GPU shares
         out["peak_gpu_mem_mib_per_trial"] = mem
         out["trials_fitting_by_memory"] = int(total // (mem * 1.5))   # 1.5: CUDA context and allocator slack
     return out
 
 
 # --------------------------------------------------------------------------- report
-
-def environment(torch, device) -> dict:
-    import importlib.metadata as md
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    from orchestrator.speed import cpu_model
-
-    cpu = cpu_model()
-    name = torch.cuda.get_device_name(0) if device.type == "cuda" else cpu
-    return {"device_type": device.type, "device_name": name, "cpu": cpu, "cpus": os.cpu_count(),
-            "torch": torch.__version__, "cuda": torch.version.cuda, "transformers": md.version("transformers"),
-            "bf16": device.type == "cuda" and torch.cuda.is_bf16_supported(), "tf32": device.type == "cuda",
-            "threads": torch.get_num_threads(), "python": platform.python_version(), "loadavg_at_start": _loadavg(),
-            "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain", "--", "orchestrator", "bench"))}
-
-
-def _f(x, spec=".1f"):
-    return "-" if x is None else format(x, spec)
-
 
 def _si(x):
     if x is None:
@@ -376,8 +318,8 @@ def render(r: dict) -> str:
     env, on_gpu = r["environment"], r["environment"]["device_type"] == "cuda"
     lines = [f"# Training-path benchmark on {env['device_name']} ({'GPU' if on_gpu else 'CPU only: reduced form'})", "",
              f"torch {env['torch']}, CUDA {env['cuda']}, bf16 autocast {env['bf16']}, TF32 {env['tf32']}, "
-             f"{env['threads']} torch thread(s), {env['cpus']} CPU(s), load average at start {env['loadavg_at_start']}; commit {(env['git_commit'] or '?')[:10]}"
-             f"{' + local changes' if env['git_dirty'] else ''}. Peak used: {_si(r['peak_flops'])} ({r['peak_source']}).",
+             f"{env['threads']} torch thread(s), {env['cores']} CPU(s), load average at start {env['loadavg_at_start']}; commit {(env['git']['commit'] or '?')[:10]}"
+             f"{' + local changes' if env['git']['modified'] else ''}. Peak used: {_si(r['peak_flops'])} ({r['peak_source']}).",
              "", f"FLOPs per step: {r['flops_formula']}.", ""]
     m = r.get("mfu")
     if m:
@@ -387,7 +329,7 @@ def render(r: dict) -> str:
             v = m.get(k)
             if v and "error" not in v:
                 lines.append(f"| {k} | {v['batch']} x {v['seq']} | {1000 * v['step_s']:.1f} | {v['tokens_per_s']:,.0f} | "
-                             f"{_si(v['achieved_flops'])} | {_f(None if v['mfu'] is None else 100 * v['mfu'])}{'%' if v['mfu'] else ''} |")
+                             f"{_si(v['achieved_flops'])} | {fmt(None if v['mfu'] is None else 100 * v['mfu'], '.1f')}{'%' if v['mfu'] else ''} |")
             elif v:
                 lines.append(f"| {k} | failed: {v['error'][:100]} | | | | |")
         lines.append("")
@@ -402,10 +344,10 @@ def render(r: dict) -> str:
                 continue
             lines.append(f"| {v['label']} | {v['k']} x {v['threads_each']} | {v['aggregate_examples_per_s']:,.0f} | "
                          f"{v['mean_trial_examples_per_s']:,.0f} | {v['span_s']:.1f} | {v['overlap_s']:.1f} | "
-                         f"{_f(v.get('peak_gpu_mem_mib_max'))} |")
-        lines += ["", f"Packed / one alone: {_f(p.get('gain_vs_single'), '.2f')}x"
-                  + (f"; packed / one trial with all {p['k']} threads: {_f(p.get('gain_vs_single_all_threads'), '.2f')}x"
-                     f" (all threads / one thread: {_f(p.get('all_threads_vs_one_thread'), '.2f')}x)"
+                         f"{fmt(v.get('peak_gpu_mem_mib_max'), '.1f')} |")
+        lines += ["", f"Packed / one alone: {fmt(p.get('gain_vs_single'), '.2f')}x"
+                  + (f"; packed / one trial with all {p['k']} threads: {fmt(p.get('gain_vs_single_all_threads'), '.2f')}x"
+                     f" (all threads / one thread: {fmt(p.get('all_threads_vs_one_thread'), '.2f')}x)"
                      if 'gain_vs_single_all_threads' in p else "")
                   + (f"; about {p['trials_fitting_by_memory']} such trials fit in GPU memory" if p.get("trials_fitting_by_memory") else ""), ""]
     s = r.get("shapes")
@@ -416,12 +358,12 @@ def render(r: dict) -> str:
             for q in v["points"]:
                 lines.append(f"| {v['model']} | {v['layers']} | {v['hidden']} | {q['batch']} x {q['seq']} | "
                              f"{1000 * q['step_s']:.1f} | {q['tokens_per_s']:,.0f} | {_si(q['achieved_flops'])} | "
-                             f"{_f(None if q['mfu'] is None else 100 * q['mfu'])}{'%' if q['mfu'] else ''} |")
+                             f"{fmt(None if q['mfu'] is None else 100 * q['mfu'], '.1f')}{'%' if q['mfu'] else ''} |")
         lines.append("")
     lines += ["## Targets", ""]
     for k, t in r["targets"].items():
         verdict = ("pass" if t["pass"] else "FAIL") if t["applies"] else "not applicable (no GPU)"
-        lines.append(f"- {k}: target {t['target']}, measured {_f(t['measured'], '.3f')}: {verdict}")
+        lines.append(f"- {k}: target {t['target']}, measured {fmt(t['measured'], '.3f')}: {verdict}")
     return "\n".join(lines) + "\n"
 
 
@@ -429,9 +371,9 @@ def render(r: dict) -> str:
 
 def parse_shapes(text: str | None, on_gpu: bool) -> list[str]:
     if not text:
-        return all_shapes() if on_gpu else list(SHAPES_CPU)
+        return miniatures() if on_gpu else list(SHAPES_CPU)
     if text.strip() == "all":
-        return all_shapes()
+        return miniatures()
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
@@ -452,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pack-task", default="SST-2")
     p.add_argument("--pack-batch", type=int, default=32)
     p.add_argument("--pack-examples", type=int, default=None, help="training rows per trial (default 20000 GPU, 3000 CPU)")
-    p.add_argument("--glue-dir", default=os.environ.get("GLUE_DIR") or (str(DEFAULT_GLUE) if DEFAULT_GLUE.is_dir() else None))
+    p.add_argument("--glue-dir", default=default_glue_dir())
     p.add_argument("--shapes", default=None, help="comma list of models, or 'all' (default: all 24 on GPU, 4 on CPU)")
     p.add_argument("--shape-batch", type=int, default=32)
     p.add_argument("--shape-seqs", default=None, help="comma list of lengths (default 32,128 on GPU, 64 on CPU)")
@@ -471,7 +413,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     if a.child_trial:
         return child_trial(a)
-    torch, device = _setup_torch(a.threads)
+    device = _setup_torch(a.threads)
     on_gpu = device.type == "cuda"
     only = {x.strip() for x in a.only.split(",") if x.strip()}
     env = environment(torch, device)

@@ -44,9 +44,16 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-PAPER_BATCH_SIZES = (8, 16, 32, 64, 128)
-PAPER_LEARNING_RATES = (3e-4, 1e-4, 5e-5, 3e-5)
+from bench._common import default_glue_dir, fmt
+from bench._features import EncodedDataset, trainer_metrics, warm_features
+from bench._machine import REPO, environment, loadavg
+from orchestrator import metrics as M
+from orchestrator.data import source_from
+from orchestrator.features import features
+from orchestrator.models import load_model, load_tokenizer, resolve
+from orchestrator.runner import train_subset
+from orchestrator.spec import PAPER_BATCH_SIZES, PAPER_LEARNING_RATES
+from orchestrator.tasks import get_task
 
 
 def _key(bs: int, lr: float) -> str:
@@ -100,43 +107,48 @@ def run_ours(a, work: Path, scheduler: str) -> dict:
 
 # ----------------------------------------------------------------------------- Trainer + Ray
 
-def child_hf(a) -> dict:
-    """Runs inside its own process: the Trainer's hyperparameter search over the grid."""
-    t_proc = time.perf_counter()
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from ray import tune
-    from transformers import Trainer, TrainingArguments, default_data_collator
-
-    from bench.compare_trainer import EncodedDataset
-    from orchestrator import metrics as M
-    from orchestrator.data import source_from
-    from orchestrator.features import features
-    from orchestrator.models import load_model, load_tokenizer, resolve
-    from orchestrator.runner import train_subset
-    from orchestrator.tasks import get_task
-
-    task = get_task(a.task)
-    spec = resolve(a.model)
+def _hf_datasets(a, task, spec) -> tuple:
+    """The training rows (``runner.train_subset``) and the first dev split, tokenised once and
+    padded to 128 as run_glue.py does; the seconds that took."""
     tok = load_tokenizer(spec, a.init, False)
     source = source_from(a.glue_dir, None)
     t_tok = time.perf_counter()
     train = features(task, "train", source, tok, 128, None, {})
     train = train.subset(train_subset(len(train), a.max_train_examples))
-    split = task.eval_splits[0]
-    dev = features(task, split.name, source, tok, 128, None, {})
+    dev = features(task, task.eval_splits[0].name, source, tok, 128, None, {})
     tokenise_s = time.perf_counter() - t_tok
     use_types = True   # BERT-style models take token types
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    train_ds = EncodedDataset(train, use_types, 128, pad_id)
-    dev_ds = EncodedDataset(dev, use_types, 128, pad_id)
+    return EncodedDataset(train, use_types, 128, pad_id), EncodedDataset(dev, use_types, 128, pad_id), tokenise_s
 
-    def model_init(trial=None):
-        return load_model(spec, task.num_labels, a.init, False)
 
-    def compute_metrics(ev):
-        logits = ev.predictions[0] if isinstance(ev.predictions, (tuple, list)) else ev.predictions
-        preds = logits[:, 0] if task.is_regression else logits.argmax(-1)
-        return M.compute(task.metrics, preds, ev.label_ids)
+def _hf_configs(analysis) -> dict:
+    """Every configuration's dev scores by epoch, from Ray Tune's results."""
+    configs = {}
+    for trial in analysis.trials:
+        df = analysis.trial_dataframes.get(trial.path)
+        if df is None:
+            df = next((d for p, d in analysis.trial_dataframes.items() if str(p).endswith(trial.trial_id)), None)
+        cfg = trial.config
+        rows = [] if df is None else [(float(e), float(o)) for e, o in zip(df.get("epoch", []), df.get("objective", []))
+                                      if o == o]
+        configs[_key(cfg["per_device_train_batch_size"], cfg["learning_rate"])] = {
+            "batch_size": int(cfg["per_device_train_batch_size"]), "learning_rate": float(cfg["learning_rate"]),
+            "status": str(trial.status), "scores": [round(o, 4) for _, o in rows], "epochs": [e for e, _ in rows]}
+    return configs
+
+
+def child_hf(a) -> dict:
+    """Runs inside its own process: the Trainer's hyperparameter search over the grid."""
+    t_proc = time.perf_counter()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Heavy, and only this side's process needs them (the parent runs glue-sweep as a command).
+    import ray
+    from ray import tune
+    from transformers import Trainer, TrainingArguments, default_data_collator
+
+    task, spec = get_task(a.task), resolve(a.model)
+    train_ds, dev_ds, tokenise_s = _hf_datasets(a, task, spec)
 
     def objective(metrics: dict) -> float:
         m = {k[len("eval_"):]: v for k, v in metrics.items() if k.startswith("eval_") and k[5:] in task.metric_keys()}
@@ -150,10 +162,9 @@ def child_hf(a) -> dict:
         seed=a.seed, eval_strategy="epoch", report_to="none", disable_tqdm=True, use_cpu=True,
         dataloader_num_workers=0,
     )
-    trainer = Trainer(model_init=model_init, args=args, train_dataset=train_ds, eval_dataset=dev_ds,
-                      data_collator=default_data_collator, compute_metrics=compute_metrics)
-    import ray
-
+    trainer = Trainer(model_init=lambda trial=None: load_model(spec, task.num_labels, a.init, False), args=args,
+                      train_dataset=train_ds, eval_dataset=dev_ds, data_collator=default_data_collator,
+                      compute_metrics=trainer_metrics(task))
     # A fresh local Ray, like our driver's: ray.init() alone joins any cluster an earlier
     # session left registered on this machine.
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
@@ -164,19 +175,8 @@ def child_hf(a) -> dict:
         backend="ray", n_trials=1, direction="maximize", compute_objective=objective,
         storage_path=str(storage), name="hf-grid")
     search_s = time.perf_counter() - t_search
-    configs = {}
-    analysis = best.run_summary
-    for trial in analysis.trials:
-        df = analysis.trial_dataframes.get(trial.path)
-        if df is None:
-            df = next((d for p, d in analysis.trial_dataframes.items() if str(p).endswith(trial.trial_id)), None)
-        cfg = trial.config
-        rows = [] if df is None else [(float(e), float(o)) for e, o in zip(df.get("epoch", []), df.get("objective", []))
-                                      if o == o]
-        configs[_key(cfg["per_device_train_batch_size"], cfg["learning_rate"])] = {
-            "batch_size": int(cfg["per_device_train_batch_size"]), "learning_rate": float(cfg["learning_rate"]),
-            "status": str(trial.status), "scores": [round(o, 4) for _, o in rows], "epochs": [e for e, _ in rows]}
-    return {"configs": configs, "best_run": {"objective": best.objective, "hyperparameters": best.hyperparameters},
+    return {"configs": _hf_configs(best.run_summary),
+            "best_run": {"objective": best.objective, "hyperparameters": best.hyperparameters},
             "tokenise_s": round(tokenise_s, 2), "search_s": round(search_s, 2),
             "in_process_s": round(time.perf_counter() - t_proc, 2),
             "disk_bytes": _du(out_dir) + _du(storage)}
@@ -222,10 +222,6 @@ def epochs_run(configs: dict) -> float:
     return sum(max(c["epochs"], default=0.0) for c in configs.values())
 
 
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.2f}"
-
-
 def build_report(a, sides: dict, env: dict) -> tuple[dict, str]:
     rows = {}
     for name, side in sides.items():
@@ -259,8 +255,8 @@ def build_report(a, sides: dict, env: dict) -> tuple[dict, str]:
           "| side | wall (s) | speed-up | best dev | best at | epochs run | disk written |",
           "|---|---:|---:|---:|---|---:|---:|"]
     for name, r in rows.items():
-        sp = "1.00" if name == "hf-ray" else _fmt(r.get("speedup_vs_hf_ray"))
-        md.append(f"| {name} | {r['wall_s']:.0f} | {sp}x | {_fmt(r['best_dev'])} | {r['best_at']} | "
+        sp = "1.00" if name == "hf-ray" else fmt(r.get("speedup_vs_hf_ray"), missing="n/a")
+        md.append(f"| {name} | {r['wall_s']:.0f} | {sp}x | {fmt(r['best_dev'], missing='n/a')} | {r['best_at']} | "
                   f"{r['epochs_run']:g} | {(r['disk_bytes'] or 0) / 1e6:.1f} MB |")
     for name, d in diffs.items():
         if d:
@@ -270,40 +266,13 @@ def build_report(a, sides: dict, env: dict) -> tuple[dict, str]:
     return report, "\n".join(md) + "\n"
 
 
-def environment() -> dict:
-    from bench.compare_trainer import _git_state
-    from orchestrator.speed import cpu_model
-
-    import torch
-    import transformers
-    import ray
-
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "ray": ray.__version__, "python": sys.version.split()[0],
-            "loadavg_start": os.getloadavg(), **_git_state()}
-
-
-def warm_cache(a) -> float:
-    """Tokenises the task once into the feature cache (what any earlier sweep would have done)."""
-    from orchestrator.data import source_from
-    from orchestrator.features import features
-    from orchestrator.models import load_tokenizer, resolve
-    from orchestrator.tasks import get_task
-
-    t0 = time.perf_counter()
-    task = get_task(a.task)
-    tok = load_tokenizer(resolve(a.model), a.init, False)
-    src = source_from(str(a.glue_dir), None)
-    for split in ["train"] + [s.name for s in task.eval_splits]:
-        features(task, split, src, tok, 128, None, {})
-    return time.perf_counter() - t0
-
-
 def parent(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     env = environment()
-    env["cache_warm_s"] = round(warm_cache(a), 2)
+    t0 = time.perf_counter()
+    warm_features(a.model, a.init, a.task, a.glue_dir)   # what any earlier sweep would have done
+    env["cache_warm_s"] = round(time.perf_counter() - t0, 2)
     work = Path(tempfile.mkdtemp(prefix="grid-bench-"))
     sides = {}
     try:
@@ -316,7 +285,7 @@ def parent(a) -> int:
             print(f"[{time.strftime('%H:%M:%S')}] {side}: {sides[side]['wall_s']:.0f} s, best dev "
                   f"{best_of(sides[side]['configs'])[0]}", file=sys.stderr, flush=True)
     finally:
-        env["loadavg_end"] = os.getloadavg()
+        env["loadavg_end"] = loadavg()
         if sides:
             report, md = build_report(a, sides, env)
             (out / "grid_vs_hpsearch.json").write_text(json.dumps(report, indent=1, default=str))
@@ -357,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sides", type=_sides, default=["ours", "hf-ray"],
                    help="comma-separated, run in this order: ours (every configuration to the end), ours-asha "
                         "(ASHA per (model, task), grace 1 epoch, reduction factor 2), hf-ray")
-    p.add_argument("--glue-dir", default=os.environ.get("GLUE_DIR") or str(REPO.parent / "shared" / "glue_data"))
+    p.add_argument("--glue-dir", default=default_glue_dir())
     p.add_argument("--out", default=str(REPO / "bench" / "out" / "grid"))
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, results)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -40,7 +39,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench._common import child_env, default_glue_dir, fmt
+from bench._machine import REPO, contention, cpu_snapshot, environment, git_state, loadavg
+from orchestrator.errors import UserError
+from orchestrator.models import resolve
 DEFAULT_MODELS = ("BERT-Tiny", "BERT-Mini", "BERT-Small", "BERT-Medium", "BERT-Base", "all-MiniLM-L6-v2:pretrained")
 PHASES = ("setup_s", "tokenizer_s", "features_train_s", "features_eval_s", "model_s", "to_device_s",
           "until_first_step_s")
@@ -48,29 +50,11 @@ PHASES = ("setup_s", "tokenizer_s", "features_train_s", "features_eval_s", "mode
 
 # --------------------------------------------------------------------------- child: one trial
 
-def measure(a) -> dict:
-    """One trial, stopped after its first step; everything it did before that, timed."""
-    t0 = time.perf_counter()
-    import numpy  # noqa: F401
-    import torch
-    import transformers  # noqa: F401
-    import transformers.models.bert.modeling_bert  # noqa: F401  (transformers imports lazily)
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizer  # noqa: F401
-
-    from bench.compare_trainer import cpu_snapshot
-    from orchestrator import features as feats
-    from orchestrator import runner
-    from orchestrator.data import source_from
-
-    import_s = time.perf_counter() - t0
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    source = source_from(a.glue_dir, a.hub)
+def _watch_raw_data(source, feats) -> tuple[dict, list]:
+    """Counts what touches the raw data: calls (and seconds) of the source's reader and of the
+    tokeniser, and every file under the data directory opened at all while ``armed[0]``."""
     root = getattr(source, "root", None) or getattr(source, "local", None)
     data_root = os.path.realpath(root) + os.sep if root is not None else None
-
-    # What touches the raw data during the trial: the source's reader, the tokeniser, and any
-    # file under the data directory opened at all.
     touched = {"raw_loads": 0, "raw_load_s": 0.0, "tokenise_calls": 0, "tokenise_s": 0.0, "opened": []}
     armed = [False]
 
@@ -97,9 +81,31 @@ def measure(a) -> dict:
 
     source.load = counted(source.load, "raw_loads", "raw_load_s")
     feats.encode = counted(feats.encode, "tokenise_calls", "tokenise_s")   # features() looks it up at call time
+    return touched, armed
 
-    config = runner.TrialConfig(model=a.model, task=a.task, batch_size=a.batch_size, learning_rate=2e-5, epochs=1,
-                                seed=0, init=a.init, max_length=a.max_length, device=a.device, threads=a.threads)
+
+def measure(a) -> dict:
+    """One trial, stopped after its first step; everything it did before that, timed."""
+    t0 = time.perf_counter()
+    # The imports a trial process pays for are measured here (import_s), so they are made here.
+    import numpy  # noqa: F401
+    import torch
+    import transformers  # noqa: F401
+    import transformers.models.bert.modeling_bert  # noqa: F401  (transformers imports lazily)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizer  # noqa: F401
+
+    from orchestrator import features as feats
+    from orchestrator import runner
+    from orchestrator.config import Runtime, TrialConfig
+    from orchestrator.data import source_from
+
+    import_s = time.perf_counter() - t0
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    source = source_from(a.glue_dir, a.hub)
+    touched, armed = _watch_raw_data(source, feats)
+    config = TrialConfig(model=a.model, task=a.task, batch_size=a.batch_size, learning_rate=2e-5, epochs=1,
+                         seed=0, init=a.init, max_length=a.max_length)
     seen: dict = {}
 
     def after_prepare(p):
@@ -113,14 +119,21 @@ def measure(a) -> dict:
     armed[0] = True
     t_call = time.perf_counter()
     try:
-        res = runner.run_trial(config, source, on_progress=on_progress, after_prepare=after_prepare)
+        res = runner.run_trial(config, source, on_progress=on_progress, after_prepare=after_prepare,
+                               runtime=Runtime(device=a.device, threads=a.threads))
     finally:
         armed[0] = False
     snap1 = cpu_snapshot()
     if res.steps != 1 or res.status != "stopped":
         raise RuntimeError(f"the trial was to stop after its first step; it ran {res.steps} ({res.status})")
+    rec = _record(a, res.startup_s, seen, t_call, import_s, touched)
+    rec["threads"] = torch.get_num_threads()
+    rec.update(contention(snap0, snap1))
+    return rec
+
+
+def _record(a, startup: float, seen: dict, t_call: float, import_s: float, touched: dict) -> dict:
     p = seen["p"]
-    startup = res.startup_s
     tm = dict(p.timings)
     breakdown = {k: round(tm.get(k, 0.0), 4) for k in PHASES[:-1]}
     breakdown["until_first_step_s"] = round(max(0.0, t_call + startup - seen["t_prepared"]), 4)
@@ -142,11 +155,7 @@ def measure(a) -> dict:
         "eval_examples": {k: len(v) for k, v in p.evals.items()},
         "n_params": sum(x.numel() for x in p.model.parameters()),
         "device": str(p.device),
-        "threads": torch.get_num_threads(),
     }
-    if "total" in snap0 and "total" in snap1 and snap1["total"] > snap0["total"]:
-        tot = snap1["total"] - snap0["total"]
-        rec["others_cpu_share"] = round(max(0.0, (snap1["busy"] - snap0["busy"]) - (snap1["self"] - snap0["self"])) / tot, 3)
     rec["warm_clean"] = (rec["raw_loads"] == 0 and rec["tokenise_calls"] == 0 and not rec["raw_files_opened"]
                          and not rec["cache_stats"].get("misses"))
     return rec
@@ -157,8 +166,6 @@ def measure(a) -> dict:
 def parse_models(text: str) -> list[tuple[str, str]]:
     """``name[:init]`` items -> (name, init); the init defaults to random for a miniature
     (no checkpoint offline) and pretrained for anything else."""
-    from orchestrator.models import resolve
-
     out = []
     for item in [x.strip() for x in text.split(",") if x.strip()]:
         name, _, init = item.partition(":")
@@ -181,16 +188,9 @@ def _child_cmd(a, model: str, init: str, task: str, result_file: Path) -> list[s
 
 
 def run_one(a, model: str, init: str, task: str, cache: Path, tag: str, tmp: Path) -> dict:
-    from bench.compare_trainer import _loadavg
-
-    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", GLUE_SWEEP_CACHE=str(cache))
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("TRANSFORMERS_OFFLINE", "1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    if a.threads:
-        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(a.threads)
+    env = child_env(a.threads, GLUE_SWEEP_CACHE=str(cache))
     rf = tmp / f"result-{time.monotonic_ns()}.json"
-    load = _loadavg()
+    load = loadavg()
     t = time.perf_counter()
     proc = subprocess.run(_child_cmd(a, model, init, task, rf), cwd=REPO, env=env, capture_output=True, text=True)
     wall = round(time.perf_counter() - t, 2)
@@ -233,33 +233,13 @@ def summarise(runs: list[dict]) -> dict:
     }
 
 
-def _environment(a, git: dict) -> dict:
-    import importlib.metadata as md
-
-    from orchestrator.speed import cpu_model
-
-    cpu = cpu_model()
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = None
-    return {"git": git, "cpu": cpu or platform.processor(), "cores": os.cpu_count(), "cores_usable": usable,
-            "python": platform.python_version(), "platform": platform.platform(),
-            "torch": md.version("torch"), "transformers": md.version("transformers"), "numpy": md.version("numpy"),
-            "threads": a.threads, "models_dir": os.environ.get("MODELS_DIR")}
-
-
-def _f(x, spec=".2f") -> str:
-    return "-" if x is None else format(x, spec)
-
-
 def build_markdown(a, report: dict) -> str:
     env = report["environment"]
-    lines = [f"# Trial start-up time, cold and warm feature cache",
+    lines = ["# Trial start-up time, cold and warm feature cache",
              "",
              f"{env['cpu']}, {env['cores']} core(s), {a.threads} torch thread(s); torch {env['torch']}, "
              f"transformers {env['transformers']}; at {(env['git'].get('commit') or '?')[:10]}"
-             f"{' + local changes' if env['git'].get('orchestrator_modified') else ''}. Start-up: trial start to first "
+             f"{' + local changes' if env['git'].get('modified') else ''}. Start-up: trial start to first "
              f"training step (imports and process start excluded); cold: fresh empty feature cache "
              f"(median of {a.cold_repeats}), warm: the same cache again (median of {a.repeats}). Batch {a.batch_size}, "
              f"max length {a.max_length}. Criterion: warm start-up < {a.limit_s:g} s.",
@@ -278,12 +258,12 @@ def build_markdown(a, report: dict) -> str:
         tok_s = statistics.median([x["tokenise_s"] for x in c["runs"] if "error" not in x])
         n_params = next(x["n_params"] for x in w["runs"] if "error" not in x)
         lines.append("| " + " | ".join([
-            r["task"], r["model"], r["init"], f"{n_params / 1e6:.1f}M", _f(c["startup_s"]),
-            f"{_f(cb['features_train_s'] + cb['features_eval_s'])} ({_f(tok_s)})", _f(w["startup_s"]),
-            _f(wb["tokenizer_s"], ".3f"), _f(wb["features_train_s"] + wb["features_eval_s"], ".3f"),
-            _f(wb["model_s"], ".3f"), _f(wb["to_device_s"], ".3f"), _f(wb["until_first_step_s"], ".3f"),
+            r["task"], r["model"], r["init"], f"{n_params / 1e6:.1f}M", fmt(c["startup_s"]),
+            f"{fmt(cb['features_train_s'] + cb['features_eval_s'])} ({fmt(tok_s)})", fmt(w["startup_s"]),
+            fmt(wb["tokenizer_s"], ".3f"), fmt(wb["features_train_s"] + wb["features_eval_s"], ".3f"),
+            fmt(wb["model_s"], ".3f"), fmt(wb["to_device_s"], ".3f"), fmt(wb["until_first_step_s"], ".3f"),
             f"{'yes' if w['raw_data_read'] else 'no'} / {'yes' if w['tokenised'] else 'no'}",
-            _f(w["import_s"]), "PASS" if r["pass"] else "FAIL"]) + " |")
+            fmt(w["import_s"]), "PASS" if r["pass"] else "FAIL"]) + " |")
     lines += ["", "Features: the train and dev splits (cold: reading the raw data, tokenising, writing the cache; "
                   "warm: loading the cache). To first step: run()'s set-up (optimizer, scheduler, batch order) "
                   "after prepare(). PASS needs the warm start-up under the limit and, when warm, no raw data file "
@@ -292,8 +272,6 @@ def build_markdown(a, report: dict) -> str:
 
 
 def parent(a) -> int:
-    from bench.compare_trainer import _git_state
-
     try:
         models = parse_models(a.models)
     except Exception as e:
@@ -305,7 +283,7 @@ def parent(a) -> int:
         return 2
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    git = _git_state()
+    git = git_state()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp_s:
         tmp = Path(tmp_s)
@@ -329,13 +307,14 @@ def parent(a) -> int:
                     entry["pass"] = entry["warm_clean"] and entry["under_limit"]
                 results.append(entry)
                 verdict = "PASS" if entry["pass"] else "FAIL"
-                print(f"== {model} on {task}: cold {_f(cold.get('startup_s'), '.3f')} s, warm "
-                      f"{_f(warm.get('startup_s'), '.3f')} s (limit {a.limit_s:g} s): {verdict}", file=sys.stderr, flush=True)
-    git_end = _git_state()
+                print(f"== {model} on {task}: cold {fmt(cold.get('startup_s'), '.3f')} s, warm "
+                      f"{fmt(warm.get('startup_s'), '.3f')} s (limit {a.limit_s:g} s): {verdict}", file=sys.stderr, flush=True)
+    git_end = git_state()
     if git_end["runner_files_sha256"] != git["runner_files_sha256"]:
         git["runner_changed_during_run_to"] = git_end
     config = {k: v for k, v in vars(a).items() if k not in ("child", "result_file", "model", "init", "task")}
-    report = {"config": config, "environment": _environment(a, git), "limit_s": a.limit_s, "results": results,
+    report = {"config": config, "environment": {**environment(), "git": git, "threads": a.threads,
+                                                      "models_dir": os.environ.get("MODELS_DIR")}, "limit_s": a.limit_s, "results": results,
               "all_pass": all(r["pass"] for r in results)}
     md = build_markdown(a, report)
     (out / "startup.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -343,7 +322,7 @@ def parent(a) -> int:
     print(md)
     for r in results:
         w = r["warm"].get("startup_s")
-        print(f"{'PASS' if r['pass'] else 'FAIL'}  {r['model']} ({r['init']}) on {r['task']}: warm {_f(w, '.3f')} s"
+        print(f"{'PASS' if r['pass'] else 'FAIL'}  {r['model']} ({r['init']}) on {r['task']}: warm {fmt(w, '.3f')} s"
               f" < {a.limit_s:g} s" + ("" if r.get("warm_clean", True) else "; raw data read or tokenised when warm"))
     print(f"wrote {out / 'startup.json'} and {out / 'startup.md'}", file=sys.stderr)
     errors = any("error" in r["cold"] or "error" in r["warm"] or r["cold"].get("n_errors") or r["warm"].get("n_errors")
@@ -378,17 +357,13 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     a = build_parser().parse_args(argv)
-    if not a.glue_dir and not a.hub and not os.environ.get("GLUE_DIR"):
-        default = REPO.parent / "shared" / "glue_data"
-        if default.is_dir():
-            a.glue_dir = str(default)
+    if not a.glue_dir and not a.hub:
+        a.glue_dir = default_glue_dir()
     if a.repeats < 1 or a.cold_repeats < 1:
         print("startup: --repeats and --cold-repeats must be at least 1", file=sys.stderr)
         return 2
     if not a.child:
         return parent(a)
-    from orchestrator.errors import UserError
-
     try:
         result = measure(a)
     except UserError as e:

@@ -11,11 +11,13 @@ Reads the JSON that ``make bench`` writes under ``bench/out/`` (``trial-*/compar
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench._common import fmt
+from bench._machine import REPO
 
 
 def _load(path: Path) -> dict | None:
@@ -25,8 +27,7 @@ def _load(path: Path) -> dict | None:
         return None
 
 
-def _f(x, spec: str = ".2f") -> str:
-    return "n/a" if x is None else format(x, spec)
+_f = functools.partial(fmt, missing="n/a")
 
 
 def trial_rows(out: Path) -> list[dict]:
@@ -46,98 +47,110 @@ def trial_rows(out: Path) -> list[dict]:
     return rows
 
 
+def _trials_section(trials: list[dict], md: list, checks: list) -> None:
+    md += ["## One trial: our runner against transformers.Trainer", ""]
+    if not trials:
+        md.append("not run")
+        return
+    md += ["| trial | ours ex/s | Trainer default ex/s | Trainer tuned ex/s | ours/default | ours/tuned | "
+           "dev: ours / default / tuned |", "|---|---:|---:|---:|---:|---:|---|"]
+    for t in trials:
+        e, s = t["ex_per_s"], t["dev"]
+        md.append(f"| {t['model']}{' (random)' if t['init'] == 'random' else ''} {t['task']}, "
+                  f"{t['examples'] or 'all'} ex, bs {t['batch_size']}, lr {t['lr']:g}, {t['epochs']:g} ep, "
+                  f"seed {t['seed']} | {_f(e.get('ours'), '.1f')} | {_f(e.get('trainer-default'), '.1f')} | "
+                  f"{_f(e.get('trainer-tuned'), '.1f')} | {_f(t['ours_vs_default'])}x | {_f(t['ours_vs_tuned'])}x | "
+                  f"{_f(s.get('ours'))} / {_f(s.get('trainer-default'))} / {_f(s.get('trainer-tuned'))} |")
+        checks.append({"target": f"{t['name']}: ours >= 2x Trainer default", "measured": t["ours_vs_default"],
+                       "pass": t["ours_vs_default"] is not None and t["ours_vs_default"] >= 2.0})
+        checks.append({"target": f"{t['name']}: ours >= Trainer tuned", "measured": t["ours_vs_tuned"],
+                       "pass": t["ours_vs_tuned"] is not None and t["ours_vs_tuned"] >= 1.0})
+
+
+def _grid_section(grid: dict | None, md: list, checks: list) -> None:
+    md += ["", "## A 20-configuration grid: glue-sweep against Trainer.hyperparameter_search (Ray)", ""]
+    if not grid:
+        md.append("not run")
+        return
+    g = grid["grid"]
+    md.append(f"{g['model']} on {g['task']}, {g['max_train_examples'] or 'all'} training rows, {g['epochs']:g} "
+              f"epoch(s), seed {g['seed']}, batch sizes {g['batch_sizes']} x learning rates {g['learning_rates']}.")
+    md += ["", "| side | wall s | speed-up | best dev | disk written |", "|---|---:|---:|---:|---:|"]
+    for name, r in grid["results"].items():
+        md.append(f"| {name} | {r['wall_s']:.0f} | {'1.00' if name == 'hf-ray' else _f(r.get('speedup_vs_hf_ray'))}x"
+                  f" | {_f(r['best_dev'])} | {(r.get('disk_bytes') or 0) / 1e6:.1f} MB |")
+        if name != "hf-ray" and r.get("speedup_vs_hf_ray") is not None:
+            checks.append({"target": f"grid ({name}): >= 3x sooner than hyperparameter_search",
+                           "measured": r["speedup_vs_hf_ray"], "pass": r["speedup_vs_hf_ray"] >= 3.0})
+            checks.append({"target": f"grid ({name}): best dev within 1.5 points of hyperparameter_search",
+                           "measured": r.get("best_dev_minus_hf_ray"),
+                           "pass": r.get("best_dev_minus_hf_ray") is not None
+                           and abs(r["best_dev_minus_hf_ray"]) <= 1.5})
+
+
+def _startup_section(st: dict | None, md: list, checks: list) -> None:
+    md += ["", "## Per-trial start-up (trial start to first training step, process start excluded)", ""]
+    if not st:
+        md.append("not run")
+        return
+    md += ["| model | task | cold s | warm s | warm: raw data read |", "|---|---|---:|---:|---|"]
+    for r in st["results"]:
+        c, w = r.get("cold") or {}, r.get("warm") or {}
+        md.append(f"| {r['model']} ({r['init']}) | {r['task']} | {_f(c.get('startup_s'))} | {_f(w.get('startup_s'))} | "
+                  f"{'yes' if w.get('raw_data_read') else 'no'} |")
+    worst = max((r["warm"]["startup_s"] for r in st["results"] if r.get("warm")), default=None)
+    checks.append({"target": f"warm start-up < {st['limit_s']:g} s for every model", "measured": worst,
+                   "pass": bool(st.get("all_pass"))})
+
+
+def _gpu_section(gpu: dict | None, md: list, checks: list) -> None:
+    md += ["", "## GPU path", ""]
+    if not gpu:
+        md.append("not run")
+        return
+    e = gpu.get("environment", {})
+    mfu = (gpu.get("mfu") or {}).get("eager") or {}
+    pk = gpu.get("packing") or {}
+    on_gpu = bool(gpu["targets"]["mfu_bert_base"]["applies"])
+    md.append(f"device: {e.get('device_name') or e.get('device')}" + ("" if on_gpu else
+              " (no GPU: the reduced CPU form ran; the GPU figures are still to be taken)"))
+    md.append(f"- BERT-Base shape, batch {mfu.get('batch')} x {mfu.get('seq')}: {_f(mfu.get('tokens_per_s'), '.0f')} "
+              f"training tokens/s, {_f((mfu.get('achieved_flops') or 0) / 1e12, '.3f')} TFLOP/s achieved, MFU "
+              f"{_f(mfu.get('mfu') and 100 * mfu['mfu'], '.1f')}{'%' if mfu.get('mfu') else ''}")
+    md.append(f"- packed {pk.get('model')} trials (K = {pk.get('k')}): aggregate {_f(gpu['targets']['packing_gain']['measured'])}x "
+              f"one trial alone")
+    for key in ("mfu_bert_base", "packing_gain"):
+        t = gpu["targets"][key]
+        checks.append({"target": f"GPU {key.replace('_', ' ')} >= {t['target']:g}", "measured": t["measured"],
+                       "pass": t["pass"] if t["applies"] else None})
+
+
+def _estimate_section(est: dict | None, md: list) -> None:
+    md += ["", "## GPU-hours of sweeps/paper.yaml on one H100", ""]
+    if not est:
+        md.append("not run")
+        return
+    h = est["h100"]
+    md.append(f"{est['trials']:,} trials: {h['hours_full']:.1f} H100-hours without early stopping, "
+              f"{h['hours_early_stopping']:.1f} with ASHA ({h['method']}).")
+    if est.get("cpu"):
+        c = est["cpu"]
+        md.append(f"On this CPU machine: {c['machine_hours_full']:,.0f} hours without early stopping, "
+                  f"{c['machine_hours_early_stopping']:,.0f} with it.")
+
+
 def build(out: Path) -> tuple[dict, str]:
     checks, md = [], ["# glue-sweep benchmarks", ""]
-    env = None
-
     trials = trial_rows(out)
-    md += ["## One trial: our runner against transformers.Trainer", ""]
-    if trials:
-        md += ["| trial | ours ex/s | Trainer default ex/s | Trainer tuned ex/s | ours/default | ours/tuned | "
-               "dev: ours / default / tuned |", "|---|---:|---:|---:|---:|---:|---|"]
-        for t in trials:
-            e, s = t["ex_per_s"], t["dev"]
-            md.append(f"| {t['model']}{' (random)' if t['init'] == 'random' else ''} {t['task']}, "
-                      f"{t['examples'] or 'all'} ex, bs {t['batch_size']}, lr {t['lr']:g}, {t['epochs']:g} ep, "
-                      f"seed {t['seed']} | {_f(e.get('ours'), '.1f')} | {_f(e.get('trainer-default'), '.1f')} | "
-                      f"{_f(e.get('trainer-tuned'), '.1f')} | {_f(t['ours_vs_default'])}x | {_f(t['ours_vs_tuned'])}x | "
-                      f"{_f(s.get('ours'))} / {_f(s.get('trainer-default'))} / {_f(s.get('trainer-tuned'))} |")
-            checks.append({"target": f"{t['name']}: ours >= 2x Trainer default", "measured": t["ours_vs_default"],
-                           "pass": t["ours_vs_default"] is not None and t["ours_vs_default"] >= 2.0})
-            checks.append({"target": f"{t['name']}: ours >= Trainer tuned", "measured": t["ours_vs_tuned"],
-                           "pass": t["ours_vs_tuned"] is not None and t["ours_vs_tuned"] >= 1.0})
-    else:
-        md.append("not run")
-
-    md += ["", "## A 20-configuration grid: glue-sweep against Trainer.hyperparameter_search (Ray)", ""]
     grid = _load(out / "grid" / "grid_vs_hpsearch.json")
-    if grid:
-        env = grid.get("environment")
-        g = grid["grid"]
-        md.append(f"{g['model']} on {g['task']}, {g['max_train_examples'] or 'all'} training rows, {g['epochs']:g} "
-                  f"epoch(s), seed {g['seed']}, batch sizes {g['batch_sizes']} x learning rates {g['learning_rates']}.")
-        md += ["", "| side | wall s | speed-up | best dev | disk written |", "|---|---:|---:|---:|---:|"]
-        for name, r in grid["results"].items():
-            md.append(f"| {name} | {r['wall_s']:.0f} | {'1.00' if name == 'hf-ray' else _f(r.get('speedup_vs_hf_ray'))}x"
-                      f" | {_f(r['best_dev'])} | {(r.get('disk_bytes') or 0) / 1e6:.1f} MB |")
-            if name != "hf-ray" and r.get("speedup_vs_hf_ray") is not None:
-                checks.append({"target": f"grid ({name}): >= 3x sooner than hyperparameter_search",
-                               "measured": r["speedup_vs_hf_ray"], "pass": r["speedup_vs_hf_ray"] >= 3.0})
-                checks.append({"target": f"grid ({name}): best dev within 1.5 points of hyperparameter_search",
-                               "measured": r.get("best_dev_minus_hf_ray"),
-                               "pass": r.get("best_dev_minus_hf_ray") is not None
-                               and abs(r["best_dev_minus_hf_ray"]) <= 1.5})
-    else:
-        md.append("not run")
-
-    md += ["", "## Per-trial start-up (trial start to first training step, process start excluded)", ""]
     st = _load(out / "startup" / "startup.json")
-    if st:
-        md += ["| model | task | cold s | warm s | warm: raw data read |", "|---|---|---:|---:|---|"]
-        for r in st["results"]:
-            c, w = r.get("cold") or {}, r.get("warm") or {}
-            md.append(f"| {r['model']} ({r['init']}) | {r['task']} | {_f(c.get('startup_s'))} | {_f(w.get('startup_s'))} | "
-                      f"{'yes' if w.get('raw_data_read') else 'no'} |")
-        worst = max((r["warm"]["startup_s"] for r in st["results"] if r.get("warm")), default=None)
-        checks.append({"target": f"warm start-up < {st['limit_s']:g} s for every model", "measured": worst,
-                       "pass": bool(st.get("all_pass"))})
-    else:
-        md.append("not run")
-
-    md += ["", "## GPU path", ""]
     gpu = _load(out / "gpu" / "gpu.json")
-    if gpu:
-        e = gpu.get("environment", {})
-        mfu = (gpu.get("mfu") or {}).get("eager") or {}
-        pk = gpu.get("packing") or {}
-        on_gpu = bool(gpu["targets"]["mfu_bert_base"]["applies"])
-        md.append(f"device: {e.get('device_name') or e.get('device')}" + ("" if on_gpu else
-                  " (no GPU: the reduced CPU form ran; the GPU figures are still to be taken)"))
-        md.append(f"- BERT-Base shape, batch {mfu.get('batch')} x {mfu.get('seq')}: {_f(mfu.get('tokens_per_s'), '.0f')} "
-                  f"training tokens/s, {_f((mfu.get('achieved_flops') or 0) / 1e12, '.3f')} TFLOP/s achieved, MFU "
-                  f"{_f(mfu.get('mfu') and 100 * mfu['mfu'], '.1f')}{'%' if mfu.get('mfu') else ''}")
-        md.append(f"- packed {pk.get('model')} trials (K = {pk.get('k')}): aggregate {_f(gpu['targets']['packing_gain']['measured'])}x "
-                  f"one trial alone")
-        for key in ("mfu_bert_base", "packing_gain"):
-            t = gpu["targets"][key]
-            checks.append({"target": f"GPU {key.replace('_', ' ')} >= {t['target']:g}", "measured": t["measured"],
-                           "pass": t["pass"] if t["applies"] else None})
-    else:
-        md.append("not run")
-
-    md += ["", "## GPU-hours of sweeps/paper.yaml on one H100", ""]
     est = _load(out / "estimate" / "estimate.json")
-    if est:
-        h = est["h100"]
-        md.append(f"{est['trials']:,} trials: {h['hours_full']:.1f} H100-hours without early stopping, "
-                  f"{h['hours_early_stopping']:.1f} with ASHA ({h['method']}).")
-        if est.get("cpu"):
-            c = est["cpu"]
-            md.append(f"On this CPU machine: {c['machine_hours_full']:,.0f} hours without early stopping, "
-                      f"{c['machine_hours_early_stopping']:,.0f} with it.")
-    else:
-        md.append("not run")
-
+    _trials_section(trials, md, checks)
+    _grid_section(grid, md, checks)
+    _startup_section(st, md, checks)
+    _gpu_section(gpu, md, checks)
+    _estimate_section(est, md)
     md += ["", "## Targets", "", "| target | measured | result |", "|---|---:|---|"]
     for c in checks:
         m = c["measured"]
@@ -146,7 +159,7 @@ def build(out: Path) -> tuple[dict, str]:
     report = {"trials": trials, "grid": grid and grid["results"], "startup": st and st["results"],
               "gpu_targets": gpu and gpu["targets"], "estimate": est and {k: est[k] for k in ("trials", "h100", "cpu")
                                                                          if k in est},
-              "checks": checks, "environment": env}
+              "checks": checks, "environment": grid and grid.get("environment")}
     return report, "\n".join(md) + "\n"
 
 

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import store
+from . import speed, store
 from .config import Runtime, TrialConfig, make_trial
 from .data import source_from
 from .errors import UserError
@@ -149,8 +149,48 @@ def add_leaderboard_command(sub) -> None:
     p.set_defaults(func=cmd_leaderboard)
 
 
+def _batch_sizes(s: str) -> list[int]:
+    try:
+        out = [int(x) for x in str(s).split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers") from None
+    if not out or any(b <= 0 for b in out):
+        raise argparse.ArgumentTypeError(f"{s!r}: batch sizes must be positive")
+    return out
+
+
 def add_speed_command(sub) -> None:
-    from . import speed; speed.register(sub)
+    """``glue-sweep speed`` (orchestrator/speed.py)."""
+    p = sub.add_parser("speed", help="measure parameters and inference speed-up over BERT-Base on this machine",
+                       description="Parameter counts and inference throughput (random weights, same architecture) "
+                                   "at each batch size; BERT-Base is measured in the same run for the speed-ups. "
+                                   "Cached per model and machine.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="model names (BERT-Tiny, DistilBERT, TinyBERT-4, ...)")
+    p.add_argument("--batch-sizes", type=_batch_sizes, default=list(speed.BATCH_SIZES), metavar="B,B",
+                   help="comma-separated batch sizes (default: 1,128)")
+    p.add_argument("--seq-len", type=int, default=speed.SEQ_LEN, help="sequence length (default: 128)")
+    p.add_argument("--quick", action="store_true", help="fewer timed passes (noisier)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--refresh", action="store_true", help="measure again even when cached")
+    p.add_argument("--out", default=None, metavar="JSON",
+                   help="write {model: speed-up} for glue-sweep leaderboard --speedups")
+    p.add_argument("--speedup-batch", type=int, default=None, metavar="B",
+                   help="the batch size whose speed-up --out writes (default: the largest)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write every figure (and the machine) as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_speed)
+
+
+def cmd_speed(a) -> int:
+    log = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    result = speed.run(a.models, a.batch_sizes, a.seq_len, a.quick, a.device, a.threads, a.refresh, a.out,
+                       a.speedup_batch, a.json, log=log)
+    print(speed.render(result))
+    if a.out:
+        print(f"wrote speed-ups at batch size {a.speedup_batch or max(result['batch_sizes'])} to {a.out} "
+              f"(glue-sweep leaderboard RUN --speedups {a.out})", file=sys.stderr)
+    return 0
 
 
 def cmd_plan(a) -> int:

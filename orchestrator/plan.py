@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .models import approx_params, resolve
-from .config import fmt_lr
-from .spec import Sweep
+from .resources import ASSUMED_MFU, H100_BF16_FLOPS, model_params
+from .spec import Sweep, fmt_lr
 from .tasks import all_tasks, get_task
-
-H100_BF16_FLOPS = 989e12   # dense bf16 peak
-ASSUMED_MFU = 0.30
-
-
-def model_params(model_ref: str) -> tuple[int, int] | None:
-    return approx_params(resolve(model_ref))
 
 
 def estimate(sweep: Sweep) -> dict:
@@ -22,19 +14,18 @@ def estimate(sweep: Sweep) -> dict:
     train_ex = eval_ex = 0
     flops = 0.0
     unknown = set()
-    for trial in trials:
-        t = trial.config
+    for t in trials:
         task = get_task(t.task)
         n = task.splits["train"].rows or 0
         if t.max_train_examples:
             n = min(n, t.max_train_examples)
         dev = sum(s.rows or 0 for s in task.eval_splits)
-        evals = t.epochs / (t.eval_every or 1)
+        evals = t.epochs / t.eval_every
         train_ex += n * t.epochs
         eval_ex += dev * evals
-        p = model_params(t.model)
+        p = model_params(t.model_ref)
         if p is None:
-            unknown.add(trial.group.split("|")[0])
+            unknown.add(t.model)
             continue
         tokens_train = n * t.epochs * task.avg_tokens
         tokens_eval = dev * evals * task.avg_tokens
@@ -68,9 +59,9 @@ def render(sweep: Sweep) -> str:
     data = f"GLUE directory {sweep.glue_dir}" if sweep.glue_dir else (f"hub {sweep.hub}" if sweep.hub else
                                                                          "$GLUE_DIR if set, else the hub")
     out.append(f"  data: {data}; results: {sweep.run_dir}/")
-    counts = Counter((t.group.split("|")[0], t.config.task) for t in trials)
+    counts = Counter((t.model, t.task) for t in trials)
     tasks = [t.name for t in sweep.tasks]
-    names = list(dict.fromkeys(t.group.split("|")[0] for t in trials))
+    names = list(dict.fromkeys(t.model for t in trials))
     w = max(len("model"), *(len(n) for n in names))
     cols = [max(len(x), 4) for x in tasks]
     out.append("")

@@ -1,5 +1,9 @@
-"""Trial sizing: parameter counts, a trial's GPU memory estimate, its share of a GPU, and the
-peak figures compute estimates use. Used by the sweep (GPU packing), ``plan`` and the benchmarks."""
+"""Trial sizing: parameter counts, a trial's GPU memory, its share of a GPU, the GPU's memory,
+and the H100 figures compute estimates use. Pure: no torch, no Ray.
+
+Models are named as the registry resolves them (a name, a hub id or a directory); a trial is
+an ``orchestrator.config.TrialConfig``.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +11,44 @@ import shutil
 import subprocess
 
 from .config import TrialConfig
-from .models import approx_params as _params_of_spec, resolve, shape_of
+from .models import approx_params, resolve, shape_of
 
-H100_BF16_FLOPS = 989e12   # dense bf16 peak
-ASSUMED_MFU = 0.30
-BERT_BASE_PARAMS = 110_000_000
-
-
-def model_params(model_ref: str) -> tuple[int, int] | None:
-    """(total, non-embedding) parameters from the model's shape, without loading it."""
-    return _params_of_spec(resolve(model_ref))
+H100_BF16_FLOPS = 989e12       # dense bf16 peak of one H100 (SXM)
+ASSUMED_MFU = 0.30             # model FLOPs utilisation assumed where none was measured
+UNKNOWN_PARAMS = 110_000_000   # a model of unknown size is sized as BERT-Base
+CUDA_CONTEXT_BYTES = 0.5e9     # a worker's CUDA context
+DEFAULT_GPU_BYTES = 16 * 2**30  # the smallest common training GPU: too small a guess only packs less
 
 
-def approx_params(config: TrialConfig) -> int:
-    """A trial's parameter count; an unknown shape counts as BERT-Base."""
-    p = model_params(config.model)
-    return p[0] if p else BERT_BASE_PARAMS
+def model_params(model: str) -> tuple[int, int] | None:
+    """(total, non-embedding) parameters of a model, without loading it; None if unknown."""
+    return approx_params(resolve(model))
 
 
-def trial_memory_bytes(config: TrialConfig, batch_size: int | None = None) -> float | None:
+def param_count(model: str) -> int:
+    """Total parameters of a model; an unknown size counts as BERT-Base."""
+    p = model_params(model)
+    return p[0] if p else UNKNOWN_PARAMS
+
+
+def memory_bytes(model: str, batch_size: int, max_length: int = 128) -> float | None:
     """A rough upper bound on a training trial's GPU memory: fp32 weights, gradients and the two
     AdamW moments (16 bytes a parameter), the activations of one full-length batch under bf16
     autocast (s*b*h*(34 + 5*heads*s/h) bytes a layer, Korthikanti et al. 2022, heads = h/64) and
-    the worker's CUDA context (0.5 GB). None when the model's shape is unknown."""
-    spec = resolve(config.model)
-    shape, p = shape_of(spec), _params_of_spec(spec)
+    the worker's CUDA context. None when the model's size is unknown."""
+    spec = resolve(model)
+    shape, p = shape_of(spec), approx_params(spec)
     if shape is None or p is None:
         return None
     layers, hidden = shape
-    s, b = config.max_length, batch_size or config.batch_size
+    s, b = max_length, batch_size
     act = layers * s * b * hidden * (34 + 5 * (hidden / 64) * s / hidden)
-    return 16 * p[0] + act + 0.5e9
+    return 16 * p[0] + act + CUDA_CONTEXT_BYTES
+
+
+def trial_memory_bytes(config: TrialConfig) -> float | None:
+    """:func:`memory_bytes` of a trial (its model, batch size and maximum length)."""
+    return memory_bytes(config.model, config.batch_size, config.max_length)
 
 
 def gpu_share(n_params: int, mem_bytes: float | None = None, gpu_mem_bytes: float | None = None) -> float:
@@ -51,9 +62,14 @@ def gpu_share(n_params: int, mem_bytes: float | None = None, gpu_mem_bytes: floa
     return share
 
 
+def trial_gpu_share(config: TrialConfig, gpu_mem_bytes: float | None = None) -> float:
+    """:func:`gpu_share` of a trial, by its model's size and its memory estimate."""
+    return gpu_share(param_count(config.model), trial_memory_bytes(config), gpu_mem_bytes)
+
+
 def gpu_memory_bytes() -> float:
-    """Memory of this machine's first GPU (nvidia-smi, no CUDA context), else 16 GB, the
-    smallest common training GPU: too small a guess only packs less."""
+    """Memory of this machine's first GPU (nvidia-smi, so no CUDA context is created), else
+    ``DEFAULT_GPU_BYTES``."""
     if shutil.which("nvidia-smi"):
         try:
             out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
@@ -62,4 +78,4 @@ def gpu_memory_bytes() -> float:
                 return float(out[0]) * 2**20
         except (OSError, ValueError, subprocess.TimeoutExpired):
             pass
-    return 16 * 2**30
+    return DEFAULT_GPU_BYTES

@@ -25,18 +25,22 @@ also written as ``<model> (random init)``, the leaderboard's label of its untrai
 
 from __future__ import annotations
 
-import argparse
 import hashlib
+import inspect
 import json
 import os
 import platform
 import statistics
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
+from .fileio import atomic_write_json
+from .models import load_model, resolve
+
+# torch (and, through the feature cache, numpy) is imported where it is used: the command line
+# imports this module for every command, most of which never measure anything.
 
 REFERENCE = "BERT-Base"
 SEQ_LEN = 128
@@ -59,7 +63,7 @@ def cpu_model() -> str:
 
 
 def machine(device: str | None = None) -> dict:
-    import torch
+    import torch   # heavy: see the top
 
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name(torch.device(dev)) if dev.startswith("cuda") else "cpu"
@@ -72,7 +76,7 @@ def fingerprint(m: dict) -> str:
 
 
 def cache_path(m: dict) -> Path:
-    from .features import cache_dir
+    from .features import cache_dir   # numpy: see the top
 
     return cache_dir() / "speed" / f"{fingerprint(m)}.json"
 
@@ -103,17 +107,13 @@ def count_params(model) -> tuple[int, int]:
 
 
 def _build(spec):
-    from .models import load_model
-
     model = load_model(spec, 2, init="random")
     model.eval()
     return model
 
 
 def _inputs(model, batch: int, seq_len: int, device) -> dict:
-    import inspect
-
-    import torch
+    import torch   # heavy: see the top
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, 30000, (batch, seq_len), generator=g).to(device)
@@ -126,7 +126,7 @@ def _inputs(model, batch: int, seq_len: int, device) -> dict:
 def time_models(models: dict, batch: int, seq_len: int, device, plan=FULL) -> dict[str, list[float]]:
     """Seconds of each timed forward pass of every model, taken round-robin (one pass of each
     model per round) so that a change in the machine's load touches every model alike."""
-    import torch
+    import torch   # heavy: see the top
 
     warmup, min_iters, min_s, max_iters = plan
     inputs = {k: _inputs(m, batch, seq_len, device) for k, m in models.items()}
@@ -148,6 +148,31 @@ def time_models(models: dict, batch: int, seq_len: int, device, plan=FULL) -> di
     return times
 
 
+def _time_specs(order: list, batch_sizes: list[int], seq_len: int, quick: bool, dev, log) -> dict:
+    """Cache entries of every model of ``order`` at every batch size; ``order[0]`` is the
+    reference every speed-up is over."""
+    built, sizes, entries = {}, {}, {}
+    for spec in order:
+        built[spec.ref] = _build(spec).to(dev)
+        sizes[spec.ref] = count_params(built[spec.ref])
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for b in batch_sizes:
+        times = time_models(built, b, seq_len, dev, QUICK if quick else FULL)
+        best = {k: min(v) for k, v in times.items()}
+        ref_thr = b / best[order[0].ref]
+        for spec in order:
+            sec = best[spec.ref]
+            entries[_key(spec.ref, seq_len, b)] = {
+                "model": spec.name, "params_total": sizes[spec.ref][0], "params_non_embedding": sizes[spec.ref][1],
+                "throughput": b / sec, "latency_ms": sec * 1e3,
+                "median_ms": statistics.median(times[spec.ref]) * 1e3, "iters": len(times[spec.ref]),
+                "quick": quick, "reference_throughput": ref_thr, "speedup": (b / sec) / ref_thr, "measured_at": now}
+            if log:
+                log(f"{spec.name}: batch {b}: {b / sec:,.1f} examples/s ({sec * 1e3:,.1f} ms/batch fastest, "
+                    f"{statistics.median(times[spec.ref]) * 1e3:,.1f} median of {len(times[spec.ref])})")
+    return entries
+
+
 def measure(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool = False, device: str | None = None,
             refresh: bool = False, use_cache: bool = True, log=None) -> dict:
     """Measure (or read from the cache) every model; returns ``{"machine": ..., "seq_len": ...,
@@ -155,9 +180,7 @@ def measure(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool
     params_non_embedding, and ``batches``: {batch: {throughput, latency_ms, median_ms, iters,
     speedup, reference_throughput, quick, cached, measured_at}}. A model's time is its fastest
     timed pass (the one least disturbed by other work on the machine)."""
-    import torch
-
-    from .models import resolve
+    import torch   # heavy: see the top
 
     batch_sizes = sorted({int(b) for b in batch_sizes})
     if not batch_sizes or batch_sizes[0] <= 0:
@@ -181,32 +204,10 @@ def measure(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool
         return e is not None and not refresh and (quick or not e.get("quick"))
 
     todo = [s for s in specs if not all(usable(s, b) for b in batch_sizes)]
-    ref = resolve(REFERENCE)
     if todo:
-        order = [ref] + [s for s in todo if s.ref != ref.ref]
-        built, sizes = {}, {}
-        for spec in order:
-            built[spec.ref] = _build(spec).to(dev)
-            sizes[spec.ref] = count_params(built[spec.ref])
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        for b in batch_sizes:
-            times = time_models(built, b, seq_len, dev, QUICK if quick else FULL)
-            best = {k: min(v) for k, v in times.items()}
-            ref_thr = b / best[ref.ref]
-            for spec in order:
-                sec = best[spec.ref]
-                entries[_key(spec.ref, seq_len, b)] = {
-                    "model": spec.name, "params_total": sizes[spec.ref][0], "params_non_embedding": sizes[spec.ref][1],
-                    "throughput": b / sec, "latency_ms": sec * 1e3,
-                    "median_ms": statistics.median(times[spec.ref]) * 1e3, "iters": len(times[spec.ref]),
-                    "quick": quick, "reference_throughput": ref_thr, "speedup": (b / sec) / ref_thr, "measured_at": now}
-                if log:
-                    log(f"{spec.name}: batch {b}: {b / sec:,.1f} examples/s ({sec * 1e3:,.1f} ms/batch fastest, "
-                        f"{statistics.median(times[spec.ref]) * 1e3:,.1f} median of {len(times[spec.ref])})")
-        del built
+        ref = resolve(REFERENCE)
+        entries.update(_time_specs([ref] + [s for s in todo if s.ref != ref.ref], batch_sizes, seq_len, quick, dev, log))
         if use_cache:
-            from .fileio import atomic_write_json
-
             atomic_write_json(path, {"machine": m, "entries": entries})
     rows: dict[str, dict] = {}
     for spec in specs:
@@ -258,56 +259,23 @@ def render(result: dict) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- CLI
+# ----------------------------------------------------------------------------- the command
 
-def _batch_sizes(s: str) -> list[int]:
-    try:
-        out = [int(x) for x in str(s).split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers") from None
-    if not out or any(b <= 0 for b in out):
-        raise argparse.ArgumentTypeError(f"{s!r}: batch sizes must be positive")
-    return out
+def run(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool = False, device: str | None = None,
+        threads: int | None = None, refresh: bool = False, out: str | None = None, speedup_batch: int | None = None,
+        json_out: str | None = None, log=None) -> dict:
+    """``glue-sweep speed`` (its options: ``cli.add_speed_command``): measure on ``threads`` torch threads (default: torch's), then write
+    ``{model: speed-up}`` at ``speedup_batch`` (default: the largest) to ``out`` and every
+    figure to ``json_out``, where given. Returns :func:`measure`'s result."""
+    import torch   # heavy: see the top
 
-
-def cmd_speed(a) -> int:
-    import torch
-
-    from .fileio import atomic_write_json
-
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    if a.speedup_batch is not None and a.speedup_batch not in a.batch_sizes:
-        raise UserError(f"--speedup-batch {a.speedup_batch} is not one of --batch-sizes {a.batch_sizes}")
-    log = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    result = measure(a.models, a.batch_sizes, a.seq_len, a.quick, a.device, a.refresh, log=log)
-    print(render(result))
-    if a.out:
-        atomic_write_json(a.out, speedups(result, a.speedup_batch))
-        print(f"wrote speed-ups at batch size {a.speedup_batch or max(result['batch_sizes'])} to {a.out} "
-              f"(glue-sweep leaderboard RUN --speedups {a.out})", file=sys.stderr)
-    if a.json:
-        atomic_write_json(a.json, result)
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("speed", help="measure parameters and inference speed-up over BERT-Base on this machine",
-                       description="Parameter counts and inference throughput (random weights, same architecture) "
-                                   "at each batch size; BERT-Base is measured in the same run for the speed-ups. "
-                                   "Cached per model and machine.")
-    p.add_argument("models", nargs="+", metavar="MODEL", help="model names (BERT-Tiny, DistilBERT, TinyBERT-4, ...)")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=list(BATCH_SIZES), metavar="B,B",
-                   help="comma-separated batch sizes (default: 1,128)")
-    p.add_argument("--seq-len", type=int, default=SEQ_LEN, help="sequence length (default: 128)")
-    p.add_argument("--quick", action="store_true", help="fewer timed passes (noisier)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    p.add_argument("--refresh", action="store_true", help="measure again even when cached")
-    p.add_argument("--out", default=None, metavar="JSON",
-                   help="write {model: speed-up} for glue-sweep leaderboard --speedups")
-    p.add_argument("--speedup-batch", type=int, default=None, metavar="B",
-                   help="the batch size whose speed-up --out writes (default: the largest)")
-    p.add_argument("--json", default=None, metavar="FILE", help="write every figure (and the machine) as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=cmd_speed)
+    if speedup_batch is not None and speedup_batch not in batch_sizes:
+        raise UserError(f"--speedup-batch {speedup_batch} is not one of --batch-sizes {list(batch_sizes)}")
+    if threads:
+        torch.set_num_threads(threads)
+    result = measure(models, batch_sizes, seq_len, quick, device, refresh, log=log)
+    if out:
+        atomic_write_json(out, speedups(result, speedup_batch))
+    if json_out:
+        atomic_write_json(json_out, result)
+    return result

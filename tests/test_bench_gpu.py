@@ -29,7 +29,7 @@ def test_gpu_bench_reduced_cpu(tmp_path, glue_dir):
     r = json.loads((out / "gpu.json").read_text())
     assert (out / "gpu.md").read_text().startswith("# Training-path benchmark")
     env = r["environment"]
-    assert env["device_type"] == "cpu" and env["torch"] and "git_commit" in env
+    assert env["device_type"] == "cpu" and env["torch"] and "commit" in env["git"] and env["cores"]
     assert r["peak_flops"] is None
     m = r["mfu"]["eager"]
     assert m["mfu"] is None and _pos(m["achieved_flops"]) and _pos(m["tokens_per_s"]) and m["loss_finite"]

@@ -21,6 +21,7 @@ if str(REPO) not in sys.path:   # bench/ is not an installed package
 from bench import startup as B  # noqa: E402
 from orchestrator import features as feats  # noqa: E402
 from orchestrator import runner as R  # noqa: E402
+from orchestrator.config import Runtime  # noqa: E402
 from orchestrator.data import GlueDir  # noqa: E402
 from orchestrator.errors import UserError  # noqa: E402
 from orchestrator.tasks import get_task  # noqa: E402
@@ -53,8 +54,9 @@ def test_benchmark_cold_and_warm(tmp_path, wnli_dir):
     assert rc == 0
     report = json.loads((out / "startup.json").read_text())
     env = report["environment"]
-    for k in ("cpu", "cores", "torch", "transformers", "git", "threads"):
+    for k in ("cpu", "cores", "torch", "transformers", "git", "threads", "loadavg_at_start"):
         assert k in env
+    assert env["git"]["commit"] and len(env["git"]["runner_files_sha256"]) == 16
     assert env["threads"] == 1
     assert report["limit_s"] == 3.0
     [r] = report["results"]
@@ -90,10 +92,11 @@ def test_warm_start_reads_no_raw_data(tmp_path, wnli_dir, monkeypatch):
     cache = tmp_path / "cache"
     src = GlueDir(wnli_dir)
     cfg = R.TrialConfig(model="BERT-Tiny", task="WNLI", batch_size=8, learning_rate=1e-3, epochs=1, init="random",
-                        max_length=64, device="cpu", threads=1)
+                        max_length=64)
+    runtime = Runtime(device="cpu", threads=1)
     n_threads = torch.get_num_threads()
     try:
-        cold = R.prepare(cfg, src, cache)
+        cold = R.prepare(cfg, src, cache, runtime)
         assert cold.cache_stats == {"misses": 2}
         assert set(cold.timings) == {"setup_s", "tokenizer_s", "features_train_s", "features_eval_s", "model_s",
                                      "to_device_s", "prepare_s"}
@@ -113,7 +116,7 @@ def test_warm_start_reads_no_raw_data(tmp_path, wnli_dir, monkeypatch):
             m.setattr(feats, "encode", forbidden)
             seen = {}
             res = R.run_trial(cfg, src, cache=cache, on_progress=lambda step, total, loss: False,
-                              after_prepare=lambda p: seen.setdefault("p", p))
+                              after_prepare=lambda p: seen.setdefault("p", p), runtime=runtime)
         assert (res.status, res.steps) == ("stopped", 1) and res.startup_s > 0
         p = seen["p"]
         assert p.cache_stats == {"hits": 2}
@@ -143,10 +146,10 @@ def test_max_train_examples_still_loads_the_whole_cached_split(tmp_path, wnli_di
     cache = tmp_path / "cache"
     n_threads = torch.get_num_threads()
     try:
-        base = dict(model="BERT-Tiny", task="WNLI", batch_size=8, learning_rate=1e-3, init="random",
-                    max_length=64, device="cpu", threads=1)
-        full = R.prepare(R.TrialConfig(**base), src, cache)
-        capped = R.prepare(R.TrialConfig(**base, max_train_examples=100), src, cache)
+        base = dict(model="BERT-Tiny", task="WNLI", batch_size=8, learning_rate=1e-3, init="random", max_length=64)
+        runtime = Runtime(device="cpu", threads=1)
+        full = R.prepare(R.TrialConfig(**base), src, cache, runtime)
+        capped = R.prepare(R.TrialConfig(**base, max_train_examples=100), src, cache, runtime)
     finally:
         torch.set_num_threads(n_threads)
     assert capped.cache_stats == {"hits": 2}

@@ -1,17 +1,34 @@
-"""Model names -> checkpoints: resolution, MODELS_DIR first, random init of the exact
-miniature shape with no download, and offline failures that say what to do."""
+"""The model registry: names -> checkpoints (miniatures, all-MiniLM-L6-v2, the compact models of
+the seed papers), MODELS_DIR first, random init of the exact architecture with no download,
+offline failures that say what to do; the compact models' real architectures built untrained
+and trained one epoch through the runner, and their quirks (DistilBERT: no token types, its own
+dropout names; TinyBERT: extra fit-dense weights and an old config); the compact-models plan."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from orchestrator import loading as LD
 from orchestrator import models as MD
+from orchestrator import runner as R
+from orchestrator.cli import main
+from orchestrator.config import Runtime
+from orchestrator.data import GlueDir
 from orchestrator.errors import UserError
 
+REPO = Path(__file__).resolve().parent.parent
 TINY_ID = "google/bert_uncased_L-2_H-128_A-2"
 
 
@@ -220,3 +237,316 @@ def test_packaged_all_minilm_loads_pretrained_offline(no_network):
     assert not torch.equal(rnd.bert.embeddings.word_embeddings.weight.detach(), emb)
     tok = MD.load_tokenizer(spec)
     assert tok("Hello World")["input_ids"] == [101, 7592, 2088, 102]
+
+
+def test_remote_code_only_when_asked_and_only_through_auto_classes(monkeypatch):
+    """A model outside the registry: every Auto call gets trust_remote_code as asked (off by
+    default), random init included; a registry row never reaches the Auto classes."""
+    import transformers
+
+    seen = []
+
+    def fake(*a, **kw):
+        seen.append(kw.get("trust_remote_code"))
+        raise OSError("stop here")
+
+    for cls in (transformers.AutoConfig, transformers.AutoModelForSequenceClassification, transformers.AutoTokenizer):
+        monkeypatch.setattr(cls, "from_pretrained", fake)
+    other = MD.resolve("org/some-model")
+    for init in ("pretrained", "random"):
+        for trust in (False, True):
+            seen.clear()
+            with pytest.raises(UserError, match="org/some-model"):
+                MD.load_model(other, 2, init, trust_remote_code=trust)
+            with pytest.raises(UserError, match="org/some-model"):
+                MD.load_tokenizer(other, init, trust_remote_code=trust)
+            assert seen == [trust, trust], (init, trust)
+    seen.clear()
+    MD.load_model(MD.resolve("TinyBERT-4"), 2, "random", trust_remote_code=True)
+    MD.load_tokenizer(MD.resolve("TinyBERT-4"), "random", trust_remote_code=True)
+    assert seen == []
+
+
+def test_registry_and_transformers_are_apart():
+    """Resolving and sizing models needs no transformers (plan and spec use them), and the
+    transformers side knows nothing of the registry: no import circle."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    checks = {"import orchestrator.models, orchestrator.plan, orchestrator.resources":
+              "'transformers' not in sys.modules and 'torch' not in sys.modules",
+              "import orchestrator.loading": "'orchestrator.models' not in sys.modules"}
+    for stmt, cond in checks.items():
+        code = f"import sys; {stmt}; assert {cond}, sorted(m for m in sys.modules if m.startswith('orchestrator'))"
+        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- compact models
+
+HUB_IDS = {
+    "DistilBERT": "distilbert-base-uncased",
+    "TinyBERT-4": "huawei-noah/TinyBERT_General_4L_312D",
+    "TinyBERT-6": "huawei-noah/TinyBERT_General_6L_768D",
+    "MiniLM-L12-H384": "microsoft/MiniLM-L12-H384-uncased",
+    "MiniLM-L6-H384": "nreimers/MiniLM-L6-H384-uncased",
+    "XtremeDistil-l6-h256": "microsoft/xtremedistil-l6-h256-uncased",
+    "XtremeDistil-l6-h384": "microsoft/xtremedistil-l6-h384-uncased",
+    "XtremeDistil-l12-h384": "microsoft/xtremedistil-l12-h384-uncased",
+    "BERT-Base-original": "bert-base-uncased",
+    "BERT-Large": "bert-large-uncased",
+}
+# (layers, hidden, heads, intermediate) from the checkpoints' config.json
+ARCH = {
+    "DistilBERT": (6, 768, 12, 3072), "TinyBERT-4": (4, 312, 12, 1200), "TinyBERT-6": (6, 768, 12, 3072),
+    "MiniLM-L12-H384": (12, 384, 12, 1536), "MiniLM-L6-H384": (6, 384, 12, 1536),
+    "XtremeDistil-l6-h256": (6, 256, 8, 1024), "XtremeDistil-l6-h384": (6, 384, 12, 1536),
+    "XtremeDistil-l12-h384": (12, 384, 12, 1536), "BERT-Base-original": (12, 768, 12, 3072),
+    "BERT-Large": (24, 1024, 16, 4096), "all-MiniLM-L6-v2": (6, 384, 12, 1536),
+}
+# Models sharing one architecture (MiniLM and XtremeDistil at 6/384 and 12/384) train once:
+# the first of each group; the others are checked to build the identical configuration.
+SAME_ARCH = {"XtremeDistil-l6-h384": "MiniLM-L6-H384", "XtremeDistil-l12-h384": "MiniLM-L12-H384"}
+TRAINED = [n for n in HUB_IDS if n != "BERT-Large" and n not in SAME_ARCH]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def src(glue_dir):
+    return GlueDir(glue_dir)
+
+
+def _variants(name: str, hub: str) -> list[str]:
+    return [name, name.lower(), name.upper(), f"  {name} ", hub, hub.upper(), hub.split("/")[-1]]
+
+
+@pytest.mark.parametrize("name", list(HUB_IDS))
+def test_short_names_resolve_to_hub_ids(name):
+    for spelling in _variants(name, HUB_IDS[name]):
+        spec = MD.resolve(spelling)
+        assert (spec.name, spec.ref, spec.shape) == (name, HUB_IDS[name], None), spelling
+    assert MD.resolve(name).family == MD.lookup(name).family != "other"
+
+
+def test_miniatures_keep_their_names():
+    assert MD.resolve("BERT-Base").ref == "google/bert_uncased_L-12_H-768_A-12"
+    assert MD.resolve("BERT-Base").family == "miniature"
+    assert MD.resolve("bert-base-uncased").name == "BERT-Base-original"
+    assert MD.resolve("google-bert/bert-base-uncased").ref == "bert-base-uncased"
+    assert MD.resolve("distilbert/distilbert-base-uncased").name == "DistilBERT"
+    assert MD.resolve("BERT-Tiny").family == "miniature"
+    assert MD.resolve("prajjwal1/bert-tiny").family == "other"      # any other hub id still passes through
+    owners: dict[str, set] = {}
+    for e in MD.REGISTRY:
+        for n in e.names():
+            owners.setdefault(n.lower(), set()).add(e.name)
+    assert all(len(v) == 1 for v in owners.values())                  # no spelling means two models
+    compact = {n.lower() for e in MD.COMPACT for n in e.names()}
+    assert not compact & {m.lower() for m in MD.miniatures()}
+
+
+def test_registry_table():
+    """One table: the 24 miniatures generated from the grid, all-MiniLM-L6-v2, the compact models."""
+    assert len(MD.REGISTRY) == 24 + 1 + 10 and len({e.hub_id for e in MD.REGISTRY}) == len(MD.REGISTRY)
+    assert [e.name for e in MD.REGISTRY[:24]] == MD.miniatures()
+    for e in MD.REGISTRY[:24]:
+        a = e.arch
+        assert e.family == "miniature" and (a.model_type, a.heads, a.intermediate) == ("bert", a.hidden // 64, 4 * a.hidden)
+        assert e.hub_id == MD.miniature_hub_id(a.layers, a.hidden)
+    assert MD.lookup(MD.MINILM_NAME).hub_id == MD.MINILM_HUB_ID
+    assert [e.name for e in MD.COMPACT] == list(HUB_IDS)
+    for e in (*MD.COMPACT, MD.lookup(MD.MINILM_NAME)):
+        a = e.arch
+        assert (a.layers, a.hidden, a.heads, a.intermediate) == ARCH[e.name]
+        assert a.hidden % a.heads == 0 and a.vocab == 30522 and not e.cased
+    assert MD.lookup("MiniLM-L12-H384").arch.heads == 12                # 12 heads of 32, not hidden/64
+    assert MD.lookup("TinyBERT-4").arch.hidden // MD.lookup("TinyBERT-4").arch.heads == 26
+    assert MD.lookup("XtremeDistil-l6-h256").arch.heads == 8
+
+
+@pytest.mark.parametrize("name", [*HUB_IDS, "all-MiniLM-L6-v2", *MD.miniatures()])
+def test_param_formula_is_exact(name):
+    """approx_params (what plan and the GPU share use) equals the built architecture's count,
+    for every row of the registry."""
+    from transformers import AutoModel
+
+    e = MD.lookup(name)
+    cfg = LD.build_config(e.arch)
+    with torch.device("meta"):
+        m = AutoModel.from_config(cfg)
+    total = sum(p.numel() for p in m.parameters())
+    emb = sum(p.numel() for n, p in m.named_parameters() if n.startswith("embeddings."))
+    assert MD.approx_params(MD.resolve(name)) == MD.encoder_params(e.arch) == (total, total - emb)
+    assert MD.shape_of(MD.resolve(name)) == (e.arch.layers, e.arch.hidden)
+
+
+def test_local_directory_size_from_its_config(tmp_path):
+    d = tmp_path / "my-model"
+    d.mkdir()
+    spec = MD.resolve(str(d))
+    assert MD.approx_params(spec) is None and MD.shape_of(spec) is None
+    (d / "config.json").write_text(json.dumps({"model_type": "bert", "num_hidden_layers": 2, "hidden_size": 128}))
+    assert MD.shape_of(spec) == (2, 128)
+    assert MD.approx_params(spec) == MD.approx_params(MD.resolve("BERT-Tiny"))
+
+
+def test_bert_large_config_only():
+    """BERT-Large (335M) is only built on the meta device: config and parameter count."""
+    from transformers import BertForSequenceClassification
+
+    cfg = LD.build_config(MD.lookup("BERT-Large").arch, num_labels=2)
+    assert (cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size) == (24, 1024, 16, 4096)
+    with torch.device("meta"):
+        m = BertForSequenceClassification(cfg)
+    assert sum(p.numel() for p in m.bert.parameters()) == 335_141_888
+    assert MD.approx_params(MD.resolve("BERT-Large"))[0] == 335_141_888
+    assert MD.approx_params(MD.resolve("BERT-Base-original"))[0] == 109_482_240
+
+
+def _prepare(src, model, init="random", n=16):
+    """A real MRPC trial, kept small for a shared 2-core machine: ``n`` training examples in one
+    batch (one step), 16 dev examples, sequences cut at 32 tokens."""
+    cfg = R.TrialConfig(model=model, task="MRPC", batch_size=n, learning_rate=1e-4, epochs=1, seed=0, init=init,
+                        max_train_examples=n, max_length=32)
+    p = R.prepare(cfg, src, runtime=Runtime(device="cpu"))
+    p.evals = {k: v.subset(np.arange(16)) for k, v in p.evals.items()}
+    return p
+
+
+def test_same_architecture_families_build_the_same_config():
+    for name, twin in SAME_ARCH.items():
+        assert LD.build_config(MD.lookup(name).arch, num_labels=2).to_dict() == \
+            LD.build_config(MD.lookup(twin).arch, num_labels=2).to_dict()
+        assert type(MD.load_model(MD.resolve(name), 2, init="random")).__name__ == "BertForSequenceClassification"
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_random_init_family_trains_and_evaluates(src, name, no_network):
+    e = MD.lookup(name)
+    p = _prepare(src, name)
+    c = p.model.config
+    if e.arch.model_type == "distilbert":
+        assert (c.model_type, c.n_layers, c.dim, c.n_heads, c.hidden_dim) == ("distilbert", *ARCH[name])
+    else:
+        assert (c.model_type, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size) == \
+            ("bert", *ARCH[name])
+    assert p.use_token_types == (e.arch.model_type != "distilbert")
+    head = sum(x.numel() for n, x in p.model.named_parameters() if not n.startswith(p.model.base_model_prefix + "."))
+    assert sum(x.numel() for x in p.model.parameters()) - head == MD.encoder_params(e.arch)[0]
+    res = R.run(p)
+    assert res.status == "completed", res.note
+    assert res.steps == 1 and res.train_examples == 16 and len(res.evals) == 1
+    ev = res.evals[0]
+    assert ev.epoch == 1.0 and np.isfinite(ev.train_loss) and 0 <= ev.score <= 100
+    assert set(ev.metrics) == {"f1", "accuracy"}
+
+
+def test_distilbert_quirks(src):
+    p = _prepare(src, "DistilBERT")
+    assert not p.use_token_types
+    batch = R.Collator(p.train, p.use_token_types, p.device, pin=False)(np.arange(4))
+    assert set(batch) == {"input_ids", "attention_mask"}
+    c = p.model.config
+    assert (c.dropout, c.attention_dropout, c.seq_classif_dropout) == (0.1, 0.1, 0.2)
+    assert p.model.dropout.p == 0.2                                   # the classifier's own dropout name
+    assert not hasattr(p.model.distilbert.embeddings, "token_type_embeddings")
+    # BERT-shaped families do get token types
+    assert "token_type_ids" in R.Collator(p.train, True, p.device, pin=False)(np.arange(4))
+
+
+def test_cased_row_needs_its_vocabulary(monkeypatch):
+    cased = MD.Entry("Cased-X", "org/cased-x", "bert", MD.Architecture.bert(2, 128), cased=True)
+    with pytest.raises(UserError, match="cased"):
+        MD.random_init_vocab(cased)
+    monkeypatch.setattr(MD, "entry_of", lambda spec: cased if spec.ref == cased.hub_id else None)
+    with pytest.raises(UserError, match="cased"):
+        MD.load_tokenizer(MD.ModelSpec("Cased-X", "org/cased-x"), "random")
+
+
+def test_random_init_tokenizer_is_the_uncased_vocabulary():
+    tok = MD.load_tokenizer(MD.resolve("XtremeDistil-l6-h256"), "random")
+    assert tok.vocab_size == 30522 and tok.tokenize("Hello World") == ["hello", "world"]
+
+
+def _tinybert_checkpoint(root: Path, weights: str) -> tuple[Path, dict]:
+    """A TinyBERT-4 general checkpoint as on the hub: pre-training layout (``bert.*``), the extra
+    ``fit_denses.*`` projections of the distillation, a config without ``model_type``, vocab.txt."""
+    from safetensors.torch import load_file, save_file
+    from transformers import BertModel
+
+    arch = MD.lookup("TinyBERT-4").arch
+    d = root / "TinyBERT_General_4L_312D"
+    torch.manual_seed(1)
+    BertModel(LD.build_config(arch)).save_pretrained(d, safe_serialization=True)
+    state = {f"bert.{k}": v for k, v in load_file(d / "model.safetensors").items()}
+    for i in range(arch.layers + 1):
+        state[f"fit_denses.{i}.weight"] = torch.randn(768, arch.hidden)
+        state[f"fit_denses.{i}.bias"] = torch.randn(768)
+    (d / "model.safetensors").unlink()
+    if weights == "safetensors":
+        save_file(state, d / "model.safetensors", metadata={"format": "pt"})
+    else:
+        torch.save(state, d / "pytorch_model.bin")
+    cfg = json.loads((d / "config.json").read_text())
+    for k in ("model_type", "architectures"):
+        cfg.pop(k, None)
+    cfg.update({"cell": {}, "emb_size": 312, "pre_trained": "", "structure": []})
+    (d / "config.json").write_text(json.dumps(cfg))
+    shutil.copy(MD.uncased_vocab(), d / "vocab.txt")
+    return d, state
+
+
+@pytest.mark.parametrize("weights", ["safetensors", "bin"])
+def test_tinybert_fit_dense_checkpoint_loads(tmp_path, monkeypatch, src, weights, no_network):
+    d, state = _tinybert_checkpoint(tmp_path / "models", weights)
+    monkeypatch.setenv("MODELS_DIR", str(tmp_path / "models"))
+    spec = MD.resolve("TinyBERT-4")
+    assert MD.local_path(spec) == d
+    model = MD.load_model(spec, num_labels=2)
+    assert model.config.num_attention_heads == 12 and model.config.hidden_size == 312
+    sd = model.state_dict()
+    for k in ("bert.embeddings.word_embeddings.weight", "bert.encoder.layer.3.output.dense.weight", "bert.pooler.dense.weight"):
+        assert torch.equal(sd[k], state[k]), k                         # the checkpoint's weights, not fresh ones
+    assert not any("fit_dense" in k for k in sd)
+    tok = MD.load_tokenizer(spec)
+    assert tok.tokenize("Hello World") == ["hello", "world"]
+    if weights == "safetensors":
+        p = _prepare(src, "TinyBERT-4", init="pretrained", n=8)      # and through the runner
+        assert p.use_token_types
+        assert R.run(p).status == "completed"
+
+
+# ----------------------------------------------------------------------------- plan, spec
+
+def test_plan_lists_every_family(monkeypatch, no_network):
+    def no_load(*a, **k):
+        raise AssertionError("plan must not load models")
+    for name in ("load_model", "load_tokenizer"):
+        monkeypatch.setattr(MD, name, no_load)
+    for name in ("build_config", "read_config", "untrained", "pretrained", "tokenizer", "wordpiece"):
+        monkeypatch.setattr(LD, name, no_load)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["plan", str(REPO / "sweeps" / "compact-models.yaml")])
+    text = out.getvalue()
+    assert rc == 0
+    for name in [*HUB_IDS, "BERT-Tiny", "BERT-Mini", "BERT-Small", "BERT-Medium", "BERT-Base"]:
+        assert any(line.split()[:1] == [name] and line.split()[-1] == "180" for line in text.splitlines()), name
+    assert "2,700 trials = 15 models x 9 tasks x 20 configurations" in text
+    assert "batch sizes [8, 16, 32, 64, 128]" in text and "[3e-4, 1e-4, 5e-5, 3e-5]" in text
+    assert "sizes unknown" not in text
+
+
+def test_spec_rejects_two_names_for_one_family():
+    from orchestrator.spec import parse
+
+    with pytest.raises(UserError, match="listed twice"):
+        parse("name: x\nmodels: [DistilBERT, distilbert-base-uncased]\ntasks: [SST-2]\n")
+    sw = parse("name: x\nmodels: [BERT-Base, bert-base-uncased, {name: TinyBERT-4, init: random}]\ntasks: [RTE]\n")
+    assert [(s.name, i) for s, i in sw.models] == [("BERT-Base", "pretrained"), ("BERT-Base-original", "pretrained"),
+                                                   ("TinyBERT-4", "random")]

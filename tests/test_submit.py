@@ -20,7 +20,6 @@ from orchestrator import submit as S
 from orchestrator.cli import main
 from orchestrator.data import GlueDir
 from orchestrator.errors import UserError
-from orchestrator.tasks import get_task
 from synthetic import make_record
 
 MODEL_REF = "google/bert_uncased_L-2_H-128_A-2"

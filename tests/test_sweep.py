@@ -21,7 +21,6 @@ import pytest
 
 from orchestrator import spec as S
 from orchestrator import store
-from orchestrator.config import TrialConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "orchestrator.cli"]
@@ -332,23 +331,3 @@ def test_optuna_mode_runs_its_budget_and_resumes_with_what_it_knows(tmp_path, re
     for k, v in first.items():
         assert after[k] == v
 
-
-def test_gpu_share_by_size_and_memory():
-    from orchestrator.resources import approx_params, gpu_share, trial_memory_bytes
-
-    def trial(model):
-        return TrialConfig(model=model, task="SST-2", batch_size=128, learning_rate=1e-4)
-
-    gb = 2**30
-    tiny, base = trial("BERT-Tiny"), trial("BERT-Base")
-    assert gpu_share(approx_params(tiny)) == 0.125 and gpu_share(approx_params(trial("BERT-Mini"))) == 0.25
-    assert gpu_share(approx_params(trial("BERT-Medium"))) == 0.5 and gpu_share(approx_params(base)) == 1.0
-    # BERT-Tiny at batch 128: weights and optimizer 70 MB, activations 185 MB, CUDA context 0.5 GB
-    m = trial_memory_bytes(tiny, 128)
-    assert 0.7e9 < m < 0.8e9
-    assert gpu_share(approx_params(tiny), m, 80 * gb) == 0.125      # eight fit on an 80 GB GPU
-    assert gpu_share(approx_params(tiny), m, 4 * gb) == 0.25        # 0.5 GB each is too little
-    # BERT-Medium at batch 128 (about 4.1 GB) takes half of a 16 GB GPU, a whole 6 GB one
-    assert gpu_share(approx_params(trial("BERT-Medium")), trial_memory_bytes(trial("BERT-Medium"), 128), 16 * gb) == 0.5
-    assert gpu_share(approx_params(trial("BERT-Medium")), trial_memory_bytes(trial("BERT-Medium"), 128), 6 * gb) == 1.0
-    assert trial_memory_bytes(base, 8) < trial_memory_bytes(base, 128)

@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..features import features
 from ..fileio import atomic_write_json
 from ..models import load_tokenizer, resolve
-from ..resources import approx_params, gpu_memory_bytes, gpu_share, trial_memory_bytes
+from ..resources import gpu_memory_bytes, trial_gpu_share
 from ..spec import Sweep
 from ..tasks import get_task
 from .asha import grouped_asha
@@ -105,8 +105,9 @@ def _resources(sweep: Sweep, has_gpu: bool):
         if sweep.gpus_per_trial != "auto":
             return {"cpu": cpus, "gpu": float(sweep.gpus_per_trial)}
         cfg = trial_of(config).config
-        batch = max(sweep.batch_sizes) if "batch_size" in config and sweep.mode == "optuna" else cfg.batch_size
-        return {"cpu": cpus, "gpu": gpu_share(approx_params(cfg), trial_memory_bytes(cfg, batch), gpu_mem)}
+        if sweep.mode == "optuna":   # sized for the largest batch the study may draw
+            cfg = cfg.replace(batch_size=max(sweep.batch_sizes))
+        return {"cpu": cpus, "gpu": trial_gpu_share(cfg, gpu_mem)}
 
     return resources, max(1, int(cpus))
 
