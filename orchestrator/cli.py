@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-from . import speed, store
+from . import speed
 from .config import Runtime, TrialConfig, make_trial
+from .console import Progress, dashboard_lines, evaluation_table, newest_run, status_text
 from .data import source_from
 from .errors import UserError
 from .fileio import atomic_write_json
@@ -19,7 +18,6 @@ from .models import resolve
 from .plan import render
 from .results.export import export
 from .results.formats import FORMATS, parse_formats, read_speedups
-from .results.load import load_run
 from .results.render import to_markdown
 from .results.tables import glue_table
 from .spec import load
@@ -198,49 +196,9 @@ def cmd_plan(a) -> int:
     return 0
 
 
-def newest_run(root: str = "results") -> Path:
-    runs = [p.parent for p in Path(root).glob("*/trials")]
-    if not runs:
-        raise UserError(f"no sweep results under {root}/: run a sweep first (make sweep)")
-    return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
-
-
 def cmd_dashboard(a) -> int:
-    run = Path(a.run) if a.run else newest_run()
-    f = run / "dashboard.json"
-    if not f.is_file():
-        raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
-    info = json.loads(f.read_text())
-    alive = False
-    try:
-        os.kill(int(info.get("pid", -1)), 0)
-        alive = True
-    except (OSError, ValueError):
-        pass
-    print(f"sweep {run.name}: {'running' if alive else 'not running (the dashboard closed with it)'}")
-    if not info.get("url"):
-        print("dashboard: this sweep ran on an existing cluster; its dashboard is the cluster's own")
-        return 0
-    print(f"dashboard: {info['url']}")
-    if info.get("auth") == "token":
-        tf = Path(info["token_file"])
-        token = tf.read_text().strip() if tf.is_file() else "(token file missing)"
-        print(f"token: {token}")
-        print(f"  (from {tf}; paste it at the dashboard's login prompt)")
-    port = info["url"].rsplit(":", 1)[-1].strip("/")
-    print(f"remote head: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open http://127.0.0.1:{port}")
+    print("\n".join(dashboard_lines(Path(a.run) if a.run else newest_run())))
     return 0
-
-
-def status_text(run: Path) -> str:
-    records, problems = store.read_records(run)
-    counts = Counter(r["status"] for r in records)
-    head = f"sweep {run.name}: {len(records)} trials recorded: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-    if problems:
-        head += f"; {len(problems)} unreadable record(s) skipped"
-    table = glue_table(load_run(run))
-    keep = ["Model", "Score"] + [c for c in table.columns[2:] if (table[c] != "-").any()]
-    return head + "\n" + to_markdown(table[keep]) + "\n(* partial: tasks missing or trials still running)"
 
 
 def cmd_status(a) -> int:
@@ -275,30 +233,6 @@ def cmd_run(a) -> int:
     return driver.run(s, address=a.address, storage=a.storage, secure=not a.insecure_dashboard)
 
 
-def _table(task, evals) -> str:
-    keys = task.metric_keys()
-    head = ["epoch", "step", "loss"] + keys + ["score"]
-    rows = [[f"{e.epoch:g}", str(e.step), f"{e.train_loss:.4f}"] + [f"{e.metrics[k]:.2f}" for k in keys] + [f"{e.score:.2f}"]
-            for e in evals]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-class _Progress:
-    def __init__(self, quiet: bool):
-        self.quiet, self.last, self.t0 = quiet, 0.0, time.perf_counter()
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, step: int, total: int, loss: float) -> None:
-        now = time.perf_counter()
-        if self.quiet or (now - self.last < (0.5 if self.tty else 15) and step != total):
-            return
-        self.last = now
-        msg = f"step {step}/{total} ({100 * step / total:.0f}%)  loss {loss:.4f}  {now - self.t0:.0f}s"
-        print(("\r" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-
 def cmd_train(a) -> int:
     from .runner import prepare, run   # torch: heavy, and the other commands run without it
 
@@ -324,12 +258,12 @@ def cmd_train(a) -> int:
         record["evals"].append(vars(ev))
         atomic_write_json(out / "metrics.json", record)
 
-    res = run(p, on_eval=on_eval, on_progress=_Progress(a.quiet), t_start=t0)
+    res = run(p, on_eval=on_eval, on_progress=Progress(a.quiet), t_start=t0)
     record.update(status=res.status, note=res.note, n_params=res.n_params, train_examples=res.train_examples,
                   steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, eval_s=res.eval_s,
                   examples_per_s=res.examples_per_s)
     atomic_write_json(out / "metrics.json", record)
-    print(_table(p.task, res.evals))
+    print(evaluation_table(p.task, res.evals))
     print(f"status {res.status}{(': ' + res.note) if res.note else ''}; "
           f"{res.examples_per_s:.0f} training examples/s; metrics in {out / 'metrics.json'}")
     return 0 if res.status == "completed" else 1

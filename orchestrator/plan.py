@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from .resources import ASSUMED_MFU, H100_BF16_FLOPS, model_params
-from .spec import Sweep, fmt_lr
+from .config import fmt_lr
+from .spec import Sweep
 from .tasks import all_tasks, get_task
 
 
@@ -14,18 +15,19 @@ def estimate(sweep: Sweep) -> dict:
     train_ex = eval_ex = 0
     flops = 0.0
     unknown = set()
-    for t in trials:
+    for trial in trials:
+        t = trial.config
         task = get_task(t.task)
         n = task.splits["train"].rows or 0
         if t.max_train_examples:
             n = min(n, t.max_train_examples)
         dev = sum(s.rows or 0 for s in task.eval_splits)
-        evals = t.epochs / t.eval_every
+        evals = t.epochs / (t.eval_every or 1)
         train_ex += n * t.epochs
         eval_ex += dev * evals
-        p = model_params(t.model_ref)
+        p = model_params(t.model)
         if p is None:
-            unknown.add(t.model)
+            unknown.add(trial.label)
             continue
         tokens_train = n * t.epochs * task.avg_tokens
         tokens_eval = dev * evals * task.avg_tokens
@@ -59,9 +61,9 @@ def render(sweep: Sweep) -> str:
     data = f"GLUE directory {sweep.glue_dir}" if sweep.glue_dir else (f"hub {sweep.hub}" if sweep.hub else
                                                                          "$GLUE_DIR if set, else the hub")
     out.append(f"  data: {data}; results: {sweep.run_dir}/")
-    counts = Counter((t.model, t.task) for t in trials)
+    counts = Counter((t.label, t.config.task) for t in trials)
     tasks = [t.name for t in sweep.tasks]
-    names = list(dict.fromkeys(t.model for t in trials))
+    names = list(dict.fromkeys(t.label for t in trials))
     w = max(len("model"), *(len(n) for n in names))
     cols = [max(len(x), 4) for x in tasks]
     out.append("")

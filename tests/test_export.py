@@ -14,7 +14,8 @@ import pytest
 
 from orchestrator import store
 from orchestrator.results.score import scored_names
-from orchestrator.cli import main, status_text
+from orchestrator.cli import main
+from orchestrator.console import status_text
 from synthetic import make_record, unpadded, write_run
 
 GROUPS = {("BERT-Tiny", t) for t in scored_names()} | {("BERT-Mini", t) for t in scored_names() if t != "RTE"} | \
