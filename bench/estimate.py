@@ -240,17 +240,19 @@ def trials_from_sweep(sweep, padding: dict[tuple[str, int], float], default_padd
     if sweep.mode != "grid":
         raise SystemExit("estimate: only grid sweeps have a fixed set of trials")
     out = []
-    for t in sweep.trials():
-        shape, params, task = shape_of(resolve(t.model_ref)), model_params(t.model_ref), get_task(t.task)
+    for trial in sweep.trials():
+        t = trial.config
+        shape, params, task = shape_of(resolve(t.model)), model_params(t.model), get_task(t.task)
         if shape is None or params is None:
-            raise SystemExit(f"estimate: unknown shape of {t.model}")
+            raise SystemExit(f"estimate: unknown shape of {trial.label}")
         n = task.splits["train"].rows or 0
         if t.max_train_examples:
             n = min(n, t.max_train_examples)
-        out.append(TrialCost(model=t.model, shape=tuple(shape), n_nonemb=params[1], gpu_share=gpu_share(params[0]),
+        out.append(TrialCost(model=trial.label, shape=tuple(shape), n_nonemb=params[1], gpu_share=gpu_share(params[0]),
                              task=task.name, batch=t.batch_size, epochs=t.epochs, train_rows=n,
-                             eval_rows=sum(s.rows or 0 for s in task.eval_splits), eval_passes=t.epochs / t.eval_every,
-                             avg_tokens=task.avg_tokens, padding=padding.get((task.name, t.batch_size), default_padding)))
+                             eval_rows=sum(s.rows or 0 for s in task.eval_splits),
+                             eval_passes=t.epochs / (t.eval_every or 1), avg_tokens=task.avg_tokens,
+                             padding=padding.get((task.name, t.batch_size), default_padding)))
     return out
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from . import speed
-from .config import Runtime, TrialConfig, make_trial
+from .config import INITS, Runtime, TrialConfig, make_trial
 from .console import Progress, dashboard_lines, evaluation_table, newest_run, status_text
 from .data import source_from
 from .errors import UserError
@@ -70,7 +70,7 @@ def add_train_command(sub) -> None:
     t.add_argument("--epochs", type=_positive_float, default=4)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--max-train-examples", type=_positive_int, default=None)
-    t.add_argument("--init", choices=["pretrained", "random"], default="pretrained")
+    t.add_argument("--init", choices=INITS, default="pretrained")
     t.add_argument("--eval-every-steps", type=_positive_int, default=None)
     t.add_argument("--max-length", type=_positive_int, default=128)
     _data_arguments(t)

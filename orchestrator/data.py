@@ -165,7 +165,7 @@ class Hub:
         return files
 
     def _dataset(self, task: Task, split: str):
-        import datasets
+        import datasets   # heavy, and only the hub source needs it (the runner imports without it)
 
         if split not in task.hub_splits:
             raise UserError(f"task {task.name} has no split {split!r} (it has {', '.join(task.hub_splits)})")

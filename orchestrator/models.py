@@ -54,6 +54,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import INITS
 from .errors import UserError
 
 LAYERS = (2, 4, 6, 8, 10, 12)
@@ -63,7 +64,6 @@ NAMED = {(2, 128): "BERT-Tiny", (4, 256): "BERT-Mini", (4, 512): "BERT-Small", (
 MINILM_NAME = "all-MiniLM-L6-v2"
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 VOCAB = 30522
-INITS = ("pretrained", "random")
 
 
 @dataclass(frozen=True)

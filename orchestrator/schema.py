@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from .config import INITS
 from .errors import UserError
 
 
@@ -55,7 +56,7 @@ PosFloat = Annotated[float, BeforeValidator(lambda v: number(v))]
 PosInt = Annotated[int, BeforeValidator(lambda v: number(v, int))]
 NonNegInt = Annotated[int, BeforeValidator(lambda v: _non_negative(number(v, int, positive=False)))]
 Bool = Annotated[bool, BeforeValidator(lambda v: _boolean(v))]
-Init = Annotated[str, _one_of("pretrained", "random", what="init")]
+Init = Annotated[str, _one_of(*INITS, what="init")]
 
 
 def _non_negative(x):

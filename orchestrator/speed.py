@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import UserError
+from .features import cache_dir
 from .fileio import atomic_write_json
 from .models import load_model, resolve
 
@@ -76,8 +77,6 @@ def fingerprint(m: dict) -> str:
 
 
 def cache_path(m: dict) -> Path:
-    from .features import cache_dir   # numpy: see the top
-
     return cache_dir() / "speed" / f"{fingerprint(m)}.json"
 
 

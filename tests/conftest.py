@@ -5,6 +5,8 @@ editable copy of the task definitions."""
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,50 @@ def _private_caches(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(autouse=True)
+def _no_local_models(monkeypatch):
+    """Models come from the registry and the packaged model, never from the machine's MODELS_DIR
+    or vocabulary override (a test that wants them sets them itself)."""
+    monkeypatch.delenv("MODELS_DIR", raising=False)
+    monkeypatch.delenv("GLUE_SWEEP_VOCAB", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """torch's thread count is process-wide: whatever a test sets is undone after it."""
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch else None
+    yield
+    if n is not None:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture
+def one_thread():
+    """Trials on one torch thread (tiny models gain nothing from more; a busy machine makes extra
+    threads very slow)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def src(glue_dir):
+    """The complete GLUE directory as a data source."""
+    from orchestrator.data import GlueDir
+
+    return GlueDir(glue_dir)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+    def refuse(*a, **k):
+        raise AssertionError("network access attempted")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def test_generated_sweep_is_the_paper_grid(tmp_path, glue_dir, scheduler):
     spec = tmp_path / "grid.yaml"
     spec.write_text(G.sweep_spec(a, scheduler))
     s = load(str(spec), results_root=str(tmp_path / "results"))
-    trials = s.trials()
+    trials = [t.config for t in s.trials()]
     assert len(trials) == 20
     assert {(t.batch_size, t.learning_rate) for t in trials} == {(b, lr) for b in G.PAPER_BATCH_SIZES
                                                                  for lr in G.PAPER_LEARNING_RATES}

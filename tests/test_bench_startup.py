@@ -27,11 +27,6 @@ from orchestrator.errors import UserError  # noqa: E402
 from orchestrator.tasks import get_task  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _no_models_dir(monkeypatch):
-    monkeypatch.delenv("MODELS_DIR", raising=False)
-
-
 @pytest.fixture
 def wnli_dir(tmp_path, glue_dir) -> Path:
     """A GLUE directory of its own holding only WNLI, so the test can spoil its files."""

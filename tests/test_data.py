@@ -37,11 +37,6 @@ def test_every_split_of_every_task_is_listed():
     assert {(t.name, s) for t in all_tasks().values() for s in t.splits} == set(ROWS)
 
 
-@pytest.fixture(scope="module")
-def src(glue_dir):
-    return GlueDir(glue_dir)
-
-
 @pytest.mark.parametrize("task_name, split", sorted(ROWS))
 def test_every_split_loads_with_expected_rows(src, task_name, split):
     task = get_task(task_name)

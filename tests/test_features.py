@@ -14,19 +14,9 @@ from orchestrator.models import load_tokenizer, resolve, uncased_vocab
 from orchestrator.tasks import get_task
 
 
-@pytest.fixture(autouse=True)
-def _no_models_dir(monkeypatch):
-    monkeypatch.delenv("MODELS_DIR", raising=False)
-
-
 @pytest.fixture(scope="module")
 def tok():
     return load_tokenizer(resolve("BERT-Tiny"), init="random")
-
-
-@pytest.fixture
-def src(glue_dir):
-    return GlueDir(glue_dir)
 
 
 def _same(a: F.Encoded, b: F.Encoded) -> None:

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,26 +24,10 @@ from orchestrator import models as MD
 from orchestrator import runner as R
 from orchestrator.cli import main
 from orchestrator.config import Runtime
-from orchestrator.data import GlueDir
 from orchestrator.errors import UserError
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_ID = "google/bert_uncased_L-2_H-128_A-2"
-
-
-@pytest.fixture(autouse=True)
-def _no_models_dir(monkeypatch):
-    monkeypatch.delenv("MODELS_DIR", raising=False)
-    monkeypatch.delenv("GLUE_SWEEP_VOCAB", raising=False)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test."""
-    def refuse(*a, **k):
-        raise AssertionError("network access attempted")
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.mark.parametrize("name, want_name, want_ref, shape", [
@@ -307,18 +290,6 @@ ARCH = {
 # the first of each group; the others are checked to build the identical configuration.
 SAME_ARCH = {"XtremeDistil-l6-h384": "MiniLM-L6-H384", "XtremeDistil-l12-h384": "MiniLM-L12-H384"}
 TRAINED = [n for n in HUB_IDS if n != "BERT-Large" and n not in SAME_ARCH]
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def src(glue_dir):
-    return GlueDir(glue_dir)
 
 
 def _variants(name: str, hub: str) -> list[str]:

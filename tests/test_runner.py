@@ -19,24 +19,7 @@ from orchestrator.metrics import headline
 from orchestrator.tasks import get_task
 
 
-@pytest.fixture(autouse=True)
-def _no_models_dir(monkeypatch):
-    monkeypatch.delenv("MODELS_DIR", raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    # The trials here run on one thread (BERT-Tiny gains nothing from more, and a busy
-    # machine makes extra threads very slow); torch's setting is process-wide: restore it.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def src(glue_dir):
-    return GlueDir(glue_dir)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cfg(**kw) -> R.TrialConfig:

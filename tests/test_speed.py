@@ -19,13 +19,6 @@ from orchestrator.cli import main
 from orchestrator.config import TrialConfig, make_trial
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
-
-
 SPEED_MODELS = ["BERT-Tiny", "DistilBERT", "BERT-Base"]
 # One thread: on a shared machine two threads wait on each other at every op, which swamps
 # a small model's time (the thread count is part of the cache's machine fingerprint).

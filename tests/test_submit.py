@@ -11,7 +11,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from orchestrator import runner as R
 from orchestrator import store
@@ -29,18 +28,6 @@ REAL_ROWS = {"CoLA.tsv": 1063, "SST-2.tsv": 1821, "MRPC.tsv": 1725, "STS-B.tsv":
              "RTE.tsv": 3000, "WNLI.tsv": 146, "AX.tsv": 1104}
 ALL_FILES = ["CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "STS-B.tsv", "QQP.tsv", "MNLI-m.tsv", "MNLI-mm.tsv", "QNLI.tsv",
              "RTE.tsv", "WNLI.tsv", "AX.tsv"]
-
-
-@pytest.fixture(autouse=True)
-def _no_models_dir(monkeypatch):
-    monkeypatch.delenv("MODELS_DIR", raising=False)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
 
 
 def run_cli(*argv) -> tuple[int, str, str]:
