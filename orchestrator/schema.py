@@ -208,7 +208,7 @@ def _schema_keys(model: type[BaseModel]) -> list[str]:
 _SECTIONS = {"search": Search, "scheduler": Scheduler, "resources": Resources, "data": Data}
 
 
-def explain(err: ValidationError, raw: dict, where: Where) -> UserError:
+def explain(err: ValidationError, where: Where) -> UserError:
     """pydantic's first error as today's one line: ``file:line: what (did you mean ...)``."""
     errors = err.errors()
     e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])   # a typo first, as it explains more

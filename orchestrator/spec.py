@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from .config import Trial, TrialConfig, make_trial
+from .config import Trial, TrialConfig, display_name, make_trial
 from .errors import UserError
 from .schema import Data, ModelEntry, Search, SweepSpec, Where, as_list, explain, number, one_line
 from .models import HIDDEN, LAYERS, ModelSpec, miniature_hub_id, miniature_name, miniatures, resolve
@@ -86,11 +86,7 @@ class Sweep:
 
     def groups(self) -> list[tuple[str, str, str]]:
         """(model display name, init, task) of every group, in order."""
-        return [(display_name(s, i), i, t.name) for (s, i) in self.models for t in self.tasks]
-
-
-def display_name(spec: ModelSpec, init: str) -> str:
-    return spec.name + (" (random init)" if init == "random" else "")
+        return [(display_name(s.name, i), i, t.name) for (s, i) in self.models for t in self.tasks]
 
 
 # ----------------------------------------------------------------------------- resolving
@@ -274,7 +270,7 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        raise explain(e, raw, where) from None
+        raise explain(e, where) from None
     name = _name(spec.name, where)
     _checks(spec, where)
     models = _models(spec, raw["models"], where)

@@ -52,8 +52,8 @@ def record_path(run_dir: str | Path, trial_id: str) -> Path:
 
 
 def write_record(run_dir: str | Path, record: dict) -> None:
-    """Write a record atomically (a schema-1 shaped one is stored in today's shape)."""
-    rec = upgrade(dict(record))
+    """Write a record atomically: a crash leaves the old version or the new one."""
+    rec = dict(record)
     rec["schema"] = SCHEMA
     rec["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     atomic_write_json(record_path(run_dir, rec["trial_id"]), rec)
@@ -70,9 +70,9 @@ def config_of(rec: dict) -> TrialConfig:
 
 
 def flat(rec: dict) -> dict:
-    """A record with its configuration at the top level (``model_ref``: the model loaded), the
-    shape tables are built from."""
-    out = {k: v for k, v in rec.items() if k != "trial"}
+    """A record with its configuration also at the top level (``model_ref``: the model loaded),
+    the shape tables are built from; ``trial`` stays, so ``config_of`` still reads it."""
+    out = dict(rec)
     trial = rec["trial"]
     out.update({k: v for k, v in trial.items() if k != "model"}, model_ref=trial["model"])
     return out

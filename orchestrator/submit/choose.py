@@ -4,7 +4,7 @@ of its seeds at the chosen epoch, and which files will be missing and why."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import store
@@ -27,10 +27,8 @@ class Choice:
     files: list[SubmissionFile]
     seeds: str                   # the configuration's seeds (comma-separated)
 
-    def config(self):
-        r = self.record   # store.flat: the configuration at the top level, the model as model_ref
-        return TrialConfig.from_dict({"model": r["model_ref"],
-                                      **{f.name: r[f.name] for f in fields(TrialConfig) if f.name in r and f.name != "model"}})
+    def config(self) -> TrialConfig:
+        return store.config_of(self.record)
 
     def describe(self) -> str:
         r = self.record

@@ -90,8 +90,7 @@ def run(sweep: Sweep, address: str | None = None, storage: str | None = None, re
             return 0
         if not address:
             warm_cache(sweep, [c for j in jobs for c in j.warm], out)
-        attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
-        return _run_jobs(sweep, jobs, run_dir, attempts, address, storage, secure, out)
+        return _run_jobs(sweep, jobs, run_dir, records, address, storage, secure, out)
 
 
 def _resources(sweep: Sweep, has_gpu: bool):
@@ -147,7 +146,8 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, runtime: dict, recorder: S
     )
 
 
-def _run_jobs(sweep: Sweep, jobs: list[Job], run_dir: Path, attempts: dict, address, storage, secure, out) -> int:
+def _run_jobs(sweep: Sweep, jobs: list[Job], run_dir: Path, records: list[dict], address, storage, secure,
+              out) -> int:
     _, url = start_ray(address, None, secure)
     info = dashboard_info(url, secure)
     atomic_write_json(run_dir / "dashboard.json", info)
@@ -155,7 +155,8 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], run_dir: Path, attempts: dict, addr
     try:
         resources, threads = _resources(sweep, ray.cluster_resources().get("GPU", 0) > 0)
         runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": threads}
-        finished = {r["trial_id"] for r in store.read_records(run_dir)[0] if r["status"] in store.FINAL}
+        attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
+        finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
         recorder = StoreRecorder(sweep.name, run_dir, attempts, finished, out)
         storage_path = storage or str((run_dir / "ray").resolve())
         interrupted = False

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import store
-from ..config import Trial, TrialConfig, make_trial
-from ..spec import Sweep, display_name
+from ..config import Trial, TrialConfig, display_name, make_trial
+from ..spec import Sweep
 
 
 @dataclass
@@ -61,7 +61,7 @@ def optuna_jobs(sweep: Sweep, records: list[dict]) -> tuple[list[Job], int, int]
     for (spec, init) in sweep.models:
         for task in sweep.tasks:
             for seed in sweep.seeds:
-                label = display_name(spec, init)
+                label = display_name(spec.name, init)
                 done = [r for r in records if r["model"] == label and r["trial"]["task"] == task.name
                         and r["trial"]["seed"] == seed and r["status"] in store.FINAL]
                 total += sweep.optuna_trials
