@@ -12,7 +12,6 @@ diverged. No checkpoint is written unless ``save_dir`` is given.
 from __future__ import annotations
 
 import contextlib
-import gc
 import inspect
 import math
 import random
@@ -26,6 +25,8 @@ import torch
 from . import features as feats
 from . import metrics as M
 from .config import Runtime, TrialConfig
+from .batches import Collator, batch_order, train_subset  # noqa: F401 (re-exported)
+from .device import free_memory, grad_scaler, is_out_of_memory, precision, use_bf16  # noqa: F401 (re-exported)
 from .errors import UserError
 from .models import ModelSpec, load_model, load_tokenizer, resolve
 from .tasks import Task, get_task
@@ -63,60 +64,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def train_subset(n: int, max_examples: int | None) -> np.ndarray:
-    """The rows a capped trial trains on: a fixed random sample, the same for every trial
-    (whatever its seed), so capped trials in one sweep compare like with like."""
-    if max_examples is None or max_examples >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(20191023).permutation(n)[:max_examples])
-
-
-def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, group_by_length: bool) -> list[np.ndarray]:
-    """One epoch's batches as row indices. With grouping, rows are shuffled, cut into
-    mega-batches of 50 batches, sorted by length inside each, and the batches shuffled,
-    so padding is small and the order is still random."""
-    perm = rng.permutation(len(lengths))
-    if not group_by_length:
-        return [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
-    mega = batch_size * 50
-    out = []
-    for i in range(0, len(perm), mega):
-        chunk = perm[i:i + mega]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        out += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
-    return [out[k] for k in rng.permutation(len(out))]
-
-
-class Collator:
-    """Pads a batch of rows of an ``Encoded`` split to its own longest row."""
-
-    def __init__(self, enc: feats.Encoded, use_token_types: bool, device, pin: bool):
-        self.enc, self.use_token_types, self.device, self.pin = enc, use_token_types, device, pin
-        self.lengths = enc.lengths
-
-    def __call__(self, rows: np.ndarray) -> dict:
-        lens = self.lengths[rows]
-        width = int(lens.max())
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for k, r in enumerate(rows):
-            s, e = self.enc.offsets[r], self.enc.offsets[r + 1]
-            ids[k, :e - s] = self.enc.input_ids[s:e]
-            types[k, :e - s] = self.enc.token_type_ids[s:e]
-            mask[k, :e - s] = 1
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if self.use_token_types:
-            batch["token_type_ids"] = types
-        out = {}
-        for k, v in batch.items():
-            t = torch.from_numpy(v)
-            if self.pin:
-                t = t.pin_memory()
-            out[k] = t.to(self.device, non_blocking=True)
-        return out
 
 
 @dataclass
@@ -181,13 +128,17 @@ def prepare(config: TrialConfig, source, cache=None, runtime: Runtime = Runtime(
     return Prepared(config, runtime, task, spec, model, train, evals, device, use_types, stats, timings)
 
 
+def no_decay(name: str, p) -> bool:
+    """Biases and LayerNorm weights get no weight decay."""
+    return p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias")
+
+
 def make_optimizer(model, config: TrialConfig, device):
-    decay, no_decay = [], []
+    decay, plain = [], []
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name or name.endswith(".bias") else decay).append(p)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        if p.requires_grad:
+            (plain if no_decay(name, p) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": plain, "weight_decay": 0.0}]
     # The fused kernel (CPU and CUDA): one pass over all parameters, several times faster
     # than the per-parameter loop (measured 31 vs 141 ms per step for a 22M-parameter model
     # on one CPU thread).
@@ -197,7 +148,8 @@ def make_optimizer(model, config: TrialConfig, device):
         return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.999), eps=1e-6, foreach=True)
 
 
-def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
+def lr_factor(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
+    """The learning rate's factor at optimizer step ``step`` (0-based): linear warm-up, linear decay."""
     warmup = int(math.ceil(total_steps * warmup_ratio))
 
     def factor(step: int) -> float:
@@ -205,12 +157,16 @@ def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
             return step / warmup
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
+
+
+def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(total_steps, warmup_ratio))
 
 
 def autocast_for(device):
-    """bf16 autocast on a CUDA device that has it, else nothing."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    """bf16 autocast on a CUDA device that has it in hardware, else nothing (evaluation)."""
+    if use_bf16(device):
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
 
@@ -248,8 +204,10 @@ def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
     return result, M.headline(result)
 
 
-def forward_backward(model, rows: np.ndarray, micro: int, collate: Collator, labels_all, device, autocast) -> float:
-    """One batch's gradients, in micro-batches of ``micro`` rows; returns the batch's mean loss."""
+def forward_backward(model, rows: np.ndarray, micro: int, collate: Collator, labels_all, device, autocast,
+                     scaler=None, sync: bool = True):
+    """One batch's gradients, in micro-batches of ``micro`` rows; returns the batch's mean loss:
+    a float, or (``sync=False``, on a GPU) a tensor on the device, so the host never waits."""
     batch_loss = 0.0
     for m in range(0, len(rows), micro):
         part = rows[m:m + micro]
@@ -257,15 +215,23 @@ def forward_backward(model, rows: np.ndarray, micro: int, collate: Collator, lab
         labels = labels_all[part].to(device, non_blocking=True)
         with autocast():
             loss = model(**batch, labels=labels).loss
-        (loss * (len(part) / len(rows))).backward()
-        batch_loss += loss.item() * len(part) / len(rows)
+        scaled = loss * (len(part) / len(rows))
+        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        part_loss = loss.item() if sync else loss.detach().float()
+        batch_loss = batch_loss + part_loss * len(part) / len(rows)
     return batch_loss
 
 
-def optimizer_step(model, optimizer, scheduler, max_grad_norm: float) -> None:
+def optimizer_step(model, optimizer, scheduler, max_grad_norm: float, scaler=None) -> None:
     """Clip the gradients (global norm), step the optimizer and the learning rate, clear."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
 
@@ -280,6 +246,9 @@ def schedule(cfg: TrialConfig, n: int) -> tuple[int, int, int | None]:
     return steps_per_epoch, total_steps, eval_every
 
 
+GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)
+
+
 def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
         on_progress: Callable[[int, int, float], None] | None = None, t_start: float | None = None) -> TrialResult:
     """Train ``p.model`` on ``p.train``, evaluating after every epoch. ``on_eval`` or ``on_progress``
@@ -290,7 +259,11 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     steps_per_epoch, total_steps, eval_every = schedule(cfg, n)
     optimizer = make_optimizer(model, cfg, device)
     scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
-    autocast = autocast_for(device)
+    mode, autocast = precision(device)
+    scaler = grad_scaler(mode)
+    # On a GPU the host does not wait for each step: losses stay on the device and are checked
+    # for NaN every GPU_CHECK_EVERY steps and at evaluations (a progress callback needs them now).
+    sync = device.type != "cuda" or on_progress is not None
     collate = Collator(p.train, p.use_token_types, device, pin=device.type == "cuda")
     labels_all = torch.from_numpy(p.train.labels)
     rng = np.random.default_rng(cfg.seed)
@@ -298,15 +271,16 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
 
     res = TrialResult(status="completed", n_params=sum(x.numel() for x in model.parameters()), train_examples=n)
     model.train()
-    step, loss_sum, loss_count, t_train, seen = 0, 0.0, 0, None, 0
+    step, loss_sum, loss_count, t_train, seen, window = 0, 0.0, 0, None, 0, 0.0
 
     def do_eval() -> bool:
         nonlocal loss_sum, loss_count
         t_eval = time.perf_counter()
-        metrics, score = evaluate(p, autocast)
+        metrics, score = evaluate(p, autocast_for(device))
         res.eval_s += time.perf_counter() - t_eval
         ev = Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
-                        train_loss=loss_sum / max(1, loss_count), elapsed_s=round(time.perf_counter() - t_start, 3))
+                        train_loss=float(loss_sum) / max(1, loss_count),
+                        elapsed_s=round(time.perf_counter() - t_start, 3))
         loss_sum, loss_count = 0.0, 0
         res.evals.append(ev)
         return not (on_eval is not None and on_eval(ev) is False)
@@ -316,11 +290,17 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
             if t_train is None:
                 t_train = time.perf_counter()
                 res.startup_s = round(t_train - t_start, 3)
-            batch_loss = forward_backward(model, rows, micro, collate, labels_all, device, autocast)
-            if not math.isfinite(batch_loss):
-                res.status, res.note = "diverged", f"loss became {batch_loss} at step {step + 1}"
-                break
-            optimizer_step(model, optimizer, scheduler, cfg.max_grad_norm)
+            batch_loss = forward_backward(model, rows, micro, collate, labels_all, device, autocast, scaler, sync)
+            end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps
+            evaluating = end_of_epoch or bool(eval_every and (step + 1) % eval_every == 0)
+            window = window + batch_loss
+            if sync or evaluating or (step + 1) % GPU_CHECK_EVERY == 0:
+                if not math.isfinite(float(window)):
+                    lost = batch_loss if sync else "non-finite"
+                    res.status, res.note = "diverged", f"loss became {lost} {'at' if sync else 'by'} step {step + 1}"
+                    break
+                window = 0.0
+            optimizer_step(model, optimizer, scheduler, cfg.max_grad_norm, scaler)
             step += 1
             seen += len(rows)
             loss_sum += batch_loss
@@ -328,8 +308,7 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
             if on_progress is not None and on_progress(step, total_steps, batch_loss) is False:
                 res.status = "stopped"
                 break
-            end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
-            if end_of_epoch or (eval_every and step % eval_every == 0):
+            if evaluating:
                 if not do_eval():
                     res.status = "stopped"
                     break
@@ -387,11 +366,10 @@ def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache
             nxt = config.grad_accum * 2
             if not is_out_of_memory(e) or nxt > config.batch_size or config.batch_size % nxt:
                 raise
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            del p
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            config = config.replace(grad_accum=nxt)
-            if on_restart is not None:
-                on_restart(config, first)
+            oom = str(e).splitlines()[0] if str(e) else type(e).__name__
+        # Outside the except block: its traceback no longer holds the failed step's tensors.
+        del p
+        free_memory()
+        config = config.replace(grad_accum=config.grad_accum * 2)
+        if on_restart is not None:
+            on_restart(config, oom)

@@ -1,0 +1,128 @@
+"""K copies of one BERT classifier as one model: every weight stacked along a leading member
+axis, every linear layer one batched matmul, every op one call for all K members.
+
+The forward pass is ``BertForSequenceClassification``'s (embeddings, post-LayerNorm encoder,
+tanh pooler, classifier; cross-entropy, or mean squared error for one label) written on
+stacked weights, so K members cost one launch per op instead of K. All members see the same
+batch (``[B, L]``); each has its own weights and its own dropout masks. Chosen by
+measurement over ``torch.func.vmap`` of ``functional_call`` on the transformers model, which
+was several times slower than K separate models on CPU (``bench/fused.py`` records both).
+
+Only BERT-architecture models stack (the miniatures, all-MiniLM-L6-v2, any ``model_type:
+bert``); ``stackable`` says whether a model does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from transformers.activations import ACT2FN
+
+PREFIX = "bert."
+
+
+def stackable(model) -> bool:
+    """Whether ``model`` is a BERT sequence classifier this module can stack."""
+    cfg = getattr(model, "config", None)
+    return (type(model).__name__ == "BertForSequenceClassification" and getattr(cfg, "model_type", "") == "bert"
+            and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
+            and not getattr(cfg, "is_decoder", False))
+
+
+def stack_parameters(model, k: int) -> dict[str, torch.Tensor]:
+    """The model's parameters, each repeated ``k`` times along a new leading axis (leaf
+    tensors that require gradients), by the transformers parameter name."""
+    return {name: p.detach().unsqueeze(0).repeat(k, *([1] * p.ndim)).contiguous().requires_grad_(p.requires_grad)
+            for name, p in model.named_parameters()}
+
+
+@torch.no_grad()
+def load_member(model, params: dict[str, torch.Tensor], k: int) -> None:
+    """Copy member ``k``'s weights into ``model`` (same architecture), e.g. to evaluate it."""
+    own = dict(model.named_parameters())
+    for name, t in params.items():
+        own[name].copy_(t[k])
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """x [K, N, I], w [K, O, I], b [K, O] -> [K, N, O]."""
+    return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+
+
+def _layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.addcmul(b.unsqueeze(1), F.layer_norm(x, x.shape[-1:], eps=eps), w.unsqueeze(1))
+
+
+class StackedBert:
+    """The forward pass of K stacked ``BertForSequenceClassification`` members."""
+
+    def __init__(self, config, num_labels: int):
+        self.c, self.num_labels = config, num_labels
+        self.act = ACT2FN[config.hidden_act]
+        self.heads = config.num_attention_heads
+        cls_drop = getattr(config, "classifier_dropout", None)
+        self.cls_dropout = config.hidden_dropout_prob if cls_drop is None else cls_drop
+        self.training = True
+
+    def _drop(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        return F.dropout(x, p, True) if self.training and p > 0 else x
+
+    def _embed(self, P: dict, input_ids, token_type_ids) -> torch.Tensor:
+        k, (b, l) = P[PREFIX + "embeddings.word_embeddings.weight"].shape[0], input_ids.shape
+        out = []
+        for name, ids in (("word", input_ids), ("token_type", token_type_ids),
+                          ("position", torch.arange(l, device=input_ids.device).expand(b, l))):
+            w = P[f"{PREFIX}embeddings.{name}_embeddings.weight"]                 # [K, V, H]
+            flat = ids.reshape(1, -1) + (torch.arange(k, device=ids.device) * w.shape[1]).unsqueeze(1)
+            out.append(F.embedding(flat, w.reshape(-1, w.shape[-1])))           # [K, B*L, H]
+        x = out[0] + out[1] + out[2]
+        x = _layer_norm(x, P[PREFIX + "embeddings.LayerNorm.weight"], P[PREFIX + "embeddings.LayerNorm.bias"],
+                        self.c.layer_norm_eps)
+        return self._drop(x, self.c.hidden_dropout_prob)
+
+    def _attention(self, P: dict, pre: str, x: torch.Tensor, mask: torch.Tensor, b: int, l: int) -> torch.Tensor:
+        k, n, h = x.shape
+        hd = h // self.heads
+
+        def heads(name):   # [K, B*L, H] -> [K*B, heads, L, hd]
+            y = _linear(x, P[f"{pre}attention.self.{name}.weight"], P[f"{pre}attention.self.{name}.bias"])
+            return y.view(k * b, l, self.heads, hd).transpose(1, 2)
+
+        q, key, v = heads("query"), heads("key"), heads("value")
+        scores = torch.matmul(q, key.transpose(-1, -2)) / math.sqrt(hd) + mask          # mask [1*B or K*B, 1, 1, L]
+        probs = self._drop(torch.softmax(scores, dim=-1), self.c.attention_probs_dropout_prob)
+        ctx = torch.matmul(probs, v).transpose(1, 2).reshape(k, n, h)
+        y = self._drop(_linear(ctx, P[f"{pre}attention.output.dense.weight"], P[f"{pre}attention.output.dense.bias"]),
+                       self.c.hidden_dropout_prob)
+        return _layer_norm(y + x, P[f"{pre}attention.output.LayerNorm.weight"], P[f"{pre}attention.output.LayerNorm.bias"],
+                           self.c.layer_norm_eps)
+
+    def logits(self, P: dict, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """[K, B, num_labels] for one batch ``[B, L]`` shared by all members."""
+        b, l = input_ids.shape
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self._embed(P, input_ids, token_type_ids)
+        k = x.shape[0]
+        neg = torch.finfo(x.dtype).min
+        mask = ((1.0 - attention_mask.to(x.dtype)) * neg).view(b, 1, 1, l).repeat(k, 1, 1, 1)
+        for i in range(self.c.num_hidden_layers):
+            pre = f"{PREFIX}encoder.layer.{i}."
+            a = self._attention(P, pre, x, mask, b, l)
+            y = self.act(_linear(a, P[pre + "intermediate.dense.weight"], P[pre + "intermediate.dense.bias"]))
+            y = self._drop(_linear(y, P[pre + "output.dense.weight"], P[pre + "output.dense.bias"]), self.c.hidden_dropout_prob)
+            x = _layer_norm(y + a, P[pre + "output.LayerNorm.weight"], P[pre + "output.LayerNorm.bias"], self.c.layer_norm_eps)
+        cls = x.view(k, b, l, -1)[:, :, 0]                                             # [K, B, H]
+        pooled = torch.tanh(_linear(cls, P[PREFIX + "pooler.dense.weight"], P[PREFIX + "pooler.dense.bias"]))
+        return _linear(self._drop(pooled, self.cls_dropout), P["classifier.weight"], P["classifier.bias"])
+
+    def losses(self, P: dict, batch: dict, labels: torch.Tensor) -> torch.Tensor:
+        """Each member's mean loss on the batch, [K] (the transformers model's loss per member)."""
+        logits = self.logits(P, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        if self.num_labels == 1:
+            return ((logits[..., 0].float() - labels.float().unsqueeze(0)) ** 2).mean(dim=1)
+        k, b, c = logits.shape
+        ce = F.cross_entropy(logits.float().reshape(k * b, c), labels.repeat(k), reduction="none")
+        return ce.view(k, b).mean(dim=1)
