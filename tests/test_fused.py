@@ -1,0 +1,198 @@
+"""Fused units: each member tracks its solo trial (dropout off), the stacked AdamW matches
+torch's, members leave the stack on NaN or early stopping, the unit's rules, and the runner
+and the fused path import without Ray, optuna or datasets."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from orchestrator import fused as FU
+from orchestrator import runner as R
+from orchestrator import stacked
+from orchestrator.adamw import StackedAdamW
+from orchestrator.errors import UserError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+LRS = (1e-3, 1e-4)
+
+
+def cfg(**kw) -> R.TrialConfig:
+    # 800 rows at batch 16: 50 optimizer steps in one epoch, evaluated every 25
+    base = dict(model="BERT-Tiny", task="RTE", batch_size=16, learning_rate=1e-3, epochs=1, seed=3, init="random",
+                max_train_examples=800, max_length=64, eval_every_steps=25)
+    base.update(kw)
+    return R.TrialConfig(**base)
+
+
+def no_dropout(p: R.Prepared) -> R.Prepared:
+    for m in p.model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    p.model.config.hidden_dropout_prob = p.model.config.attention_probs_dropout_prob = 0.0
+    return p
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-12))
+
+
+def weights_differ(a: dict, b: dict) -> float:
+    """The largest relative difference of a parameter tensor; tensors whose gradient is zero in
+    exact arithmetic (attention key biases) stay at rounding level and count absolutely."""
+    return max(float((a[n] - b[n]).norm() / max(float(b[n].norm()), 1e-2)) for n in b)
+
+
+def solo(c: R.TrialConfig, src):
+    p = no_dropout(R.prepare(c, src))
+    return R.run(p), {n: t.detach().clone() for n, t in p.model.named_parameters()}
+
+
+def fused(configs, src, on_evals=None):
+    """Run a unit; returns its results and each member's weights at its last evaluation."""
+    p = no_dropout(R.prepare(configs[0], src))
+    weights: dict[int, dict] = {}
+
+    def grab(k, inner):
+        def cb(ev):
+            weights[k] = {n: t.detach().clone() for n, t in p.model.named_parameters()}   # member k's, loaded
+            return None if inner is None else inner(ev)
+        return cb
+    inner = on_evals or [None] * len(configs)
+    return FU.run_fused(p, configs, [grab(k, inner[k]) for k in range(len(configs))]), weights
+
+
+@pytest.mark.parametrize("task", ["RTE", "STS-B"])
+def test_members_track_their_solo_trials_without_dropout(src, task):
+    configs = [cfg(task=task, learning_rate=lr) for lr in LRS]
+    results, weights = fused(configs, src)
+    for k, c in enumerate(configs):
+        ref, ref_w = solo(c, src)
+        got = results[k]
+        assert got.status == ref.status == "completed" and got.steps == ref.steps == 50
+        assert [e.step for e in got.evals] == [e.step for e in ref.evals] == [25, 50]
+        for a, b in zip(got.evals, ref.evals):
+            assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+            assert a.epoch == b.epoch and a.metrics.keys() == b.metrics.keys()
+            assert a.score == pytest.approx(b.score, abs=0.5)   # a prediction on the boundary may flip
+        worst = weights_differ(weights[k], ref_w)
+        assert worst < 1e-4, f"member {k} (lr {c.learning_rate}): parameters differ by {worst:.2e}"
+    # the learning rates really differ: members end apart
+    assert rel(weights[0]["classifier.weight"], weights[1]["classifier.weight"]) > 1e-2
+
+
+def test_each_member_starts_from_its_solo_trials_head_and_loss(src):
+    configs = [cfg(learning_rate=lr) for lr in LRS]
+    p = no_dropout(R.prepare(configs[0], src))
+    params = stacked.stack_parameters(p.model, len(configs))
+    net = stacked.StackedBert(p.model.config, p.task.num_labels)
+    rows = R.batch_order(p.train.lengths, 16, __import__("numpy").random.default_rng(3), True)[0]
+    batch = R.Collator(p.train, p.use_token_types, p.device, False)(rows)
+    labels = torch.from_numpy(p.train.labels)[rows]
+    losses = net.losses(params, batch, labels)
+    for k, c in enumerate(configs):
+        q = no_dropout(R.prepare(c, src))
+        assert torch.equal(params["classifier.weight"][k], q.model.classifier.weight)
+        assert torch.equal(params["classifier.bias"][k], q.model.classifier.bias)
+        assert losses[k].item() == pytest.approx(q.model(**batch, labels=labels).loss.item(), rel=1e-5)
+
+
+def _members(k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"a.weight": (5, 7), "a.bias": (5,), "LayerNorm.weight": (7,), "b.weight": (3, 5)}
+    return {n: torch.randn(k, *s, generator=g) for n, s in shapes.items()}, g
+
+
+@pytest.mark.parametrize("fused_kernel", [True, False])
+def test_stacked_adamw_matches_torch_adamw_per_member(fused_kernel):
+    lrs, wd, max_norm = [1e-2, 3e-3, 1e-3], 0.01, 1.0
+    init, g = _members(len(lrs))
+    stack = {n: t.clone().requires_grad_() for n, t in init.items()}
+    opt = StackedAdamW(stack, lrs, {"a.weight", "b.weight"}, wd, fused=fused_kernel)
+    solos = []
+    for k, lr in enumerate(lrs):
+        ps = {n: torch.nn.Parameter(t[k].clone()) for n, t in init.items()}
+        groups = [{"params": [ps["a.weight"], ps["b.weight"]], "weight_decay": wd},
+                  {"params": [ps["a.bias"], ps["LayerNorm.weight"]], "weight_decay": 0.0}]
+        solos.append((ps, torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-6)))
+    for step in range(20):
+        factor = min(1.0, (step + 1) / 5)
+        grads = {n: torch.randn(t.shape, generator=g) * (3.0 if step % 3 else 0.1) for n, t in init.items()}
+        for n, t in stack.items():
+            t.grad = grads[n].clone()
+        norms = opt.clip_(max_norm)
+        opt.step(factor)
+        opt.zero_grad()
+        for k, (ps, o) in enumerate(solos):
+            for n, p in ps.items():
+                p.grad = grads[n][k].clone()
+            norm = torch.nn.utils.clip_grad_norm_(list(ps.values()), max_norm, foreach=True)
+            assert norms[k].item() == pytest.approx(norm.item(), rel=1e-6)
+            for grp in o.param_groups:
+                grp["lr"] = lrs[k] * factor
+            o.step()
+            o.zero_grad()
+    for k, (ps, _) in enumerate(solos):
+        for n, p in ps.items():
+            assert torch.allclose(stack[n][k], p, rtol=1e-6, atol=1e-6), (k, n)
+
+
+def test_a_nan_member_leaves_the_stack_and_the_others_go_on(src, monkeypatch):
+    configs = [cfg(learning_rate=lr, max_train_examples=320, eval_every_steps=10) for lr in LRS]
+    original = stacked.stack_parameters
+
+    def poisoned(model, k):
+        params = original(model, k)
+        with torch.no_grad():
+            params["classifier.weight"][0] = float("nan")
+        return params
+
+    monkeypatch.setattr(FU, "stack_parameters", poisoned)
+    results, _ = fused(configs, src)
+    assert results[0].status == "diverged" and results[0].evals == []
+    assert results[0].note == "loss became nan at step 1" and results[0].steps == 0
+    ref, _ = solo(configs[1], src)
+    assert results[1].status == "completed" and len(results[1].evals) == 2
+    assert [e.train_loss for e in results[1].evals] == pytest.approx([e.train_loss for e in ref.evals], rel=1e-4)
+
+
+def test_a_member_stopped_early_leaves_the_stack(src):
+    configs = [cfg(learning_rate=lr, max_train_examples=320, eval_every_steps=10) for lr in LRS]
+    seen = {k: [] for k in range(2)}
+
+    def cb(k):
+        def on_eval(ev):
+            seen[k].append(ev.step)
+            return not (k == 0 and ev.step == 10)   # the scheduler stops member 0 at its first rung
+        return on_eval
+    results, weights = fused(configs, src, [cb(k) for k in range(2)])
+    assert results[0].status == "stopped" and results[0].steps == 10 and seen[0] == [10]
+    ref, ref_w = solo(configs[1], src)
+    assert results[1].status == "completed" and seen[1] == [10, 20]
+    assert weights_differ(weights[1], ref_w) < 1e-4
+
+
+def test_a_unit_holds_trials_that_differ_only_in_learning_rate(src):
+    with pytest.raises(UserError, match="only in their learning rate"):
+        FU.check_unit([cfg(), cfg(batch_size=32)])
+    assert FU.unit_key(cfg(learning_rate=1e-4)) == FU.unit_key(cfg(learning_rate=3e-4))
+    p = R.prepare(cfg(), src)
+    with pytest.raises(UserError, match="only in their learning rate"):
+        FU.run_fused(p, [cfg(seed=4)])
+    assert not math.isnan(R.lr_factor(10, 0.1)(0)) and R.lr_factor(10, 0.1)(1) == 1.0
+
+
+def test_the_runner_and_the_fused_path_import_without_ray_optuna_or_datasets():
+    code = ("import sys\n"
+            "for name in ('ray', 'optuna', 'datasets'):\n"
+            "    sys.modules[name] = None   # importing it now raises ImportError\n"
+            "import orchestrator.runner, orchestrator.fused, orchestrator.device, bench.gpu_check\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna', 'datasets')"
+            " and sys.modules[m] is not None)\n"
+            "assert not bad, bad\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
