@@ -336,11 +336,6 @@ def save(p: Prepared, directory: str) -> None:
     load_tokenizer(p.spec, p.config.init, p.config.trust_remote_code).save_pretrained(directory)
 
 
-def is_out_of_memory(e: BaseException) -> bool:
-    oom = getattr(torch, "OutOfMemoryError", None)
-    return (oom is not None and isinstance(e, oom)) or (isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
-
-
 def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache=None,
               after_prepare: Callable[[Prepared], None] | None = None,
               on_restart: Callable[[TrialConfig, str], None] | None = None,
