@@ -11,13 +11,14 @@ GLUE_DIR ?= $(abspath ../shared/glue_data)
 SWEEP ?= sweeps/quickstart.yaml
 export GLUE_DIR
 
-.PHONY: setup test faults sweep plan train dashboard export bench clean help
+.PHONY: setup test faults sweep plan train dashboard export bench gpu-check clean help
 
 help:
 	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
 	@echo "make test                                             set up, then run the test suite"
 	@echo "make faults                                           the full fault-injection suite"
 	@echo "make bench                                            speed benchmarks against transformers.Trainer and its hyperparameter search (bench/out/summary.md)"
+	@echo "make gpu-check                                       the GPU path checked and measured without Ray (reduced on CPU)"
 	@echo "make plan [SWEEP=...]                                 print a sweep's expanded trials, start nothing"
 	@echo "make dashboard [RUN=results/<name>]                   the running sweep's dashboard address and token"
 	@echo "make train                                            one real fine-tune (all-MiniLM-L6-v2 on SST-2)"
@@ -76,6 +77,7 @@ export: setup
 #   startup   per-trial start-up, cold and warm feature cache
 #   gpu       MFU of the BERT-Base shape, packed BERT-Tiny trials, per-shape throughput (reduced on CPU)
 #   estimate  GPU-hours of sweeps/paper.yaml on one H100, with and without early stopping
+#   fused-*   a fused unit of 4 learning rates against the 4 trials one after another and packed
 BENCH_ENV = HF_HUB_OFFLINE=1 GLUE_DIR=$(GLUE_DIR)
 
 bench: setup
@@ -88,7 +90,17 @@ bench: setup
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.gpu --glue-dir $(GLUE_DIR) --out bench/out/gpu
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.estimate --sweep sweeps/paper.yaml --glue-dir $(GLUE_DIR) \
 		--throughputs bench/out/gpu/gpu.json --out bench/out/estimate
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.fused --model BERT-Tiny --init random --task SST-2 \
+		--max-train-examples 4000 --batch-size 32 --epochs 1 --threads 2 --choice --out bench/out/fused-tiny
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.fused --model all-MiniLM-L6-v2 --init pretrained --task SST-2 \
+		--max-train-examples 1000 --batch-size 32 --epochs 1 --threads 2 --out bench/out/fused-minilm
 	$(VENV)/bin/python -m bench.summary --out bench/out
+
+# The GPU path on one machine without Ray: tests, MFU, fused/solo/packed throughput, kernel
+# counts, OOM recovery, the estimate (under 20 minutes on one H100; a reduced form on CPU).
+# Report: bench/out/gpu-check/gpu_check.{json,md}; commit it under bench/results/.
+gpu-check: setup
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.gpu_check --out bench/out/gpu-check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

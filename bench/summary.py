@@ -2,7 +2,7 @@
 
 Reads the JSON that ``make bench`` writes under ``bench/out/`` (``trial-*/compare_trainer.json``,
 ``grid/grid_vs_hpsearch.json``, ``startup/startup.json``, ``gpu/gpu.json``,
-``estimate/estimate.json``; whichever exist) and writes ``bench/out/summary.json`` and
+``estimate/estimate.json``, ``fused-*/fused.json``; whichever exist) and writes ``bench/out/summary.json`` and
 ``bench/out/summary.md``. A missing benchmark is listed as not run; nothing is made up.
 
     .venv/bin/python -m bench.summary [--out bench/out]
@@ -139,6 +139,28 @@ def _estimate_section(est: dict | None, md: list) -> None:
                   f"{c['machine_hours_early_stopping']:,.0f} with it.")
 
 
+def _fused_section(out: Path, md: list, checks: list) -> list[dict]:
+    md += ["", "## Fused units: 4 learning rates as one stacked model", ""]
+    rows = []
+    for f in sorted(out.glob("fused-*/fused.json")):
+        d = _load(f)
+        if not d:
+            continue
+        c, v = d["config"], d["variants"]
+        rows.append({"name": f.parent.name, **v["ratios"], "dev": v["dev"]})
+        md.append(f"- {c['model']} ({c['init']}), {c['task']}, {c['max_train_examples']} rows, batch {c['batch_size']}, "
+                  f"{c['threads']} threads: fused {_f(v['fused']['examples_per_s'], '.1f')} ex/s, one after another "
+                  f"{_f(v['sequential']['examples_per_s'], '.1f')}, packed {_f(v['packed']['examples_per_s'], '.1f')}; dev "
+                  "fused/solo " + ", ".join(f"{_f(x['fused'])}/{_f(x['solo'])}" for x in v["dev"]))
+        checks.append({"target": f"{f.parent.name}: fused >= 2x one after another",
+                       "measured": v["ratios"]["fused/sequential"], "pass": v["ratios"]["fused/sequential"] >= 2.0})
+        checks.append({"target": f"{f.parent.name}: fused >= 1.3x packed processes",
+                       "measured": v["ratios"]["fused/packed"], "pass": v["ratios"]["fused/packed"] >= 1.3})
+    if not rows:
+        md.append("not run")
+    return rows
+
+
 def build(out: Path) -> tuple[dict, str]:
     checks, md = [], ["# glue-sweep benchmarks", ""]
     trials = trial_rows(out)
@@ -151,6 +173,7 @@ def build(out: Path) -> tuple[dict, str]:
     _startup_section(st, md, checks)
     _gpu_section(gpu, md, checks)
     _estimate_section(est, md)
+    fused = _fused_section(out, md, checks)
     md += ["", "## Targets", "", "| target | measured | result |", "|---|---:|---|"]
     for c in checks:
         m = c["measured"]
@@ -159,7 +182,7 @@ def build(out: Path) -> tuple[dict, str]:
     report = {"trials": trials, "grid": grid and grid["results"], "startup": st and st["results"],
               "gpu_targets": gpu and gpu["targets"], "estimate": est and {k: est[k] for k in ("trials", "h100", "cpu")
                                                                          if k in est},
-              "checks": checks, "environment": grid and grid.get("environment")}
+              "fused": fused, "checks": checks, "environment": grid and grid.get("environment")}
     return report, "\n".join(md) + "\n"
 
 

@@ -30,13 +30,9 @@ from .config import Runtime, TrialConfig
 from .device import precision, use_bf16
 from .errors import UserError
 from .stacked import StackedBert, load_member, stack_parameters, stackable
+from .units import unit_key
 
 GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)
-
-
-def unit_key(cfg: TrialConfig) -> tuple:
-    """What the members of one unit share: everything but the learning rate."""
-    return tuple(sorted((k, v) for k, v in cfg.to_dict().items() if k != "learning_rate"))
 
 
 def check_unit(configs: list[TrialConfig]) -> None:
@@ -213,10 +209,13 @@ def run_fused(p: R.Prepared, configs: list[TrialConfig], on_evals: list[Callable
 
 
 def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None = None, cache=None,
-             runtime: Runtime = Runtime(), on_progress: Callable | None = None) -> list[R.TrialResult]:
+             runtime: Runtime = Runtime(), on_progress: Callable | None = None,
+             after_prepare: Callable[[R.Prepared], None] | None = None) -> list[R.TrialResult]:
     """Prepare the unit (data, tokenizer and the first member's model: every member starts from
     it, as each member's own seed would build it) and train it."""
     t0 = time.perf_counter()
     check_unit(configs)
     p = R.prepare(configs[0], source, cache, runtime)
+    if after_prepare is not None:
+        after_prepare(p)
     return run_fused(p, configs, on_evals, on_progress, t_start=t0)

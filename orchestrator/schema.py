@@ -159,6 +159,7 @@ class SweepSpec(_Strict):
     retries: NonNegInt = 2
     keep_best_checkpoint: Bool = False
     trust_remote_code: Bool = False
+    fuse: Annotated[str, _one_of("auto", "off", what="fuse")] = "off"
 
 
 # ----------------------------------------------------------------------------- errors with lines

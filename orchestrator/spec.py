@@ -58,6 +58,7 @@ class Sweep:
     keep_best_checkpoint: bool
     trust_remote_code: bool
     raw: dict = field(default_factory=dict)
+    fuse: str = "off"                        # auto: learning rates of one cell train as one fused unit
 
     @property
     def run_dir(self) -> Path:
@@ -286,7 +287,7 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
                   cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
                   max_concurrent=res.max_concurrent, glue_dir=glue_dir, hub=hub, results=results,
                   retries=spec.retries, keep_best_checkpoint=spec.keep_best_checkpoint,
-                  trust_remote_code=spec.trust_remote_code, raw=raw)
+                  trust_remote_code=spec.trust_remote_code, raw=raw, fuse=spec.fuse)
     if sweep.mode == "grid":
         sweep.trials()  # raises on repeats
     return sweep

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .. import store
 from ..config import Trial, TrialConfig, display_name, make_trial
 from ..spec import Sweep
+from ..units import plan_units
 
 
 @dataclass
@@ -27,11 +28,16 @@ class Job:
 
     @property
     def expected(self) -> set[str]:
-        return {trial_of({"trial": t}).id for t in self.trials or []}
+        return {trial_of({"trial": m}).id for t in self.trials or [] for m in members(t)}
 
 
 def as_tune(trial: Trial, model_name: str) -> dict:
     return {"group": trial.group, "model_name": model_name, "config": trial.config.to_dict()}
+
+
+def members(tune_trial: dict) -> list[dict]:
+    """The trials a Tune configuration's ``"trial"`` runs: a fused unit's members, or itself."""
+    return tune_trial.get("members") or [tune_trial]
 
 
 def trial_of(tune_config: dict) -> Trial:
@@ -51,7 +57,13 @@ def grid_jobs(sweep: Sweep, records: list[dict]) -> tuple[list[Job], int, int]:
     todo = [t for t in trials if t.id not in finished]
     if not todo:
         return [], len(trials), len(trials)
-    job = Job(trials=[as_tune(t, names[t.config.model]) for t in todo], warm=[t.config for t in todo])
+    tune_units = []
+    for unit in plan_units(todo, sweep.fuse, sweep.scheduler):
+        first = as_tune(unit[0], names[unit[0].config.model])
+        if len(unit) > 1:   # a fused unit: one Tune trial that reports for each member
+            first["members"] = [as_tune(t, names[t.config.model]) for t in unit]
+        tune_units.append(first)
+    job = Job(trials=tune_units, warm=[t.config for t in todo])
     return [job], len(trials), len(trials) - len(todo)
 
 

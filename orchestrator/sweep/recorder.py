@@ -20,14 +20,14 @@ from ray import tune
 from .. import store
 from ..config import fmt_lr
 from . import hooks
-from .jobs import trial_of
+from .jobs import members, trial_of
 
 
 class StoreRecorder(tune.Callback):
     def __init__(self, sweep_name: str, run_dir: Path, prior_attempts: dict[str, int],
                  finished: set[str] = frozenset(), out=sys.stderr):
         self.sweep_name, self.run_dir, self.prior_attempts, self.out = sweep_name, run_dir, prior_attempts, out
-        self.records: dict[str, dict] = {}     # by Tune's own trial id
+        self.records: dict[tuple, dict] = {}   # by (Tune's own trial id, member of a fused unit)
         self.taken: set[str] = set(finished)   # record ids that must not be overwritten
         self.best: dict[str, tuple[float, str]] = {}
         self.counts = {"completed": 0, "stopped": 0, "diverged": 0, "failed": 0}
@@ -45,34 +45,38 @@ class StoreRecorder(tune.Callback):
         except OSError as e:
             self.write_error = f"cannot write {store.record_path(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
 
-    def _rec(self, trial) -> dict:
-        """The record of a Tune trial. Its id follows from the configuration; should that id
-        already belong to a finished record (optuna can sample a configuration twice), the new
-        trial gets a suffix: a finished record is never overwritten."""
-        rec = self.records.get(trial.trial_id)
+    def _rec(self, trial, member: int = 0) -> dict:
+        """The record of a Tune trial (of one member, for a fused unit). Its id follows from the
+        configuration; should that id already belong to a finished record (optuna can sample a
+        configuration twice), the new trial gets a suffix: a finished record is never overwritten."""
+        rec = self.records.get((trial.trial_id, member))
         if rec is None:
-            t = trial_of(trial.config)
+            t = trial_of({**trial.config, "trial": members(trial.config["trial"])[member]})
             tid, n = t.id, 2
             while tid in self.taken:
                 tid, n = f"{t.id}_r{n}", n + 1
             self.taken.add(tid)
             rec = store.new_record(t._replace(id=tid), self.sweep_name, t.label)
             rec["attempts"] = self.prior_attempts.get(tid, 0)
-            self.records[trial.trial_id] = rec
+            self.records[(trial.trial_id, member)] = rec
         return rec
 
+    def _all(self, trial) -> list[dict]:
+        """The records of a Tune trial: one, or one per member of a fused unit."""
+        return [self._rec(trial, m) for m in range(len(members(trial.config["trial"])))]
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        rec = self._rec(trial)
-        rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
-        self._write(rec)
+        for rec in self._all(trial):
+            rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
+            self._write(rec)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        rec = self._rec(trial)
-        rec["error"] = error_line(trial)
-        self._write(rec)
+        for rec in self._all(trial):
+            rec["error"] = error_line(trial)
+            self._write(rec)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        rec = self._rec(trial)
+        rec = self._rec(trial, result.get("member", 0))
         rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
         rec["node"] = result.get("node", rec.get("node"))
         accum = result.get("grad_accum", 1)
@@ -99,20 +103,20 @@ class StoreRecorder(tune.Callback):
                   file=self.out, flush=True)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        rec = self._rec(trial)
-        if rec["status"] != "diverged":
-            last = rec["evals"][-1]["epoch"] if rec["evals"] else 0.0
-            rec["status"] = "completed" if last >= float(rec["trial"]["epochs"]) - 1e-6 else "stopped"
-        self.counts[rec["status"]] += 1
-        self._write(rec)
+        for rec in self._all(trial):
+            if rec["status"] != "diverged":
+                last = rec["evals"][-1]["epoch"] if rec["evals"] else 0.0
+                rec["status"] = "completed" if last >= float(rec["trial"]["epochs"]) - 1e-6 else "stopped"
+            self.counts[rec["status"]] += 1
+            self._write(rec)
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        rec = self._rec(trial)
-        rec.update(status="failed", error=error_line(trial))
-        self.counts["failed"] += 1
-        self._write(rec)
-        print(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}", file=self.out)
+        for rec in self._all(trial):
+            rec.update(status="failed", error=error_line(trial))
+            self.counts["failed"] += 1
+            self._write(rec)
+            print(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}", file=self.out)
         self._progress(trials, force=True)
 
     def _progress(self, trials, force=False):

@@ -17,9 +17,12 @@ from ..data import source_from
 from ..runner import run_trial
 from . import hooks
 from .jobs import trial_of
+from .unit import unit_trainable
 
 
 def trainable(config: dict) -> None:
+    if config["trial"].get("members"):
+        return unit_trainable(config)
     trial, rt = trial_of(config), config["runtime"]
     hooks.call("trial_start", trial)
     node = ray.get_runtime_context().get_node_id()

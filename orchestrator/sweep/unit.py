@@ -1,0 +1,50 @@
+"""The Tune trainable of a fused unit (``units.plan_units``): one Tune trial trains its members
+as one stacked model (``fused.run_unit``) and reports every member's evaluations, each tagged
+with its ``member`` index, so that the recorder writes each member's record exactly as its solo
+trial's. A member that diverged reports once more at the end to say so."""
+
+from __future__ import annotations
+
+import json
+
+import ray
+from ray import tune
+
+from ..config import Runtime
+from ..data import source_from
+from ..fused import run_unit
+from . import hooks
+from .jobs import trial_of
+
+
+def unit_trainable(config: dict) -> None:
+    rt = config["runtime"]
+    trials = [trial_of({**config, "trial": m}) for m in config["trial"]["members"]]
+    hooks.call("trial_start", trials[0])
+    node = ray.get_runtime_context().get_node_id()
+    state = {"n_params": 0, "n_train": 0, "last": [None] * len(trials)}
+
+    def after_prepare(p):
+        state["n_params"] = sum(x.numel() for x in p.model.parameters())
+        state["n_train"] = len(p.train)
+        hooks.call("after_prepare", trials[0], p)
+
+    def base(i: int) -> dict:
+        return {"n_params": state["n_params"], "train_examples": state["n_train"], "node": node, "grad_accum": 1,
+                "member": i}
+
+    def on_eval(i: int):
+        def report(ev):
+            state["last"][i] = ev
+            tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
+                         "eval_json": json.dumps(vars(ev)), **base(i)})
+        return report
+
+    results = run_unit([t.config for t in trials], source_from(rt["glue_dir"], rt["hub"]),
+                       on_evals=[on_eval(i) for i in range(len(trials))], runtime=Runtime(threads=rt["threads"]),
+                       after_prepare=after_prepare)
+    for i, res in enumerate(results):
+        if res.status == "diverged":
+            last = state["last"][i]
+            tune.report({"score": float("-inf"), "epoch": last.epoch if last else 0.0, "step": res.steps,
+                         "trial_status": "diverged", "note": res.note, **base(i)})

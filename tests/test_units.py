@@ -1,0 +1,94 @@
+"""Fused units in a sweep: which trials are grouped (``units.plan_units``), the ``fuse`` key,
+the recorder writing one record per member, and a real sweep with ``fuse: auto``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from orchestrator import spec as S
+from orchestrator import store
+from orchestrator.errors import UserError
+from orchestrator.units import plan_units
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sweep_text(glue_dir, results, extra="", models="[{name: BERT-Tiny, init: random}]") -> str:
+    return (f"name: fz\nmodels: {models}\ntasks: [SST-2, MRPC]\nsearch: {{batch_size: [16, 32], learning_rate: "
+            f"[1e-4, 5e-5, 3e-5]}}\nepochs: 1\nmax_train_examples: 96\nresults: {results}\n"
+            f"data: {{glue_dir: {glue_dir}}}\n{extra}")
+
+
+def test_units_are_the_learning_rates_of_one_cell(real_glue_dir, tmp_path):
+    sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
+    units = plan_units(sw.trials(), sw.fuse, sw.scheduler)
+    assert sorted(len(u) for u in units) == [3, 3, 3, 3]          # 2 tasks x 2 batch sizes
+    for u in units:
+        cfgs = [t.config for t in u]
+        assert len({(c.task, c.batch_size, c.seed) for c in cfgs}) == 1
+        assert sorted(c.learning_rate for c in cfgs) == [3e-5, 5e-5, 1e-4]
+    assert sorted(t.id for u in units for t in u) == sorted(t.id for t in sw.trials())
+    assert all(len(u) == 1 for u in plan_units(sw.trials(), "off"))
+    assert all(len(u) == 1 for u in plan_units(sw.trials(), "auto", "asha"))   # ASHA decides per trial
+    assert sorted(len(u) for u in plan_units(sw.trials(), "auto", max_members=2)) == [1, 1, 1, 1, 2, 2, 2, 2]
+
+
+def test_only_bert_architecture_models_fuse(real_glue_dir, tmp_path):
+    sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n", models="[DistilBERT]"))
+    assert all(len(u) == 1 for u in plan_units(sw.trials(), "auto"))
+
+
+def test_the_fuse_key(real_glue_dir, tmp_path):
+    assert S.parse(sweep_text(real_glue_dir, tmp_path)).fuse == "off"
+    with pytest.raises(UserError, match=r"<sweep>:9: fuse must be auto or off"):
+        S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: sometimes\n"))
+
+
+def test_the_recorder_writes_one_record_per_member(real_glue_dir, tmp_path):
+    from orchestrator.sweep.jobs import grid_jobs
+    from orchestrator.sweep.recorder import StoreRecorder
+
+    sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
+    job = grid_jobs(sw, [])[0][0]
+    unit = next(t for t in job.trials if t.get("members"))
+    trial = SimpleNamespace(trial_id="u1", config={"trial": unit, "runtime": {}}, status="RUNNING", error_file=None)
+    rec = StoreRecorder(sw.name, sw.run_dir, {}, out=open("/dev/null", "w"))
+    rec.on_trial_start(0, [trial], trial)
+    for i in range(len(unit["members"])):
+        ev = {"epoch": 1.0, "step": 6, "metrics": {"accuracy": 50.0 + i}, "score": 50.0 + i, "train_loss": 0.7,
+              "elapsed_s": 1.0}
+        rec.on_trial_result(0, [trial], trial, {"member": i, "trial_status": "running", "eval_json": json.dumps(ev),
+                                                "n_params": 10, "train_examples": 96})
+    rec.on_trial_complete(0, [trial], trial)
+    recs = {r["trial_id"]: r for r in store.read_records(sw.run_dir)[0]}
+    ids = [m["config"]["learning_rate"] for m in unit["members"]]
+    assert len(recs) == len(ids) == 3 and job.expected >= set(recs)
+    for r in recs.values():
+        assert r["status"] == "completed" and len(r["evals"]) == 1 and r["attempts"] == 1
+    assert sorted(r["evals"][0]["score"] for r in recs.values()) == [50.0, 51.0, 52.0]
+
+
+def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir, tmp_path):
+    spec = tmp_path / "fz.yaml"
+    spec.write_text(sweep_text(real_glue_dir, tmp_path / "results", "fuse: auto\nresources: {max_concurrent: 1}\n")
+                    .replace("[SST-2, MRPC]", "[MRPC]").replace("[16, 32]", "[32]"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token"}
+    env.pop("RAY_ADDRESS", None)
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    recs = {x["trial_id"]: x for x in store.read_records(tmp_path / "results" / "fz")[0]}
+    assert set(recs) == {t.id for t in S.load(spec).trials()} and len(recs) == 3
+    for x in recs.values():
+        assert x["status"] == "completed" and x["attempts"] == 1 and x["n_params"] > 4_000_000
+        assert [e["epoch"] for e in x["evals"]] == [1.0] and "accuracy" in x["evals"][0]["metrics"]
+    from orchestrator.results.load import load_run
+    board = load_run(tmp_path / "results" / "fz")
+    assert len(board.configs) == 3 and len(board.results) == 1 and not board.problems
