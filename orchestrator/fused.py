@@ -27,7 +27,7 @@ import torch
 from . import runner as R
 from .adamw import StackedAdamW
 from .config import Runtime, TrialConfig
-from .device import precision, use_bf16
+from .device import keep_large_blocks, precision, use_bf16
 from .errors import UserError
 from .stacked import StackedBert, load_member, stack_parameters, stackable
 from .units import unit_key
@@ -196,6 +196,8 @@ def run_fused(p: R.Prepared, configs: list[TrialConfig], on_evals: list[Callable
         raise UserError(f"model {p.config.model} is not a BERT classifier: it cannot be fused")
     if p.runtime.save_dir:
         raise UserError("a fused unit does not save models: run the trial alone to keep its weights")
+    if p.device.type == "cpu":
+        keep_large_blocks()
     u = _Unit(p, configs, on_evals, time.perf_counter() if t_start is None else t_start, check_every)
     u.p.model.train()
     _train(u, on_progress)

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import ray
 
+from ..device import ALLOC_CONF
 from ..errors import UserError
 
 # Settings the workers need from the driver's environment (a remote node has its own).
@@ -24,6 +25,7 @@ FORWARD_PREFIX = "GLUE_SWEEP_"   # every GLUE_SWEEP_* variable travels too (hook
 def worker_env() -> dict:
     env = {k: v for k, v in os.environ.items() if v and (k in FORWARD_ENV or k.startswith(FORWARD_PREFIX))}
     env["TOKENIZERS_PARALLELISM"] = "false"
+    env["PYTORCH_CUDA_ALLOC_CONF"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or ALLOC_CONF   # expandable segments
     return env
 
 def check_address(address: str) -> None:
