@@ -5,7 +5,7 @@ size and seed; K learning rates) trained three ways, each in fresh processes:
   (``orchestrator.fused.run_unit``);
 * ``sequential``: one process with the same threads runs the K trials one after another
   (``orchestrator.runner.run_trial``), which is also each member's solo trial;
-* ``packed``: ``--threads`` processes with one thread each, the K trials dealt out between them
+* ``packed``: ``--processes`` processes with one thread each, the K trials dealt out between them
   and run one after another in each, all processes started together.
 
 Training examples/s is the runner's (training only, evaluations excluded); the aggregate is all
@@ -92,7 +92,7 @@ def run_variants(a) -> dict:
     res = {"load_before": loadavg()}
     res["fused"] = collect([spawn(a, "fused", cfgs, t)])[0]
     res["sequential"] = collect([spawn(a, "sequential", cfgs, t)])[0]
-    packs = [cfgs[i::t] for i in range(t)]
+    packs = [cfgs[i::a.processes] for i in range(a.processes)]
     runs = collect([spawn(a, "sequential", part, 1) for part in packs if part])
     ex, cpu = sum(r["examples"] for r in runs), sum(r["cpu_s"] for r in runs)
     res["packed"] = {"processes": len(runs), "examples": ex, "cpu_s": round(cpu, 2),
@@ -182,6 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=2, help="packed variant: processes of one thread each")
     ap.add_argument("--choice", action="store_true", help="also time vmap vs stacked matmuls vs K models")
     ap.add_argument("--glue-dir", default=default_glue_dir())
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "fused"))
@@ -190,7 +191,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(json.loads(a.child))))
         return 0
     report = {"config": {k: getattr(a, k) for k in ("model", "init", "task", "max_train_examples", "batch_size",
-                                                    "epochs", "seed", "lrs", "threads")},
+                                                    "epochs", "seed", "lrs", "threads", "processes")},
               "environment": environment(), "variants": run_variants(a)}
     if a.choice:
         report["choice"] = choice(a, len(a.lrs))
