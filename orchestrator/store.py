@@ -144,7 +144,10 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"{path}: unreadable ({type(e).__name__})"
-    rec = upgrade(rec)
+    try:
+        rec = upgrade(rec)
+    except (TypeError, ValueError, KeyError):
+        return None, f"{path}: an old record that cannot be read"
     why = check_record(rec)
     if why is None and rec["trial_id"] != path.stem:
         why = f"holds trial {rec['trial_id'][:120]!r}, not the one its file name says (a copied record?)"

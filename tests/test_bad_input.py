@@ -256,7 +256,7 @@ def hostile_specs(draw):
     return kind, f"name: g\nmodels: miniatures\ntasks: all\nsearch: {{batch_size: [8, 16], learning_rate: [{lrs}]}}\n"
 
 
-@settings(max_examples=400, **SETTINGS)
+@settings(max_examples=300, **SETTINGS)
 @given(hostile_specs())
 def test_hostile_specs_are_refused_in_one_line_quickly(case):
     kind, text = case
@@ -275,10 +275,10 @@ record_junk = st.one_of(junk, st.lists(junk, max_size=3), st.dictionaries(st.sam
                                                                       junk, max_size=3))
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 @given(st.lists(st.tuples(st.sampled_from(["trial_id", "group", "model", "trial", "status", "evals", "attempts",
                                            "error", "n_params", "settings_hash", "schema", "evals.0", "evals.0.metrics",
-                                           "evals.0.score", "trial.learning_rate", "trial.batch_size"]), record_junk),
+                                           "evals.0.score", "trial.learning_rate", "trial.batch_size", "eval_every"]), record_junk),
                 min_size=1, max_size=3), st.booleans())
 def test_damaged_records_are_reported_never_crash_a_reader(tmp_path_factory, damage, rename):
     from orchestrator import store
@@ -289,6 +289,8 @@ def test_damaged_records_are_reported_never_crash_a_reader(tmp_path_factory, dam
     BAD_INPUT_CASES["result records"] = BAD_INPUT_CASES.get("result records", 0) + 1
     run = tmp_path_factory.mktemp("run")
     rec = make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0, 81.5])
+    if any(p == "eval_every" for p, _ in damage):   # an old (schema 1) record: the configuration at the top
+        rec = {**{k: v for k, v in rec.items() if k not in ("trial", "schema")}, **rec["trial"]}
     for path, value in damage:
         node, keys = rec, path.split(".")
         for k in keys[:-1]:
@@ -316,7 +318,7 @@ def test_damaged_records_are_reported_never_crash_a_reader(tmp_path_factory, dam
 
 # --- submission zips -----------------------------------------------------------------------
 
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=100, **SETTINGS)
 @given(st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), max_size=6), st.integers(0, 10 ** 6))
 def test_damaged_zips_are_refused_in_one_line(tmp_path_factory, real_glue_dir, flips, cut):
     import zipfile
@@ -337,7 +339,7 @@ def test_damaged_zips_are_refused_in_one_line(tmp_path_factory, real_glue_dir, f
 
 # --- cluster addresses ---------------------------------------------------------------------
 
-@settings(max_examples=100, **SETTINGS)
+@settings(max_examples=50, **SETTINGS)
 @given(st.sampled_from(["", "ray://", "tcp://", "http://"]), st.sampled_from(["127.0.0.1", "[::1]", "", "[::1", ":"]),
        st.text(alphabet="0123456789-+:abx[]", max_size=8))
 def test_malformed_addresses_are_refused_in_one_line(tmp_path_factory, monkeypatch, scheme, host, port):

@@ -31,7 +31,7 @@ from ..resources import gpu_memory_bytes, trial_gpu_share
 from ..spec import Sweep
 from ..tasks import get_task
 from .asha import grouped_asha
-from .cluster import RunLock, check_address, check_fits, dashboard_info, print_dashboard, start_ray
+from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, print_dashboard, start_ray
 from .jobs import Job, grid_jobs, optuna_jobs, trial_of
 from .recorder import StopOnWriteError, StoreRecorder
 from .trainable import trainable
@@ -111,6 +111,7 @@ def run(sweep: Sweep, address: str | None = None, storage: str | None = None, re
     """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
     (address, data, settings of finished records) runs before anything is written."""
     if address:
+        address = auto_address() if address == "auto" else address
         check_address(address)
     check_writable_dir(sweep.run_dir, "results directory")
     source = source_from(sweep.glue_dir, sweep.hub)
