@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -52,7 +52,6 @@ class _Member:
     left_at: float | None = None      # unit training seconds when it left
     eval_s: float = 0.0
     seen: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class _Unit:
