@@ -2,8 +2,11 @@
 
 The schema is a set of pydantic models with ``extra="forbid"``: an unknown key is an error
 naming the file, the line and the nearest known key, so a typo never falls back to a default
-silently. What needs the registries (model names, tasks, the data directory) is checked when
-the validated spec is resolved into a ``Sweep``. A grid that would repeat a trial (the same
+silently. The YAML is read strictly (``yamlstrict``: YAML 1.2 scalars, no repeated key, bounded
+aliases and size), and no value may be empty unless it is in NULLABLE. What needs the
+registries (model names, tasks, the data directory) is checked when the validated spec is
+resolved into a ``Sweep``. Checks are linear and the grid is bounded (MAX_TRIALS) before it is
+expanded. A grid that would repeat a trial (the same
 value twice, two names for one model) is an error. Every error is one line, ``file:line: ...``.
 """
 
