@@ -1,14 +1,20 @@
 """The sweep driver: from a validated ``Sweep`` to finished records.
 
-It takes the sweep's lock, reads the result store, keeps every finished trial (a re-run only
-runs what is unfinished, after checking that the finished ones were run with today's
-settings), warms the feature cache once, and runs the remaining trials as Tune experiments
-(one per job, see ``jobs``) with the store recorder, grouped ASHA and no checkpoints.
+It takes the sweep's lock, reads the result store (a local directory, or ``--storage``: any
+path or URI ``pyarrow.fs`` opens), keeps every finished trial (a re-run only runs what is
+unfinished, after checking that the finished ones were run with today's settings), tokenises
+once and ships the features with the trials (``shipping``), and runs the remaining trials as
+Tune experiments (one per job, see ``jobs``) with the store recorder, grouped ASHA and no
+checkpoints. A driver started anywhere with the same ``--storage`` resumes the same sweep.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,20 +23,15 @@ import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from .. import store
-from ..config import TrialConfig
-from ..data import source_from
+from .. import storage, store
 from ..errors import UserError
-from ..features import features
-from ..fileio import atomic_write_json
-from ..models import load_tokenizer, resolve
 from ..resources import gpu_memory_bytes, trial_gpu_share
 from ..spec import Sweep
-from ..tasks import get_task
 from .asha import grouped_asha
 from .cluster import RunLock, check_address, dashboard_info, print_dashboard, start_ray
 from .jobs import Job, grid_jobs, optuna_jobs, trial_of
 from .recorder import StopOnWriteError, StoreRecorder
+from .shipping import Shipment, pack
 from .trainable import trainable
 
 COMPARED = ("model", "init", "epochs", "max_train_examples", "max_length")   # settings a finished record must share
@@ -50,65 +51,91 @@ def check_compatible(sweep: Sweep, records: list[dict]) -> None:
                                 f"says {now!r}; give the sweep a new name (or move the old results)")
 
 
-def warm_cache(sweep: Sweep, configs: list[TrialConfig], out=sys.stderr) -> None:
-    """Tokenise every (task, vocabulary) the sweep needs once, before any trial starts."""
-    source = source_from(sweep.glue_dir, sweep.hub)
-    done, stats, t0 = set(), {}, time.perf_counter()
-    for cfg in configs:
-        key = (cfg.model, cfg.init, cfg.task)
-        if key in done:
-            continue
-        done.add(key)
-        task = get_task(cfg.task)
-        tok = load_tokenizer(resolve(cfg.model), cfg.init, cfg.trust_remote_code)
-        for split in ["train"] + [s.name for s in task.eval_splits]:
-            features(task, split, source, tok, cfg.max_length, stats=stats)
-    print(f"features ready in {time.perf_counter() - t0:.1f}s ({stats.get('misses', 0)} tokenised, "
-          f"{stats.get('hits', 0)} from cache)", file=out)
+def run_location(sweep: Sweep, storage_uri: str | None) -> storage.Location:
+    """The result store: ``<storage>/<sweep>`` when ``--storage`` is given, else the spec's
+    results directory, made absolute (or a URI) before anything is read or written."""
+    return storage.at(storage_uri).join(sweep.name) if storage_uri else storage.at(sweep.run_dir)
 
 
-def run(sweep: Sweep, address: str | None = None, storage: str | None = None, resume: bool = True,
+def data_paths(sweep: Sweep) -> tuple[str | None, str | None]:
+    """The sweep's data source with every local path absolute, as it travels to the workers:
+    (glue_dir, hub). ``GLUE_DIR`` is read here, on the driver, never on a worker."""
+    glue_dir = sweep.glue_dir or (None if sweep.hub else os.environ.get("GLUE_DIR") or None)
+    hub = sweep.hub or (None if glue_dir else os.environ.get("GLUE_HUB") or None)
+    if hub and Path(hub).expanduser().is_dir():
+        hub = storage.absolute(hub)
+    return storage.absolute(glue_dir), hub
+
+
+def lock_dir(loc: storage.Location) -> Path:
+    """Where the one-driver lock of a store lives: beside it on a local or shared disk; for an
+    object store (no locks there) in this machine's temporary directory, keyed by the URI."""
+    if loc.local:
+        return Path(loc.path)
+    key = hashlib.sha256(str(loc).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "glue-sweep-locks" / f"{loc.name}-{key}"
+
+
+def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None, resume: bool = True,
         secure: bool = True, out=sys.stderr) -> int:
     """Run (or finish) a sweep. Returns the process exit code."""
     if address:
         check_address(address)   # before anything is written
-    run_dir = sweep.run_dir
-    with RunLock(run_dir):
-        records, problems = store.read_records(run_dir)
+    loc = run_location(sweep, storage_uri)
+    glue_dir, hub = data_paths(sweep)
+    with RunLock(lock_dir(loc), str(loc)):
+        records, problems = store.read_records(loc)
         for p in problems:
             print(f"warning: ignoring unreadable record {p}", file=out)
         if Path(sweep.path).is_file():
-            (run_dir / "sweep.yaml").write_text(Path(sweep.path).read_text())
+            loc.join("sweep.yaml").write_text(Path(sweep.path).read_text())
+        store.write_data_source(loc, glue_dir, hub)
         if sweep.mode == "grid":
             check_compatible(sweep, records)
             jobs, total, finished = grid_jobs(sweep, records)
         else:
             jobs, total, finished = optuna_jobs(sweep, records)
         print(f"sweep {sweep.name}: {'optuna, ' if sweep.mode == 'optuna' else ''}{total} trials, {finished} already "
-              f"finished, {total - finished} to run; results in {run_dir}/trials/", file=out)
+              f"finished, {total - finished} to run; results in {loc}/trials/", file=out)
         if not jobs:
             return 0
-        if not address:
-            warm_cache(sweep, [c for j in jobs for c in j.warm], out)
-        return _run_jobs(sweep, jobs, run_dir, records, address, storage, secure, out)
+        shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
+        return _run_jobs(sweep, jobs, loc, records, address, shipment, secure, out)
 
 
-def _resources(sweep: Sweep, has_gpu: bool):
-    """Ray resources of a trial: CPUs, and (when the cluster has GPUs) a share of one."""
-    cpus = sweep.cpus_per_trial if not has_gpu else max(1.0, min(sweep.cpus_per_trial, 2.0))
-    gpu_mem = gpu_memory_bytes() if has_gpu else None
+class GpuWatch:
+    """Whether the cluster has GPUs, re-read (at most every ``every`` seconds) as trials are
+    created, so that GPU nodes joining an autoscaling cluster get GPU trials."""
+
+    def __init__(self, every: float = 10.0):
+        self.every, self.at, self.has = every, -1e9, False
+
+    def __call__(self) -> bool:
+        if time.monotonic() - self.at > self.every:
+            self.has, self.at = ray.cluster_resources().get("GPU", 0) > 0, time.monotonic()
+        return self.has
+
+
+def _resources(sweep: Sweep, has_gpu):
+    """Ray resources of a trial: CPUs, and a share of a GPU when the spec declares one
+    (``gpus_per_trial`` a number) or, with ``auto``, when the cluster has GPUs now."""
+    gpu_mem = []
 
     def resources(config):
-        if not has_gpu:
-            return {"cpu": cpus}
-        if sweep.gpus_per_trial != "auto":
+        declared = sweep.gpus_per_trial != "auto"
+        gpu = (float(sweep.gpus_per_trial) > 0) if declared else has_gpu()
+        if not gpu:
+            return {"cpu": sweep.cpus_per_trial}
+        cpus = max(1.0, min(sweep.cpus_per_trial, 2.0))
+        if declared:
             return {"cpu": cpus, "gpu": float(sweep.gpus_per_trial)}
         cfg = trial_of(config).config
         if sweep.mode == "optuna":   # sized for the largest batch the study may draw
             cfg = cfg.replace(batch_size=max(sweep.batch_sizes))
-        return {"cpu": cpus, "gpu": trial_gpu_share(cfg, gpu_mem)}
+        gpu_mem[:] = gpu_mem or [gpu_memory_bytes()]
+        return {"cpu": cpus, "gpu": trial_gpu_share(cfg, gpu_mem[0])}
 
-    return resources, max(1, int(cpus))
+    return resources
 
 
 def _search(sweep: Sweep, job: Job, out) -> tuple[dict, object, int]:
@@ -128,12 +155,12 @@ def _search(sweep: Sweep, job: Job, out) -> tuple[dict, object, int]:
     return space, search_alg, job.samples
 
 
-def _tuner(sweep: Sweep, job: Job, k: int, resources, runtime: dict, recorder: StoreRecorder, storage_path: str,
-           out) -> tune.Tuner:
+def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, recorder: StoreRecorder,
+           storage_path: str, out) -> tune.Tuner:
     space, search_alg, samples = _search(sweep, job, out)
     return tune.Tuner(
-        tune.with_resources(trainable, resources),
-        param_space={**space, "runtime": runtime},
+        tune.with_resources(tune.with_parameters(trainable, shipment=shipment), resources),
+        param_space=space,
         tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=search_alg, num_samples=samples,
                                     scheduler=grouped_asha(sweep) if sweep.scheduler == "asha" else None,
                                     max_concurrent_trials=sweep.max_concurrent, reuse_actors=True,
@@ -146,26 +173,32 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, runtime: dict, recorder: S
     )
 
 
-def _run_jobs(sweep: Sweep, jobs: list[Job], run_dir: Path, records: list[dict], address, storage, secure,
-              out) -> int:
+def tune_storage(loc: storage.Location) -> str:
+    """Ray Tune's own experiment state (metrics only; resuming reads the result store, not it):
+    beside the store on a local or shared disk, else on the driver's local disk."""
+    if loc.local:
+        return str(Path(loc.path) / "ray")
+    return str(lock_dir(loc) / "ray")
+
+
+def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
+              shipment: Shipment, secure, out) -> int:
     _, url = start_ray(address, None, secure)
     info = dashboard_info(url, secure)
-    atomic_write_json(run_dir / "dashboard.json", info)
+    loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
     print_dashboard(info, out)
     try:
-        resources, threads = _resources(sweep, ray.cluster_resources().get("GPU", 0) > 0)
-        runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": threads}
+        resources = _resources(sweep, GpuWatch())
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
-        recorder = StoreRecorder(sweep.name, run_dir, attempts, finished, out)
-        storage_path = storage or str((run_dir / "ray").resolve())
+        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out)
         interrupted = False
         for k, job in enumerate(jobs):
-            _tuner(sweep, job, k, resources, runtime, recorder, storage_path, out).fit()
+            _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out).fit()
             if recorder.write_error:
                 raise UserError(f"{recorder.write_error}; the sweep stopped. Finished records are kept: "
                                 f"free space and run the same command again")
-            records = store.read_records(run_dir)[0]
+            records = store.read_records(loc)[0]
             final = {r["trial_id"] for r in records if r["status"] in store.FINAL}
             if any(r["status"] == "running" for r in records) or not job.expected <= final:
                 interrupted = True
