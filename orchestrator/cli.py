@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
                                                "build the leaderboards.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (add_train_command, add_plan_command, add_run_command, add_dashboard_command, add_status_command,
+    for add in (add_train_command, add_plan_command, add_run_command, add_job_command, add_dashboard_command,
+                add_status_command,
                 add_leaderboard_command, add_speed_command, add_submit_command):
         add(sub)
     return p
@@ -112,6 +113,22 @@ def add_run_command(sub) -> None:
     r.add_argument("--insecure-dashboard", action="store_true",
                    help="start the local Ray without token authentication (not recommended)")
     r.set_defaults(func=cmd_run)
+
+
+def add_job_command(sub) -> None:
+    j = sub.add_parser("submit-job", help="submit a sweep to a Ray cluster as a Ray Job and return",
+                       description="Submit a sweep as a Ray Job (the package, the task definitions and the sweep "
+                                   "travel with it; the head node's driver tokenises and ships the features to the "
+                                   "workers). The result store is <storage>/<sweep>/trials/.")
+    j.add_argument("sweep", help="a sweep spec, e.g. sweeps/paper.yaml")
+    j.add_argument("--address", default=None,
+                   help="the cluster's dashboard, e.g. http://<head>:8265 (default: $RAY_ADDRESS, else the local one)")
+    j.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where the result store lives, reachable from the head node (a shared path, s3://, gs://, ...); "
+                        "default: the spec's results directory made absolute")
+    j.add_argument("--python", default="python", help="the head node's Python that runs the job (default: python)")
+    j.add_argument("--wait", action="store_true", help="wait for the job to end and print its log")
+    j.set_defaults(func=cmd_submit_job)
 
 
 def add_dashboard_command(sub) -> None:
@@ -234,6 +251,14 @@ def cmd_run(a) -> int:
 
     s = load(a.sweep, results_root=a.results)
     return driver.run(s, address=a.address, storage_uri=a.storage, secure=not a.insecure_dashboard)
+
+
+def cmd_submit_job(a) -> int:
+    from .sweep import job   # Ray: heavy, and only the sweep commands need it
+
+    s = load(a.sweep)
+    c, sid = job.submit(s, a.address, a.storage, a.python)
+    return job.wait(c, sid) if a.wait else 0
 
 
 def cmd_train(a) -> int:

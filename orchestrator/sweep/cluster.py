@@ -89,8 +89,10 @@ def start_ray(address: str | None, num_cpus: int | None, secure: bool):
     (context, dashboard URL)."""
     if secure:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    runtime_env = {"env_vars": worker_env()}
-    kw = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR")
+    # In a Ray Job the job's runtime_env (working_dir, env_vars: job.py) already applies to every
+    # worker; a second one here would conflict with it.
+    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    kw = dict(runtime_env=None if in_job else {"env_vars": worker_env()}, log_to_driver=False, logging_level="ERROR")
     try:
         if address:
             check_address(address)

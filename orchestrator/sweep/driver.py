@@ -183,6 +183,11 @@ def tune_storage(loc: storage.Location) -> str:
 
 def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
               shipment: Shipment, secure, out) -> int:
+    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        # A Ray Job's driver: Ray may delete the job's working directory once no worker uses it,
+        # and Tune needs a current directory to the end. Everything is imported and absolute now.
+        Path(tune_storage(loc)).mkdir(parents=True, exist_ok=True)
+        os.chdir(tune_storage(loc))
     _, url = start_ray(address, None, secure)
     info = dashboard_info(url, secure)
     loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
