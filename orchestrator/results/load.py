@@ -106,6 +106,7 @@ def load_run(run_dir: str | Path, final_epoch: bool = False) -> Leaderboard:
     """The leaderboard of a run directory; UserError when it does not exist, has no trials, or
     none of its records can be read."""
     run = storage.at(run_dir)   # a local directory or a storage URI (s3://...)
+    run_dir = str(run) if storage.is_uri(str(run_dir)) else run_dir   # a URI shown without its options
     if not run.exists() and not run.is_dir():
         raise UserError(f"run {run_dir} does not exist")
     if not run.is_dir():
