@@ -49,6 +49,10 @@ class Location:
     def name(self) -> str:
         return posixpath.basename(self.path.rstrip("/"))
 
+    @property
+    def stem(self) -> str:
+        return posixpath.splitext(self.name)[0]
+
     def join(self, *parts: str) -> "Location":
         base, _, query = self.uri.partition("?")
         uri = posixpath.join(base, *parts) + (f"?{query}" if query else "")

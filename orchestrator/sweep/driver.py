@@ -1,20 +1,19 @@
 """The sweep driver: from a validated ``Sweep`` to finished records.
 
-It takes the sweep's lock, reads the result store (a local directory, or ``--storage``: any
-path or URI ``pyarrow.fs`` opens), keeps every finished trial (a re-run only runs what is
-unfinished, after checking that the finished ones were run with today's settings), tokenises
-once and ships the features with the trials (``shipping``), and runs the remaining trials as
-Tune experiments (one per job, see ``jobs``) with the store recorder, grouped ASHA and no
+It checks the data on the driver, takes the sweep's lock, reads the result store (a local
+directory, or ``--storage``: any path or URI ``pyarrow.fs`` opens; ``location``), keeps every
+finished trial (a re-run only runs what is unfinished or failed, after checking with
+``identity`` that the finished ones were run with today's settings and data), tokenises once
+and ships the features with the trials (``shipping``), and runs the remaining trials as Tune
+experiments (one per job, see ``jobs``) with the store recorder, grouped ASHA and no
 checkpoints. A driver started anywhere with the same ``--storage`` resumes the same sweep.
 """
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,83 +23,133 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from .. import storage, store
+from ..config import TrialConfig, display_name
+from ..data import source_from
 from ..errors import UserError
+from ..features import cache_dir
+from ..fileio import check_writable_dir
+from ..identity import check_reuse, data_fingerprint, identity_fields
 from ..resources import gpu_memory_bytes, trial_gpu_share
 from ..spec import Sweep
 from .asha import grouped_asha
-from .cluster import RunLock, check_address, dashboard_info, print_dashboard, start_ray
+from .cluster import RunLock, check_address, check_fits, dashboard_info, print_dashboard, start_ray
 from .jobs import Job, grid_jobs, optuna_jobs, trial_of
+from .location import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
 from .shipping import Shipment, pack
 from .trainable import trainable
 
-COMPARED = ("model", "init", "epochs", "max_train_examples", "max_length")   # settings a finished record must share
+EXIT_FAILED = 3   # the sweep ended with failed trials (README: exit codes)
 
 
-def check_compatible(sweep: Sweep, records: list[dict]) -> None:
-    """A finished record is only reused if it was run with the settings the spec asks for now."""
-    want = {t.id: t.config for t in sweep.trials()}
+def data_fingerprints(sweep: Sweep, source) -> dict[str, str]:
+    """Every task's data, checked on the driver before any trial starts (a malformed row is one
+    line naming file:line, also when the trials run on another cluster), and its fingerprint.
+    A split is parsed once per content: a marker under the cache remembers that it was valid."""
+    out = {}
+    for task in sweep.tasks:
+        fp = data_fingerprint(source, task)
+        marker = cache_dir() / "checked" / f"{task.name}-{fp}"
+        if not marker.exists():
+            for split in ["train"] + [s.name for s in task.eval_splits]:
+                source.load(task, split)
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:
+                pass   # checked again next time: slower, never wrong
+        out[task.name] = fp
+    return out
+
+
+def wanted(sweep: Sweep, records: list[dict], fps: dict[str, str]) -> dict[str, tuple[TrialConfig, str]]:
+    """Trial id -> (configuration, data fingerprint) today's spec gives each trial of the store:
+    the grid's trials, or (optuna) the sampled configurations of its studies."""
+    if sweep.mode == "grid":
+        return {t.id: (t.config, fps[t.config.task]) for t in sweep.trials()}
+    by_label = {display_name(s.name, i): (s, i) for s, i in sweep.models}
+    out = {}
     for r in records:
-        cfg = want.get(r["trial_id"])
-        if cfg is None or r["status"] not in store.FINAL:
+        t, m = r["trial"], by_label.get(r["model"])
+        if m is None or t["task"] not in fps or t["seed"] not in sweep.seeds:
             continue
-        for key in COMPARED:
-            had, now = r["trial"].get(key), getattr(cfg, key)
-            if had != now and not (key == "epochs" and float(had) == float(now)):
-                raise UserError(f"{sweep.run_dir}: trial {r['trial_id']} was run with {key}={had!r}, the spec now "
-                                f"says {now!r}; give the sweep a new name (or move the old results)")
+        cfg = sweep.trial(m[0], m[1], t["task"], t["batch_size"], t["learning_rate"], t["seed"]).config
+        out[r["trial_id"]] = (cfg, fps[t["task"]])
+    return out
 
 
-def run_location(sweep: Sweep, storage_uri: str | None) -> storage.Location:
-    """The result store: ``<storage>/<sweep>`` when ``--storage`` is given, else the spec's
-    results directory, made absolute (or a URI) before anything is read or written."""
-    return storage.at(storage_uri).join(sweep.name) if storage_uri else storage.at(sweep.run_dir)
-
-
-def data_paths(sweep: Sweep) -> tuple[str | None, str | None]:
-    """The sweep's data source with every local path absolute, as it travels to the workers:
-    (glue_dir, hub). ``GLUE_DIR`` is read here, on the driver, never on a worker."""
-    glue_dir = sweep.glue_dir or (None if sweep.hub else os.environ.get("GLUE_DIR") or None)
-    hub = sweep.hub or (None if glue_dir else os.environ.get("GLUE_HUB") or None)
-    if hub and Path(hub).expanduser().is_dir():
-        hub = storage.absolute(hub)
-    return storage.absolute(glue_dir), hub
-
-
-def lock_dir(loc: storage.Location) -> Path:
-    """Where the one-driver lock of a store lives: beside it on a local or shared disk; for an
-    object store (no locks there) in this machine's temporary directory, keyed by the URI."""
-    if loc.local:
-        return Path(loc.path)
-    key = hashlib.sha256(str(loc).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "glue-sweep-locks" / f"{loc.name}-{key}"
+def reusable(sweep: Sweep, loc: storage.Location, records: list[dict], fps: dict[str, str], retry_failed: bool,
+             out) -> list[dict]:
+    """The records a re-run keeps (refusing, in one line, records run with other settings);
+    failed ones are dropped when they are to be retried."""
+    want = wanted(sweep, records, fps)
+    final = [r for r in records if r["status"] in store.FINAL]
+    for line in check_reuse(loc, final, want):
+        print(line, file=out)
+    others = sum(1 for r in records if r["trial_id"] not in want)
+    if others and sweep.mode == "grid":
+        print(f"note: {others} record(s) in {loc} are not trials of this spec; they are kept "
+              f"(and the tables show them)", file=out)
+    return [r for r in records if not (retry_failed and r["status"] == "failed")]
 
 
 def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None, resume: bool = True,
-        secure: bool = True, out=sys.stderr) -> int:
-    """Run (or finish) a sweep. Returns the process exit code."""
+        secure: bool = True, retry_failed: bool = True, out=sys.stderr) -> int:
+    """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
+    (address, data, settings of finished records) runs before anything is written."""
     if address:
-        check_address(address)   # before anything is written
+        check_address(address)
     loc = run_location(sweep, storage_uri)
+    check_writable_dir(lock_dir(loc), "results directory")
     glue_dir, hub = data_paths(sweep)
+    source = source_from(glue_dir, hub)
+    fps = data_fingerprints(sweep, source)
+    reusable(sweep, loc, store.read_records(loc)[0], fps, retry_failed, io.StringIO())   # refuse early
     with RunLock(lock_dir(loc), str(loc)):
         records, problems = store.read_records(loc)
         for p in problems:
-            print(f"warning: ignoring unreadable record {p}", file=out)
-        if Path(sweep.path).is_file():
-            loc.join("sweep.yaml").write_text(Path(sweep.path).read_text())
-        store.write_data_source(loc, glue_dir, hub)
-        if sweep.mode == "grid":
-            check_compatible(sweep, records)
-            jobs, total, finished = grid_jobs(sweep, records)
-        else:
-            jobs, total, finished = optuna_jobs(sweep, records)
+            print(f"warning: ignoring unusable record {p} (its trial runs again)", file=out)
+        kept = reusable(sweep, loc, records, fps, retry_failed, out)
+        retry = sorted(r["trial_id"] for r in records if r["status"] == "failed") if retry_failed else []
+        jobs, total, finished = (grid_jobs if sweep.mode == "grid" else optuna_jobs)(sweep, kept)
         print(f"sweep {sweep.name}: {'optuna, ' if sweep.mode == 'optuna' else ''}{total} trials, {finished} already "
-              f"finished, {total - finished} to run; results in {loc}/trials/", file=out)
+              f"finished, {total - finished} to run"
+              + (f" ({len(retry)} failed before: retried; --no-retry-failed keeps them)" if retry else "")
+              + f"; results in {loc}/trials/", file=out)
         if not jobs:
-            return 0
+            return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid" else set())
         shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
-        return _run_jobs(sweep, jobs, loc, records, address, shipment, secure, out)
+        identity = (lambda cfg: identity_fields(cfg, fps[cfg.task]))
+        return _run_jobs(sweep, jobs, loc, kept, address, shipment, secure, identity, out)
+
+
+def _save_spec(sweep: Sweep, loc: storage.Location, shipment: Shipment) -> None:
+    """The spec the results were run with and the data it read, next to them (once every
+    check has passed)."""
+    if Path(sweep.path).is_file():
+        loc.join("sweep.yaml").write_text(Path(sweep.path).read_text(encoding="utf-8"))
+    store.write_data_source(loc, shipment.glue_dir, shipment.hub)
+
+
+def _grid_ids(sweep: Sweep) -> set[str]:
+    return {t.id for t in sweep.trials()}
+
+
+def report_failed(sweep: Sweep, loc: storage.Location, out, ids: set[str]) -> int:
+    """The exit code of a sweep that ran to its end: EXIT_FAILED, naming each failed trial (of
+    ``ids``: the grid's trials, or the optuna samples of this run) with its first error line."""
+    failed = [r for r in store.read_records(loc)[0] if r["status"] == "failed" and r["trial_id"] in ids]
+    if not failed:
+        return 0
+    print(f"{len(failed)} trial(s) failed (run the same command again to retry them):", file=out)
+    for r in failed:
+        first = next((l for l in str(r.get("error") or "").splitlines() if l.strip()), "no error recorded")
+        print(f"  {r['trial_id']}: {first[:300]}", file=out)
+    return EXIT_FAILED
+
+
+def _trial_cpus(sweep: Sweep, has_gpu: bool) -> float:
+    return sweep.cpus_per_trial if not has_gpu else max(1.0, min(sweep.cpus_per_trial, 2.0))
 
 
 class GpuWatch:
@@ -125,15 +174,14 @@ def _resources(sweep: Sweep, has_gpu):
         declared = sweep.gpus_per_trial != "auto"
         gpu = (float(sweep.gpus_per_trial) > 0) if declared else has_gpu()
         if not gpu:
-            return {"cpu": sweep.cpus_per_trial}
-        cpus = max(1.0, min(sweep.cpus_per_trial, 2.0))
+            return {"cpu": _trial_cpus(sweep, False)}
         if declared:
-            return {"cpu": cpus, "gpu": float(sweep.gpus_per_trial)}
+            return {"cpu": _trial_cpus(sweep, True), "gpu": float(sweep.gpus_per_trial)}
         cfg = trial_of(config).config
         if sweep.mode == "optuna":   # sized for the largest batch the study may draw
             cfg = cfg.replace(batch_size=max(sweep.batch_sizes))
         gpu_mem[:] = gpu_mem or [gpu_memory_bytes()]
-        return {"cpu": cpus, "gpu": trial_gpu_share(cfg, gpu_mem[0])}
+        return {"cpu": _trial_cpus(sweep, True), "gpu": trial_gpu_share(cfg, gpu_mem[0])}
 
     return resources
 
@@ -173,30 +221,21 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, record
     )
 
 
-def tune_storage(loc: storage.Location) -> str:
-    """Ray Tune's own experiment state (metrics only; resuming reads the result store, not it):
-    beside the store on a local or shared disk, else on the driver's local disk."""
-    if loc.local:
-        return str(Path(loc.path) / "ray")
-    return str(lock_dir(loc) / "ray")
-
-
 def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
-              shipment: Shipment, secure, out) -> int:
-    if "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
-        # A Ray Job's driver: Ray may delete the job's working directory once no worker uses it,
-        # and Tune needs a current directory to the end. Everything is imported and absolute now.
-        Path(tune_storage(loc)).mkdir(parents=True, exist_ok=True)
-        os.chdir(tune_storage(loc))
+              shipment: Shipment, secure, identity, out) -> int:
+    stay_in_job()
     _, url = start_ray(address, None, secure)
-    info = dashboard_info(url, secure)
-    loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
-    print_dashboard(info, out)
     try:
-        resources = _resources(sweep, GpuWatch())
+        has_gpu = GpuWatch()
+        resources = _resources(sweep, has_gpu)
+        check_fits(sweep.path, _trial_cpus(sweep, has_gpu()), sweep.gpus_per_trial if has_gpu() else 0)
+        _save_spec(sweep, loc, shipment)
+        info = dashboard_info(url, secure)
+        loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
+        print_dashboard(info, out)
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
-        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out)
+        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity)
         interrupted = False
         for k, job in enumerate(jobs):
             _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out).fit()
@@ -208,12 +247,12 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
             if any(r["status"] == "running" for r in records) or not job.expected <= final:
                 interrupted = True
                 break
-        return _finish(sweep, recorder, interrupted, out)
+        return _finish(sweep, loc, recorder, interrupted, out)
     finally:
         ray.shutdown()
 
 
-def _finish(sweep: Sweep, recorder: StoreRecorder, interrupted: bool, out) -> int:
+def _finish(sweep: Sweep, loc: storage.Location, recorder: StoreRecorder, interrupted: bool, out) -> int:
     print(f"sweep {sweep.name} {'stopped' if interrupted else 'finished'}: "
           + (", ".join(f"{v} {k}" for k, v in recorder.counts.items() if v) or "no trial finished"), file=out)
     if recorder.best:
@@ -221,4 +260,5 @@ def _finish(sweep: Sweep, recorder: StoreRecorder, interrupted: bool, out) -> in
     if interrupted:
         print("the sweep is unfinished (interrupted): run the same command again to finish it", file=out)
         return 130
-    return 0
+    ids = _grid_ids(sweep) if sweep.mode == "grid" else {r["trial_id"] for r in recorder.records.values()}
+    return report_failed(sweep, loc, out, ids)

@@ -122,3 +122,9 @@ def wait(c, sid: str, out=sys.stderr, poll: float = 2.0) -> int:
     print(f"Ray Job {sid}: {status}", file=out)
     return 0 if status == "SUCCEEDED" else 1
 
+
+
+def command(sweep: Sweep, address: str | None, storage_uri: str | None, python: str, wait_for_it: bool) -> int:
+    """``glue-sweep submit-job``: submit, and with ``--wait`` wait for the job's end."""
+    c, sid = submit(sweep, address, storage_uri, python)
+    return wait(c, sid) if wait_for_it else 0
