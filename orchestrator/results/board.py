@@ -34,7 +34,7 @@ def model_label(rec: Mapping) -> str:
     already carry the mark in their display name)."""
     name = str(rec["model"])
     init = rec.get("init", "pretrained")
-    if init in (None, "pretrained") or name.endswith(f"({init} init)"):
+    if init in (None, "pretrained") or f"({init} init)" in name:
         return name
     return f"{name} ({init} init)"
 

@@ -17,7 +17,7 @@ import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from .. import store
+from .. import store, teacher
 from ..config import TrialConfig
 from ..data import source_from
 from ..errors import UserError
@@ -33,7 +33,10 @@ from .jobs import Job, grid_jobs, optuna_jobs, trial_of
 from .recorder import StopOnWriteError, StoreRecorder
 from .trainable import trainable
 
-COMPARED = ("model", "init", "epochs", "max_train_examples", "max_length")   # settings a finished record must share
+TEACHER_KEYS = ("task", "teacher", "directory", "transfer", "rows", "max_length", "metrics", "score")
+
+# settings a finished record must share with the spec to be reused
+COMPARED = ("model", "init", "epochs", "max_train_examples", "max_length", "teacher", "transfer")
 
 
 def check_compatible(sweep: Sweep, records: list[dict]) -> None:
@@ -45,6 +48,7 @@ def check_compatible(sweep: Sweep, records: list[dict]) -> None:
             continue
         for key in COMPARED:
             had, now = r["trial"].get(key), getattr(cfg, key)
+            had, now = [list(v) if isinstance(v, (list, tuple)) else v for v in (had, now)]
             if had != now and not (key == "epochs" and float(had) == float(now)):
                 raise UserError(f"{sweep.run_dir}: trial {r['trial_id']} was run with {key}={had!r}, the spec now "
                                 f"says {now!r}; give the sweep a new name (or move the old results)")
@@ -88,9 +92,19 @@ def run(sweep: Sweep, address: str | None = None, storage: str | None = None, re
               f"finished, {total - finished} to run; results in {run_dir}/trials/", file=out)
         if not jobs:
             return 0
+        soft = soft_labels(sweep, run_dir, out) if sweep.distill else {}
         if not address:
             warm_cache(sweep, [c for j in jobs for c in j.warm], out)
-        return _run_jobs(sweep, jobs, run_dir, records, address, storage, secure, out)
+        return _run_jobs(sweep, jobs, run_dir, records, address, storage, secure, out, soft)
+
+
+def soft_labels(sweep: Sweep, run_dir: Path, out) -> dict[str, str]:
+    """The teacher's soft labels of every task (computed once, cached), before any trial; its dev
+    scores go to ``<run>/teachers.json`` for the leaderboard. Task -> soft-label file."""
+    got = teacher.prepare(sweep, out=out)
+    rows = [{k: meta[k] for k in TEACHER_KEYS if k in meta} | {"soft_labels": str(p)} for p, meta in got.values()]
+    atomic_write_json(run_dir / "teachers.json", rows)
+    return {task: str(p) for task, (p, _) in got.items()}
 
 
 def _resources(sweep: Sweep, has_gpu: bool):
@@ -147,14 +161,14 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, runtime: dict, recorder: S
 
 
 def _run_jobs(sweep: Sweep, jobs: list[Job], run_dir: Path, records: list[dict], address, storage, secure,
-              out) -> int:
+              out, soft: dict[str, str]) -> int:
     _, url = start_ray(address, None, secure)
     info = dashboard_info(url, secure)
     atomic_write_json(run_dir / "dashboard.json", info)
     print_dashboard(info, out)
     try:
         resources, threads = _resources(sweep, ray.cluster_resources().get("GPU", 0) > 0)
-        runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": threads}
+        runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": threads, "soft_labels": soft}
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
         recorder = StoreRecorder(sweep.name, run_dir, attempts, finished, out)

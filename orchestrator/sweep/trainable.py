@@ -42,8 +42,9 @@ def trainable(config: dict) -> None:
     def on_restart(new_cfg, why):
         state["accum"] = new_cfg.grad_accum   # the recorder starts the record's evaluations afresh
 
+    runtime = Runtime(threads=rt["threads"], soft_labels=rt.get("soft_labels", {}).get(trial.config.task))
     res = run_trial(trial.config, source_from(rt["glue_dir"], rt["hub"]), on_eval=on_eval,
-                    after_prepare=after_prepare, on_restart=on_restart, runtime=Runtime(threads=rt["threads"]))
+                    after_prepare=after_prepare, on_restart=on_restart, runtime=runtime)
     if res.status == "diverged" or res.grad_accum > 1:
         last = state["last"]
         tune.report({"score": float("-inf") if res.status == "diverged" else last.score,
