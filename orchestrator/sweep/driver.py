@@ -81,6 +81,7 @@ def run(sweep: Sweep, address: str | None = None, storage: str | None = None, re
         records, problems = store.read_records(run_dir)
         for p in problems:
             print(f"warning: ignoring unreadable record {p}", file=out)
+        soft = soft_labels(sweep, run_dir, out) if sweep.distill else {}   # first: a bad teacher writes nothing
         if Path(sweep.path).is_file():
             (run_dir / "sweep.yaml").write_text(Path(sweep.path).read_text())
         if sweep.mode == "grid":
@@ -92,7 +93,6 @@ def run(sweep: Sweep, address: str | None = None, storage: str | None = None, re
               f"finished, {total - finished} to run; results in {run_dir}/trials/", file=out)
         if not jobs:
             return 0
-        soft = soft_labels(sweep, run_dir, out) if sweep.distill else {}
         if not address:
             warm_cache(sweep, [c for j in jobs for c in j.warm], out)
         return _run_jobs(sweep, jobs, run_dir, records, address, storage, secure, out, soft)
