@@ -83,9 +83,7 @@ def _teacher(raw, where: Where) -> Teacher:
             where.fail(keys, f"teacher {raw} has no config.json: not a saved model")
         return Teacher(directory=str(d.resolve()))
     if isinstance(raw, dict) and set(raw) == {"run", "model"} and all(isinstance(v, str) for v in raw.values()):
-        run = Path(os.path.expandvars(raw["run"])).expanduser()
-        if not (run / "trials").is_dir():
-            where.fail(keys + ("run",), f"teacher run {raw['run']} has no trials/ (a finished sweep's results)")
+        run = Path(os.path.expandvars(raw["run"])).expanduser()   # checked when the sweep runs: it may come first
         return Teacher(run=str(run.resolve()), model=raw["model"])
     where.fail(keys, f"teacher must be a model directory or {{run: RUN, model: M}}, not {raw!r}")
 

@@ -32,6 +32,7 @@ from .data import source_from
 from .distill import TRAIN, Distill, SoftLabels, TransferFiles, file_hash, load_soft, save_soft, soft_key, soft_path
 from .distill_train import concat
 from .errors import UserError
+from .loading import quiet
 from .runner import Collator, run_trial, save, train_subset
 from .submit.choose import plan
 from .tasks import Task
@@ -49,6 +50,7 @@ def fingerprint(directory: str | Path) -> str:
 
 def load(directory: str, task: Task, device) -> tuple[object, object]:
     """The teacher's model and tokenizer; UserError (one line) when it cannot be loaded or does not fit the task."""
+    quiet()
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory)
         model = AutoModelForSequenceClassification.from_pretrained(directory, trust_remote_code=False)
@@ -133,6 +135,8 @@ def teacher_directory(d: Distill, task: Task, source, log=None) -> str:
     """The teacher's model directory for ``task``: as given, or the run's best configuration re-trained once."""
     if d.teacher.directory:
         return d.teacher.directory
+    if not (Path(d.teacher.run) / "trials").is_dir():
+        raise UserError(f"teacher run {d.teacher.run} has no trials/: run the teacher's sweep first")
     pl = plan(d.teacher.run, d.teacher.model, source)
     choice = next((c for c in pl.choices if c.task.name == task.name), None)
     if choice is None:

@@ -157,7 +157,6 @@ def test_gold_rows_keep_only_labelled_rows():
 
 @pytest.mark.parametrize("block, words", [
     ("distill:\n  teacher: /nonexistent/teacher\n", ["s.yaml:10", "not a directory"]),
-    ("distill:\n  teacher: {run: /nonexistent/run, model: M}\n", ["s.yaml:10", "no trials/"]),
     ("distill:\n  teacher: [a]\n", ["s.yaml:10", "model directory or {run: RUN, model: M}"]),
     ("distill:\n  techer: x\n", ["s.yaml:10", "unknown key 'techer'", "did you mean 'teacher'"]),
     ("distill:\n  teacher: TEACHER\n  temperature: 0\n", ["s.yaml:11", "positive"]),
@@ -188,6 +187,9 @@ def test_unloadable_teacher_one_line_exit_2(glue_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("glue-sweep: error: teacher ") and "cannot be loaded" in err[-1]
     assert not list((tmp_path / "res").rglob("*.json"))   # no record, no teachers.json
+    (tmp_path / "r.yaml").write_text(spec_text("{run: /nonexistent/run, model: M}", glue_dir) + f"results: {tmp_path}\n")
+    assert main(["run", str(tmp_path / "r.yaml")]) == 2
+    assert "teacher run /nonexistent/run has no trials/" in capsys.readouterr().err
     with pytest.raises(UserError, match="has 2 outputs; STS-B needs 1"):
         T.load(str(_saved_tiny(tmp_path / "two")), get_task("STS-B"), torch.device("cpu"))
 
@@ -239,3 +241,27 @@ def test_runs_without_distillation_have_no_kinds_table(tmp_path):
     lb, written = export(run, ("csv", "md"))
     assert "kinds.csv" not in {p.name for p in written}
     assert "Kinds of training" not in (run / "export" / "leaderboard.md").read_text()
+
+
+def test_run_teacher_is_the_best_configuration_retrained_once(glue_dir, tmp_path, monkeypatch, one_thread):
+    from orchestrator import store
+    from orchestrator.config import make_trial
+    cfg = TrialConfig(model=resolve("BERT-Tiny").ref, task="SST-2", batch_size=16, learning_rate=1e-4, epochs=1,
+                      init="random", max_train_examples=32)
+    trial = make_trial(cfg, "BERT-Tiny")
+    rec = store.new_record(trial, "teacher-run", trial.label)
+    rec.update(status="completed", evals=[{"epoch": 1.0, "step": 2, "metrics": {"accuracy": 55.0}, "score": 55.0,
+                                          "train_loss": 0.7, "elapsed_s": 1.0}])
+    store.write_record(tmp_path / "teacher-run", rec)
+    trained = []
+    real = T.run_trial
+    monkeypatch.setattr(T, "run_trial", lambda c, *a, **k: trained.append(c) or real(c, *a, **k))
+    text = spec_text(f"{{run: {tmp_path / 'teacher-run'}, model: {trial.label}}}", glue_dir,
+                     models="[{name: BERT-Tiny, init: random}]", cap=16)
+    sweep = S.parse(text, "s.yaml", str(tmp_path))
+    stats: dict = {}
+    path, meta = T.prepare(sweep, stats)["SST-2"]
+    assert [c.to_dict() for c in trained] == [cfg.to_dict()] and stats["teacher_runs"] == 1
+    assert meta["teacher"] == f"run:{tmp_path / 'teacher-run'}:{trial.label}" and meta["rows"] == 16
+    assert (tmp_path / "teacher-run").exists() and T.prepare(sweep, stats) and len(trained) == 1
+    assert next(t for t in sweep.trials() if t.config.distilled).config.teacher == meta["teacher"]
