@@ -10,12 +10,13 @@ from pathlib import Path
 
 from . import speed
 from .config import INITS, Runtime, TrialConfig, make_trial
-from .console import Progress, dashboard_lines, evaluation_table, newest_run, status_text
+from .console import Progress, dashboard_lines, error_line, evaluation_table, newest_run, status_text
 from .data import source_from
 from .errors import UserError
-from .fileio import atomic_write_json
+from .fileio import atomic_write_json, check_writable_dir
 from .models import resolve
 from .plan import render
+from .preflight import LOCAL_ONLY_ENV, check_device
 from .results.export import export
 from .results.formats import FORMATS, parse_formats, read_speedups
 from .results.render import to_markdown
@@ -106,6 +107,8 @@ def add_run_command(sub) -> None:
     r.add_argument("--resume", action="store_true", help="finish an existing sweep (the default behaviour, explicit)")
     r.add_argument("--storage", default=None, help="where Ray Tune keeps its experiment state (path or URI)")
     r.add_argument("--results", default=None, help="results root (default: the spec's, usually results/)")
+    r.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the trials that failed before again (default; --no-retry-failed keeps them failed)")
     r.add_argument("--insecure-dashboard", action="store_true",
                    help="start the local Ray without token authentication (not recommended)")
     r.set_defaults(func=cmd_run)
@@ -227,10 +230,13 @@ def cmd_leaderboard(a) -> int:
 def cmd_run(a) -> int:
     if not a.insecure_dashboard:   # must be in the environment before Ray is imported
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    from . import sweep as driver   # Ray: heavy, and only `run` needs it (after RAY_AUTH_MODE is set above)
-
     s = load(a.sweep, results_root=a.results)
-    return driver.run(s, address=a.address, storage=a.storage, secure=not a.insecure_dashboard)
+    if not a.address:   # a local Ray listens on loopback only (set before Ray is imported)
+        os.environ.update(LOCAL_ONLY_ENV)
+    from . import sweep as driver   # Ray: heavy, and only `run` needs it (after the environment is set above)
+
+    return driver.run(s, address=a.address, storage=a.storage, secure=not a.insecure_dashboard,
+                      retry_failed=a.retry_failed)
 
 
 def cmd_train(a) -> int:
@@ -244,6 +250,8 @@ def cmd_train(a) -> int:
     source = source_from(a.glue_dir, a.hub)
     trial = make_trial(cfg, spec.name)
     out = Path(a.out) if a.out else Path("results") / "train" / trial.id
+    check_writable_dir(out, "--out directory")   # before an epoch is spent on results nobody can keep
+    check_device(a.device)
     runtime = Runtime(device=a.device, threads=a.threads, save_dir=str(out / "model") if a.save_model else None)
     p = prepare(cfg, source, runtime=runtime)   # every input check happens here, before anything is written
     record = {"trial_id": trial.id, "group": trial.group, "trial": cfg.to_dict(), "data": source.describe(),
@@ -341,7 +349,14 @@ def main(argv=None) -> int:
     try:
         return a.func(a)
     except UserError as e:
-        print("glue-sweep: error: " + " ".join(str(e).split()), file=sys.stderr)   # always one line
+        print("glue-sweep: error: " + error_line(str(e)), file=sys.stderr)   # always one line
+        return EXIT_USAGE
+    except OSError as e:   # a file or directory the command could not use: one line with its path
+        if isinstance(e, BrokenPipeError):
+            sys.stderr.close()
+            return 0
+        where = f"{e.filename}: " if e.filename else ""
+        print("glue-sweep: error: " + error_line(f"{where}{e.strerror or e}"), file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into head and closed: not an error
         sys.stderr.close()

@@ -21,6 +21,10 @@ INITS = ("pretrained", "random")
 # paper's Pre-trained Distillation), or on soft labels then gold labels (distill+fine-tune).
 TRAININGS = ("fine-tune", "distill", "distill+fine-tune")
 KIND_MARKS = {"fine-tune": "", "distill": " [distilled]", "distill+fine-tune": " [distilled+fine-tuned]"}
+# Bounds of the values a trial accepts (a value outside is a mistake, never a run): the learning
+# rate lies in (0, 1), epochs in (0, MAX_EPOCHS], batch sizes up to MAX_BATCH_SIZE.
+MAX_EPOCHS = 100
+MAX_BATCH_SIZE = 8192
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,12 @@ class TrialConfig:
         _set("batch_size", _whole(self.batch_size, "batch size"))
         _set("learning_rate", _number(self.learning_rate, "learning rate"))
         _set("epochs", _number(self.epochs, "epochs"))
+        if not self.learning_rate < 1:
+            raise UserError(f"learning rate must be below 1, not {self.learning_rate!r}")
+        if self.epochs > MAX_EPOCHS:
+            raise UserError(f"epochs must be at most {MAX_EPOCHS}, not {self.epochs!r}")
+        if self.batch_size > MAX_BATCH_SIZE:
+            raise UserError(f"batch size must be at most {MAX_BATCH_SIZE}, not {self.batch_size!r}")
         _set("seed", _whole(self.seed, "seed", positive=False))
         if self.init not in INITS:
             raise UserError(f"init must be pretrained or random, not {self.init!r}")
@@ -102,7 +112,8 @@ class TrialConfig:
         return self.training != "fine-tune"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON values (``transfer`` a list), equal to what a record reads back."""
+        return {**asdict(self), "transfer": list(self.transfer)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -166,9 +177,15 @@ def _number(v, what: str, positive: bool = True) -> float:
 # ----------------------------------------------------------------------------- names
 
 def fmt_lr(lr: float) -> str:
-    """A learning rate as the papers write it: 1e-4, 5e-5; more digits only when needed."""
-    short = f"{lr:.0e}".replace("e-0", "e-").replace("e+0", "e+")
-    return short if float(short) == float(lr) else f"{lr:.3e}"
+    """A learning rate exactly, as the papers write it: 1e-4, 5e-5, 5.4e-5, 2.5e-5: the fewest
+    significant digits that read back as the same float (so two rates never share a name)."""
+    lr = float(lr)
+    for digits in range(17):
+        text = f"{lr:.{digits}e}"
+        if float(text) == lr:
+            break
+    mant, exp = text.split("e")
+    return f"{mant}e{int(exp)}"
 
 
 def display_name(model_name: str, init: str, training: str = "fine-tune") -> str:

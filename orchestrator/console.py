@@ -86,3 +86,12 @@ class Progress:
         self.last = now
         msg = f"step {step}/{total} ({100 * step / total:.0f}%)  loss {loss:.4f}  {now - self.t0:.0f}s"
         print(("\r" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+
+MAX_ERROR = 300   # characters of an error line (its start, file:line, is always kept)
+
+
+def error_line(msg: str) -> str:
+    """One line of at most MAX_ERROR characters: a 1 GB data row gives a short message."""
+    line = " ".join(msg[:4 * MAX_ERROR].split())
+    return line if len(line) <= MAX_ERROR else line[:MAX_ERROR - 3] + "..."

@@ -14,7 +14,14 @@ Record (schema 2)::
      "status": "completed", "attempts": 1, "error": null,
      "evals": [{"epoch": 1.0, "step": 2105, "metrics": {"accuracy": 83.1}, "score": 83.1,
                 "train_loss": 0.41, "elapsed_s": 35.2}, ...],
-     "n_params": 4386178, "updated_at": "2026-11-21T12:00:00+00:00"}
+     "n_params": 4386178, "updated_at": "2026-11-21T12:00:00+00:00",
+     "settings_hash": "3f1c...", "data_fingerprint": "9ab2..."}
+
+``settings_hash`` is the trial's identity beyond its id (``identity.py``: every setting that
+changes results, and the data's content); a re-run reuses a finished record only when it
+matches. Records without one (written before it existed) are reused only when their
+configuration matches in full, with a warning. A record whose ``trial_id`` is not its file
+name, or whose fields have the wrong types, is reported and ignored (its trial runs again).
 
 ``trial`` is ``TrialConfig.to_dict()``; ``TrialConfig.from_dict(record["trial"])`` is the way
 back. Records of schema 1 (the configuration flat at the top level) are upgraded on reading.
@@ -90,17 +97,41 @@ def upgrade(rec: dict) -> dict:
     return out
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _eval_problem(e) -> str | None:
+    if not isinstance(e, dict) or "score" not in e or "metrics" not in e:
+        return "malformed evals"
+    if not _number(e["score"]) or not _number(e.get("epoch", 0)):
+        return "an evaluation's score or epoch is not a number"
+    if not isinstance(e["metrics"], dict) or not all(isinstance(k, str) and _number(v) for k, v in e["metrics"].items()):
+        return "an evaluation's metrics are not numbers by name"
+    return None
+
+
 def check_record(rec) -> str | None:
-    """Why a parsed record cannot be used, or None."""
+    """Why a parsed record cannot be used (a missing field, a field of the wrong type), or None."""
     if not isinstance(rec, dict):
         return "not a JSON object"
     missing = [k for k in REQUIRED if k not in rec]
     if missing:
         return f"missing {', '.join(missing)}"
-    if rec["status"] not in STATUSES:
-        return f"unknown status {rec['status']!r}"
-    if not isinstance(rec["evals"], list) or not all(isinstance(e, dict) and "score" in e and "metrics" in e for e in rec["evals"]):
+    for key in ("trial_id", "group", "model"):
+        if not isinstance(rec[key], str) or not rec[key]:
+            return f"{key} is not a name"
+    if not isinstance(rec["status"], str) or rec["status"] not in STATUSES:
+        return f"unknown status {str(rec['status'])[:40]!r}"
+    if not isinstance(rec["evals"], list):
         return "malformed evals"
+    why = next((w for w in map(_eval_problem, rec["evals"]) if w), None)
+    if why:
+        return why
+    for key, ok in (("attempts", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+                    ("error", lambda v: isinstance(v, str)), ("n_params", _number), ("settings_hash", lambda v: isinstance(v, str))):
+        if rec.get(key) is not None and not ok(rec[key]):
+            return f"{key} has the wrong type"
     try:
         config_of(rec)
     except UserError as e:
@@ -115,6 +146,8 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
         return None, f"{path}: unreadable ({type(e).__name__})"
     rec = upgrade(rec)
     why = check_record(rec)
+    if why is None and rec["trial_id"] != path.stem:
+        why = f"holds trial {rec['trial_id'][:120]!r}, not the one its file name says (a copied record?)"
     return (rec, None) if why is None else (None, f"{path}: {why}")
 
 

@@ -25,8 +25,9 @@ from .jobs import trial_of
 
 class StoreRecorder(tune.Callback):
     def __init__(self, sweep_name: str, run_dir: Path, prior_attempts: dict[str, int],
-                 finished: set[str] = frozenset(), out=sys.stderr):
+                 finished: set[str] = frozenset(), out=sys.stderr, identity=None):
         self.sweep_name, self.run_dir, self.prior_attempts, self.out = sweep_name, run_dir, prior_attempts, out
+        self.identity = identity               # TrialConfig -> the record's identity fields (identity.py)
         self.records: dict[str, dict] = {}     # by Tune's own trial id
         self.taken: set[str] = set(finished)   # record ids that must not be overwritten
         self.best: dict[str, tuple[float, str]] = {}
@@ -57,6 +58,8 @@ class StoreRecorder(tune.Callback):
                 tid, n = f"{t.id}_r{n}", n + 1
             self.taken.add(tid)
             rec = store.new_record(t._replace(id=tid), self.sweep_name, t.label)
+            if self.identity is not None:
+                rec.update(self.identity(t.config))
             rec["attempts"] = self.prior_attempts.get(tid, 0)
             self.records[trial.trial_id] = rec
         return rec
