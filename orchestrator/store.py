@@ -150,7 +150,10 @@ def read_record(path: Path | storage.Location) -> tuple[dict | None, str | None]
         rec = json.loads(storage.at(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"{path}: unreadable ({type(e).__name__})"
-    rec = upgrade(rec)
+    try:
+        rec = upgrade(rec)
+    except (TypeError, ValueError, KeyError):
+        return None, f"{path}: an old record that cannot be read"
     why = check_record(rec)
     if why is None and rec["trial_id"] != path.stem:
         why = f"holds trial {rec['trial_id'][:120]!r}, not the one its file name says (a copied record?)"

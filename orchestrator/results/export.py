@@ -26,6 +26,7 @@ from ..fileio import atomic_write_text
 from .board import Leaderboard
 from .compact import compact_values
 from .figures import write_figures
+from .kinds import has_kinds, kinds_values
 from .load import load_run
 from .reference import comparison, load_compact_reference
 from .report import html_report, latex_report, markdown_report, now, report_tables
@@ -33,13 +34,14 @@ from .tables import glue_wide
 
 def data_frames(lb: Leaderboard, speedups: dict | None = None) -> dict[str, pd.DataFrame]:
     """The numeric tables written as CSV and JSON, by name."""
-    return {"results": lb.results, "glue": glue_wide(lb), "configs": lb.configs, "comparison": comparison(lb),
-            "compact": compact_values(lb, speedups, load_compact_reference())}
+    out = {"results": lb.results, "glue": glue_wide(lb), "configs": lb.configs, "comparison": comparison(lb),
+           "compact": compact_values(lb, speedups, load_compact_reference())}
+    return out | ({"kinds": kinds_values(lb)} if has_kinds(lb) else {})
 
 
 def write_csv(lb: Leaderboard, out: Path, speedups: dict | None = None) -> list[Path]:
     names = {"results": "leaderboard.csv", "glue": "glue.csv", "configs": "configs.csv",
-             "comparison": "comparison.csv", "compact": "compact.csv"}
+             "comparison": "comparison.csv", "compact": "compact.csv", "kinds": "kinds.csv"}
     paths = []
     for key, df in data_frames(lb, speedups).items():
         p = out / names[key]
@@ -53,7 +55,8 @@ def json_text(lb: Leaderboard, run_name: str, speedups: dict | None = None) -> s
     records = {k: json.loads(df.to_json(orient="records", double_precision=10))
                for k, df in {**data_frames(lb, speedups), "models": lb.models}.items()}
     doc = {"run": run_name, "selection": lb.selection, "generated_at": now(), "problems": lb.problems,
-           **{k: records[k] for k in ("results", "glue", "configs", "comparison", "compact", "models")}}
+           **{k: records[k] for k in ("results", "glue", "configs", "comparison", "compact", "kinds", "models")
+              if k in records}}
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ..models import NAMED
 from .board import Leaderboard
+from .kinds import TEACHER_KIND, has_kinds, kinds_values
 from .reference import load_reference
 from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
 from .values import MISSING, PARTIAL_MARK, fmt_lr
@@ -180,6 +181,28 @@ def draw_hparams(plt, lb: Leaderboard, save) -> None:
         save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate", tight=False)
 
 
+def draw_kinds(plt, lb: Leaderboard, save) -> None:
+    """Per task, each (student, kind of training)'s dev score (bars, ± std over seeds) and the teacher's (a line)."""
+    if not has_kinds(lb):
+        return
+    v = kinds_values(lb)
+    tasks = [c for c in v.columns[3:] if not c.endswith(("_std", "_delta"))]
+    students = v[v["kind"] != TEACHER_KIND]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 0.45 * len(students) + 1.6), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        labels = [f"{s} / {k}" for s, k in zip(students["student"], students["kind"])]
+        ax.barh(range(len(students)), students[t].fillna(0), xerr=students[f"{t}_std"].fillna(0), color="tab:blue")
+        ax.set_yticks(range(len(students)), labels=labels)
+        ax.invert_yaxis()
+        for score, name in zip(v.loc[v["kind"] == TEACHER_KIND, t], v.loc[v["kind"] == TEACHER_KIND, "student"]):
+            if np.isfinite(score):
+                ax.axvline(score, color="tab:red", linestyle="--", label=f"teacher {name}: {score:.1f}")
+                ax.legend(loc="lower right", fontsize=8)
+        lo = np.nanmin(v[t].to_numpy(dtype=float)) if v[t].notna().any() else 0
+        ax.set(xlabel=f"{t} dev score", title=t, xlim=(max(0, lo - 10), None))
+    save(fig, "kinds.png", "Kinds of training side by side: dev score per student (± std over seeds), teacher dashed")
+
+
 def write_figures(lb: Leaderboard, fig_dir: Path) -> list[tuple[str, Path]]:
     """Draw every picture into ``fig_dir``; (caption, path) of each."""
     plt = pyplot()
@@ -195,4 +218,5 @@ def write_figures(lb: Leaderboard, fig_dir: Path) -> list[tuple[str, Path]]:
     draw_grids(plt, lb, save)
     draw_score_vs_params(plt, lb, save)
     draw_hparams(plt, lb, save)
+    draw_kinds(plt, lb, save)
     return made

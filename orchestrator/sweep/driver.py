@@ -22,7 +22,7 @@ import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from .. import storage, store
+from .. import storage, store, teacher
 from ..config import TrialConfig, display_name
 from ..data import source_from
 from ..errors import UserError
@@ -32,14 +32,15 @@ from ..identity import check_reuse, data_fingerprint, identity_fields
 from ..resources import gpu_memory_bytes, trial_gpu_share
 from ..spec import Sweep
 from .asha import grouped_asha
-from .cluster import RunLock, check_address, check_fits, dashboard_info, print_dashboard, start_ray
+from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, print_dashboard, start_ray
 from .jobs import Job, grid_jobs, optuna_jobs, trial_of
 from .location import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
-from .shipping import Shipment, pack
+from .shipping import Shipment, pack, ship_soft_labels
 from .trainable import trainable
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (README: exit codes)
+TEACHER_KEYS = ("task", "teacher", "directory", "transfer", "rows", "max_length", "metrics", "score")
 
 
 def data_fingerprints(sweep: Sweep, source) -> dict[str, str]:
@@ -98,6 +99,7 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
     """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
     (address, data, settings of finished records) runs before anything is written."""
     if address:
+        address = auto_address() if address == "auto" else address
         check_address(address)
     loc = run_location(sweep, storage_uri)
     check_writable_dir(lock_dir(loc), "results directory")
@@ -105,6 +107,7 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
     source = source_from(glue_dir, hub)
     fps = data_fingerprints(sweep, source)
     reusable(sweep, loc, store.read_records(loc)[0], fps, retry_failed, io.StringIO())   # refuse early
+    soft = teacher.prepare(sweep, out=out) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
     with RunLock(lock_dir(loc), str(loc)):
         records, problems = store.read_records(loc)
         for p in problems:
@@ -116,11 +119,19 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
               f"finished, {total - finished} to run"
               + (f" ({len(retry)} failed before: retried; --no-retry-failed keeps them)" if retry else "")
               + f"; results in {loc}/trials/", file=out)
+        if soft:
+            _save_teachers(loc, soft)
         if not jobs:
             return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid" else set())
         shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
         identity = (lambda cfg: identity_fields(cfg, fps[cfg.task]))
-        return _run_jobs(sweep, jobs, loc, kept, address, shipment, secure, identity, out)
+        return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, out)
+
+
+def _save_teachers(loc: storage.Location, soft: dict) -> None:
+    """The teachers' own dev scores (and where their soft labels are), for the leaderboard's reference row."""
+    rows = [{k: meta[k] for k in TEACHER_KEYS if k in meta} | {"soft_labels": str(p)} for p, meta in soft.values()]
+    loc.join("teachers.json").write_text(json.dumps(rows, indent=2) + "\n")
 
 
 def _save_spec(sweep: Sweep, loc: storage.Location, shipment: Shipment) -> None:

@@ -37,6 +37,7 @@ class Shipment:
     prints: dict[tuple[str, str], str] = field(default_factory=dict)   # (task, split) -> data fingerprint
     encoded: dict[str, Encoded] = field(default_factory=dict)          # feature key -> encoded split
     vocab: str | None = None                               # the uncased vocabulary's text (random init)
+    soft: dict[str, bytes] = field(default_factory=dict)   # task -> the teacher's soft labels (.npz bytes)
 
     def nbytes(self) -> int:
         return sum(e.input_ids.nbytes + e.token_type_ids.nbytes + e.offsets.nbytes + e.index.nbytes
@@ -103,17 +104,35 @@ class ShippedSource:
         return self.real().load(task, split)
 
 
+def ship_soft_labels(ship: Shipment, soft: dict) -> Shipment:
+    """Distillation: the teachers' soft labels (``teacher.prepare``: task -> (file, meta)) travel
+    with the features, so no worker needs the driver's soft-label cache."""
+    ship.soft = {task: Path(path).read_bytes() for task, (path, _) in soft.items()}
+    return ship
+
+
+def _node_file(prefix: str, suffix: str, data: bytes) -> Path:
+    """``data`` written once per node under the temporary directory, named by its content."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"{prefix}{digest}{suffix}"
+    if not path.is_file():
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{prefix}")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    return path
+
+
+def soft_labels_file(ship: Shipment, task: str) -> str | None:
+    """In a worker: the task's shipped soft labels as a local file (None without distillation)."""
+    data = ship.soft.get(task)
+    return None if data is None else str(_node_file("glue-sweep-soft-", ".npz", data))
+
+
 def use_vocab(ship: Shipment) -> None:
     """In a worker: point the vocabulary lookup at the driver's vocabulary (written once per
     node under the temporary directory, named by its content), so every node tokenises, and
     keys its features, exactly as the driver did."""
     if ship.vocab is None:
         return
-    digest = hashlib.sha256(ship.vocab.encode("utf-8")).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"glue-sweep-vocab-{digest}.txt"
-    if not path.is_file():
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".glue-sweep-vocab-")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(ship.vocab)
-        os.replace(tmp, path)
-    os.environ[VOCAB_ENV] = str(path)
+    os.environ[VOCAB_ENV] = str(_node_file("glue-sweep-vocab-", ".txt", ship.vocab.encode("utf-8")))

@@ -20,14 +20,14 @@ from ..config import Runtime
 from ..runner import run_trial
 from . import hooks
 from .jobs import trial_of
-from .shipping import Shipment, ShippedSource, use_vocab
+from .shipping import Shipment, ShippedSource, soft_labels_file, use_vocab
 
 
-def placement() -> Runtime:
+def placement(soft_labels: str | None = None) -> Runtime:
     """Device and threads of this worker from what Ray reserved for it: no GPU reserved, the CPU."""
     ctx = ray.get_runtime_context()
     cpus = ctx.get_assigned_resources().get("CPU", 1)
-    return Runtime(device=None if ray.get_gpu_ids() else "cpu", threads=max(1, int(cpus)))
+    return Runtime(device=None if ray.get_gpu_ids() else "cpu", threads=max(1, int(cpus)), soft_labels=soft_labels)
 
 
 def trainable(config: dict, shipment: Shipment) -> None:
@@ -54,8 +54,9 @@ def trainable(config: dict, shipment: Shipment) -> None:
         state["accum"] = new_cfg.grad_accum   # the recorder starts the record's evaluations afresh
 
     use_vocab(shipment)
+    runtime = placement(soft_labels=soft_labels_file(shipment, trial.config.task))
     res = run_trial(trial.config, ShippedSource(shipment), on_eval=on_eval, after_prepare=after_prepare,
-                    on_restart=on_restart, runtime=placement())
+                    on_restart=on_restart, runtime=runtime)
     if res.status == "diverged" or res.grad_accum > 1:
         last = state["last"]
         tune.report({"score": float("-inf") if res.status == "diverged" else last.score,
