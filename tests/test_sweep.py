@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -305,6 +306,13 @@ def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue
     assert max(r["attempts"] for r in recs.values()) >= 2, recs
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now: clusters of tests running at once never share one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.contextmanager
 def local_cluster(port: int):
     """A head and a worker node started with `ray start --block` on loopback, one CPU each,
@@ -344,7 +352,7 @@ def local_cluster(port: int):
 
 def test_two_node_cluster_on_loopback(tmp_path, real_glue_dir):
     """A head and a worker started with `ray start` on loopback; the trials land on both."""
-    port = 46379
+    port = free_port()
     with local_cluster(port):
         spec = write_spec(tmp_path, "cluster", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
                           bs="[16, 32]", lr="[1e-4, 5e-5]")

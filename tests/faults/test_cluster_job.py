@@ -19,10 +19,14 @@ import orchestrator
 from orchestrator.models import packaged_minilm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_sweep import REPO, _wait_for, env, records, run_cli, write_spec  # noqa: E402
+from test_sweep import REPO, _wait_for, env, free_port, records, run_cli, write_spec  # noqa: E402
 
 RAY = str(Path(sys.executable).parent / "ray")
-PORT, DASHBOARD = 46581, 46582   # away from Ray's defaults: other clusters on this machine keep theirs
+# Every port the two nodes listen on is chosen free: other clusters on this machine keep theirs.
+PORTS: list[int] = []
+while len(PORTS) < 8:
+    PORTS += [p for p in [free_port()] if p not in PORTS]
+PORT, DASHBOARD, *AGENT = PORTS
 
 
 def _node_env(tmp: Path) -> dict:
@@ -67,12 +71,13 @@ def job_cluster(tmp: Path, hide: list[Path]):
         nodes.append(subprocess.Popen(
             [RAY, "start", "--head", "--block", f"--port={PORT}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={DASHBOARD}",
-             "--dashboard-agent-listen-port=46583", "--runtime-env-agent-port=46584", "--metrics-export-port=46585"],
+             f"--dashboard-agent-listen-port={AGENT[0]}", f"--runtime-env-agent-port={AGENT[1]}",
+             f"--metrics-export-port={AGENT[2]}"],
             env=e, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
         _wait_for(lambda: status().returncode == 0, 180, "the head node")
         worker = (f"{mounts}; exec {RAY} start --block --address=127.0.0.1:{PORT} --node-ip-address=127.0.0.1 "
-                  f"--num-cpus=1 --dashboard-agent-listen-port=46586 --runtime-env-agent-port=46587 "
-                  f"--metrics-export-port=46588")
+                  f"--num-cpus=1 --dashboard-agent-listen-port={AGENT[3]} --runtime-env-agent-port={AGENT[4]} "
+                  f"--metrics-export-port={AGENT[5]}")
         nodes.append(subprocess.Popen(["unshare", "--mount", "sh", "-c", worker], env=e, cwd="/",
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True))
         _wait_for(lambda: status().stdout.count("node_") >= 2, 180, "the worker node to join")
