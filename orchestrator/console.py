@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import store
+from . import storage, store
 from .errors import UserError
 from .results.load import load_run
 from .results.render import to_markdown
@@ -24,11 +24,12 @@ def newest_run(root: str = "results") -> Path:
     return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
 
 
-def dashboard_lines(run: Path) -> list[str]:
+def dashboard_lines(run: Path | storage.Location) -> list[str]:
     """What `glue-sweep dashboard` prints: whether the sweep runs, its dashboard's address and login."""
     out = []
+    run = storage.at(run)
     f = run / "dashboard.json"
-    if not f.is_file():
+    if not f.exists():
         raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
     info = json.loads(f.read_text())
     alive = False
@@ -51,7 +52,8 @@ def dashboard_lines(run: Path) -> list[str]:
     return out
 
 
-def status_text(run: Path) -> str:
+def status_text(run: Path | storage.Location) -> str:
+    run = storage.at(run)   # a local directory or a storage URI
     records, problems = store.read_records(run)
     counts = Counter(r["status"] for r in records)
     head = f"sweep {run.name}: {len(records)} trials recorded: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator import spec as S
-from orchestrator import store
+from orchestrator import storage, store
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "orchestrator.cli"]
@@ -226,11 +226,18 @@ def _finished(run_dir):
     return {r["trial_id"]: r for r in store.read_records(run_dir)[0] if r["status"] in store.FINAL}
 
 
-def test_driver_sigkill_then_same_command_finishes_exactly_once(tmp_path, real_glue_dir):
+def test_driver_sigkill_then_a_driver_elsewhere_finishes_exactly_once(tmp_path, real_glue_dir, s3_server):
+    """The store on S3 (a server on loopback): the driver is killed mid-sweep, another one started
+    from another working directory and HOME with the same --storage runs only what is unfinished."""
     spec = write_spec(tmp_path, "killed", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
                       bs="[16, 32]", lr="[1e-4, 5e-5, 3e-5]")
-    run_dir = tmp_path / "results" / "killed"
-    proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, env=env(GLUE_SWEEP_FAULTS="sleep:bs32:4"),
+    uri = s3_server(f"killed-{tmp_path.name}")
+    run_dir = storage.at(uri).join("killed")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d in (first / "home", second / "home"):
+        d.mkdir(parents=True)
+    proc = subprocess.Popen(CLI + ["run", str(spec), "--storage", uri], cwd=first,
+                            env=env(GLUE_SWEEP_FAULTS="sleep:bs32:4", HOME=str(first / "home"), PYTHONPATH=str(REPO)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: len(_finished(run_dir)) >= 2, 240, "two finished trials")
@@ -241,13 +248,17 @@ def test_driver_sigkill_then_same_command_finishes_exactly_once(tmp_path, real_g
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    r = run_cli(["run", str(spec)])
+    r = subprocess.run(CLI + ["run", str(spec), "--storage", uri], cwd=second, capture_output=True, text=True,
+                       env=env(HOME=str(second / "home"), PYTHONPATH=str(REPO)), timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{len(done_before)} already finished" in r.stderr
     recs = records(run_dir)
     assert set(recs) == {t.id for t in S.load(spec).trials()}
+    assert all(r["status"] == "completed" and r["attempts"] == 1 for r in recs.values() if r["trial_id"] in done_before)
     assert all(r["status"] == "completed" for r in recs.values())
     for k, v in done_before.items():   # finished before the kill: kept as they were, not re-run
         assert json.dumps(recs[k], sort_keys=True) == v
+    assert not (tmp_path / "results").exists()         # nothing went to the spec's local results
 
 
 def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue_dir):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import storage
 from ..errors import UserError
 from ..fileio import atomic_write_text
 from .board import Leaderboard
@@ -71,12 +72,12 @@ def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = N
            speedups: dict | None = None) -> tuple[Leaderboard, list[Path]]:
     """Write the chosen formats of a run's leaderboard; (leaderboard, files written)."""
     lb = load_run(run_dir, final_epoch=final_epoch)
-    run = Path(run_dir)
-    out = Path(out_dir) if out_dir else run / "export"
+    run = storage.at(run_dir)   # a run on an object store exports to ./export/<run> unless told
+    out = Path(out_dir) if out_dir else Path(run.path) / "export" if run.local else Path("export") / run.name
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    name = run.resolve().name
+    name = run.name
     written: list[Path] = []
     tables = report_tables(lb, speedups) if {"md", "latex", "html"} & set(formats) else []
 

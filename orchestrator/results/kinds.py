@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import storage
 from ..config import KIND_MARKS
 from .board import Leaderboard
 from .values import MISSING, PARTIAL_MARK, finite, fmt
@@ -32,9 +33,9 @@ TEACHERS_FILE = "teachers.json"
 
 def read_teachers(run_dir: str | Path) -> list[dict]:
     """The teacher rows a sweep wrote (task, teacher, score, metrics); [] when none or unreadable."""
-    p = Path(run_dir) / TEACHERS_FILE
+    p = storage.at(run_dir).join(TEACHERS_FILE)   # a local run or one on a storage URI
     try:
-        rows = json.loads(p.read_text(encoding="utf-8"))
+        rows = json.loads(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return []
     return [r for r in rows if isinstance(r, dict) and {"task", "teacher", "score"} <= set(r)] \

@@ -13,7 +13,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import store
+from .. import storage, store
 from ..errors import UserError
 from ..tasks import all_tasks, get_task
 from .board import Leaderboard, model_label, models_frame
@@ -106,18 +106,19 @@ def _in_order(df: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
 def load_run(run_dir: str | Path, final_epoch: bool = False) -> Leaderboard:
     """The leaderboard of a run directory; UserError when it does not exist, has no trials, or
     none of its records can be read."""
-    run = Path(run_dir)
-    if not run.exists():
-        raise UserError(f"run {run} does not exist")
+    run = storage.at(run_dir)   # a local directory or a storage URI (s3://...)
+    run_dir = str(run) if storage.is_uri(str(run_dir)) else run_dir   # a URI shown without its options
+    if not run.exists() and not run.is_dir():
+        raise UserError(f"run {run_dir} does not exist")
     if not run.is_dir():
-        raise UserError(f"run {run} is not a directory")
-    tdir = store.trials_dir(run)
-    files = sorted(tdir.glob("*.json")) if tdir.is_dir() else []
+        raise UserError(f"run {run_dir} is not a directory")
+    tdir = run.join("trials")
+    files = tdir.files(".json")
     if not files:
-        raise UserError(f"run {run} has no trials ({tdir}/*.json)")
+        raise UserError(f"run {run_dir} has no trials ({tdir}/*.json)")
     records, problems = store.read_records(run)
     if not records:
-        raise UserError(f"run {run}: none of its {len(files)} trial records can be read "
+        raise UserError(f"run {run_dir}: none of its {len(files)} trial records can be read "
                         f"({problems[0] if problems else '?'})")
     lb = build(records, problems, final_epoch=final_epoch)
     lb.teachers = read_teachers(run)

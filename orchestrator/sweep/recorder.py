@@ -24,7 +24,7 @@ from .jobs import trial_of
 
 
 class StoreRecorder(tune.Callback):
-    def __init__(self, sweep_name: str, run_dir: Path, prior_attempts: dict[str, int],
+    def __init__(self, sweep_name: str, run_dir, prior_attempts: dict[str, int],
                  finished: set[str] = frozenset(), out=sys.stderr, identity=None):
         self.sweep_name, self.run_dir, self.prior_attempts, self.out = sweep_name, run_dir, prior_attempts, out
         self.identity = identity               # TrialConfig -> the record's identity fields (identity.py)
@@ -44,7 +44,7 @@ class StoreRecorder(tune.Callback):
             store.write_record(self.run_dir, rec)
             self.writes += 1
         except OSError as e:
-            self.write_error = f"cannot write {store.record_path(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
+            self.write_error = f"cannot write {store.record_location(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
 
     def _rec(self, trial) -> dict:
         """The record of a Tune trial. Its id follows from the configuration; should that id
