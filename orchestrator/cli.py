@@ -16,7 +16,9 @@ from .errors import UserError
 from .fileio import atomic_write_json
 from .models import resolve
 from .plan import render
-from .results.export import export
+from .results.compare import compare_table, run_names
+from .results.export import export, write_comparison
+from .results.load import load_run
 from .results.formats import FORMATS, parse_formats, read_speedups
 from .results.render import to_markdown
 from .results.tables import glue_table
@@ -136,10 +138,13 @@ def add_leaderboard_command(sub) -> None:
     p = sub.add_parser("leaderboard", help="a run's leaderboards: CSV, Markdown, LaTeX, JSON, pictures, HTML report",
                        description="Best configuration per (model, task) of a run's result store, the GLUE Score, "
                                    "the miniature grid, best hyperparameters and the comparison with published figures.")
-    p.add_argument("run", metavar="RUN", help="a run directory (holding trials/*.json)")
+    p.add_argument("run", metavar="RUN", nargs="*",
+                   help="a run directory (holding trials/*.json; default: the newest under results/); several: "
+                        "their results side by side")
     p.add_argument("--format", type=_formats_arg, default=("csv",),
                    help=f"{', '.join(FORMATS)} or all; several comma-separated (default: csv)")
-    p.add_argument("--out", default=None, help="output directory (default: RUN/export)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/export; several runs: "
+                                               "the comparison is printed, and written here when given)")
     p.add_argument("--final-epoch", action="store_true",
                    help="judge each configuration at its last epoch instead of its best one")
     p.add_argument("--speedups", default=None, metavar="JSON",
@@ -213,7 +218,10 @@ def cmd_status(a) -> int:
 
 
 def cmd_leaderboard(a) -> int:
-    lb, written = export(a.run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
+    if len(a.run) > 1:
+        return _compare(a)
+    run = a.run[0] if a.run else newest_run()
+    lb, written = export(run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
     for p in lb.problems:
         print(f"glue-sweep: skipped {p}", file=sys.stderr)
     print(to_markdown(glue_table(lb)))
@@ -221,6 +229,17 @@ def cmd_leaderboard(a) -> int:
         print("(* partial: some trials are still running)")
     where = sorted({str(p.parent) for p in written})
     print(f"wrote {len(written)} file(s) to {', '.join(where)}", file=sys.stderr)
+    return 0
+
+
+def _compare(a) -> int:
+    names = run_names(a.run)
+    boards = {n: load_run(r, final_epoch=a.final_epoch) for n, r in zip(names, a.run)}
+    table = compare_table(boards)
+    print(to_markdown(table))
+    if a.out:
+        written = write_comparison(boards, table, Path(a.out))
+        print(f"wrote {len(written)} file(s) to {a.out}", file=sys.stderr)
     return 0
 
 
@@ -337,6 +356,9 @@ def cmd_submit(a) -> int:
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):   # no command: the usage and every command, not an error line
+        parser.print_help()
+        return EXIT_USAGE
     a = parser.parse_args(argv)
     try:
         return a.func(a)

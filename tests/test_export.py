@@ -185,3 +185,77 @@ def test_report_renders_in_headless_chromium(exported, cli_all, tmp_path):
     assert (px.sum(axis=1) < 720).mean() > 0.1
     assert len(np.unique(px, axis=0)) > 500
     print(f"screenshot: {shot}")   # pytest -s shows where to look at it
+
+
+def test_trials_csv_and_parquet_one_row_per_evaluation(exported, cli_all):
+    run, out = exported
+    records, _ = store.read_records(run)
+    csv = pd.read_csv(out / "trials.csv")
+    pq = pd.read_parquet(out / "trials.parquet")
+    assert len(csv) == len(pq) == sum(max(1, len(r["evals"])) for r in records)
+    for col in ("model", "init", "task", "batch_size", "learning_rate", "seed", "epoch", "step", "cola_mcc",
+                "mrpc_f1", "mrpc_acc", "stsb_pearson", "mnli_mm_acc", "score", "train_loss", "status", "elapsed_s"):
+        assert col in csv.columns and col in pq.columns, col
+    assert list(csv.columns) == list(pq.columns)
+    assert str(pq["batch_size"].dtype) == "Int64" and str(pq["step"].dtype) == "Int64"
+    assert pq["learning_rate"].dtype == float and pq["score"].dtype == float
+    # every cell holds one value: no lists joined with commas or semicolons
+    text = csv[[c for c in csv.columns if not pd.api.types.is_numeric_dtype(csv[c])]]
+    assert not text.apply(lambda s: s.astype(str).str.contains(r"[,;]")).any().any()
+    # a metric of the task's row under its GLUE name; other tasks' metric columns empty
+    mrpc = pq[(pq["task"] == "MRPC") & (pq["model"] == "BERT-Tiny")]
+    assert mrpc["mrpc_f1"].notna().all() and mrpc["cola_mcc"].isna().all()
+    assert np.allclose((mrpc["mrpc_f1"] + mrpc["mrpc_acc"]) / 2, mrpc["score"])
+    tid = "BERT-Tiny__SST-2__bs32_lr1e-04_s1"
+    assert list(pq.loc[pq["trial_id"] == tid, "epoch"]) == [1.0, 2.0, 3.0]
+
+
+def test_trials_columns_do_not_depend_on_the_run(tmp_path):
+    from synthetic import make_record, write_run
+    from orchestrator.results.tidy import evaluations
+
+    a = write_run(tmp_path / "a", [make_record("BERT-Tiny", "CoLA", 32, 1e-4, [10.0])])
+    b = write_run(tmp_path / "b", [make_record("BERT-Mini", "MNLI", 16, 3e-5, [70.0, 71.0], seed=3),
+                                   make_record("BERT-Mini", "RTE", 16, 3e-5, [], status="running")])
+    da, db = evaluations(store.read_records(a)[0]), evaluations(store.read_records(b)[0])
+    assert list(da.columns) == list(db.columns) and list(da.dtypes) == list(db.dtypes)
+    assert len(db) == 3 and db.loc[db["task"] == "RTE", "epoch"].isna().all()
+
+
+def test_no_arguments_prints_usage_and_the_commands(capsys):
+    assert main([]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("usage: glue-sweep")
+    for cmd in ("train", "plan", "run", "dashboard", "status", "leaderboard", "speed", "submit"):
+        assert f"    {cmd} " in out or f"    {cmd}\n" in out, cmd
+
+
+def test_leaderboard_defaults_to_the_newest_run(exported, tmp_path, monkeypatch, capsys):
+    run, _ = exported
+    shutil.copytree(run / "trials", tmp_path / "results" / "older" / "trials")
+    time_newer = tmp_path / "results" / "newer"
+    shutil.copytree(run / "trials", time_newer / "trials")
+    newest = max(p.stat().st_mtime for p in (time_newer / "trials").iterdir())
+    import os
+    for f in (tmp_path / "results" / "older" / "trials").iterdir():
+        os.utime(f, (newest - 100, newest - 100))
+    monkeypatch.chdir(tmp_path)
+    assert main(["leaderboard"]) == 0
+    assert (time_newer / "export" / "leaderboard.csv").is_file()
+    assert not (tmp_path / "results" / "older" / "export").exists()
+
+
+def test_leaderboard_compares_runs_side_by_side(exported, tmp_path, capsys):
+    from synthetic import make_record, write_run
+
+    run, _ = exported
+    other = write_run(tmp_path / "other", [make_record("BERT-Tiny", "SST-2", 16, 5e-5, [90.0, 91.5])])
+    assert main(["leaderboard", str(run), str(other), "--out", str(tmp_path / "cmp")]) == 0
+    lines = unpadded(capsys.readouterr().out).splitlines()
+    assert lines[0] == "| Model | Task | run | other |"
+    sst = next(l for l in lines if l.startswith("| BERT-Tiny | SST-2 |"))
+    assert sst.endswith("| 91.5 (bs 16, lr 5e-5) |") and "| 65.5 (bs 16, lr 3e-5) |" in sst
+    assert any(l.startswith("| BERT-Mini | CoLA |") and l.endswith("| - |") for l in lines)
+    long = pd.read_csv(tmp_path / "cmp" / "compare.csv")
+    row = long[(long["run"] == "other") & (long["task"] == "SST-2")].iloc[0]
+    assert row["score"] == 91.5 and row["batch_size"] == 16 and row["learning_rate"] == 5e-5
