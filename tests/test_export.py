@@ -54,7 +54,8 @@ def cli_all(exported):
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        cap["rc"] = main(["leaderboard", str(run), "--format", "all"])
+        # every format but the vector pictures (drawn from a smaller run below: they take long)
+        cap["rc"] = main(["leaderboard", str(run), "--format", "csv,md,latex,json,html"])
     cap["out"], cap["err"] = out.getvalue(), err.getvalue()
     return cap
 
@@ -65,7 +66,8 @@ def test_cli_writes_every_format(exported, cli_all):
     for name in ("leaderboard.csv", "glue.csv", "configs.csv", "comparison.csv", "compact.csv", "leaderboard.md",
                  "leaderboard.tex", "leaderboard.json", "report.html", "figures/grid_score.png",
                  "figures/grid_tasks.png", "figures/score_vs_params.png", "figures/hparams_BERT-Tiny.png",
-                 "figures/hparams_all-MiniLM-L6-v2.png"):
+                 "figures/hparams_all-MiniLM-L6-v2.png", "figures/learning_curves.png", "trials.csv",
+                 "trials.parquet"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for png in (out / "figures").glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -106,6 +108,46 @@ def test_wide_csv_json_md_tex(exported, cli_all):
     assert "## GLUE leaderboard" in md and "| BERT-Mini |" in md and "Comparison with published figures" in md
     tex = (out / "leaderboard.tex").read_text()
     assert tex.count(r"\toprule") == tex.count(r"\bottomrule") >= 5 and r"\begin{tabular}" in tex
+    # no empty table: every tabular has a row between its rules
+    for body in tex.split(r"\midrule")[1:]:
+        assert body.split(r"\bottomrule")[0].strip(), "an empty LaTeX table"
+    assert r"\textbf{" in tex and "{--}" not in tex
+
+
+def test_latex_minus_signs_and_bold_maxima():
+    from orchestrator.results.render import to_latex
+
+    df = pd.DataFrame({"Model": ["a", "b", "c"], "CoLA": ["-14.6", "3.2", "-"], "MRPC": ["81.1/-2.0", "80.0/71.0", "7.5*"],
+                       "lr": ["3e-5", "1e-4", "-"]})
+    tex = to_latex(df, bold=["CoLA", "MRPC"])
+    assert "$-$14.6" in tex and "81.1/$-$2.0" in tex and "3e-5" in tex and "-14.6" not in tex
+    assert r"\textbf{3.2}" in tex and r"\textbf{80.0/71.0}" in tex   # the column maxima, partial 7.5* left out
+    rows = [l for l in tex.splitlines() if l.startswith("c &")]
+    assert rows == [r"c & -- & 7.5* & -- \\"]
+
+
+def test_pictures_in_every_format_at_300_dpi(tmp_path, capsys):
+    from PIL import Image
+    from synthetic import make_record, write_run
+
+    curves = {(16, 1e-4): [50.0, 53.0], (32, 1e-4): [51.0, 53.0], (16, 5e-5): [50.0, 52.0]}   # two tie at 53
+    recs = [make_record(m, t, bs, lr, scores, n_params=n)
+            for m, n in (("BERT-Tiny", 4_386_178), ("BERT-Mini", 11_171_074)) for t in ("SST-2", "CoLA")
+            for (bs, lr), scores in curves.items()]
+    run = write_run(tmp_path / "run", recs)
+    assert main(["leaderboard", str(run), "--format", "png,pdf,svg"]) == 0
+    figs = run / "export" / "figures"
+    stems = {p.stem for p in figs.iterdir()}
+    assert {"score_vs_params", "learning_curves", "hparams_BERT-Tiny", "grid_score"} <= stems
+    for stem in stems:
+        assert (figs / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
+        assert b"<svg" in (figs / f"{stem}.svg").read_bytes()[:2000]
+        dpi = Image.open(figs / f"{stem}.png").info["dpi"]
+        assert round(dpi[0]) == 300, (stem, dpi)
+    svg = (figs / "score_vs_params.svg").read_text()
+    assert ">5M<" in svg and ">10M<" in svg and "times" not in svg   # log ticks read 5M, 10M, not 6x10^0
+    # two configurations tie at 53.0 for each (model, task): the heatmap says so
+    assert "configurations tie" in (figs / "hparams_BERT-Tiny.svg").read_text()
 
 
 def test_html_report_is_self_contained(exported, cli_all):
@@ -136,7 +178,7 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, case):
         store.trials_dir(run).mkdir(parents=True)
         (store.trials_dir(run) / "x.json").write_text("not json")
     elif case == "bad-format":
-        args = ["leaderboard", str(tmp_path), "--format", "csv,pdf"]
+        args = ["leaderboard", str(tmp_path), "--format", "csv,tiff"]
     try:
         rc = main(args)
     except SystemExit as e:          # argparse rejects the flag itself
@@ -144,7 +186,7 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, case):
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "error" in err
     assert {"missing": "does not exist", "no-trials": "has no trials", "unreadable-only": "can be read",
-            "bad-format": "unknown format 'pdf'"}[case] in err
+            "bad-format": "unknown format 'tiff'"}[case] in err
 
 
 def test_status_shows_the_live_table(exported):

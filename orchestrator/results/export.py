@@ -27,6 +27,7 @@ from ..fileio import atomic_write_text
 from .board import Leaderboard
 from .compact import compact_values
 from .figures import write_figures
+from .formats import PICTURES
 from .load import load_run
 from .reference import comparison, load_compact_reference
 from .report import html_report, latex_report, markdown_report, now, report_tables
@@ -116,8 +117,9 @@ def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = N
         put("leaderboard.tex", latex_report(name, tables))
     if "json" in formats:
         put("leaderboard.json", json_text(lb, name, speedups))
-    if "png" in formats or "html" in formats:
-        figs = write_figures(lb, out / "figures")
+    pictures = tuple(f for f in PICTURES if f in formats or (f == "png" and "html" in formats))
+    if pictures:
+        figs = write_figures(lb, out / "figures", pictures)
         written += [p for _, p in figs]
         if "html" in formats:
             put("report.html", html_report(lb, name, figs, tables))
