@@ -135,10 +135,17 @@ def _number(v, what: str, positive: bool = True) -> float:
 
 # ----------------------------------------------------------------------------- names
 
-def fmt_lr(lr: float) -> str:
-    """A learning rate as the papers write it: 1e-4, 5e-5; more digits only when needed."""
+def id_lr(lr: float) -> str:
+    """A learning rate in a trial id (unchanged since the first records: ids must stay stable)."""
     short = f"{lr:.0e}".replace("e-0", "e-").replace("e+0", "e+")
     return short if float(short) == float(lr) else f"{lr:.3e}"
+
+
+def fmt_lr(lr: float) -> str:
+    """A learning rate as the papers write it: 1e-4, 5e-5, 2.5e-5 (more digits only when needed);
+    the one way every table, line and figure prints one."""
+    mant, exp = f"{float(lr):.3e}".split("e")
+    return f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"
 
 
 def display_name(model_name: str, init: str) -> str:
@@ -150,7 +157,7 @@ def trial_id(model_name: str, init: str, task: str, batch_size: int, learning_ra
     """A trial's id, e.g. ``BERT-Tiny__SST-2__bs32_lr1e-4_s0``: the same function names sweep
     trials, optuna's samples and ``glue-sweep train`` runs."""
     m = re.sub(r"[^A-Za-z0-9.\-]+", "-", model_name).strip("-") + ("-random" if init == "random" else "")
-    return f"{m}__{task}__bs{batch_size}_lr{fmt_lr(learning_rate)}_s{seed}"
+    return f"{m}__{task}__bs{batch_size}_lr{id_lr(learning_rate)}_s{seed}"
 
 
 def make_trial(config: TrialConfig, model_name: str) -> Trial:

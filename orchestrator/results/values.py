@@ -7,6 +7,8 @@ from typing import Iterable
 
 import pandas as pd
 
+from ..config import fmt_lr as config_fmt_lr
+
 PARTIAL_MARK = "*"     # a Score over the tasks present, or a figure whose trials are still running
 MISSING = "-"          # no result
 
@@ -26,10 +28,7 @@ def fmt(v, digits: int = 1) -> str:
 
 def fmt_lr(lr) -> str:
     """A learning rate as the papers write it: ``1e-4``, ``3e-5``; ``-`` when there is none."""
-    if not finite(lr):
-        return MISSING
-    mant, exp = f"{float(lr):.0e}".split("e")
-    return f"{mant}e{int(exp)}" if float(f"{mant}e{exp}") == float(lr) else f"{float(lr):.2g}"
+    return config_fmt_lr(lr) if finite(lr) else MISSING
 
 
 def nullable_ints(df: pd.DataFrame, cols: Iterable[str]) -> pd.DataFrame:

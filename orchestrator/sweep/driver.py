@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from .. import store
@@ -31,7 +32,7 @@ from .asha import grouped_asha
 from .cluster import RunLock, check_address, dashboard_info, print_dashboard, start_ray
 from .jobs import Job, grid_jobs, optuna_jobs, trial_of
 from .recorder import StopOnWriteError, StoreRecorder
-from .trainable import trainable
+from .trainable import NamedTrainable
 
 COMPARED = ("model", "init", "epochs", "max_train_examples", "max_length")   # settings a finished record must share
 
@@ -117,8 +118,10 @@ def _search(sweep: Sweep, job: Job, out) -> tuple[dict, object, int]:
         return {"trial": tune.grid_search(job.trials)}, None, 1
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = job.study["config"]["seed"]
+    storage, name = study_storage(sweep.run_dir, job)
     # a resumed study is seeded anew, so that it does not re-draw the first run's samples
     search_alg = OptunaSearch(metric="score", mode="max", seed=1000 * seed + len(job.seen),
+                              storage=storage, study_name=name,
                               points_to_evaluate=[c for c, _ in job.seen] or None,
                               evaluated_rewards=[r for _, r in job.seen] or None)
     print(f"optuna study {job.study['group'].replace('|', ' / ')} seed {seed}: {job.samples} trial(s), "
@@ -128,21 +131,42 @@ def _search(sweep: Sweep, job: Job, out) -> tuple[dict, object, int]:
     return space, search_alg, job.samples
 
 
+def study_storage(run_dir: Path, job: Job) -> tuple[optuna.storages.BaseStorage, str]:
+    """The study's SQLite storage in the run (``optuna.db``, for optuna-dashboard) and its name,
+    ``<model> / <task> / seed <n>``. A resumed study starts afresh there: the trials it already
+    knows are given to it again as evaluated points."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(run_dir / 'optuna.db').resolve()}")
+    name = f"{job.study['group'].replace('|', ' / ')} / seed {job.study['config']['seed']}"
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except KeyError:
+        pass
+    return storage, name
+
+
+def loggers() -> list:
+    """Tune's own per-trial logs beside its experiment state: progress.csv, result.json and
+    TensorBoard event files (metrics only; no checkpoints)."""
+    return [CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback()]
+
+
 def _tuner(sweep: Sweep, job: Job, k: int, resources, runtime: dict, recorder: StoreRecorder, storage_path: str,
            out) -> tune.Tuner:
     space, search_alg, samples = _search(sweep, job, out)
     return tune.Tuner(
-        tune.with_resources(trainable, resources),
+        tune.with_resources(NamedTrainable, resources),
         param_space={**space, "runtime": runtime},
         tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=search_alg, num_samples=samples,
                                     scheduler=grouped_asha(sweep) if sweep.scheduler == "asha" else None,
-                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=True,
+                                    max_concurrent_trials=sweep.max_concurrent,
+                                    reuse_actors=False,   # an actor's dashboard name is its first trial's
                                     trial_name_creator=lambda t: trial_of(t.config).id,
                                     trial_dirname_creator=lambda t: trial_of(t.config).id[:120]),
         run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}-{k}", storage_path=storage_path,
                                   failure_config=tune.FailureConfig(max_failures=sweep.retries),
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-                                  callbacks=[recorder], stop=StopOnWriteError(recorder), verbose=0),
+                                  callbacks=[recorder, *loggers()], stop=StopOnWriteError(recorder),
+                                  verbose=0),
     )
 
 

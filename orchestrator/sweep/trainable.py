@@ -3,6 +3,9 @@
 Every dev evaluation is reported (``tune.report``) with the evaluation itself as JSON, which
 the driver's recorder turns into the trial's record. A diverged trial, or one restarted after
 running out of memory, reports once more at the end to say so.
+
+For the Ray dashboard (:mod:`.dashboard`): the trial's actor is named after the trial, each
+evaluation is a line of the worker's log and a ``ray.util.metrics`` gauge.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from ..config import Runtime
 from ..data import source_from
 from ..runner import run_trial
 from . import hooks
+from .dashboard import log_evaluation, named
 from .jobs import trial_of
 
 
@@ -36,6 +40,7 @@ def trainable(config: dict) -> None:
 
     def on_eval(ev):
         state["last"] = ev
+        log_evaluation(trial, ev)
         tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
                      "eval_json": json.dumps(vars(ev)), **base()})
 
@@ -49,3 +54,6 @@ def trainable(config: dict) -> None:
         tune.report({"score": float("-inf") if res.status == "diverged" else last.score,
                      "epoch": last.epoch if last else 0.0, "step": res.steps,
                      "trial_status": res.status if res.status == "diverged" else "note", "note": res.note, **base()})
+
+
+NamedTrainable = named(trainable)
