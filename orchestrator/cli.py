@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import speed
 from .config import INITS, Runtime, TrialConfig, make_trial
-from .console import Progress, dashboard_lines, evaluation_table, newest_run, status_text
+from .console import Progress, dashboard_lines, evaluation_table, newest_run, status_text, watch
 from .data import source_from
 from .errors import UserError
 from .fileio import atomic_write_json
@@ -123,7 +123,8 @@ def add_status_command(sub) -> None:
     st = sub.add_parser("status", help="the live leaderboard of a sweep (running or finished)")
     st.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
     st.add_argument("--watch", type=_positive_float, default=None, metavar="SECONDS",
-                    help="redraw every SECONDS until interrupted")
+                    help="the live view (running trials, best per group, ETA), redrawn every SECONDS until the "
+                         "sweep ends")
     st.set_defaults(func=cmd_status)
 
 
@@ -211,10 +212,7 @@ def cmd_status(a) -> int:
     if not a.watch:
         print(status_text(run))
         return 0
-    while True:
-        text = status_text(run)
-        print("\033[2J\033[H" + time.strftime("%H:%M:%S ") + text, flush=True)
-        time.sleep(a.watch)
+    return watch(run, a.watch)
 
 
 def cmd_leaderboard(a) -> int:
@@ -277,7 +275,7 @@ def cmd_train(a) -> int:
         record["evals"].append(vars(ev))
         atomic_write_json(out / "metrics.json", record)
 
-    res = run(p, on_eval=on_eval, on_progress=Progress(a.quiet), t_start=t0)
+    res = run(p, on_eval=on_eval, on_progress=Progress(a.quiet, a.epochs, a.batch_size), t_start=t0)
     record.update(status=res.status, note=res.note, n_params=res.n_params, train_examples=res.train_examples,
                   steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, eval_s=res.eval_s,
                   examples_per_s=res.examples_per_s)
@@ -368,8 +366,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into head and closed: not an error
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("glue-sweep: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:   # on its own line, never glued to a progress line
+        print(("\n" if sys.stderr.isatty() else "") + "glue-sweep: interrupted", file=sys.stderr)
         return 130
 
 

@@ -193,7 +193,8 @@ def test_status_shows_the_live_table(exported):
     run, _ = exported
     text = status_text(run)
     head, table = text.split("\n", 1)
-    assert head == ("sweep run: 79 trials recorded: 76 completed, 1 diverged, 1 failed, 1 running; "
+    # no driver holds the sweep: its running record is interrupted, not running
+    assert head == ("sweep run (not running): 79 trials: 76 completed, 1 interrupted, 1 diverged, 1 failed; "
                     "1 unreadable record(s) skipped")
     assert unpadded(table).splitlines()[0].startswith("| Model | Score | CoLA | SST-2 |")
     assert "| - |" not in unpadded(table).splitlines()[0] and "AX" not in table    # columns without any result: left out

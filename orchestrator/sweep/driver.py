@@ -18,7 +18,7 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
-from .. import store
+from .. import live, store
 from ..config import TrialConfig
 from ..data import source_from
 from ..errors import UserError
@@ -91,7 +91,7 @@ def run(sweep: Sweep, address: str | None = None, storage: str | None = None, re
             return 0
         if not address:
             warm_cache(sweep, [c for j in jobs for c in j.warm], out)
-        return _run_jobs(sweep, jobs, run_dir, records, address, storage, secure, out)
+        return _run_jobs(sweep, jobs, run_dir, records, address, storage, secure, out, total)
 
 
 def _resources(sweep: Sweep, has_gpu: bool):
@@ -171,17 +171,19 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, runtime: dict, recorder: S
 
 
 def _run_jobs(sweep: Sweep, jobs: list[Job], run_dir: Path, records: list[dict], address, storage, secure,
-              out) -> int:
+              out, total: int) -> int:
     _, url = start_ray(address, None, secure)
     info = dashboard_info(url, secure)
     atomic_write_json(run_dir / "dashboard.json", info)
     print_dashboard(info, out)
+    view = None
     try:
         resources, threads = _resources(sweep, ray.cluster_resources().get("GPU", 0) > 0)
         runtime = {"glue_dir": sweep.glue_dir, "hub": sweep.hub, "threads": threads}
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
-        recorder = StoreRecorder(sweep.name, run_dir, attempts, finished, out)
+        view = live.Screen(sweep.name, records, total, out) if out.isatty() else None
+        recorder = StoreRecorder(sweep.name, run_dir, attempts, finished, out, view)
         storage_path = storage or str((run_dir / "ray").resolve())
         interrupted = False
         for k, job in enumerate(jobs):
@@ -194,16 +196,32 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], run_dir: Path, records: list[dict],
             if any(r["status"] == "running" for r in records) or not job.expected <= final:
                 interrupted = True
                 break
+        if view:
+            view.stop(list(recorder.records.values()))
+            view = None
         return _finish(sweep, recorder, interrupted, out)
     finally:
+        if view:
+            view.screen.stop()
         ray.shutdown()
+
+
+def best_summary(run_dir: Path) -> str:
+    """Each (model, task)'s best configuration, chosen as the leaderboard chooses it."""
+    from ..results.load import load_run   # pandas: only at the end
+    from ..results.values import fmt_lr
+
+    res = load_run(run_dir).results
+    return "\n".join(f"  {r.model} / {r.task}: best dev score {r.score:.2f} (bs {int(r.batch_size)}, "
+                     f"lr {fmt_lr(r.learning_rate)}, epoch {r.epoch:g}, seed(s) {r.seeds})"
+                     for r in res.itertuples() if r.score == r.score)
 
 
 def _finish(sweep: Sweep, recorder: StoreRecorder, interrupted: bool, out) -> int:
     print(f"sweep {sweep.name} {'stopped' if interrupted else 'finished'}: "
           + (", ".join(f"{v} {k}" for k, v in recorder.counts.items() if v) or "no trial finished"), file=out)
     if recorder.best:
-        print(recorder.summary(), file=out)
+        print(best_summary(sweep.run_dir), file=out)
     if interrupted:
         print("the sweep is unfinished (interrupted): run the same command again to finish it", file=out)
         return 130
