@@ -86,7 +86,12 @@ def best_rows(records: list[dict]) -> list[dict]:
         key = (-max(scores), t["batch_size"], t["learning_rate"], t["seed"])
         if rec["group"] not in best or key < best[rec["group"]][0]:
             best[rec["group"]] = (key, rec)
-    return [dict(_row(r), score=-k[0], status=r["status"]) for k, r in (best[g] for g in sorted(best))]
+    out = []
+    for g in sorted(best):
+        key, rec = best[g]
+        epoch = next(e["epoch"] for e in rec["evals"] if e.get("score") == -key[0])   # the first to reach it
+        out.append(dict(_row(rec), score=-key[0], epoch=epoch, status=rec["status"]))
+    return out
 
 
 def _eta(records: list[dict], running: list[dict], pending: int) -> float | None:
@@ -186,13 +191,23 @@ class Screen:
         self.screen = Live(console=self.console, auto_refresh=False, redirect_stdout=False, redirect_stderr=False)
         self.screen.start()
 
+    def __getstate__(self):   # Tune pickles its callbacks with the experiment: the terminal stays here
+        return {"name": self.name, "total": self.total, "prior": self.prior, "console": None, "screen": None}
+
     def update(self, records: list[dict], live: bool = True) -> None:
+        if self.screen is None:
+            return
         merged = {**self.prior, **{r["trial_id"]: r for r in records}}
         self.screen.update(renderable(snapshot(self.name, list(merged.values()), self.total, live)), refresh=True)
 
     def log(self, line: str) -> None:
-        self.console.print(line, markup=False, highlight=False)
+        if self.console is not None:
+            self.console.print(line, markup=False, highlight=False)
 
-    def stop(self, records: list[dict]) -> None:
-        self.update(records, live=False)
+    def stop(self, records: list[dict] | None = None) -> None:
+        if self.screen is None:
+            return
+        if records is not None:
+            self.update(records, live=False)
         self.screen.stop()
+        self.screen = None

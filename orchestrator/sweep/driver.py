@@ -202,7 +202,7 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], run_dir: Path, records: list[dict],
         return _finish(sweep, recorder, interrupted, out)
     finally:
         if view:
-            view.screen.stop()
+            view.stop()
         ray.shutdown()
 
 
