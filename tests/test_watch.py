@@ -138,8 +138,8 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
         screenshot(f"{url}/#/actors/{first['actor_id']}", tmp_path / "actor.png", tmp_path / "profile")
     finally:
         server.shutdown()
-    # the trial's worker log (what the actor's Logs tab shows): one line per evaluation, named
-    logs = sorted(Path(ray_tmp()).glob(f"session_*/logs/worker-*-{first['pid']}.out"), key=lambda p: p.stat().st_mtime)
+    # the trial's worker log (what the actor page's Logs tab shows first, stderr): one line per evaluation
+    logs = sorted(Path(ray_tmp()).glob(f"session_*/logs/worker-*-{first['pid']}.err"), key=lambda p: p.stat().st_mtime)
     assert logs, f"no worker log of pid {first['pid']}"
     log = logs[-1].read_text()
     assert f":actor_name:{FIRST}" in log

@@ -1,9 +1,12 @@
 """What a running trial shows in the Ray dashboard: its actor is named after the trial (model /
-task / batch size / learning rate / seed, in the actor list and on its log page), each dev
-evaluation is a line of the trial's worker log, and the scores are ``ray.util.metrics`` gauges
-(``glue_sweep_dev_score``, ``glue_sweep_epoch``) for a Prometheus that scrapes the cluster."""
+task / batch size / learning rate / seed, in the actor list and on its page), each dev
+evaluation is a line of the trial's worker log (stderr: the Logs tab the dashboard opens first),
+and the scores are ``ray.util.metrics`` gauges (``glue_sweep_dev_score``, ``glue_sweep_epoch``)
+for a Prometheus that scrapes the cluster."""
 
 from __future__ import annotations
+
+import sys
 
 from ray.tune.trainable.function_trainable import wrap_function
 from ray.util import metrics
@@ -47,7 +50,7 @@ def log_evaluation(trial: Trial, ev) -> None:
     """One line per dev evaluation in the worker's log, and the trial's gauges."""
     metric_text = "  ".join(f"{k} {v:.2f}" for k, v in ev.metrics.items())
     print(f"[{trial_title(trial)}] epoch {ev.epoch:g} step {ev.step}: {metric_text}  score {ev.score:.2f}  "
-          f"train loss {ev.train_loss:.4f}", flush=True)
+          f"train loss {ev.train_loss:.4f}", file=sys.stderr, flush=True)   # stderr: the Logs tab's first
     tags = {"trial": trial.id, "model": trial.label, "task": trial.config.task}
     _gauge("glue_sweep_dev_score", "headline dev score of a trial's latest evaluation").set(ev.score, tags=tags)
     _gauge("glue_sweep_epoch", "epoch of a trial's latest evaluation").set(ev.epoch, tags=tags)
