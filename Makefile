@@ -11,10 +11,11 @@ GLUE_DIR ?= $(abspath ../shared/glue_data)
 SWEEP ?= sweeps/quickstart.yaml
 export GLUE_DIR
 
-.PHONY: setup browser test faults sweep plan train dashboard export bench clean help
+.PHONY: setup browser test faults sweep distill plan train dashboard export bench clean help
 
 help:
 	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
+	@echo "make distill                                          set up, then the Pre-trained Distillation quickstart (teacher, then students)"
 	@echo "make test                                             set up, then run the test suite"
 	@echo "make faults                                           the full fault-injection suite"
 	@echo "make bench                                            speed benchmarks against transformers.Trainer and its hyperparameter search (bench/out/summary.md)"
@@ -56,6 +57,11 @@ faults: setup
 # The main job: a real sweep (sweeps/quickstart.yaml unless SWEEP says otherwise).
 sweep: setup
 	$(VENV)/bin/glue-sweep run $(SWEEP) $(if $(ADDRESS),--address $(ADDRESS))
+
+# Pre-trained Distillation: the teacher sweep, then the students distilled vs fine-tuned.
+distill: setup
+	$(VENV)/bin/glue-sweep run sweeps/distill-teacher.yaml
+	$(VENV)/bin/glue-sweep run sweeps/distill-quickstart.yaml
 
 plan: setup
 	$(VENV)/bin/glue-sweep plan $(SWEEP)

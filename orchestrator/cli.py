@@ -8,14 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import speed
+from . import speed, store
 from .config import INITS, Runtime, TrialConfig, make_trial
-from .console import Progress, dashboard_lines, evaluation_table, newest_run, status_text, watch
+from .console import Progress, dashboard_lines, error_line, evaluation_table, newest_run, status_text, watch
 from .data import source_from
 from .errors import UserError
-from .fileio import atomic_write_json
+from .fileio import atomic_write_json, check_writable_dir
 from .models import resolve
 from .plan import render
+from .preflight import LOCAL_ONLY_ENV, check_device
 from .results.compare import compare_table, run_names
 from .results.export import export, write_comparison
 from .results.load import load_run
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
                                                "build the leaderboards.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (add_train_command, add_plan_command, add_run_command, add_dashboard_command, add_status_command,
+    for add in (add_train_command, add_plan_command, add_run_command, add_job_command, add_dashboard_command,
+                add_status_command,
                 add_leaderboard_command, add_speed_command, add_submit_command):
         add(sub)
     return p
@@ -104,13 +106,31 @@ def add_run_command(sub) -> None:
     r = sub.add_parser("run", help="run a sweep with Ray Tune (re-running finishes what is unfinished)")
     r.add_argument("sweep", help="a sweep spec, e.g. sweeps/quickstart.yaml")
     r.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
-                   help="an existing Ray cluster (host:port, ray://host:10001, auto); default: a local one")
+                   help="an existing Ray cluster (host:port or auto; default $RAY_ADDRESS, else a local Ray); for "
+                        "a remote cluster prefer submit-job")
     r.add_argument("--resume", action="store_true", help="finish an existing sweep (the default behaviour, explicit)")
-    r.add_argument("--storage", default=None, help="where Ray Tune keeps its experiment state (path or URI)")
+    r.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where the result store lives: <storage>/<sweep>/trials/*.json (a path, NFS, s3://, gs://, "
+                        "anything pyarrow.fs opens); default: the spec's results directory")
     r.add_argument("--results", default=None, help="results root (default: the spec's, usually results/)")
+    r.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the trials that failed before again (default; --no-retry-failed keeps them failed)")
     r.add_argument("--insecure-dashboard", action="store_true",
                    help="start the local Ray without token authentication (not recommended)")
     r.set_defaults(func=cmd_run)
+
+
+def add_job_command(sub) -> None:
+    j = sub.add_parser("submit-job", help="submit a sweep to a Ray cluster as a Ray Job and return")
+    j.add_argument("sweep", help="a sweep spec, e.g. sweeps/paper.yaml")
+    j.add_argument("--address", default=None,
+                   help="the cluster's dashboard, e.g. http://<head>:8265 (default: $RAY_ADDRESS, else the local one)")
+    j.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where the result store lives, reachable from the head node (a shared path, s3://, gs://, ...); "
+                        "default: the spec's results directory made absolute")
+    j.add_argument("--python", default="python", help="the head node's Python that runs the job (default: python)")
+    j.add_argument("--wait", action="store_true", help="wait for the job to end and print its log")
+    j.set_defaults(func=cmd_submit_job)
 
 
 def add_dashboard_command(sub) -> None:
@@ -203,12 +223,12 @@ def cmd_plan(a) -> int:
 
 
 def cmd_dashboard(a) -> int:
-    print("\n".join(dashboard_lines(Path(a.run) if a.run else newest_run())))
+    print("\n".join(dashboard_lines(a.run or newest_run())))
     return 0
 
 
 def cmd_status(a) -> int:
-    run = Path(a.run) if a.run else newest_run()
+    run = a.run or newest_run()   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
     if not a.watch:
         print(status_text(run))
         return 0
@@ -244,10 +264,21 @@ def _compare(a) -> int:
 def cmd_run(a) -> int:
     if not a.insecure_dashboard:   # must be in the environment before Ray is imported
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    from . import sweep as driver   # Ray: heavy, and only `run` needs it (after RAY_AUTH_MODE is set above)
-
     s = load(a.sweep, results_root=a.results)
-    return driver.run(s, address=a.address, storage=a.storage, secure=not a.insecure_dashboard)
+    if not a.address:   # a local Ray listens on loopback only (set before Ray is imported)
+        os.environ.update(LOCAL_ONLY_ENV)
+    from . import sweep as driver   # Ray: heavy, and only `run` needs it (after the environment is set above)
+
+    return driver.run(s, address=a.address, storage_uri=a.storage, secure=not a.insecure_dashboard,
+                      retry_failed=a.retry_failed)
+
+
+def cmd_submit_job(a) -> int:
+    if (Path.home() / ".ray" / "auth_token").is_file():   # the Jobs API wants Ray's token (set before Ray is imported)
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from .sweep import job   # Ray: heavy, and only the sweep commands need it
+
+    return job.command(load(a.sweep), a.address, a.storage, a.python, a.wait)
 
 
 def cmd_train(a) -> int:
@@ -261,6 +292,8 @@ def cmd_train(a) -> int:
     source = source_from(a.glue_dir, a.hub)
     trial = make_trial(cfg, spec.name)
     out = Path(a.out) if a.out else Path("results") / "train" / trial.id
+    check_writable_dir(out, "--out directory")   # before an epoch is spent on results nobody can keep
+    check_device(a.device)
     runtime = Runtime(device=a.device, threads=a.threads, save_dir=str(out / "model") if a.save_model else None)
     p = prepare(cfg, source, runtime=runtime)   # every input check happens here, before anything is written
     record = {"trial_id": trial.id, "group": trial.group, "trial": cfg.to_dict(), "data": source.describe(),
@@ -304,7 +337,8 @@ def add_submit_command(sub) -> None:
                "  validated); any other zip must hold all 11 files.\n"
                "exit codes:\n"
                "  0 a complete, valid zip; 1 a valid but incomplete zip; 2 an error or an invalid zip")
-    p.add_argument("run", metavar="RUN", nargs="?", help="a run directory (holding trials/*.json)")
+    p.add_argument("run", metavar="RUN", nargs="?", help="a run directory (holding trials/*.json) or a storage URI; "
+                                                         "its data are the ones the sweep read unless --glue-dir/--hub")
     p.add_argument("--model", default=None, help="the model as the leaderboard names it (e.g. BERT-Tiny, "
                                                  "'BERT-Tiny (random init)')")
     p.add_argument("--out", default=None, help="the zip to write (default: glue_submission_<model>.zip)")
@@ -341,6 +375,10 @@ def cmd_submit(a) -> int:
         return submission.EXIT_INCOMPLETE if rep.missing else 0
     if not a.run or not a.model:
         raise UserError("submit needs RUN and --model M (or --check ZIP)")
+    if not (a.glue_dir or a.hub):   # the data the run itself read, unless told otherwise
+        glue_dir, hub = store.data_source(a.run)
+        if glue_dir or hub:
+            source = source_from(glue_dir, hub)
     path, rep, pl = submission.submit(a.run, a.model, source, a.out, a.final_epoch, a.device, a.threads, a.trust_remote_code)
     if pl.missing:
         print(f"{path}: INCOMPLETE submission: {len(pl.missing)} of {len(submission.submission_files())} files missing:",
@@ -361,7 +399,14 @@ def main(argv=None) -> int:
     try:
         return a.func(a)
     except UserError as e:
-        print("glue-sweep: error: " + " ".join(str(e).split()), file=sys.stderr)   # always one line
+        print("glue-sweep: error: " + error_line(str(e)), file=sys.stderr)   # always one line
+        return EXIT_USAGE
+    except OSError as e:   # a file or directory the command could not use: one line with its path
+        if isinstance(e, BrokenPipeError):
+            sys.stderr.close()
+            return 0
+        where = f"{e.filename}: " if e.filename else ""
+        print("glue-sweep: error: " + error_line(f"{where}{e.strerror or e}"), file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # output piped into head and closed: not an error
         sys.stderr.close()

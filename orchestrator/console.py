@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import live, store
+from . import live, storage, store
 from .errors import UserError
 from .results.load import load_run
 from .results.render import to_markdown
@@ -23,11 +23,12 @@ def newest_run(root: str = "results") -> Path:
     return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
 
 
-def dashboard_lines(run: Path) -> list[str]:
+def dashboard_lines(run: Path | storage.Location) -> list[str]:
     """What `glue-sweep dashboard` prints: whether the sweep runs, its dashboard's address and login."""
     out = []
+    run = storage.at(run)
     f = run / "dashboard.json"
-    if not f.is_file():
+    if not f.exists():
         raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
     info = json.loads(f.read_text())
     alive = False
@@ -50,8 +51,9 @@ def dashboard_lines(run: Path) -> list[str]:
     return out
 
 
-def status_text(run: Path) -> str:
+def status_text(run: Path | storage.Location) -> str:
     """The counts (running only while a driver runs the sweep), then the live leaderboard."""
+    run = storage.at(run)   # a local directory or a storage URI
     records, problems = store.read_records(run)
     head = live.counts_line(live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run)))
     if problems:
@@ -141,3 +143,12 @@ class Progress:
         self.last = now
         msg = self.line(step, total, loss, now)
         print(("\r\033[K" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+
+MAX_ERROR = 300   # characters of an error line (its start, file:line, is always kept)
+
+
+def error_line(msg: str) -> str:
+    """One line of at most MAX_ERROR characters: a 1 GB data row gives a short message."""
+    line = " ".join(msg[:4 * MAX_ERROR].split())
+    return line if len(line) <= MAX_ERROR else line[:MAX_ERROR - 3] + "..."

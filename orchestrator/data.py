@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .digest import file_digest
 from .errors import UserError
 from .tasks import Split, Task
 
@@ -40,12 +41,11 @@ class SplitData:
 
 
 def _files_fingerprint(paths) -> str:
-    """Identifies the files' contents by path, size and modification time: cheap enough to
-    check at every trial start without reading the data again."""
+    """Identifies the files by their contents (``digest.file_digest``: the bytes are hashed
+    once per file version, so checking at every trial start costs a ``stat``)."""
     h = hashlib.sha256(PARSER_VERSION.encode())
     for p in paths:
-        st = Path(p).stat()
-        h.update(f"{Path(p).resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{file_digest(p)}\n".encode())
     return h.hexdigest()
 
 

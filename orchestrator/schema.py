@@ -11,8 +11,11 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
+from . import yamlstrict
 from .config import INITS
 from .errors import UserError
+
+MAX_SEEDS = 1000
 
 
 # ----------------------------------------------------------------------------- value checks
@@ -23,7 +26,7 @@ def one_line(msg: str) -> str:
 
 def number(v, kind=float, positive=True):
     """A number from the spec (YAML 1.1 reads 1e-4 as a string: floats may be strings)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (kind is int and isinstance(v, str)):
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (kind is int and not isinstance(v, int)):
         raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}, got {v!r}")
     try:
         x = float(v)
@@ -81,15 +84,23 @@ def _model_entry(v):
 
 def _seeds(v):
     if isinstance(v, int) and not isinstance(v, bool):
-        if v <= 0:
-            raise ValueError(f"seeds as a count must be positive, got {v}")
+        if not 0 < v <= MAX_SEEDS:
+            raise ValueError(f"seeds as a count must be between 1 and {MAX_SEEDS}, got {v}")
         return list(range(v))
     seeds = [number(s, int, positive=False) for s in as_list(v)]
     if not seeds:
         raise ValueError("seeds is empty")
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(f"more than {MAX_SEEDS} seeds")
     if len(set(seeds)) != len(seeds):
         raise ValueError("repeats a seed")
     return seeds
+
+
+def _mapping(v, what: str):
+    if not isinstance(v, dict):
+        raise ValueError(f"{what} must be a mapping of keys, not {v!r}")
+    return v
 
 
 def _scheduler(v):
@@ -139,6 +150,16 @@ class Data(_Strict):
     hub: str | None = None
 
 
+class Distill(_Strict):
+    """Pre-trained Distillation: students learn the teacher's soft labels (checked in ``distill``)."""
+    teacher: Any
+    transfer: Any = None
+    temperature: PosFloat = 1.0
+    alpha: Annotated[float, BeforeValidator(lambda v: _non_negative(number(v, positive=False)))] = 0.0
+    then_finetune: Bool = False
+    baseline: Bool = True
+
+
 class SweepSpec(_Strict):
     """A sweep file as written (validated, not yet resolved against the registries)."""
     name: Any
@@ -146,19 +167,20 @@ class SweepSpec(_Strict):
     models: Annotated[list[Annotated[ModelEntry, BeforeValidator(_model_entry)]], BeforeValidator(as_list)]
     init: Init = "pretrained"
     tasks: Any
-    search: Annotated[Search, BeforeValidator(lambda v: v or {})] = Search()
+    search: Annotated[Search, BeforeValidator(lambda v: _mapping(v, "search"))] = Search()
     epochs: PosFloat = 4.0
     seeds: Annotated[list[int], BeforeValidator(_seeds)] = [0]
     max_train_examples: PosInt | None = None
     max_length: PosInt = 128
     eval_every: PosFloat = 1.0
     scheduler: Annotated[Scheduler, BeforeValidator(_scheduler)] = Scheduler(type="none")
-    resources: Annotated[Resources, BeforeValidator(lambda v: v or {})] = Resources()
-    data: Annotated[Data, BeforeValidator(lambda v: v or {})] = Data()
+    resources: Annotated[Resources, BeforeValidator(lambda v: _mapping(v, "resources"))] = Resources()
+    data: Annotated[Data, BeforeValidator(lambda v: _mapping(v, "data"))] = Data()
     results: Any = "results"
     retries: NonNegInt = 2
     keep_best_checkpoint: Bool = False
     trust_remote_code: Bool = False
+    distill: Distill | None = None
 
 
 # ----------------------------------------------------------------------------- errors with lines
@@ -166,8 +188,8 @@ class SweepSpec(_Strict):
 class Where:
     """Maps a path of keys/indices in the YAML document to ``file:line``."""
 
-    def __init__(self, path: str, text: str):
-        self.path, self.lines = path, _lines(text)
+    def __init__(self, path: str, text: str, node=None):
+        self.path, self.lines = path, _lines(text, node)
 
     def __call__(self, *keys) -> str:
         for n in range(len(keys), 0, -1):
@@ -179,7 +201,7 @@ class Where:
         raise UserError(f"{self(*keys)}: {one_line(msg)}")
 
 
-def _lines(text: str) -> dict[tuple, int]:
+def _lines(text: str, node=None) -> dict[tuple, int]:
     """Line number (1-based) of every mapping key and list item, by its path of keys/indices."""
     out: dict[tuple, int] = {}
 
@@ -195,7 +217,7 @@ def _lines(text: str) -> dict[tuple, int]:
                 walk(v, path + (i,))
 
     try:
-        walk(yaml.compose(text, Loader=yaml.SafeLoader), ())
+        walk(node if node is not None else yamlstrict.compose(text), ())
     except (yaml.YAMLError, RecursionError):
         pass
     return out
@@ -205,7 +227,7 @@ def _schema_keys(model: type[BaseModel]) -> list[str]:
     return sorted(model.model_fields)
 
 
-_SECTIONS = {"search": Search, "scheduler": Scheduler, "resources": Resources, "data": Data}
+_SECTIONS = {"search": Search, "scheduler": Scheduler, "resources": Resources, "data": Data, "distill": Distill}
 
 
 def explain(err: ValidationError, where: Where) -> UserError:

@@ -18,12 +18,19 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from .config import Trial, TrialConfig, display_name, make_trial
+from . import yamlstrict
+
+from . import distill as distillation
+from .config import MAX_BATCH_SIZE, MAX_EPOCHS, Trial, TrialConfig, display_name, make_trial
 from .errors import UserError
 from .schema import Data, ModelEntry, Search, SweepSpec, Where, as_list, explain, number, one_line
 from .models import HIDDEN, LAYERS, ModelSpec, miniature_hub_id, miniature_name, miniatures, resolve
 from .tasks import Task, all_tasks, get_task
 
+MAX_BYTES = yamlstrict.MAX_BYTES
+MAX_TRIALS = 100_000       # a grid larger than this is refused before it is expanded
+MAX_NAME = 100             # characters of a sweep name (it names a directory)
+NULLABLE = {("max_train_examples",), ("description",), ("resources", "max_concurrent")}   # may be null
 PAPER_BATCH_SIZES = [8, 16, 32, 64, 128]
 PAPER_LEARNING_RATES = [3e-4, 1e-4, 5e-5, 3e-5]
 
@@ -58,26 +65,35 @@ class Sweep:
     keep_best_checkpoint: bool
     trust_remote_code: bool
     raw: dict = field(default_factory=dict)
+    distill: distillation.Distill | None = None   # Pre-trained Distillation settings, when the spec has them
 
     @property
     def run_dir(self) -> Path:
         return Path(self.results) / self.name
 
-    def trial(self, spec: ModelSpec, init: str, task: str, batch_size: int, learning_rate: float, seed: int) -> Trial:
+    def trainings(self) -> list[str]:
+        """The kinds of training every student gets: fine-tune, and the distillation kind."""
+        return self.distill.trainings() if self.distill else ["fine-tune"]
+
+    def trial(self, spec: ModelSpec, init: str, task: str, batch_size: int, learning_rate: float, seed: int,
+              training: str = "fine-tune") -> Trial:
         """The one place a sweep turns a configuration into a trial (grid and optuna alike)."""
+        d = self.distill if training != "fine-tune" else None
+        kd = dict(training=training, teacher=d.teacher.identity, transfer=d.transfer(task),
+                  temperature=d.temperature, alpha=d.alpha) if d else {}
         cfg = TrialConfig(model=spec.ref, task=task, batch_size=batch_size, learning_rate=learning_rate,
                           epochs=self.epochs, seed=seed, init=init, max_train_examples=self.max_train_examples,
                           max_length=self.max_length, eval_every=self.eval_every if self.eval_every < 1 else None,
-                          trust_remote_code=self.trust_remote_code)
+                          trust_remote_code=self.trust_remote_code, **kd)
         return make_trial(cfg, spec.name)
 
     def trials(self) -> list[Trial]:
-        """The grid, expanded: models x tasks x batch sizes x learning rates x seeds.
-        (In optuna mode the configurations are chosen while the sweep runs.)"""
+        """The grid, expanded: models x kinds of training x tasks x batch sizes x learning rates
+        x seeds. (In optuna mode the configurations are chosen while the sweep runs.)"""
         out, seen = [], set()
-        for (spec, init), task, bs, lr, seed in itertools.product(
-                self.models, self.tasks, self.batch_sizes, self.learning_rates, self.seeds):
-            t = self.trial(spec, init, task.name, bs, lr, seed)
+        for (spec, init), training, task, bs, lr, seed in itertools.product(
+                self.models, self.trainings(), self.tasks, self.batch_sizes, self.learning_rates, self.seeds):
+            t = self.trial(spec, init, task.name, bs, lr, seed, training)
             if t.id in seen:
                 raise UserError(f"{self.path}: the grid repeats trial {t.id}")
             seen.add(t.id)
@@ -85,8 +101,10 @@ class Sweep:
         return out
 
     def groups(self) -> list[tuple[str, str, str]]:
-        """(model display name, init, task) of every group, in order."""
-        return [(display_name(s.name, i), i, t.name) for (s, i) in self.models for t in self.tasks]
+        """(model display name, init, task) of every group, in order (a kind of training is
+        part of the display name)."""
+        return [(display_name(s.name, i, k), i, t.name) for (s, i) in self.models for k in self.trainings()
+                for t in self.tasks]
 
 
 # ----------------------------------------------------------------------------- resolving
@@ -109,7 +127,9 @@ def _models(spec: SweepSpec, raw_models, where: Where) -> list[tuple[ModelSpec, 
         keys = ("models", i) if isinstance(raw_models, list) else ("models",)
         written = raw_models[i] if isinstance(raw_models, list) else raw_models
         init = item.init or spec.init
-        if item.layers is not None or item.hidden is not None:
+        if item.name is not None and (item.layers is not None or item.hidden is not None):
+            specs = _named_shape(item, where, keys)
+        elif item.layers is not None or item.hidden is not None:
             specs = _shapes(item, where, keys)
         elif item.name is not None:
             specs = _named(item.name, where, keys + ("name",) if isinstance(written, dict) else keys)
@@ -126,11 +146,25 @@ def _models(spec: SweepSpec, raw_models, where: Where) -> list[tuple[ModelSpec, 
     return out
 
 
+def _named_shape(item: ModelEntry, where: Where, keys: tuple) -> list[ModelSpec]:
+    """A name with layers/hidden: allowed only when they describe the named model."""
+    specs = _named(item.name, where, keys + ("name",))
+    shapes = {(l, h) for s in _shapes(item, where, keys) for l, h in [s.shape]}
+    if len(specs) != 1 or specs[0].shape is None or shapes != {specs[0].shape}:
+        where.fail(keys, f"model {item.name!r} contradicts its layers/hidden ({sorted(shapes)}): give the name "
+                         f"or the shape, not both")
+    return specs
+
+
 def _shapes(item: ModelEntry, where: Where, keys: tuple) -> list[ModelSpec]:
     layers = item.layers if item.layers is not None else list(LAYERS)
     hidden = item.hidden if item.hidden is not None else list(HIDDEN)
     for what, values, allowed in (("layers", layers, LAYERS), ("hidden", hidden, HIDDEN)):
+        if not values:
+            where.fail(keys + (what,), f"{what} is empty")
         for v in values:
+            if isinstance(v, bool) or not isinstance(v, int):
+                where.fail(keys + (what,), f"{what} must be whole numbers, not {v!r}")
             if v not in allowed:
                 where.fail(keys + (what,), f"no miniature has {v} {what if what == 'layers' else 'as hidden size'} "
                                             f"(they have {list(allowed)})")
@@ -168,7 +202,7 @@ def _tasks(raw, where: Where) -> list[Task]:
     return out
 
 
-def _values(raw, where: Where, keys: tuple, kind, default) -> list:
+def _values(raw, where: Where, keys: tuple, kind, default, below=None) -> list:
     if raw is None:
         return list(default)
     vals = raw if isinstance(raw, list) else [raw]
@@ -180,18 +214,24 @@ def _values(raw, where: Where, keys: tuple, kind, default) -> list:
             out.append(number(v, kind))
         except ValueError as e:
             where.fail(keys + (i,) if isinstance(raw, list) else keys, str(e))
-    dup = [v for v in set(out) if out.count(v) > 1]
-    if dup:
-        where.fail(keys, f"repeats {dup[0]!r}: the grid would run the same configuration twice")
+        if below is not None and not out[-1] < below:
+            where.fail(keys + (i,) if isinstance(raw, list) else keys,
+                       f"{out[-1]!r} is out of range: {keys[-1].replace('_', ' ')} must be below {below:g}")
+    seen = set()
+    for v in out:   # linear, however long the list
+        if v in seen:
+            where.fail(keys, f"repeats {v!r}: the grid would run the same configuration twice")
+        seen.add(v)
     return out
 
 
 def _search(s: Search, where: Where) -> tuple[list[int], list[float], int | None]:
-    bss = _values(s.batch_size, where, ("search", "batch_size"), int, PAPER_BATCH_SIZES)
+    bss = _values(s.batch_size, where, ("search", "batch_size"), int, PAPER_BATCH_SIZES, below=MAX_BATCH_SIZE + 1)
     if s.mode == "grid":
         if s.trials is not None:
             where.fail(("search", "trials"), "trials is the optuna budget; a grid runs every configuration")
-        return bss, _values(s.learning_rate, where, ("search", "learning_rate"), float, PAPER_LEARNING_RATES), None
+        return bss, _values(s.learning_rate, where, ("search", "learning_rate"), float, PAPER_LEARNING_RATES,
+                            below=1), None
     keys = ("search", "learning_rate")
     lr = {"low": 1e-5, "high": 5e-4} if s.learning_rate is None else s.learning_rate
     if not (isinstance(lr, dict) and set(lr) == {"low", "high"}):
@@ -203,6 +243,8 @@ def _search(s: Search, where: Where) -> tuple[list[int], list[float], int | None
         where.fail(keys, str(e))
     if lo >= hi:
         where.fail(keys, f"low {lo} must be below high {hi}")
+    if hi >= 1:
+        where.fail(keys, f"a learning rate lies between 0 and 1, not {hi}")
     return bss, [lo, hi], budget
 
 
@@ -210,6 +252,11 @@ def _checks(spec: SweepSpec, where: Where) -> None:
     """Rules between values, each naming its line."""
     if not 8 <= spec.max_length <= 512:
         where.fail(("max_length",), f"max_length must be between 8 and 512, got {spec.max_length}")
+    if spec.epochs > MAX_EPOCHS:
+        where.fail(("epochs",), f"epochs must be at most {MAX_EPOCHS}, got {spec.epochs:g}")
+    if spec.keep_best_checkpoint:
+        where.fail(("keep_best_checkpoint",), "keep_best_checkpoint is not implemented: no checkpoint is kept; "
+                                              "submit trains the chosen configuration again")
     if spec.eval_every > 1:
         where.fail(("eval_every",), f"eval_every is a fraction of an epoch (0 < eval_every <= 1), got {spec.eval_every}")
     sc = spec.scheduler
@@ -220,13 +267,37 @@ def _checks(spec: SweepSpec, where: Where) -> None:
                    f"grace_period ({sc.grace_period:g}) must be below epochs ({spec.epochs:g}) to stop anything")
     if spec.data.glue_dir and spec.data.hub:
         where.fail(("data",), "give glue_dir or hub, not both")
+    if spec.distill is not None and spec.search.mode != "grid":
+        where.fail(("distill",), "distillation sweeps run in grid mode (search: {mode: grid})")
 
 
 def _name(raw, where: Where) -> str:
-    name = str(raw)
-    if isinstance(raw, bool) or raw is None or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", name):
-        where.fail(("name",), f"name {raw!r} must be letters, digits, '.', '_' or '-' (it names the results directory)")
-    return name
+    if not isinstance(raw, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._\-]*", raw):
+        where.fail(("name",), f"name {str(raw)[:60]!r} must be letters, digits, '.', '_' or '-' "
+                              f"(it names the results directory)")
+    if len(raw) > MAX_NAME:
+        where.fail(("name",), f"name is {len(raw)} characters long; at most {MAX_NAME}")
+    return raw
+
+
+def _no_empty(node, where: Where, keys: tuple = ()) -> None:
+    """An empty value (``key:``, ``[]``, ``{}``, ``""``) never stands for a default: only the keys
+    in NULLABLE may be null; nothing may be empty."""
+    if keys in NULLABLE or keys[:1] == ("description",):
+        return
+    if node is None:
+        where.fail(keys, f"{'/'.join(map(str, keys))} is empty: give a value or leave the key out")
+    if node == "" or (isinstance(node, (list, dict)) and not node):
+        where.fail(keys, f"{'/'.join(map(str, keys)) or 'the spec'} is empty")
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        _no_empty(v, where, keys + (k,))
+
+
+def _grid_size(spec: SweepSpec, models: int, tasks: int, bss: list, lrs: list, where: Where) -> None:
+    n = models * tasks * len(bss) * len(lrs) * len(spec.seeds) if spec.search.mode == "grid" else 0
+    if n > MAX_TRIALS:
+        where.fail(("search",), f"the grid has {n:,} trials; at most {MAX_TRIALS:,} (split it into several sweeps)")
 
 
 def _data_dir(data: Data, where: Where) -> tuple[str | None, str | None]:
@@ -242,6 +313,8 @@ def load(path: str | os.PathLike, results_root: str | None = None) -> Sweep:
     if not p.is_file():
         raise UserError(f"sweep file {p} does not exist")
     try:
+        if p.stat().st_size > MAX_BYTES:
+            raise UserError(f"{p}: {p.stat().st_size:,} bytes: a sweep spec is at most {MAX_BYTES:,}")
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         line = p.read_bytes()[:e.start].count(b"\n") + 1
@@ -251,9 +324,13 @@ def load(path: str | os.PathLike, results_root: str | None = None) -> Sweep:
     return parse(text, str(p), results_root)
 
 
-def read_yaml(text: str, path: str) -> dict:
+def read_yaml(text: str, path: str, with_node: bool = False):
+    """The spec as a mapping, read strictly (``yamlstrict``: YAML 1.2 scalars, no repeated key,
+    bounded aliases and size)."""
+    if len(text) > MAX_BYTES:
+        raise UserError(f"{path}: {len(text):,} characters: a sweep spec is at most {MAX_BYTES:,}")
     try:
-        raw = yaml.safe_load(text)
+        raw, node = yamlstrict.load_with_node(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -262,11 +339,13 @@ def read_yaml(text: str, path: str) -> dict:
         raise UserError(f"{path}: not valid YAML (anchors nested too deeply)") from None
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a sweep spec must be a mapping of keys (name, models, tasks, ...)")
-    return raw
+    return (raw, node) if with_node else raw
 
 
 def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> Sweep:
-    raw, where = read_yaml(text, path), Where(path, text)
+    raw, node = read_yaml(text, path, with_node=True)
+    where = Where(path, text, node)
+    _no_empty(raw, where)
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
@@ -276,6 +355,7 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
     models = _models(spec, raw["models"], where)
     tasks = _tasks(spec.tasks, where)
     bss, lrs, budget = _search(spec.search, where)
+    _grid_size(spec, len(models), len(tasks), bss, lrs, where)
     glue_dir, hub = _data_dir(spec.data, where)
     results = results_root or _expand_env(str(spec.results), where, ("results",))
     res, sc = spec.resources, spec.scheduler
@@ -286,7 +366,8 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
                   cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
                   max_concurrent=res.max_concurrent, glue_dir=glue_dir, hub=hub, results=results,
                   retries=spec.retries, keep_best_checkpoint=spec.keep_best_checkpoint,
-                  trust_remote_code=spec.trust_remote_code, raw=raw)
+                  trust_remote_code=spec.trust_remote_code, raw=raw,
+                  distill=distillation.resolve(spec.distill, where, [t.name for t in tasks]) if spec.distill else None)
     if sweep.mode == "grid":
         sweep.trials()  # raises on repeats
     return sweep

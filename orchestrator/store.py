@@ -14,7 +14,14 @@ Record (schema 2)::
      "status": "completed", "attempts": 1, "error": null,
      "evals": [{"epoch": 1.0, "step": 2105, "metrics": {"accuracy": 83.1}, "score": 83.1,
                 "train_loss": 0.41, "elapsed_s": 35.2}, ...],
-     "n_params": 4386178, "updated_at": "2026-11-21T12:00:00+00:00"}
+     "n_params": 4386178, "updated_at": "2026-11-21T12:00:00+00:00",
+     "settings_hash": "3f1c...", "data_fingerprint": "9ab2..."}
+
+``settings_hash`` is the trial's identity beyond its id (``identity.py``: every setting that
+changes results, and the data's content); a re-run reuses a finished record only when it
+matches. Records without one (written before it existed) are reused only when their
+configuration matches in full, with a warning. A record whose ``trial_id`` is not its file
+name, or whose fields have the wrong types, is reported and ignored (its trial runs again).
 
 ``trial`` is ``TrialConfig.to_dict()``; ``TrialConfig.from_dict(record["trial"])`` is the way
 back. Records of schema 1 (the configuration flat at the top level) are upgraded on reading.
@@ -30,9 +37,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import storage
 from .config import Trial, TrialConfig
 from .errors import UserError
-from .fileio import atomic_write_json
 
 SCHEMA = 2
 FINAL = frozenset({"completed", "stopped", "diverged", "failed"})
@@ -51,12 +58,18 @@ def record_path(run_dir: str | Path, trial_id: str) -> Path:
     return trials_dir(run_dir) / f"{trial_id}.json"
 
 
-def write_record(run_dir: str | Path, record: dict) -> None:
-    """Write a record atomically: a crash leaves the old version or the new one."""
+def record_location(run_dir: str | Path | storage.Location, trial_id: str) -> storage.Location:
+    """Where a record lives, on any storage (``record_path`` is the local path)."""
+    return storage.at(run_dir).join("trials", f"{trial_id}.json")
+
+
+def write_record(run_dir: str | Path | storage.Location, record: dict) -> None:
+    """Write a record whole: a crash leaves the old version or the new one (a local or shared
+    disk: temporary file and rename; an object store: one PUT of the whole object)."""
     rec = dict(record)
     rec["schema"] = SCHEMA
     rec["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(record_path(run_dir, rec["trial_id"]), rec)
+    record_location(run_dir, rec["trial_id"]).write_text(json.dumps(rec, indent=2, sort_keys=False) + "\n")
 
 
 def new_record(trial: Trial, sweep: str, model_label: str) -> dict:
@@ -90,17 +103,41 @@ def upgrade(rec: dict) -> dict:
     return out
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _eval_problem(e) -> str | None:
+    if not isinstance(e, dict) or "score" not in e or "metrics" not in e:
+        return "malformed evals"
+    if not _number(e["score"]) or not _number(e.get("epoch", 0)):
+        return "an evaluation's score or epoch is not a number"
+    if not isinstance(e["metrics"], dict) or not all(isinstance(k, str) and _number(v) for k, v in e["metrics"].items()):
+        return "an evaluation's metrics are not numbers by name"
+    return None
+
+
 def check_record(rec) -> str | None:
-    """Why a parsed record cannot be used, or None."""
+    """Why a parsed record cannot be used (a missing field, a field of the wrong type), or None."""
     if not isinstance(rec, dict):
         return "not a JSON object"
     missing = [k for k in REQUIRED if k not in rec]
     if missing:
         return f"missing {', '.join(missing)}"
-    if rec["status"] not in STATUSES:
-        return f"unknown status {rec['status']!r}"
-    if not isinstance(rec["evals"], list) or not all(isinstance(e, dict) and "score" in e and "metrics" in e for e in rec["evals"]):
+    for key in ("trial_id", "group", "model"):
+        if not isinstance(rec[key], str) or not rec[key]:
+            return f"{key} is not a name"
+    if not isinstance(rec["status"], str) or rec["status"] not in STATUSES:
+        return f"unknown status {str(rec['status'])[:40]!r}"
+    if not isinstance(rec["evals"], list):
         return "malformed evals"
+    why = next((w for w in map(_eval_problem, rec["evals"]) if w), None)
+    if why:
+        return why
+    for key, ok in (("attempts", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+                    ("error", lambda v: isinstance(v, str)), ("n_params", _number), ("settings_hash", lambda v: isinstance(v, str))):
+        if rec.get(key) is not None and not ok(rec[key]):
+            return f"{key} has the wrong type"
     try:
         config_of(rec)
     except UserError as e:
@@ -108,23 +145,26 @@ def check_record(rec) -> str | None:
     return None
 
 
-def read_record(path: Path) -> tuple[dict | None, str | None]:
+def read_record(path: Path | storage.Location) -> tuple[dict | None, str | None]:
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        rec = json.loads(storage.at(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"{path}: unreadable ({type(e).__name__})"
-    rec = upgrade(rec)
+    try:
+        rec = upgrade(rec)
+    except (TypeError, ValueError, KeyError):
+        return None, f"{path}: an old record that cannot be read"
     why = check_record(rec)
+    if why is None and rec["trial_id"] != path.stem:
+        why = f"holds trial {rec['trial_id'][:120]!r}, not the one its file name says (a copied record?)"
     return (rec, None) if why is None else (None, f"{path}: {why}")
 
 
-def read_records(run_dir: str | Path) -> tuple[list[dict], list[str]]:
-    """Every usable record of a run (sorted by trial id) and a line per file skipped."""
-    d = trials_dir(run_dir)
+def read_records(run_dir: str | Path | storage.Location) -> tuple[list[dict], list[str]]:
+    """Every usable record of a run (sorted by trial id) and a line per file skipped; the run
+    is a local directory or any storage location (``storage.at``)."""
     records, problems = [], []
-    if not d.is_dir():
-        return records, problems
-    for path in sorted(d.glob("*.json")):
+    for path in storage.at(run_dir).join("trials").files(".json"):
         rec, why = read_record(path)
         if rec is None:
             problems.append(why)
@@ -137,3 +177,25 @@ def finished_ids(run_dir: str | Path) -> set[str]:
     """Trials that need no more work: a resumed sweep skips them."""
     recs, _ = read_records(run_dir)
     return {r["trial_id"] for r in recs if r["status"] in FINAL}
+
+
+# The run's data source, recorded by the driver (``<run>/data.json``) so that later commands
+# (``submit``) read the same data as the sweep did without being told again.
+DATA_FILE = "data.json"
+
+
+def write_data_source(run_dir: str | Path | storage.Location, glue_dir: str | None, hub: str | None) -> None:
+    storage.at(run_dir).join(DATA_FILE).write_text(json.dumps({"glue_dir": glue_dir, "hub": hub}) + "\n")
+
+
+def data_source(run_dir: str | Path | storage.Location) -> tuple[str | None, str | None]:
+    """(glue_dir, hub) the run's sweep read, as absolute paths or hub ids; (None, None) when
+    the run recorded none (a run from before this file existed)."""
+    f = storage.at(run_dir).join(DATA_FILE)
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(d, dict):
+        return None, None
+    return d.get("glue_dir") or None, d.get("hub") or None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import os
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -179,3 +180,176 @@ def test_command_lines_fail_with_one_line_and_write_nothing(tmp_path_factory, mo
     assert rc == 2, (sub, args, rc, err)
     assert err.count("\n") == 1 and err.startswith("glue-sweep: error:") and "Traceback" not in err, err
     assert not any(cwd.iterdir()), list(cwd.iterdir())
+
+
+# --- hostile specs, one class at a time ------------------------------------------------------
+# Each class of mistake the strict parser refuses (yamlstrict, spec): every generated case must
+# be refused with one line naming the file, quickly; none may be accepted.
+
+INT_PATHS = [("search", "batch_size", 0), ("max_train_examples",), ("seeds", 0), ("epochs",)]
+BOOL_WORDS = ["yes", "no", "on", "off", "y", "n", "Yes", "NO", "On"]
+YAML11_NUMBERS = ["1:30", "0:20:00", "0b101", "1_000", "2026-01-01", "+.5e", "1e", "0x", "1,000"]
+
+
+def _set(spec: dict, path: tuple, value) -> dict:
+    spec = copy.deepcopy(spec)
+    node = spec
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = value
+    return spec
+
+
+@st.composite
+def hostile_specs(draw):
+    """(class, YAML text) of a spec that must be refused."""
+    kind = draw(st.sampled_from(["duplicate key", "empty value", "non-integer", "yaml 1.1 boolean", "yaml 1.1 number",
+                                 "contradicting model", "absurd value", "unimplemented option", "bad name",
+                                 "alias bomb", "recursive anchor", "huge grid"]))
+    spec = copy.deepcopy(VALID)
+    if kind == "duplicate key":
+        key = draw(st.sampled_from(sorted(VALID)))
+        return kind, yaml.safe_dump(spec, sort_keys=False) + yaml.safe_dump({key: spec[key]})
+    if kind == "empty value":
+        path = draw(st.sampled_from([p for p in _paths(VALID) if p[0] != "max_train_examples"]))
+        return kind, yaml.safe_dump(_set(spec, path, draw(st.sampled_from([None, [], {}, ""]))))
+    if kind == "non-integer":
+        path = draw(st.sampled_from(INT_PATHS[:3]))
+        return kind, yaml.safe_dump(_set(spec, path, draw(st.integers(1, 512)) + draw(st.sampled_from([0.0, 0.5]))))
+    if kind == "yaml 1.1 boolean":
+        key = draw(st.sampled_from(["keep_best_checkpoint", "trust_remote_code"]))
+        return kind, yaml.safe_dump(spec) + f"{key}: {draw(st.sampled_from(BOOL_WORDS))}\n"
+    if kind == "yaml 1.1 number":
+        key = draw(st.sampled_from(["epochs", "max_train_examples", "max_length", "retries", "eval_every"]))
+        text = yaml.safe_dump({k: v for k, v in spec.items() if k != key})
+        return kind, text + f"{key}: {draw(st.sampled_from(YAML11_NUMBERS))}\n"
+    if kind == "contradicting model":
+        name, shape = draw(st.sampled_from([("BERT-Tiny", (2, 128)), ("BERT-Mini", (4, 256)), ("BERT-Small", (4, 512))]))
+        layers = draw(st.sampled_from([2, 4, 6, 8]))
+        hidden = draw(st.sampled_from([128, 256, 512, 768]).filter(lambda h: (layers, h) != shape))
+        return kind, yaml.safe_dump(_set(spec, ("models",), [{"name": name, "layers": layers, "hidden": hidden}]))
+    if kind == "absurd value":
+        path, value = draw(st.sampled_from([
+            (("search", "learning_rate", 0), draw(st.floats(1, 1e9))),
+            (("search", "learning_rate", 0), -draw(st.floats(1e-9, 1))),
+            (("epochs",), draw(st.integers(101, 10 ** 9))),
+            (("search", "batch_size", 0), draw(st.integers(8193, 10 ** 12))),
+            (("seeds",), draw(st.integers(1001, 10 ** 12)))]))
+        return kind, yaml.safe_dump(_set(spec, path, value))
+    if kind == "unimplemented option":
+        return kind, yaml.safe_dump({**spec, "keep_best_checkpoint": True})
+    if kind == "bad name":
+        name = draw(st.sampled_from([True, False, None, "", " ", "a/b", "../x", "x" * draw(st.integers(101, 400)), 7]))
+        return kind, yaml.safe_dump({**spec, "name": name})
+    if kind == "alias bomb":
+        levels, width = draw(st.integers(6, 12)), draw(st.integers(8, 12))
+        doc = "name: &a0 [" + ", ".join(["x"] * width) + "]\n"
+        for i in range(1, levels):
+            doc += f"k{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]\n"
+        return kind, doc
+    if kind == "recursive anchor":
+        key = draw(st.sampled_from(["models", "search", "tasks", "description"]))
+        body = draw(st.sampled_from(["&r [*r]", "&r {a: *r}", "&r [1, [2, *r]]"]))
+        return kind, yaml.safe_dump({k: v for k, v in spec.items() if k != key}) + f"{key}: {body}\n"
+    n = draw(st.integers(240, 6000))   # huge grid: 24 miniatures x 9 tasks x 2 x n > 100,000 trials
+    lrs = ", ".join(f"{i + 1}e-9" for i in range(n))
+    return kind, f"name: g\nmodels: miniatures\ntasks: all\nsearch: {{batch_size: [8, 16], learning_rate: [{lrs}]}}\n"
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(hostile_specs())
+def test_hostile_specs_are_refused_in_one_line_quickly(case):
+    kind, text = case
+    BAD_INPUT_CASES[f"hostile specs: {kind}"] = BAD_INPUT_CASES.get(f"hostile specs: {kind}", 0) + 1
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as e:
+        S.parse(text, "fuzz.yaml")
+    msg = str(e.value)
+    assert msg.startswith("fuzz.yaml") and "\n" not in msg and len(msg) < 600, (kind, msg)
+    assert time.monotonic() - t0 < 10, kind
+
+
+# --- result records ------------------------------------------------------------------------
+
+record_junk = st.one_of(junk, st.lists(junk, max_size=3), st.dictionaries(st.sampled_from(["score", "metrics", "epoch"]),
+                                                                      junk, max_size=3))
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(st.lists(st.tuples(st.sampled_from(["trial_id", "group", "model", "trial", "status", "evals", "attempts",
+                                           "error", "n_params", "settings_hash", "schema", "evals.0", "evals.0.metrics",
+                                           "evals.0.score", "trial.learning_rate", "trial.batch_size", "eval_every"]), record_junk),
+                min_size=1, max_size=3), st.booleans())
+def test_damaged_records_are_reported_never_crash_a_reader(tmp_path_factory, damage, rename):
+    from orchestrator import store
+    from orchestrator.console import status_text
+    from orchestrator.results.load import load_run
+    from synthetic import make_record
+
+    BAD_INPUT_CASES["result records"] = BAD_INPUT_CASES.get("result records", 0) + 1
+    run = tmp_path_factory.mktemp("run")
+    rec = make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0, 81.5])
+    if any(p == "eval_every" for p, _ in damage):   # an old (schema 1) record: the configuration at the top
+        rec = {**{k: v for k, v in rec.items() if k not in ("trial", "schema")}, **rec["trial"]}
+    for path, value in damage:
+        node, keys = rec, path.split(".")
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) and k.isdigit() and int(k) < len(node) else (
+                node.get(k) if isinstance(node, dict) else None)
+            if not isinstance(node, (dict, list)):
+                break
+        else:
+            if isinstance(node, dict):
+                node[keys[-1]] = value
+            elif isinstance(node, list) and keys[-1].isdigit() and int(keys[-1]) < len(node):
+                node[int(keys[-1])] = value
+    (run / "trials").mkdir()
+    tid = rec.get("trial_id")
+    name = ("other" if rename or not isinstance(tid, str) or "/" in tid or not tid else tid) + ".json"
+    (run / "trials" / name).write_text(__import__("json").dumps(rec, default=str))
+    recs, problems = store.read_records(run)
+    assert len(recs) + len(problems) == 1 and all("\n" not in p for p in problems)
+    for read in (load_run, status_text):   # a table of what is usable, or one line saying nothing is
+        try:
+            read(run)
+        except UserError as e:
+            assert not recs and "\n" not in str(e)
+
+
+# --- submission zips -----------------------------------------------------------------------
+
+@settings(max_examples=100, **SETTINGS)
+@given(st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), max_size=6), st.integers(0, 10 ** 6))
+def test_damaged_zips_are_refused_in_one_line(tmp_path_factory, real_glue_dir, flips, cut):
+    import zipfile
+
+    BAD_INPUT_CASES["submission zips"] = BAD_INPUT_CASES.get("submission zips", 0) + 1
+    p = tmp_path_factory.mktemp("zip") / "sub_INCOMPLETE.zip"
+    with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("WNLI.tsv", "index\tprediction\n" + "".join(f"{i}\t{i % 2}\n" for i in range(146)))
+    raw = bytearray(p.read_bytes())
+    for at, value in flips:
+        raw[at % len(raw)] = value
+    p.write_bytes(bytes(raw[:max(1, len(raw) - cut % (len(raw) + 1))] if cut % 3 == 0 else raw))
+    rc, out, err = _cli(["submit", "--check", str(p), "--glue-dir", str(real_glue_dir)])
+    assert rc in (0, 1, 2) and "Traceback" not in err, err
+    if rc == 2:
+        assert err.rstrip().splitlines()[-1].startswith("glue-sweep: error:"), err
+
+
+# --- cluster addresses ---------------------------------------------------------------------
+
+@settings(max_examples=50, **SETTINGS)
+@given(st.sampled_from(["", "ray://", "tcp://", "http://"]), st.sampled_from(["127.0.0.1", "[::1]", "", "[::1", ":"]),
+       st.text(alphabet="0123456789-+:abx[]", max_size=8))
+def test_malformed_addresses_are_refused_in_one_line(tmp_path_factory, monkeypatch, scheme, host, port):
+    BAD_INPUT_CASES["cluster addresses"] = BAD_INPUT_CASES.get("cluster addresses", 0) + 1
+    root = tmp_path_factory.mktemp("addr")
+    (root / "glue" / "SST-2").mkdir(parents=True)
+    (root / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nbad\t9\n")   # refused at the latest here
+    spec = root / "s.yaml"
+    spec.write_text(f"name: a\nmodels: [BERT-Tiny]\ntasks: [SST-2]\nresults: {root / 'results'}\n"
+                    f"data: {{glue_dir: {root / 'glue'}}}\n")
+    rc, out, err = _cli(["run", str(spec), "--address", f"{scheme}{host}:{port}" if port or host else scheme or "x:"])
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("glue-sweep: error:"), err
+    assert not (root / "results").exists()

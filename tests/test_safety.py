@@ -1,4 +1,5 @@
-"""Safe defaults: the dashboard binds to loopback and refuses requests without Ray's token;
+"""Safe defaults: a local Ray listens on loopback only (metrics exporters included), the dashboard
+refuses requests without Ray's token, and the token file is private;
 no checkpoint code runs unless a spec asks; pickled weights are never executed."""
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from orchestrator.runner import TrialConfig
 REPO = Path(__file__).resolve().parent.parent
 
 PROBE = r"""
-import json, os, sys, urllib.request, urllib.error
+import json, os, stat, sys, urllib.request, urllib.error
 os.environ["RAY_AUTH_MODE"] = "token"
+from orchestrator.preflight import LOCAL_ONLY_ENV   # what `glue-sweep run` sets for a local Ray (no Ray import)
+os.environ.update(LOCAL_ONLY_ENV)
 import psutil
 from orchestrator.sweep.cluster import start_ray, dashboard_info
 import ray
 ctx, url = start_ray(None, 1, secure=True)
+mine = {p.pid: p.name() for p in psutil.Process().children(recursive=True)}   # this Ray's processes only
+listeners = sorted({(c.laddr.ip, mine[c.pid]) for c in psutil.net_connections("tcp")
+                    if c.status == "LISTEN" and c.pid in mine})
 info = dashboard_info(url, True)
 token = open(info["token_file"]).read().strip()
 def get(headers):
@@ -37,12 +43,13 @@ def get(headers):
 port = int(url.rsplit(":", 1)[1])
 binds = sorted({c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port})
 print(json.dumps({"url": url, "no_token": get({}), "bad_token": get({"Authorization": "Bearer nope"}),
-                  "token": get({"Authorization": "Bearer " + token}), "binds": binds}))
+                  "token": get({"Authorization": "Bearer " + token}), "binds": binds, "listeners": listeners,
+                  "token_mode": stat.S_IMODE(os.stat(info["token_file"]).st_mode)}))
 ray.shutdown()
 """
 
 
-def test_dashboard_is_loopback_only_and_needs_the_token(tmp_path):
+def test_local_ray_listens_on_loopback_only_and_the_dashboard_needs_the_token(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     r = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -51,10 +58,16 @@ def test_dashboard_is_loopback_only_and_needs_the_token(tmp_path):
     assert got["binds"] == ["127.0.0.1"]
     assert got["no_token"] == 401 and got["bad_token"] in (401, 403)   # refused either way
     assert got["token"] == 200
+    # every listener of the local Ray (GCS, raylet, workers, agents, both Prometheus metrics
+    # exporters) is on loopback, and the login token is readable by its owner only
+    names = {n for _, n in got["listeners"]}
+    assert {"gcs_server", "raylet"} <= names, got["listeners"]
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip, _ in got["listeners"]), got["listeners"]
+    assert got["token_mode"] == 0o600
 
 
 def test_trust_remote_code_is_off_unless_a_spec_says_so(monkeypatch):
-    assert TrialConfig(model="m", task="t", batch_size=1, learning_rate=1.0).trust_remote_code is False
+    assert TrialConfig(model="m", task="t", batch_size=1, learning_rate=0.5).trust_remote_code is False
     assert S.parse("name: a\nmodels: [BERT-Tiny]\ntasks: [RTE]\n").trust_remote_code is False
     assert S.parse("name: a\nmodels: [BERT-Tiny]\ntasks: [RTE]\ntrust_remote_code: true\n").trust_remote_code is True
     import transformers

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator import spec as S
-from orchestrator import store
+from orchestrator import storage, store
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "orchestrator.cli"]
@@ -116,7 +116,10 @@ def faulty_sweep(tmp_path_factory, real_glue_dir):
 
 def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
     r = faulty_sweep.proc
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 3, r.stderr[-3000:]   # ended with a failed trial: exit 3, naming it last
+    assert r.stderr.rstrip().splitlines()[-2:] == [
+        "1 trial(s) failed (run the same command again to retry them):",
+        "  BERT-Tiny-random__MRPC__bs32_lr5e-5_s0: RuntimeError: injected fault in BERT-Tiny-random__MRPC__bs32_lr5e-5_s0"]
     recs = records(faulty_sweep.run_dir)
     expected = {t.id for t in S.load(faulty_sweep.spec).trials()}
     assert set(recs) == expected and len(recs) == 8
@@ -143,20 +146,51 @@ def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
 
 def test_rerun_runs_nothing_finished_again(faulty_sweep):
     before = {p.name: p.read_bytes() for p in store.trials_dir(faulty_sweep.run_dir).glob("*.json")}
-    r = run_cli(["run", str(faulty_sweep.spec), "--resume"])
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "8 already finished, 0 to run" in r.stderr
+    r = run_cli(["run", str(faulty_sweep.spec), "--resume", "--no-retry-failed"])
+    assert r.returncode == 3, r.stderr[-2000:]   # the failed trial is still failed
+    assert "8 already finished, 0 to run" in r.stderr and "MRPC__bs32_lr5e-5_s0: RuntimeError" in r.stderr
     after = {p.name: p.read_bytes() for p in store.trials_dir(faulty_sweep.run_dir).glob("*.json")}
     assert after == before
 
 
-def test_changed_settings_are_not_mixed_with_old_results(faulty_sweep, tmp_path):
-    changed = faulty_sweep.spec.read_text().replace("epochs: 2", "epochs: 3")
+@pytest.mark.parametrize("change, word", [(("epochs: 2", "epochs: 3"), "epochs"),
+                                          (("epochs: 2", "epochs: 2\neval_every: 0.5"), "eval_every"),
+                                          (("epochs: 2", "epochs: 2\nmax_length: 64"), "max_length")])
+def test_changed_settings_are_not_mixed_with_old_results(faulty_sweep, tmp_path, change, word):
+    before = {p.name: p.read_bytes() for p in faulty_sweep.run_dir.rglob("*") if p.is_file()}
     p = tmp_path / "faulty.yaml"
-    p.write_text(changed)
+    p.write_text(faulty_sweep.spec.read_text().replace(*change))
     r = run_cli(["run", str(p)])
-    assert r.returncode == 2 and "epochs" in r.stderr and "new name" in r.stderr
+    assert r.returncode == 2 and word in r.stderr and "new name" in r.stderr, r.stderr
     assert r.stderr.count("\n") == 1
+    after = {p.name: p.read_bytes() for p in faulty_sweep.run_dir.rglob("*") if p.is_file()}
+    assert after == before   # refused: sweep.yaml and every record as they were
+
+
+def _result(rec: dict) -> dict:
+    """What a record says about the trial's results (not when or where it ran)."""
+    return {**{k: rec.get(k) for k in ("trial_id", "status", "trial", "settings_hash", "data_fingerprint",
+                                       "attempts", "error", "n_params", "train_examples")},
+            "evals": [{k: v for k, v in e.items() if k not in ("elapsed_s", "train_s", "eval_s")}
+                      for e in rec["evals"]]}
+
+
+def test_failed_trial_runs_again_once_its_cause_is_gone(faulty_sweep, tmp_path, real_glue_dir):
+    """After the fault is removed, the same command runs exactly the failed trial, and its record
+    equals that of a run that never had the fault."""
+    others = {k: v for k, v in records(faulty_sweep.run_dir).items() if v["status"] != "failed"}
+    r = run_cli(["run", str(faulty_sweep.spec)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "7 already finished, 1 to run (1 failed before: retried" in r.stderr
+    recs = records(faulty_sweep.run_dir)
+    tid = "BERT-Tiny-random__MRPC__bs32_lr5e-5_s0"
+    assert {k: v for k, v in recs.items() if k != tid} == others   # nothing else ran again
+    clean = write_spec(tmp_path, "clean", tmp_path / "results", real_glue_dir, tasks="[MRPC]", bs="[32]",
+                       lr="[5e-5]", extra="retries: 1")
+    r = run_cli(["run", str(clean)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    fault_free = records(tmp_path / "results" / "clean")[tid]
+    assert recs[tid]["status"] == "completed" and _result(recs[tid]) == _result(fault_free)
 
 
 def test_second_driver_on_the_same_sweep_is_refused(faulty_sweep):
@@ -192,11 +226,18 @@ def _finished(run_dir):
     return {r["trial_id"]: r for r in store.read_records(run_dir)[0] if r["status"] in store.FINAL}
 
 
-def test_driver_sigkill_then_same_command_finishes_exactly_once(tmp_path, real_glue_dir):
+def test_driver_sigkill_then_a_driver_elsewhere_finishes_exactly_once(tmp_path, real_glue_dir, s3_server):
+    """The store on S3 (a server on loopback): the driver is killed mid-sweep, another one started
+    from another working directory and HOME with the same --storage runs only what is unfinished."""
     spec = write_spec(tmp_path, "killed", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
                       bs="[16, 32]", lr="[1e-4, 5e-5, 3e-5]")
-    run_dir = tmp_path / "results" / "killed"
-    proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, env=env(GLUE_SWEEP_FAULTS="sleep:bs32:4"),
+    uri = s3_server(f"killed-{tmp_path.name}")
+    run_dir = storage.at(uri).join("killed")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d in (first / "home", second / "home"):
+        d.mkdir(parents=True)
+    proc = subprocess.Popen(CLI + ["run", str(spec), "--storage", uri], cwd=first,
+                            env=env(GLUE_SWEEP_FAULTS="sleep:bs32:4", HOME=str(first / "home"), PYTHONPATH=str(REPO)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: len(_finished(run_dir)) >= 2, 240, "two finished trials")
@@ -207,13 +248,17 @@ def test_driver_sigkill_then_same_command_finishes_exactly_once(tmp_path, real_g
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    r = run_cli(["run", str(spec)])
+    r = subprocess.run(CLI + ["run", str(spec), "--storage", uri], cwd=second, capture_output=True, text=True,
+                       env=env(HOME=str(second / "home"), PYTHONPATH=str(REPO)), timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{len(done_before)} already finished" in r.stderr
     recs = records(run_dir)
     assert set(recs) == {t.id for t in S.load(spec).trials()}
+    assert all(r["status"] == "completed" and r["attempts"] == 1 for r in recs.values() if r["trial_id"] in done_before)
     assert all(r["status"] == "completed" for r in recs.values())
     for k, v in done_before.items():   # finished before the kill: kept as they were, not re-run
         assert json.dumps(recs[k], sort_keys=True) == v
+    assert not (tmp_path / "results").exists()         # nothing went to the spec's local results
 
 
 def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue_dir):
@@ -252,10 +297,11 @@ def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err[-3000:]
     recs = records(run_dir)
     assert len(recs) == 2
     assert all(r["status"] in ("completed", "failed") for r in recs.values())
+    failed = any(r["status"] == "failed" for r in recs.values())
+    assert proc.returncode == (3 if failed else 0), err[-3000:]
     assert max(r["attempts"] for r in recs.values()) >= 2, recs
 
 

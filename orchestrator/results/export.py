@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import store
+from .. import storage, store
 from ..errors import UserError
 from ..fileio import atomic_write_text
 from .board import Leaderboard
 from .compact import compact_values
 from .figures import write_figures
 from .formats import PICTURES
+from .kinds import has_kinds, kinds_values
 from .load import load_run
 from .reference import comparison, load_compact_reference
 from .report import html_report, latex_report, markdown_report, now, report_tables
@@ -38,13 +39,14 @@ from .tidy import evaluations
 
 def data_frames(lb: Leaderboard, speedups: dict | None = None) -> dict[str, pd.DataFrame]:
     """The numeric tables written as CSV and JSON, by name."""
-    return {"results": lb.results, "glue": glue_wide(lb), "configs": lb.configs, "comparison": comparison(lb),
-            "compact": compact_values(lb, speedups, load_compact_reference())}
+    out = {"results": lb.results, "glue": glue_wide(lb), "configs": lb.configs, "comparison": comparison(lb),
+           "compact": compact_values(lb, speedups, load_compact_reference())}
+    return out | ({"kinds": kinds_values(lb)} if has_kinds(lb) else {})
 
 
 def write_csv(lb: Leaderboard, out: Path, speedups: dict | None = None) -> list[Path]:
     names = {"results": "leaderboard.csv", "glue": "glue.csv", "configs": "configs.csv",
-             "comparison": "comparison.csv", "compact": "compact.csv"}
+             "comparison": "comparison.csv", "compact": "compact.csv", "kinds": "kinds.csv"}
     paths = []
     for key, df in data_frames(lb, speedups).items():
         p = out / names[key]
@@ -79,7 +81,8 @@ def json_text(lb: Leaderboard, run_name: str, speedups: dict | None = None) -> s
     records = {k: json.loads(df.to_json(orient="records", double_precision=10))
                for k, df in {**data_frames(lb, speedups), "models": lb.models}.items()}
     doc = {"run": run_name, "selection": lb.selection, "generated_at": now(), "problems": lb.problems,
-           **{k: records[k] for k in ("results", "glue", "configs", "comparison", "compact", "models")}}
+           **{k: records[k] for k in ("results", "glue", "configs", "comparison", "compact", "kinds", "models")
+              if k in records}}
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
 
@@ -95,12 +98,12 @@ def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = N
            speedups: dict | None = None) -> tuple[Leaderboard, list[Path]]:
     """Write the chosen formats of a run's leaderboard; (leaderboard, files written)."""
     lb = load_run(run_dir, final_epoch=final_epoch)
-    run = Path(run_dir)
-    out = Path(out_dir) if out_dir else run / "export"
+    run = storage.at(run_dir)   # a run on an object store exports to ./export/<run> unless told
+    out = Path(out_dir) if out_dir else Path(run.path) / "export" if run.local else Path("export") / run.name
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    name = run.resolve().name
+    name = run.name
     written: list[Path] = []
     tables = report_tables(lb, speedups) if {"md", "latex", "html"} & set(formats) else []
 

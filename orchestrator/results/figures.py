@@ -20,6 +20,7 @@ from ..models import NAMED
 from ..tasks import all_tasks
 from .board import Leaderboard
 from .curves import learning_curves
+from .kinds import TEACHER_KIND, has_kinds, kinds_values
 from .reference import load_reference
 from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
 from .values import MISSING, PARTIAL_MARK, fmt_lr
@@ -262,6 +263,28 @@ def draw_learning_curves(plt, lb: Leaderboard, save) -> None:
     save(fig, "learning_curves.png", "Dev score per epoch of each (model, task)'s best configuration")
 
 
+def draw_kinds(plt, lb: Leaderboard, save) -> None:
+    """Per task, each (student, kind of training)'s dev score (bars, ± std over seeds) and the teacher's (a line)."""
+    if not has_kinds(lb):
+        return
+    v = kinds_values(lb)
+    tasks = [c for c in v.columns[3:] if not c.endswith(("_std", "_delta"))]
+    students = v[v["kind"] != TEACHER_KIND]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 0.45 * len(students) + 1.6), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        labels = [f"{s} / {k}" for s, k in zip(students["student"], students["kind"])]
+        ax.barh(range(len(students)), students[t].fillna(0), xerr=students[f"{t}_std"].fillna(0), color="tab:blue")
+        ax.set_yticks(range(len(students)), labels=labels)
+        ax.invert_yaxis()
+        for score, name in zip(v.loc[v["kind"] == TEACHER_KIND, t], v.loc[v["kind"] == TEACHER_KIND, "student"]):
+            if np.isfinite(score):
+                ax.axvline(score, color="tab:red", linestyle="--", label=f"teacher {name}: {score:.1f}")
+                ax.legend(loc="lower right", fontsize=8)
+        lo = np.nanmin(v[t].to_numpy(dtype=float)) if v[t].notna().any() else 0
+        ax.set(xlabel=f"{t} dev score", title=t, xlim=(max(0, lo - 10), None))
+    save(fig, "kinds.png", "Kinds of training side by side: dev score per student (± std over seeds), teacher dashed")
+
+
 def write_figures(lb: Leaderboard, fig_dir: Path, formats=FIGURE_FORMATS) -> list[tuple[str, Path]]:
     """Draw every picture into ``fig_dir`` in each of ``formats`` (png, pdf, svg); (caption,
     path) of each picture, the path of its first format."""
@@ -280,4 +303,5 @@ def write_figures(lb: Leaderboard, fig_dir: Path, formats=FIGURE_FORMATS) -> lis
     draw_score_vs_params(plt, lb, save)
     draw_hparams(plt, lb, save)
     draw_learning_curves(plt, lb, save)
+    draw_kinds(plt, lb, save)
     return made

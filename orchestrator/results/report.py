@@ -14,6 +14,7 @@ import pandas as pd
 
 from .board import Leaderboard
 from .compact import compact_note, compact_table
+from .kinds import KINDS_NOTE, has_kinds, kinds_table
 from .reference import comparison_table, load_compact_reference
 from .render import to_html, to_latex, to_markdown
 from .score import score_note
@@ -37,6 +38,9 @@ def report_tables(lb: Leaderboard, speedups: dict | None = None) -> list[Table]:
     glue = glue_table(lb)
     out = [Table("glue", f"GLUE leaderboard (dev sets; {sel} of the best configuration)", glue,
                  NOTE_PARTIAL + " " + score_note(), tuple(glue.columns[1:]))]
+    if has_kinds(lb):
+        out.append(Table("kinds", "Kinds of training side by side (basic training, pre-training + fine-tuning, "
+                                  "Pre-trained Distillation)", kinds_table(lb), KINDS_NOTE))
     if has_grid(lb):
         grid = grid_table(lb, "Score")
         out.append(Table("grid_score", "BERT miniatures: GLUE Score by layers x hidden size", grid, NOTE_PARTIAL,
@@ -126,6 +130,8 @@ def _section(t: Table, tables: list[Table], figs: dict[str, str]) -> list[str]:
     out.append(note_html(t.note))
     if t.key == "glue":
         out.append(figs.get("score_vs_params.png", ""))
+    if t.key == "kinds":
+        out.append(figs.get("kinds.png", ""))
     if t.key == "grid_score":
         out += [figs.get("grid_score.png", ""), figs.get("grid_tasks.png", "")]
         per_task = [x for x in tables if x.key.startswith("grid_") and x.key != "grid_score"]

@@ -7,7 +7,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..config import fmt_lr as config_fmt_lr
+from .. import config
 
 PARTIAL_MARK = "*"     # a Score over the tasks present, or a figure whose trials are still running
 MISSING = "-"          # no result
@@ -27,8 +27,9 @@ def fmt(v, digits: int = 1) -> str:
 
 
 def fmt_lr(lr) -> str:
-    """A learning rate as the papers write it: ``1e-4``, ``3e-5``; ``-`` when there is none."""
-    return config_fmt_lr(lr) if finite(lr) else MISSING
+    """A learning rate exactly, as the papers write it: ``1e-4``, ``3e-5``, ``2.5e-5``; ``-``
+    when there is none."""
+    return config.fmt_lr(float(lr)) if finite(lr) else MISSING
 
 
 def nullable_ints(df: pd.DataFrame, cols: Iterable[str]) -> pd.DataFrame:

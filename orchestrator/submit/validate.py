@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +116,33 @@ def check_indices(name: str, got: list[str], expected: list[str], origin: str) -
     return problems
 
 
+MAX_ENTRY_BYTES = 256 << 20   # the largest test file (QQP) is about 20 MB of predictions
+
+
+def read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int | None = None) -> tuple[bytes | None, str]:
+    """An entry's bytes, streamed with a size cap: (None, why) for an entry that is too large
+    (whatever its header claims), encrypted, damaged (bad CRC) or compressed in a way zipfile
+    cannot read."""
+    limit = MAX_ENTRY_BYTES if limit is None else limit
+    if info.file_size > limit:
+        return None, f"{info.file_size:,} bytes uncompressed: more than a submission file can be ({limit:,})"
+    if info.flag_bits & 0x1:
+        return None, "encrypted: the server reads plain zip entries"
+    chunks, size = [], 0
+    try:
+        with zf.open(info) as f:
+            while chunk := f.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    return None, f"more than {limit:,} bytes uncompressed"
+                chunks.append(chunk)
+    except NotImplementedError as e:
+        return None, f"cannot be read: {str(e)[:200]}"
+    except (zipfile.BadZipFile, RuntimeError, OSError, EOFError, ValueError, zlib.error) as e:
+        return None, f"damaged in the zip ({str(e)[:200]})"
+    return b"".join(chunks), ""
+
+
 def check_zip(path: str | Path, source, incomplete: bool | None = None) -> CheckReport:
     """Validate a submission zip against the test files of ``source``. With ``incomplete``
     (default: the file name ends in ``_INCOMPLETE.zip``) missing files are listed in
@@ -125,8 +153,8 @@ def check_zip(path: str | Path, source, incomplete: bool | None = None) -> Check
         raise UserError(f"{path} does not exist")
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"{path} is not a readable zip file ({e})") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+        raise UserError(f"{path} is not a readable zip file ({str(e)[:200]})") from None
     files = submission_files()
     by_name = {f.name: f for f in files}
     with zf:
@@ -158,7 +186,10 @@ def check_zip(path: str | Path, source, incomplete: bool | None = None) -> Check
             if expected is None:
                 rep.problems.append(f"{f.name}: cannot be checked against its test data: {origin}")
                 continue
-            raw = zf.read(entries[f.name])
+            raw, why = read_entry(zf, entries[f.name])
+            if raw is None:
+                rep.problems.append(f"{f.name}: {why}")
+                continue
             rep.problems += check_file(f, raw, expected, origin)
             rep.rows[f.name] = max(0, raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1) - 1)
     return rep

@@ -24,9 +24,10 @@ from .jobs import trial_of
 
 
 class StoreRecorder(tune.Callback):
-    def __init__(self, sweep_name: str, run_dir: Path, prior_attempts: dict[str, int],
-                 finished: set[str] = frozenset(), out=sys.stderr, view=None):
+    def __init__(self, sweep_name: str, run_dir, prior_attempts: dict[str, int],
+                 finished: set[str] = frozenset(), out=sys.stderr, identity=None, view=None):
         self.sweep_name, self.run_dir, self.prior_attempts, self.out = sweep_name, run_dir, prior_attempts, out
+        self.identity = identity               # TrialConfig -> the record's identity fields (identity.py)
         self.view = view   # a live.Screen on a terminal: the progress is drawn there, not printed
         self.records: dict[str, dict] = {}     # by Tune's own trial id
         self.taken: set[str] = set(finished)   # record ids that must not be overwritten
@@ -44,7 +45,7 @@ class StoreRecorder(tune.Callback):
             store.write_record(self.run_dir, rec)
             self.writes += 1
         except OSError as e:
-            self.write_error = f"cannot write {store.record_path(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
+            self.write_error = f"cannot write {store.record_location(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
 
     def _rec(self, trial) -> dict:
         """The record of a Tune trial. Its id follows from the configuration; should that id
@@ -58,6 +59,8 @@ class StoreRecorder(tune.Callback):
                 tid, n = f"{t.id}_r{n}", n + 1
             self.taken.add(tid)
             rec = store.new_record(t._replace(id=tid), self.sweep_name, t.label)
+            if self.identity is not None:
+                rec.update(self.identity(t.config))
             rec["attempts"] = self.prior_attempts.get(tid, 0)
             self.records[trial.trial_id] = rec
         return rec

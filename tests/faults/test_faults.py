@@ -77,6 +77,18 @@ def test_flaky_trial_is_retried_to_the_same_result(tmp_path, real_glue_dir, refe
     check_same_as_reference(tmp_path / "results" / "sweep", reference)
 
 
+def test_failing_trial_exits_3_and_runs_again_to_the_same_result(tmp_path, real_glue_dir, reference):
+    spec = spec_for(tmp_path, "sweep", real_glue_dir)
+    run_dir = tmp_path / "results" / "sweep"
+    r = run_cli(["run", str(spec)], GLUE_SWEEP_FAULTS="raise:RTE__bs16")
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert r.stderr.rstrip().splitlines()[-1].startswith("  BERT-Tiny-random__RTE__bs16_lr1e-4_s0: RuntimeError")
+    r = run_cli(["run", str(spec)])          # the cause is gone: exactly the failed trial runs
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "3 already finished, 1 to run (1 failed before: retried" in r.stderr
+    check_same_as_reference(run_dir, reference)
+
+
 def _interrupt_then_resume(tmp_path, real_glue_dir, sig, reference):
     spec = spec_for(tmp_path, "sweep", real_glue_dir)
     run_dir = tmp_path / "results" / "sweep"
