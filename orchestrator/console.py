@@ -63,22 +63,25 @@ def status_text(run: Path | storage.Location) -> str:
     return head + "\n" + to_markdown(table[keep]) + "\n(* partial: tasks missing or trials still running)"
 
 
-def sweep_total(run: Path, n_records: int) -> int:
+def sweep_total(run: storage.Location, n_records: int) -> int:
     """The sweep's size from the spec the driver copied into the run; the records' count when
     that cannot be read."""
     from .spec import load   # pydantic: only when a status is drawn
 
     try:
-        sw = load(run / "sweep.yaml")
-    except (UserError, OSError, ValueError):
+        sw = load(str(run / "sweep.yaml")) if run.local else None
+    except (UserError, OSError, ValueError, TypeError):
+        sw = None
+    if sw is None:
         return n_records
     if sw.mode == "optuna":
         return len(sw.models) * len(sw.tasks) * len(sw.seeds) * sw.optuna_trials
     return len(sw.trials())
 
 
-def live_view(run: Path) -> live.View:
+def live_view(run: Path | storage.Location | str) -> live.View:
     """The live view of a run directory, read from its records; running only while its driver lives."""
+    run = storage.at(run)
     records, _ = store.read_records(run)
     return live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run))
 
