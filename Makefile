@@ -11,7 +11,7 @@ GLUE_DIR ?= $(abspath ../shared/glue_data)
 SWEEP ?= sweeps/quickstart.yaml
 export GLUE_DIR
 
-.PHONY: setup test faults sweep distill plan train dashboard export bench clean help
+.PHONY: setup browser test faults sweep distill plan train dashboard export bench clean help
 
 help:
 	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
@@ -36,9 +36,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@touch $@
 
 # The suite, with the reduced fault-injection set (tests/test_sweep.py: driver SIGKILL and
-# resume, worker SIGKILL, a raising trial, a NaN trial, out-of-memory).
-test: setup
+# resume, worker SIGKILL, a raising trial, a NaN trial, out-of-memory). The HTML report and the
+# Ray dashboard are checked in headless chromium, and the live view in tmux: both are installed
+# (Debian packages) when missing and this user may install them (root, or CI).
+test: setup browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests --ignore=tests/faults
+
+browser:
+	@command -v chromium >/dev/null && command -v tmux >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium tmux >/dev/null; \
+		else echo "make test needs chromium and tmux: sudo apt-get install chromium tmux" >&2; exit 2; fi; }
 
 # The full fault-injection suite: also Ctrl-C, a flaky trial, a full disk and a worker node
 # leaving a two-node cluster, each compared with a fault-free run.

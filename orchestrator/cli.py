@@ -10,14 +10,16 @@ from pathlib import Path
 
 from . import speed, store
 from .config import INITS, Runtime, TrialConfig, make_trial
-from .console import Progress, dashboard_lines, error_line, evaluation_table, newest_run, status_text
+from .console import Progress, dashboard_lines, error_line, evaluation_table, newest_run, status_text, watch
 from .data import source_from
 from .errors import UserError
 from .fileio import atomic_write_json, check_writable_dir
 from .models import resolve
 from .plan import render
 from .preflight import LOCAL_ONLY_ENV, check_device
-from .results.export import export
+from .results.compare import compare_table, run_names
+from .results.export import export, write_comparison
+from .results.load import load_run
 from .results.formats import FORMATS, parse_formats, read_speedups
 from .results.render import to_markdown
 from .results.tables import glue_table
@@ -141,7 +143,8 @@ def add_status_command(sub) -> None:
     st = sub.add_parser("status", help="the live leaderboard of a sweep (running or finished)")
     st.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
     st.add_argument("--watch", type=_positive_float, default=None, metavar="SECONDS",
-                    help="redraw every SECONDS until interrupted")
+                    help="the live view (running trials, best per group, ETA), redrawn every SECONDS until the "
+                         "sweep ends")
     st.set_defaults(func=cmd_status)
 
 
@@ -156,10 +159,13 @@ def add_leaderboard_command(sub) -> None:
     p = sub.add_parser("leaderboard", help="a run's leaderboards: CSV, Markdown, LaTeX, JSON, pictures, HTML report",
                        description="Best configuration per (model, task) of a run's result store, the GLUE Score, "
                                    "the miniature grid, best hyperparameters and the comparison with published figures.")
-    p.add_argument("run", metavar="RUN", help="a run directory (holding trials/*.json)")
+    p.add_argument("run", metavar="RUN", nargs="*",
+                   help="a run directory (holding trials/*.json; default: the newest under results/); several: "
+                        "their results side by side")
     p.add_argument("--format", type=_formats_arg, default=("csv",),
                    help=f"{', '.join(FORMATS)} or all; several comma-separated (default: csv)")
-    p.add_argument("--out", default=None, help="output directory (default: RUN/export)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/export; several runs: "
+                                               "the comparison is printed, and written here when given)")
     p.add_argument("--final-epoch", action="store_true",
                    help="judge each configuration at its last epoch instead of its best one")
     p.add_argument("--speedups", default=None, metavar="JSON",
@@ -226,14 +232,14 @@ def cmd_status(a) -> int:
     if not a.watch:
         print(status_text(run))
         return 0
-    while True:
-        text = status_text(run)
-        print("\033[2J\033[H" + time.strftime("%H:%M:%S ") + text, flush=True)
-        time.sleep(a.watch)
+    return watch(run, a.watch)
 
 
 def cmd_leaderboard(a) -> int:
-    lb, written = export(a.run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
+    if len(a.run) > 1:
+        return _compare(a)
+    run = a.run[0] if a.run else newest_run()
+    lb, written = export(run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
     for p in lb.problems:
         print(f"glue-sweep: skipped {p}", file=sys.stderr)
     print(to_markdown(glue_table(lb)))
@@ -241,6 +247,17 @@ def cmd_leaderboard(a) -> int:
         print("(* partial: some trials are still running)")
     where = sorted({str(p.parent) for p in written})
     print(f"wrote {len(written)} file(s) to {', '.join(where)}", file=sys.stderr)
+    return 0
+
+
+def _compare(a) -> int:
+    names = run_names(a.run)
+    boards = {n: load_run(r, final_epoch=a.final_epoch) for n, r in zip(names, a.run)}
+    table = compare_table(boards)
+    print(to_markdown(table))
+    if a.out:
+        written = write_comparison(boards, table, Path(a.out))
+        print(f"wrote {len(written)} file(s) to {a.out}", file=sys.stderr)
     return 0
 
 
@@ -291,7 +308,7 @@ def cmd_train(a) -> int:
         record["evals"].append(vars(ev))
         atomic_write_json(out / "metrics.json", record)
 
-    res = run(p, on_eval=on_eval, on_progress=Progress(a.quiet), t_start=t0)
+    res = run(p, on_eval=on_eval, on_progress=Progress(a.quiet, a.epochs, a.batch_size), t_start=t0)
     record.update(status=res.status, note=res.note, n_params=res.n_params, train_examples=res.train_examples,
                   steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, eval_s=res.eval_s,
                   examples_per_s=res.examples_per_s)
@@ -375,6 +392,9 @@ def cmd_submit(a) -> int:
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):   # no command: the usage and every command, not an error line
+        parser.print_help()
+        return EXIT_USAGE
     a = parser.parse_args(argv)
     try:
         return a.func(a)
@@ -391,8 +411,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into head and closed: not an error
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("glue-sweep: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:   # on its own line, never glued to a progress line
+        print(("\n" if sys.stderr.isatty() else "") + "glue-sweep: interrupted", file=sys.stderr)
         return 130
 
 

@@ -384,4 +384,13 @@ def test_optuna_mode_runs_its_budget_and_resumes_with_what_it_knows(tmp_path, re
     assert len(after) == 3
     for k, v in first.items():
         assert after[k] == v
+    # the study is kept in the run's SQLite file, which optuna's own API (and optuna-dashboard) opens
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'results' / 'opt' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.study_name == "BERT-Tiny (random init) / MRPC / seed 0"
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and {t.params["batch_size"] for t in done} <= {16, 32}
 

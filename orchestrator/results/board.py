@@ -21,6 +21,7 @@ class Leaderboard:
     configs: pd.DataFrame        # one row per (model, task, batch_size, learning_rate)
     models: pd.DataFrame         # one row per model: layers, hidden, n_params, init
     problems: list[str] = field(default_factory=list)   # files and records skipped, and why
+    evals: pd.DataFrame | None = None   # one row per dev evaluation (load.evals_frame): the learning curves
     final_epoch: bool = False
     teachers: list[dict] = field(default_factory=list)   # distillation teachers' own dev scores (teachers.json)
     cache: dict = field(default_factory=dict, repr=False, compare=False)   # tables derived once (tables.glue_wide)

@@ -79,7 +79,8 @@ def build(records: list[dict], problems: Iterable[str] = (), final_epoch: bool =
     problems = list(problems)
     trials = trials_frame(records, problems)
     keys = metric_keys()
-    configs = rank_configs(evals_frame(records, trials), keys, final_epoch)
+    evals = evals_frame(records, trials)
+    configs = rank_configs(evals, keys, final_epoch)
     results = best_per_group(trials, configs, final_epoch) if len(trials) else \
         pd.DataFrame(columns=RESULT_COLUMNS[0] + RESULT_COLUMNS[1])
     models = nullable_ints(models_frame(trials), ["layers", "hidden", "n_params"])
@@ -89,7 +90,7 @@ def build(records: list[dict], problems: Iterable[str] = (), final_epoch: bool =
     configs = _in_order(configs.reindex(columns=CONFIG_COLUMNS[0] + keys + CONFIG_COLUMNS[1]), models)
     return Leaderboard(results=nullable_ints(results, RESULT_INTS),
                        configs=nullable_ints(configs, ["rank", "batch_size", "n_seeds"]),
-                       models=models, problems=problems, final_epoch=final_epoch)
+                       models=models, problems=problems, final_epoch=final_epoch, evals=evals)
 
 
 def _in_order(df: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:

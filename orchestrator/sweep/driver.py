@@ -20,9 +20,10 @@ from pathlib import Path
 import optuna
 import ray
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
-from .. import storage, store, teacher
+from .. import live, storage, store, teacher
 from ..config import TrialConfig, display_name
 from ..data import source_from
 from ..errors import UserError
@@ -32,6 +33,7 @@ from ..identity import check_reuse, data_fingerprint, identity_fields
 from ..resources import gpu_memory_bytes, trial_gpu_share
 from ..spec import Sweep
 from .asha import grouped_asha
+from .dashboard import named
 from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, print_dashboard, start_ray
 from .jobs import Job, grid_jobs, optuna_jobs, trial_of
 from .location import data_paths, lock_dir, run_location, stay_in_job, tune_storage
@@ -125,7 +127,8 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
             return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid" else set())
         shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
         identity = (lambda cfg: identity_fields(cfg, fps[cfg.task]))
-        return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, out)
+        return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, out,
+                         total)
 
 
 def _save_teachers(loc: storage.Location, soft: dict) -> None:
@@ -197,14 +200,15 @@ def _resources(sweep: Sweep, has_gpu):
     return resources
 
 
-def _search(sweep: Sweep, job: Job, out) -> tuple[dict, object, int]:
+def _search(sweep: Sweep, job: Job, out, db_dir: Path) -> tuple[dict, object, int]:
     """(the job's parameter space without the runtime, its search algorithm, samples)."""
     if job.trials is not None:
         return {"trial": tune.grid_search(job.trials)}, None, 1
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = job.study["config"]["seed"]
     # a resumed study is seeded anew, so that it does not re-draw the first run's samples
-    search_alg = OptunaSearch(metric="score", mode="max", seed=1000 * seed + len(job.seen),
+    db, name = study_storage(db_dir, job)
+    search_alg = OptunaSearch(metric="score", mode="max", seed=1000 * seed + len(job.seen), storage=db, study_name=name,
                               points_to_evaluate=[c for c, _ in job.seen] or None,
                               evaluated_rewards=[r for _, r in job.seen] or None)
     print(f"optuna study {job.study['group'].replace('|', ' / ')} seed {seed}: {job.samples} trial(s), "
@@ -216,26 +220,29 @@ def _search(sweep: Sweep, job: Job, out) -> tuple[dict, object, int]:
 
 def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, recorder: StoreRecorder,
            storage_path: str, out) -> tune.Tuner:
-    space, search_alg, samples = _search(sweep, job, out)
+    space, search_alg, samples = _search(sweep, job, out, Path(storage_path).parent)
     return tune.Tuner(
-        tune.with_resources(tune.with_parameters(trainable, shipment=shipment), resources),
+        tune.with_resources(named(tune.with_parameters(trainable, shipment=shipment)), resources),
         param_space=space,
         tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=search_alg, num_samples=samples,
                                     scheduler=grouped_asha(sweep) if sweep.scheduler == "asha" else None,
-                                    max_concurrent_trials=sweep.max_concurrent, reuse_actors=True,
+                                    max_concurrent_trials=sweep.max_concurrent,
+                                    reuse_actors=False,   # an actor's dashboard name is its first trial's
                                     trial_name_creator=lambda t: trial_of(t.config).id,
                                     trial_dirname_creator=lambda t: trial_of(t.config).id[:120]),
         run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}-{k}", storage_path=storage_path,
                                   failure_config=tune.FailureConfig(max_failures=sweep.retries),
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
-                                  callbacks=[recorder], stop=StopOnWriteError(recorder), verbose=0),
+                                  callbacks=[recorder, *loggers()], stop=StopOnWriteError(recorder),
+                                  verbose=0),
     )
 
 
 def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
-              shipment: Shipment, secure, identity, out) -> int:
+              shipment: Shipment, secure, identity, out, total: int) -> int:
     stay_in_job()
     _, url = start_ray(address, None, secure)
+    view = None
     try:
         has_gpu = GpuWatch()
         resources = _resources(sweep, has_gpu)
@@ -246,7 +253,8 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         print_dashboard(info, out)
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
-        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity)
+        view = live.Screen(sweep.name, records, total, out) if out.isatty() else None
+        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity, view=view)
         interrupted = False
         for k, job in enumerate(jobs):
             _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out).fit()
@@ -258,16 +266,52 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
             if any(r["status"] == "running" for r in records) or not job.expected <= final:
                 interrupted = True
                 break
+        if view:
+            view.stop(list(recorder.records.values()))
+            view = None
         return _finish(sweep, loc, recorder, interrupted, out)
     finally:
+        if view:
+            view.stop()
         ray.shutdown()
+
+
+def study_storage(db_dir: Path, job: Job) -> tuple[optuna.storages.BaseStorage, str]:
+    """The study's SQLite storage beside the run (``optuna.db``, for optuna-dashboard) and its
+    name, ``<model> / <task> / seed <n>``. A resumed study starts afresh there: the trials it
+    already knows are given to it again as evaluated points."""
+    db_dir.mkdir(parents=True, exist_ok=True)
+    db = optuna.storages.RDBStorage(f"sqlite:///{(db_dir / 'optuna.db').resolve()}")
+    name = f"{job.study['group'].replace('|', ' / ')} / seed {job.study['config']['seed']}"
+    try:
+        optuna.delete_study(study_name=name, storage=db)
+    except KeyError:
+        pass
+    return db, name
+
+
+def loggers() -> list:
+    """Tune's own per-trial logs beside its experiment state: progress.csv, result.json and
+    TensorBoard event files (metrics only; no checkpoints)."""
+    return [CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback()]
+
+
+def best_summary(loc) -> str:
+    """Each (model, task)'s best configuration, chosen as the leaderboard chooses it."""
+    from ..results.load import load_run   # pandas: only at the end
+    from ..results.values import fmt_lr
+
+    res = load_run(loc).results
+    return "\n".join(f"  {r.model} / {r.task}: best dev score {r.score:.2f} (bs {int(r.batch_size)}, "
+                     f"lr {fmt_lr(r.learning_rate)}, epoch {r.epoch:g}, seed(s) {r.seeds})"
+                     for r in res.itertuples() if r.score == r.score)
 
 
 def _finish(sweep: Sweep, loc: storage.Location, recorder: StoreRecorder, interrupted: bool, out) -> int:
     print(f"sweep {sweep.name} {'stopped' if interrupted else 'finished'}: "
           + (", ".join(f"{v} {k}" for k, v in recorder.counts.items() if v) or "no trial finished"), file=out)
     if recorder.best:
-        print(recorder.summary(), file=out)
+        print(best_summary(loc), file=out)
     if interrupted:
         print("the sweep is unfinished (interrupted): run the same command again to finish it", file=out)
         return 130

@@ -7,6 +7,9 @@ running out of memory, reports once more at the end to say so.
 The data come with the trial (``shipping.Shipment``, through ``tune.with_parameters``), and a
 trial with no GPU reserved runs on the CPU whatever the node has (Ray does not hide the GPUs
 from a worker that reserved none).
+
+For the Ray dashboard (:mod:`.dashboard`): the trial's actor is named after the trial, each
+evaluation is a line of the worker's log and a ``ray.util.metrics`` gauge.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ray import tune
 from ..config import Runtime
 from ..runner import run_trial
 from . import hooks
+from .dashboard import log_evaluation
 from .jobs import trial_of
 from .shipping import Shipment, ShippedSource, soft_labels_file, use_vocab
 
@@ -47,6 +51,7 @@ def trainable(config: dict, shipment: Shipment) -> None:
 
     def on_eval(ev):
         state["last"] = ev
+        log_evaluation(trial, ev)
         tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
                      "eval_json": json.dumps(vars(ev)), **base()})
 
@@ -62,3 +67,4 @@ def trainable(config: dict, shipment: Shipment) -> None:
         tune.report({"score": float("-inf") if res.status == "diverged" else last.score,
                      "epoch": last.epoch if last else 0.0, "step": res.steps,
                      "trial_status": res.status if res.status == "diverged" else "note", "note": res.note, **base()})
+
