@@ -11,10 +11,11 @@ GLUE_DIR ?= $(abspath ../shared/glue_data)
 SWEEP ?= sweeps/quickstart.yaml
 export GLUE_DIR
 
-.PHONY: setup test faults sweep plan train dashboard export bench gpu-check clean help
+.PHONY: setup browser test faults sweep distill plan train dashboard export bench gpu-check clean help
 
 help:
 	@echo "make sweep [SWEEP=sweeps/x.yaml] [ADDRESS=ray://...]   set up, then run a sweep (default: quickstart)"
+	@echo "make distill                                          set up, then the Pre-trained Distillation quickstart (teacher, then students)"
 	@echo "make test                                             set up, then run the test suite"
 	@echo "make faults                                           the full fault-injection suite"
 	@echo "make bench                                            speed benchmarks against transformers.Trainer and its hyperparameter search (bench/out/summary.md)"
@@ -36,9 +37,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@touch $@
 
 # The suite, with the reduced fault-injection set (tests/test_sweep.py: driver SIGKILL and
-# resume, worker SIGKILL, a raising trial, a NaN trial, out-of-memory).
-test: setup
+# resume, worker SIGKILL, a raising trial, a NaN trial, out-of-memory). The HTML report and the
+# Ray dashboard are checked in headless chromium, and the live view in tmux: both are installed
+# (Debian packages) when missing and this user may install them (root, or CI).
+test: setup browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests --ignore=tests/faults
+
+browser:
+	@command -v chromium >/dev/null && command -v tmux >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium tmux >/dev/null; \
+		else echo "make test needs chromium and tmux: sudo apt-get install chromium tmux" >&2; exit 2; fi; }
 
 # The full fault-injection suite: also Ctrl-C, a flaky trial, a full disk and a worker node
 # leaving a two-node cluster, each compared with a fault-free run.
@@ -49,6 +58,11 @@ faults: setup
 # The main job: a real sweep (sweeps/quickstart.yaml unless SWEEP says otherwise).
 sweep: setup
 	$(VENV)/bin/glue-sweep run $(SWEEP) $(if $(ADDRESS),--address $(ADDRESS))
+
+# Pre-trained Distillation: the teacher sweep, then the students distilled vs fine-tuned.
+distill: setup
+	$(VENV)/bin/glue-sweep run sweeps/distill-teacher.yaml
+	$(VENV)/bin/glue-sweep run sweeps/distill-quickstart.yaml
 
 plan: setup
 	$(VENV)/bin/glue-sweep plan $(SWEEP)

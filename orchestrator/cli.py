@@ -8,16 +8,18 @@ import sys
 import time
 from pathlib import Path
 
-from . import speed
+from . import speed, store
 from .config import INITS, Runtime, TrialConfig, make_trial
-from .console import Progress, dashboard_lines, error_line, evaluation_table, newest_run, status_text
+from .console import Progress, dashboard_lines, error_line, evaluation_table, newest_run, status_text, watch
 from .data import source_from
 from .errors import UserError
 from .fileio import atomic_write_json, check_writable_dir
 from .models import resolve
 from .plan import render
 from .preflight import LOCAL_ONLY_ENV, check_device
-from .results.export import export
+from .results.compare import compare_table, run_names
+from .results.export import export, write_comparison
+from .results.load import load_run
 from .results.formats import FORMATS, parse_formats, read_speedups
 from .results.render import to_markdown
 from .results.tables import glue_table
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
                                                "build the leaderboards.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (add_train_command, add_plan_command, add_run_command, add_dashboard_command, add_status_command,
+    for add in (add_train_command, add_plan_command, add_run_command, add_job_command, add_dashboard_command,
+                add_status_command,
                 add_leaderboard_command, add_speed_command, add_submit_command):
         add(sub)
     return p
@@ -103,15 +106,31 @@ def add_run_command(sub) -> None:
     r = sub.add_parser("run", help="run a sweep with Ray Tune (re-running finishes what is unfinished)")
     r.add_argument("sweep", help="a sweep spec, e.g. sweeps/quickstart.yaml")
     r.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
-                   help="an existing Ray cluster (host:port, ray://host:10001, auto); default: a local one")
+                   help="an existing Ray cluster (host:port or auto; default $RAY_ADDRESS, else a local Ray); for "
+                        "a remote cluster prefer submit-job")
     r.add_argument("--resume", action="store_true", help="finish an existing sweep (the default behaviour, explicit)")
-    r.add_argument("--storage", default=None, help="where Ray Tune keeps its experiment state (path or URI)")
+    r.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where the result store lives: <storage>/<sweep>/trials/*.json (a path, NFS, s3://, gs://, "
+                        "anything pyarrow.fs opens); default: the spec's results directory")
     r.add_argument("--results", default=None, help="results root (default: the spec's, usually results/)")
     r.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=True,
                    help="run the trials that failed before again (default; --no-retry-failed keeps them failed)")
     r.add_argument("--insecure-dashboard", action="store_true",
                    help="start the local Ray without token authentication (not recommended)")
     r.set_defaults(func=cmd_run)
+
+
+def add_job_command(sub) -> None:
+    j = sub.add_parser("submit-job", help="submit a sweep to a Ray cluster as a Ray Job and return")
+    j.add_argument("sweep", help="a sweep spec, e.g. sweeps/paper.yaml")
+    j.add_argument("--address", default=None,
+                   help="the cluster's dashboard, e.g. http://<head>:8265 (default: $RAY_ADDRESS, else the local one)")
+    j.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where the result store lives, reachable from the head node (a shared path, s3://, gs://, ...); "
+                        "default: the spec's results directory made absolute")
+    j.add_argument("--python", default="python", help="the head node's Python that runs the job (default: python)")
+    j.add_argument("--wait", action="store_true", help="wait for the job to end and print its log")
+    j.set_defaults(func=cmd_submit_job)
 
 
 def add_dashboard_command(sub) -> None:
@@ -124,7 +143,8 @@ def add_status_command(sub) -> None:
     st = sub.add_parser("status", help="the live leaderboard of a sweep (running or finished)")
     st.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
     st.add_argument("--watch", type=_positive_float, default=None, metavar="SECONDS",
-                    help="redraw every SECONDS until interrupted")
+                    help="the live view (running trials, best per group, ETA), redrawn every SECONDS until the "
+                         "sweep ends")
     st.set_defaults(func=cmd_status)
 
 
@@ -139,10 +159,13 @@ def add_leaderboard_command(sub) -> None:
     p = sub.add_parser("leaderboard", help="a run's leaderboards: CSV, Markdown, LaTeX, JSON, pictures, HTML report",
                        description="Best configuration per (model, task) of a run's result store, the GLUE Score, "
                                    "the miniature grid, best hyperparameters and the comparison with published figures.")
-    p.add_argument("run", metavar="RUN", help="a run directory (holding trials/*.json)")
+    p.add_argument("run", metavar="RUN", nargs="*",
+                   help="a run directory (holding trials/*.json; default: the newest under results/); several: "
+                        "their results side by side")
     p.add_argument("--format", type=_formats_arg, default=("csv",),
                    help=f"{', '.join(FORMATS)} or all; several comma-separated (default: csv)")
-    p.add_argument("--out", default=None, help="output directory (default: RUN/export)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/export; several runs: "
+                                               "the comparison is printed, and written here when given)")
     p.add_argument("--final-epoch", action="store_true",
                    help="judge each configuration at its last epoch instead of its best one")
     p.add_argument("--speedups", default=None, metavar="JSON",
@@ -200,23 +223,23 @@ def cmd_plan(a) -> int:
 
 
 def cmd_dashboard(a) -> int:
-    print("\n".join(dashboard_lines(Path(a.run) if a.run else newest_run())))
+    print("\n".join(dashboard_lines(a.run or newest_run())))
     return 0
 
 
 def cmd_status(a) -> int:
-    run = Path(a.run) if a.run else newest_run()
+    run = a.run or newest_run()   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
     if not a.watch:
         print(status_text(run))
         return 0
-    while True:
-        text = status_text(run)
-        print("\033[2J\033[H" + time.strftime("%H:%M:%S ") + text, flush=True)
-        time.sleep(a.watch)
+    return watch(run, a.watch)
 
 
 def cmd_leaderboard(a) -> int:
-    lb, written = export(a.run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
+    if len(a.run) > 1:
+        return _compare(a)
+    run = a.run[0] if a.run else newest_run()
+    lb, written = export(run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
     for p in lb.problems:
         print(f"glue-sweep: skipped {p}", file=sys.stderr)
     print(to_markdown(glue_table(lb)))
@@ -224,6 +247,17 @@ def cmd_leaderboard(a) -> int:
         print("(* partial: some trials are still running)")
     where = sorted({str(p.parent) for p in written})
     print(f"wrote {len(written)} file(s) to {', '.join(where)}", file=sys.stderr)
+    return 0
+
+
+def _compare(a) -> int:
+    names = run_names(a.run)
+    boards = {n: load_run(r, final_epoch=a.final_epoch) for n, r in zip(names, a.run)}
+    table = compare_table(boards)
+    print(to_markdown(table))
+    if a.out:
+        written = write_comparison(boards, table, Path(a.out))
+        print(f"wrote {len(written)} file(s) to {a.out}", file=sys.stderr)
     return 0
 
 
@@ -235,8 +269,16 @@ def cmd_run(a) -> int:
         os.environ.update(LOCAL_ONLY_ENV)
     from . import sweep as driver   # Ray: heavy, and only `run` needs it (after the environment is set above)
 
-    return driver.run(s, address=a.address, storage=a.storage, secure=not a.insecure_dashboard,
+    return driver.run(s, address=a.address, storage_uri=a.storage, secure=not a.insecure_dashboard,
                       retry_failed=a.retry_failed)
+
+
+def cmd_submit_job(a) -> int:
+    if (Path.home() / ".ray" / "auth_token").is_file():   # the Jobs API wants Ray's token (set before Ray is imported)
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from .sweep import job   # Ray: heavy, and only the sweep commands need it
+
+    return job.command(load(a.sweep), a.address, a.storage, a.python, a.wait)
 
 
 def cmd_train(a) -> int:
@@ -266,7 +308,7 @@ def cmd_train(a) -> int:
         record["evals"].append(vars(ev))
         atomic_write_json(out / "metrics.json", record)
 
-    res = run(p, on_eval=on_eval, on_progress=Progress(a.quiet), t_start=t0)
+    res = run(p, on_eval=on_eval, on_progress=Progress(a.quiet, a.epochs, a.batch_size), t_start=t0)
     record.update(status=res.status, note=res.note, n_params=res.n_params, train_examples=res.train_examples,
                   steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, eval_s=res.eval_s,
                   examples_per_s=res.examples_per_s)
@@ -295,7 +337,8 @@ def add_submit_command(sub) -> None:
                "  validated); any other zip must hold all 11 files.\n"
                "exit codes:\n"
                "  0 a complete, valid zip; 1 a valid but incomplete zip; 2 an error or an invalid zip")
-    p.add_argument("run", metavar="RUN", nargs="?", help="a run directory (holding trials/*.json)")
+    p.add_argument("run", metavar="RUN", nargs="?", help="a run directory (holding trials/*.json) or a storage URI; "
+                                                         "its data are the ones the sweep read unless --glue-dir/--hub")
     p.add_argument("--model", default=None, help="the model as the leaderboard names it (e.g. BERT-Tiny, "
                                                  "'BERT-Tiny (random init)')")
     p.add_argument("--out", default=None, help="the zip to write (default: glue_submission_<model>.zip)")
@@ -332,6 +375,10 @@ def cmd_submit(a) -> int:
         return submission.EXIT_INCOMPLETE if rep.missing else 0
     if not a.run or not a.model:
         raise UserError("submit needs RUN and --model M (or --check ZIP)")
+    if not (a.glue_dir or a.hub):   # the data the run itself read, unless told otherwise
+        glue_dir, hub = store.data_source(a.run)
+        if glue_dir or hub:
+            source = source_from(glue_dir, hub)
     path, rep, pl = submission.submit(a.run, a.model, source, a.out, a.final_epoch, a.device, a.threads, a.trust_remote_code)
     if pl.missing:
         print(f"{path}: INCOMPLETE submission: {len(pl.missing)} of {len(submission.submission_files())} files missing:",
@@ -345,6 +392,9 @@ def cmd_submit(a) -> int:
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):   # no command: the usage and every command, not an error line
+        parser.print_help()
+        return EXIT_USAGE
     a = parser.parse_args(argv)
     try:
         return a.func(a)
@@ -361,8 +411,8 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # output piped into head and closed: not an error
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        print("glue-sweep: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:   # on its own line, never glued to a progress line
+        print(("\n" if sys.stderr.isatty() else "") + "glue-sweep: interrupted", file=sys.stderr)
         return 130
 
 

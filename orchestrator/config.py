@@ -17,6 +17,10 @@ from typing import NamedTuple
 from .errors import UserError
 
 INITS = ("pretrained", "random")
+# How a trial trains: on gold labels (fine-tune), on a teacher's soft labels (distill, the
+# paper's Pre-trained Distillation), or on soft labels then gold labels (distill+fine-tune).
+TRAININGS = ("fine-tune", "distill", "distill+fine-tune")
+KIND_MARKS = {"fine-tune": "", "distill": " [distilled]", "distill+fine-tune": " [distilled+fine-tuned]"}
 # Bounds of the values a trial accepts (a value outside is a mistake, never a run): the learning
 # rate lies in (0, 1), epochs in (0, MAX_EPOCHS], batch sizes up to MAX_BATCH_SIZE.
 MAX_EPOCHS = 100
@@ -45,6 +49,11 @@ class TrialConfig:
     group_by_length: bool = True
     grad_accum: int = 1                    # > 1 after an out-of-memory restart (same effective batch)
     trust_remote_code: bool = False
+    training: str = "fine-tune"            # one of TRAININGS
+    teacher: str | None = None             # distillation: the teacher (a directory, or run:<dir>:<model>)
+    transfer: tuple[str, ...] = ()         # distillation: the transfer data ("train", extra TSV files)
+    temperature: float = 1.0               # distillation: softmax temperature of teacher and student
+    alpha: float = 0.0                     # distillation: weight of the gold-label loss
 
     def __post_init__(self) -> None:
         _set = lambda k, v: object.__setattr__(self, k, v)   # noqa: E731 (frozen: normalise once)
@@ -81,9 +90,30 @@ class TrialConfig:
         for key in ("group_by_length", "trust_remote_code"):
             if not isinstance(getattr(self, key), bool):
                 raise UserError(f"{key} must be true or false, not {getattr(self, key)!r}")
+        self._check_distillation(_set)
+
+    def _check_distillation(self, _set) -> None:
+        if self.training not in TRAININGS:
+            raise UserError(f"training must be {', '.join(TRAININGS)}, not {self.training!r}")
+        _set("temperature", _number(self.temperature, "temperature"))
+        _set("alpha", _number(self.alpha, "alpha", positive=False))
+        if isinstance(self.transfer, str) or not all(isinstance(x, str) and x for x in self.transfer):
+            raise UserError(f"transfer must be a list of names, not {self.transfer!r}")
+        _set("transfer", tuple(self.transfer))
+        if self.training == "fine-tune":
+            if self.teacher is not None or self.transfer or self.temperature != 1.0 or self.alpha != 0.0:
+                raise UserError("teacher, transfer, temperature and alpha are distillation settings: "
+                                "a fine-tune trial takes none")
+        elif not (isinstance(self.teacher, str) and self.teacher and self.transfer):
+            raise UserError(f"a {self.training} trial needs a teacher and transfer data")
+
+    @property
+    def distilled(self) -> bool:
+        return self.training != "fine-tune"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Plain JSON values (``transfer`` a list), equal to what a record reads back."""
+        return {**asdict(self), "transfer": list(self.transfer)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrialConfig":
@@ -109,6 +139,7 @@ class Runtime:
     device: str | None = None      # None: cuda when there is one, else cpu
     threads: int | None = None     # CPU threads for this trial (None: torch's default)
     save_dir: str | None = None    # also write the fine-tuned model (safetensors) here
+    soft_labels: str | None = None  # distillation: the teacher's soft labels (a file of the soft-label cache)
 
 
 class Trial(NamedTuple):
@@ -157,20 +188,33 @@ def fmt_lr(lr: float) -> str:
     return f"{mant}e{int(exp)}"
 
 
-def display_name(model_name: str, init: str) -> str:
-    """The model's row label: its registry name, marked when it was not pre-trained."""
-    return model_name + (" (random init)" if init == "random" else "")
+def display_name(model_name: str, init: str, training: str = "fine-tune") -> str:
+    """The model's row label: its registry name, marked when it was not pre-trained and when
+    it was trained by distillation (each kind is its own row and early-stopping group)."""
+    return model_name + (" (random init)" if init == "random" else "") + KIND_MARKS[training]
 
 
-def trial_id(model_name: str, init: str, task: str, batch_size: int, learning_rate: float, seed: int) -> str:
-    """A trial's id, e.g. ``BERT-Tiny__SST-2__bs32_lr1e-4_s0``: the same function names sweep
-    trials, optuna's samples and ``glue-sweep train`` runs."""
+def kind_suffix(config: TrialConfig) -> str:
+    """What a distillation trial's id adds: ``__pd`` (distill) or ``__pdft`` (distill+fine-tune),
+    then the temperature and alpha when they are not the defaults."""
+    if not config.distilled:
+        return ""
+    out = "__pd" if config.training == "distill" else "__pdft"
+    out += f"_T{config.temperature:g}" if config.temperature != 1.0 else ""
+    return out + (f"_a{config.alpha:g}" if config.alpha else "")
+
+
+def trial_id(model_name: str, init: str, task: str, batch_size: int, learning_rate: float, seed: int,
+             suffix: str = "") -> str:
+    """A trial's id, e.g. ``BERT-Tiny__SST-2__bs32_lr1e-4_s0`` (``suffix``: :func:`kind_suffix`):
+    the same function names sweep trials, optuna's samples and ``glue-sweep train`` runs."""
     m = re.sub(r"[^A-Za-z0-9.\-]+", "-", model_name).strip("-") + ("-random" if init == "random" else "")
-    return f"{m}__{task}__bs{batch_size}_lr{fmt_lr(learning_rate)}_s{seed}"
+    return f"{m}__{task}__bs{batch_size}_lr{fmt_lr(learning_rate)}_s{seed}{suffix}"
 
 
 def make_trial(config: TrialConfig, model_name: str) -> Trial:
-    """The trial of a configuration whose model the registry calls ``model_name``."""
-    label = display_name(model_name, config.init)
-    return Trial(trial_id(model_name, config.init, config.task, config.batch_size, config.learning_rate, config.seed),
-                 f"{label}|{config.task}", config)
+    """The trial of a configuration whose model the registry calls ``model_name``; its group is
+    (model, kind of training, task)."""
+    label = display_name(model_name, config.init, config.training)
+    return Trial(trial_id(model_name, config.init, config.task, config.batch_size, config.learning_rate, config.seed,
+                          kind_suffix(config)), f"{label}|{config.task}", config)

@@ -7,10 +7,9 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-from . import store
+from . import live, storage, store
 from .errors import UserError
 from .results.load import load_run
 from .results.render import to_markdown
@@ -24,11 +23,12 @@ def newest_run(root: str = "results") -> Path:
     return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
 
 
-def dashboard_lines(run: Path) -> list[str]:
+def dashboard_lines(run: Path | storage.Location) -> list[str]:
     """What `glue-sweep dashboard` prints: whether the sweep runs, its dashboard's address and login."""
     out = []
+    run = storage.at(run)
     f = run / "dashboard.json"
-    if not f.is_file():
+    if not f.exists():
         raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
     info = json.loads(f.read_text())
     alive = False
@@ -51,15 +51,61 @@ def dashboard_lines(run: Path) -> list[str]:
     return out
 
 
-def status_text(run: Path) -> str:
+def status_text(run: Path | storage.Location) -> str:
+    """The counts (running only while a driver runs the sweep), then the live leaderboard."""
+    run = storage.at(run)   # a local directory or a storage URI
     records, problems = store.read_records(run)
-    counts = Counter(r["status"] for r in records)
-    head = f"sweep {run.name}: {len(records)} trials recorded: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    head = live.counts_line(live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run)))
     if problems:
         head += f"; {len(problems)} unreadable record(s) skipped"
     table = glue_table(load_run(run))
     keep = ["Model", "Score"] + [c for c in table.columns[2:] if (table[c] != "-").any()]
     return head + "\n" + to_markdown(table[keep]) + "\n(* partial: tasks missing or trials still running)"
+
+
+def sweep_total(run: storage.Location, n_records: int) -> int:
+    """The sweep's size from the spec the driver copied into the run; the records' count when
+    that cannot be read."""
+    from .spec import load   # pydantic: only when a status is drawn
+
+    try:
+        sw = load(str(run / "sweep.yaml")) if run.local else None
+    except (UserError, OSError, ValueError, TypeError):
+        sw = None
+    if sw is None:
+        return n_records
+    if sw.mode == "optuna":
+        return len(sw.models) * len(sw.tasks) * len(sw.seeds) * sw.optuna_trials
+    return len(sw.trials())
+
+
+def live_view(run: Path | storage.Location | str) -> live.View:
+    """The live view of a run directory, read from its records; running only while its driver lives."""
+    run = storage.at(run)
+    records, _ = store.read_records(run)
+    return live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run))
+
+
+def watch(run: Path, seconds: float, out=sys.stdout) -> int:
+    """Redraw the live view every ``seconds`` until no driver runs the sweep, then draw it once
+    more and return. On a terminal with ``rich``; plain lines otherwise."""
+    if not out.isatty():
+        while True:
+            v = live_view(run)
+            print(live.plain(v), file=out, flush=True)
+            if not v.live:
+                return 0
+            time.sleep(seconds)
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live(live.renderable(live_view(run)), console=Console(file=out), auto_refresh=False) as screen:
+        while True:
+            v = live_view(run)
+            screen.update(live.renderable(v), refresh=True)
+            if not v.live:
+                return 0
+            time.sleep(seconds)
 
 
 def evaluation_table(task, evals) -> str:
@@ -73,19 +119,33 @@ def evaluation_table(task, evals) -> str:
 
 
 class Progress:
-    """The training progress line: redrawn in place on a terminal, every 15 s in a log."""
+    """The training progress line: epoch, step, loss, examples/s and ETA; redrawn in place on a
+    terminal, every 15 s in a log."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, epochs: float = 1.0, batch_size: int = 0):
         self.quiet, self.last, self.t0 = quiet, 0.0, time.perf_counter()
+        self.epochs, self.batch_size = float(epochs), batch_size
         self.tty = sys.stderr.isatty()
+        self.first: tuple[float, int] | None = None   # (time, step) of the first report: the rate leaves start-up out
+
+    def line(self, step: int, total: int, loss: float, now: float) -> str:
+        if self.first is None:
+            self.first = (now, step)
+        t1, s1 = self.first
+        rate = (step - s1) / (now - t1) if now > t1 and step > s1 else 0.0
+        epoch = self.epochs * step / total if total else 0.0
+        eta = live.duration((total - step) / rate) if rate else "-"
+        speed = f"{rate * self.batch_size:.0f} ex/s" if self.batch_size else f"{rate:.1f} steps/s"
+        return (f"epoch {epoch:.2f}/{self.epochs:g}  step {step}/{total} ({100 * step / total:.0f}%)  "
+                f"loss {loss:.4f}  {speed}  elapsed {live.duration(now - self.t0)}  ETA {eta}")
 
     def __call__(self, step: int, total: int, loss: float) -> None:
         now = time.perf_counter()
         if self.quiet or (now - self.last < (0.5 if self.tty else 15) and step != total):
             return
         self.last = now
-        msg = f"step {step}/{total} ({100 * step / total:.0f}%)  loss {loss:.4f}  {now - self.t0:.0f}s"
-        print(("\r" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+        msg = self.line(step, total, loss, now)
+        print(("\r\033[K" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
 
 
 MAX_ERROR = 300   # characters of an error line (its start, file:line, is always kept)

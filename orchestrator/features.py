@@ -104,14 +104,25 @@ def _load(path: Path) -> Encoded:
                        z["labels"] if "labels" in z.files else None, z["index"])
 
 
-def features(task, split: str, source, tokenizer, max_length: int = 128, cache: Path | None = None,
-             stats: dict | None = None) -> Encoded:
-    """The encoded split, from the cache when it is there. ``stats`` (if given) counts
-    ``hits`` and ``misses``."""
+def feature_key(task, split: str, source, tokenizer, max_length: int = 128) -> str:
+    """What identifies an encoded split: the data's fingerprint, the tokenizer's, the length."""
     key_src = json.dumps([FEATURE_VERSION, task.name, split, source.fingerprint(task, split),
                           tokenizer_fingerprint(tokenizer), int(max_length)])
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:20]
+    return hashlib.sha256(key_src.encode()).hexdigest()[:20]
+
+
+def features(task, split: str, source, tokenizer, max_length: int = 128, cache: Path | None = None,
+             stats: dict | None = None) -> Encoded:
+    """The encoded split, from the cache when it is there, else from the source's shipped
+    features when it has them (``source.encoded(key)``: a sweep's workers), else tokenised.
+    ``stats`` (if given) counts ``hits`` and ``misses``."""
+    key = feature_key(task, split, source, tokenizer, max_length)
     path = (cache or cache_dir()) / "features" / f"{task.name}-{split}-{max_length}-{key}.npz"
+    shipped = source.encoded(key) if hasattr(source, "encoded") and not path.is_file() else None
+    if shipped is not None:
+        if stats is not None:
+            stats["shipped"] = stats.get("shipped", 0) + 1
+        return shipped
     if path.is_file():
         try:
             enc = _load(path)

@@ -193,6 +193,8 @@ def run_fused(p: R.Prepared, configs: list[TrialConfig], on_evals: list[Callable
     check_unit([p.config, *configs])
     if not stackable(p.model):
         raise UserError(f"model {p.config.model} is not a BERT classifier: it cannot be fused")
+    if p.loss_fn is not None:
+        raise UserError("a fused unit has no distillation loss: distilled trials run alone")
     if p.runtime.save_dir:
         raise UserError("a fused unit does not save models: run the trial alone to keep its weights")
     if p.device.type == "cpu":

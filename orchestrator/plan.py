@@ -47,12 +47,21 @@ def render(sweep: Sweep) -> str:
         return "\n".join(out)
     trials = sweep.trials()
     n_cfg = len(sweep.batch_sizes) * len(sweep.learning_rates)
-    out.append(f"  {len(trials):,} trials = {len(sweep.models)} models x {len(sweep.tasks)} tasks x {n_cfg} "
+    kinds = sweep.trainings()
+    by_kind = f"{len(kinds)} kinds of training ({', '.join(kinds)}) x " if len(kinds) > 1 else ""
+    out.append(f"  {len(trials):,} trials = {len(sweep.models)} models x {by_kind}{len(sweep.tasks)} tasks x {n_cfg} "
                f"configurations (batch sizes {sweep.batch_sizes} x learning rates "
                f"[{', '.join(fmt_lr(x) for x in sweep.learning_rates)}]) x {len(sweep.seeds)} seed(s)")
     out.append(f"  {sweep.epochs:g} epochs, evaluated every {sweep.eval_every:g} epoch; early stopping: "
                + (f"ASHA per (model, task), grace {sweep.grace_period:g} epoch, reduction factor {sweep.reduction_factor:g}"
                   if sweep.scheduler == "asha" else "none (every trial runs every epoch)"))
+    if sweep.distill:
+        d = sweep.distill
+        out.append(f"  distillation: teacher {d.teacher.identity}; transfer data "
+                   f"{'the training inputs' if d.train else 'extra files only'}{' and extra files' if d.files and d.train else ''}; "
+                   f"temperature {d.temperature:g}, alpha {d.alpha:g}"
+                   + ("; then fine-tuned on gold labels" if d.then_finetune else "")
+                   + "; the teacher labels each task's transfer set once, before the trials")
     if sweep.max_train_examples:
         out.append(f"  training examples capped at {sweep.max_train_examples:,} per task")
     ax = [t for t in all_tasks().values() if t.predict_with and get_task(t.predict_with) in sweep.tasks]

@@ -150,6 +150,16 @@ class Data(_Strict):
     hub: str | None = None
 
 
+class Distill(_Strict):
+    """Pre-trained Distillation: students learn the teacher's soft labels (checked in ``distill``)."""
+    teacher: Any
+    transfer: Any = None
+    temperature: PosFloat = 1.0
+    alpha: Annotated[float, BeforeValidator(lambda v: _non_negative(number(v, positive=False)))] = 0.0
+    then_finetune: Bool = False
+    baseline: Bool = True
+
+
 class SweepSpec(_Strict):
     """A sweep file as written (validated, not yet resolved against the registries)."""
     name: Any
@@ -170,6 +180,7 @@ class SweepSpec(_Strict):
     retries: NonNegInt = 2
     keep_best_checkpoint: Bool = False
     trust_remote_code: Bool = False
+    distill: Distill | None = None
     fuse: Annotated[str, _one_of("auto", "off", what="fuse")] = "off"
 
 
@@ -217,7 +228,7 @@ def _schema_keys(model: type[BaseModel]) -> list[str]:
     return sorted(model.model_fields)
 
 
-_SECTIONS = {"search": Search, "scheduler": Scheduler, "resources": Resources, "data": Data}
+_SECTIONS = {"search": Search, "scheduler": Scheduler, "resources": Resources, "data": Data, "distill": Distill}
 
 
 def explain(err: ValidationError, where: Where) -> UserError:

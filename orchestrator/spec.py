@@ -2,8 +2,11 @@
 
 The schema is a set of pydantic models with ``extra="forbid"``: an unknown key is an error
 naming the file, the line and the nearest known key, so a typo never falls back to a default
-silently. What needs the registries (model names, tasks, the data directory) is checked when
-the validated spec is resolved into a ``Sweep``. A grid that would repeat a trial (the same
+silently. The YAML is read strictly (``yamlstrict``: YAML 1.2 scalars, no repeated key, bounded
+aliases and size), and no value may be empty unless it is in NULLABLE. What needs the
+registries (model names, tasks, the data directory) is checked when the validated spec is
+resolved into a ``Sweep``. Checks are linear and the grid is bounded (MAX_TRIALS) before it is
+expanded. A grid that would repeat a trial (the same
 value twice, two names for one model) is an error. Every error is one line, ``file:line: ...``.
 """
 
@@ -20,6 +23,7 @@ from pydantic import ValidationError
 
 from . import yamlstrict
 
+from . import distill as distillation
 from .config import MAX_BATCH_SIZE, MAX_EPOCHS, Trial, TrialConfig, display_name, make_trial
 from .errors import UserError
 from .schema import Data, ModelEntry, Search, SweepSpec, Where, as_list, explain, number, one_line
@@ -64,27 +68,36 @@ class Sweep:
     keep_best_checkpoint: bool
     trust_remote_code: bool
     raw: dict = field(default_factory=dict)
+    distill: distillation.Distill | None = None   # Pre-trained Distillation settings, when the spec has them
     fuse: str = "off"                        # auto: learning rates of one cell train as one fused unit
 
     @property
     def run_dir(self) -> Path:
         return Path(self.results) / self.name
 
-    def trial(self, spec: ModelSpec, init: str, task: str, batch_size: int, learning_rate: float, seed: int) -> Trial:
+    def trainings(self) -> list[str]:
+        """The kinds of training every student gets: fine-tune, and the distillation kind."""
+        return self.distill.trainings() if self.distill else ["fine-tune"]
+
+    def trial(self, spec: ModelSpec, init: str, task: str, batch_size: int, learning_rate: float, seed: int,
+              training: str = "fine-tune") -> Trial:
         """The one place a sweep turns a configuration into a trial (grid and optuna alike)."""
+        d = self.distill if training != "fine-tune" else None
+        kd = dict(training=training, teacher=d.teacher.identity, transfer=d.transfer(task),
+                  temperature=d.temperature, alpha=d.alpha) if d else {}
         cfg = TrialConfig(model=spec.ref, task=task, batch_size=batch_size, learning_rate=learning_rate,
                           epochs=self.epochs, seed=seed, init=init, max_train_examples=self.max_train_examples,
                           max_length=self.max_length, eval_every=self.eval_every if self.eval_every < 1 else None,
-                          trust_remote_code=self.trust_remote_code)
+                          trust_remote_code=self.trust_remote_code, **kd)
         return make_trial(cfg, spec.name)
 
     def trials(self) -> list[Trial]:
-        """The grid, expanded: models x tasks x batch sizes x learning rates x seeds.
-        (In optuna mode the configurations are chosen while the sweep runs.)"""
+        """The grid, expanded: models x kinds of training x tasks x batch sizes x learning rates
+        x seeds. (In optuna mode the configurations are chosen while the sweep runs.)"""
         out, seen = [], set()
-        for (spec, init), task, bs, lr, seed in itertools.product(
-                self.models, self.tasks, self.batch_sizes, self.learning_rates, self.seeds):
-            t = self.trial(spec, init, task.name, bs, lr, seed)
+        for (spec, init), training, task, bs, lr, seed in itertools.product(
+                self.models, self.trainings(), self.tasks, self.batch_sizes, self.learning_rates, self.seeds):
+            t = self.trial(spec, init, task.name, bs, lr, seed, training)
             if t.id in seen:
                 raise UserError(f"{self.path}: the grid repeats trial {t.id}")
             seen.add(t.id)
@@ -92,8 +105,10 @@ class Sweep:
         return out
 
     def groups(self) -> list[tuple[str, str, str]]:
-        """(model display name, init, task) of every group, in order."""
-        return [(display_name(s.name, i), i, t.name) for (s, i) in self.models for t in self.tasks]
+        """(model display name, init, task) of every group, in order (a kind of training is
+        part of the display name)."""
+        return [(display_name(s.name, i, k), i, t.name) for (s, i) in self.models for k in self.trainings()
+                for t in self.tasks]
 
 
 # ----------------------------------------------------------------------------- resolving
@@ -256,6 +271,8 @@ def _checks(spec: SweepSpec, where: Where) -> None:
                    f"grace_period ({sc.grace_period:g}) must be below epochs ({spec.epochs:g}) to stop anything")
     if spec.data.glue_dir and spec.data.hub:
         where.fail(("data",), "give glue_dir or hub, not both")
+    if spec.distill is not None and spec.search.mode != "grid":
+        where.fail(("distill",), "distillation sweeps run in grid mode (search: {mode: grid})")
 
 
 def _name(raw, where: Where) -> str:
@@ -353,7 +370,8 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
                   cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
                   max_concurrent=res.max_concurrent, glue_dir=glue_dir, hub=hub, results=results,
                   retries=spec.retries, keep_best_checkpoint=spec.keep_best_checkpoint,
-                  trust_remote_code=spec.trust_remote_code, raw=raw, fuse=spec.fuse)
+                  trust_remote_code=spec.trust_remote_code, raw=raw, fuse=spec.fuse,
+                  distill=distillation.resolve(spec.distill, where, [t.name for t in tasks]) if spec.distill else None)
     if sweep.mode == "grid":
         sweep.trials()  # raises on repeats
     return sweep

@@ -37,9 +37,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import storage
 from .config import Trial, TrialConfig
 from .errors import UserError
-from .fileio import atomic_write_json
 
 SCHEMA = 2
 FINAL = frozenset({"completed", "stopped", "diverged", "failed"})
@@ -58,12 +58,18 @@ def record_path(run_dir: str | Path, trial_id: str) -> Path:
     return trials_dir(run_dir) / f"{trial_id}.json"
 
 
-def write_record(run_dir: str | Path, record: dict) -> None:
-    """Write a record atomically: a crash leaves the old version or the new one."""
+def record_location(run_dir: str | Path | storage.Location, trial_id: str) -> storage.Location:
+    """Where a record lives, on any storage (``record_path`` is the local path)."""
+    return storage.at(run_dir).join("trials", f"{trial_id}.json")
+
+
+def write_record(run_dir: str | Path | storage.Location, record: dict) -> None:
+    """Write a record whole: a crash leaves the old version or the new one (a local or shared
+    disk: temporary file and rename; an object store: one PUT of the whole object)."""
     rec = dict(record)
     rec["schema"] = SCHEMA
     rec["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(record_path(run_dir, rec["trial_id"]), rec)
+    record_location(run_dir, rec["trial_id"]).write_text(json.dumps(rec, indent=2, sort_keys=False) + "\n")
 
 
 def new_record(trial: Trial, sweep: str, model_label: str) -> dict:
@@ -139,9 +145,9 @@ def check_record(rec) -> str | None:
     return None
 
 
-def read_record(path: Path) -> tuple[dict | None, str | None]:
+def read_record(path: Path | storage.Location) -> tuple[dict | None, str | None]:
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
+        rec = json.loads(storage.at(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"{path}: unreadable ({type(e).__name__})"
     try:
@@ -154,13 +160,11 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
     return (rec, None) if why is None else (None, f"{path}: {why}")
 
 
-def read_records(run_dir: str | Path) -> tuple[list[dict], list[str]]:
-    """Every usable record of a run (sorted by trial id) and a line per file skipped."""
-    d = trials_dir(run_dir)
+def read_records(run_dir: str | Path | storage.Location) -> tuple[list[dict], list[str]]:
+    """Every usable record of a run (sorted by trial id) and a line per file skipped; the run
+    is a local directory or any storage location (``storage.at``)."""
     records, problems = [], []
-    if not d.is_dir():
-        return records, problems
-    for path in sorted(d.glob("*.json")):
+    for path in storage.at(run_dir).join("trials").files(".json"):
         rec, why = read_record(path)
         if rec is None:
             problems.append(why)
@@ -173,3 +177,25 @@ def finished_ids(run_dir: str | Path) -> set[str]:
     """Trials that need no more work: a resumed sweep skips them."""
     recs, _ = read_records(run_dir)
     return {r["trial_id"] for r in recs if r["status"] in FINAL}
+
+
+# The run's data source, recorded by the driver (``<run>/data.json``) so that later commands
+# (``submit``) read the same data as the sweep did without being told again.
+DATA_FILE = "data.json"
+
+
+def write_data_source(run_dir: str | Path | storage.Location, glue_dir: str | None, hub: str | None) -> None:
+    storage.at(run_dir).join(DATA_FILE).write_text(json.dumps({"glue_dir": glue_dir, "hub": hub}) + "\n")
+
+
+def data_source(run_dir: str | Path | storage.Location) -> tuple[str | None, str | None]:
+    """(glue_dir, hub) the run's sweep read, as absolute paths or hub ids; (None, None) when
+    the run recorded none (a run from before this file existed)."""
+    f = storage.at(run_dir).join(DATA_FILE)
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(d, dict):
+        return None, None
+    return d.get("glue_dir") or None, d.get("hub") or None

@@ -41,6 +41,7 @@ def plan_units(trials: list[Trial], fuse: str, scheduler: str = "none",
         return [[t] for t in trials]
     groups: dict[tuple, list[Trial]] = {}
     for t in trials:
-        key = unit_key(t.config) if stackable_model(t.config.model) else ("solo", t.id)
+        fusable = stackable_model(t.config.model) and not getattr(t.config, "distilled", False)
+        key = unit_key(t.config) if fusable else ("solo", t.id)
         groups.setdefault(key, []).append(t)
     return [g[i:i + max_members] for g in groups.values() for i in range(0, len(g), max_members)]

@@ -4,6 +4,7 @@ editable copy of the task definitions."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -102,6 +103,32 @@ def tasks_dir(tmp_path, monkeypatch) -> Path:
         (d / f.name).write_text(f.read_text(encoding="utf-8"), encoding="utf-8")
     monkeypatch.setattr(tasks, "TASKS_DIR", d)
     return d
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """An S3-compatible server on loopback (moto's), with a bucket; yields a function giving the
+    ``s3://`` URI of a prefix in it that pyarrow.fs opens (credentials set in the environment, so
+    a CLI started by a test reaches it too)."""
+    pytest.importorskip("moto")
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in creds}
+    os.environ.update(creds)
+    boto3.client("s3", endpoint_url=f"http://{host}:{port}").create_bucket(Bucket="sweeps")
+    yield lambda prefix: f"s3://sweeps/{prefix}?endpoint_override={host}:{port}&scheme=http&region=us-east-1"
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 # Bad-input cases tried by the property-based tests, reported at the end of the run.

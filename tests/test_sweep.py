@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator import spec as S
-from orchestrator import store
+from orchestrator import storage, store
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "orchestrator.cli"]
@@ -226,11 +227,18 @@ def _finished(run_dir):
     return {r["trial_id"]: r for r in store.read_records(run_dir)[0] if r["status"] in store.FINAL}
 
 
-def test_driver_sigkill_then_same_command_finishes_exactly_once(tmp_path, real_glue_dir):
+def test_driver_sigkill_then_a_driver_elsewhere_finishes_exactly_once(tmp_path, real_glue_dir, s3_server):
+    """The store on S3 (a server on loopback): the driver is killed mid-sweep, another one started
+    from another working directory and HOME with the same --storage runs only what is unfinished."""
     spec = write_spec(tmp_path, "killed", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
                       bs="[16, 32]", lr="[1e-4, 5e-5, 3e-5]")
-    run_dir = tmp_path / "results" / "killed"
-    proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, env=env(GLUE_SWEEP_FAULTS="sleep:bs32:4"),
+    uri = s3_server(f"killed-{tmp_path.name}")
+    run_dir = storage.at(uri).join("killed")
+    first, second = tmp_path / "first", tmp_path / "second"
+    for d in (first / "home", second / "home"):
+        d.mkdir(parents=True)
+    proc = subprocess.Popen(CLI + ["run", str(spec), "--storage", uri], cwd=first,
+                            env=env(GLUE_SWEEP_FAULTS="sleep:bs32:4", HOME=str(first / "home"), PYTHONPATH=str(REPO)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _wait_for(lambda: len(_finished(run_dir)) >= 2, 240, "two finished trials")
@@ -241,13 +249,17 @@ def test_driver_sigkill_then_same_command_finishes_exactly_once(tmp_path, real_g
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    r = run_cli(["run", str(spec)])
+    r = subprocess.run(CLI + ["run", str(spec), "--storage", uri], cwd=second, capture_output=True, text=True,
+                       env=env(HOME=str(second / "home"), PYTHONPATH=str(REPO)), timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{len(done_before)} already finished" in r.stderr
     recs = records(run_dir)
     assert set(recs) == {t.id for t in S.load(spec).trials()}
+    assert all(r["status"] == "completed" and r["attempts"] == 1 for r in recs.values() if r["trial_id"] in done_before)
     assert all(r["status"] == "completed" for r in recs.values())
     for k, v in done_before.items():   # finished before the kill: kept as they were, not re-run
         assert json.dumps(recs[k], sort_keys=True) == v
+    assert not (tmp_path / "results").exists()         # nothing went to the spec's local results
 
 
 def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue_dir):
@@ -294,6 +306,13 @@ def test_killed_trial_worker_is_retried_and_the_others_go_on(tmp_path, real_glue
     assert max(r["attempts"] for r in recs.values()) >= 2, recs
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now: clusters of tests running at once never share one."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @contextlib.contextmanager
 def local_cluster(port: int):
     """A head and a worker node started with `ray start --block` on loopback, one CPU each,
@@ -333,7 +352,7 @@ def local_cluster(port: int):
 
 def test_two_node_cluster_on_loopback(tmp_path, real_glue_dir):
     """A head and a worker started with `ray start` on loopback; the trials land on both."""
-    port = 46379
+    port = free_port()
     with local_cluster(port):
         spec = write_spec(tmp_path, "cluster", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
                           bs="[16, 32]", lr="[1e-4, 5e-5]")
@@ -365,4 +384,13 @@ def test_optuna_mode_runs_its_budget_and_resumes_with_what_it_knows(tmp_path, re
     assert len(after) == 3
     for k, v in first.items():
         assert after[k] == v
+    # the study is kept in the run's SQLite file, which optuna's own API (and optuna-dashboard) opens
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'results' / 'opt' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    assert summary.study_name == "BERT-Tiny (random init) / MRPC / seed 0"
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 3 and {t.params["batch_size"] for t in done} <= {16, 32}
 

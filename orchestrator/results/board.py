@@ -12,7 +12,7 @@ from ..errors import UserError
 from ..models import resolve
 from .values import finite
 
-MODEL_COLUMNS = ["model", "base_model", "model_ref", "init", "layers", "hidden", "n_params"]
+MODEL_COLUMNS = ["model", "base_model", "model_ref", "init", "training", "layers", "hidden", "n_params"]
 
 
 @dataclass
@@ -21,7 +21,9 @@ class Leaderboard:
     configs: pd.DataFrame        # one row per (model, task, batch_size, learning_rate)
     models: pd.DataFrame         # one row per model: layers, hidden, n_params, init
     problems: list[str] = field(default_factory=list)   # files and records skipped, and why
+    evals: pd.DataFrame | None = None   # one row per dev evaluation (load.evals_frame): the learning curves
     final_epoch: bool = False
+    teachers: list[dict] = field(default_factory=list)   # distillation teachers' own dev scores (teachers.json)
     cache: dict = field(default_factory=dict, repr=False, compare=False)   # tables derived once (tables.glue_wide)
 
     @property
@@ -34,7 +36,7 @@ def model_label(rec: Mapping) -> str:
     already carry the mark in their display name)."""
     name = str(rec["model"])
     init = rec.get("init", "pretrained")
-    if init in (None, "pretrained") or name.endswith(f"({init} init)"):
+    if init in (None, "pretrained") or f"({init} init)" in name:
         return name
     return f"{name} ({init} init)"
 
@@ -59,7 +61,7 @@ def models_frame(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty:
         return pd.DataFrame(columns=MODEL_COLUMNS)
     g = trials.groupby("model", sort=False)
-    out = g[["base_model", "model_ref", "init"]].first()
+    out = g[["base_model", "model_ref", "init", "training"]].first()
     out["n_params"] = g["n_params"].agg(lambda s: np.median([float(v) for v in s if finite(v)])
                                         if any(finite(v) for v in s) else np.nan)
     shapes = [model_shape(r.base_model, r.model_ref) for r in out.itertuples()]
@@ -67,6 +69,7 @@ def models_frame(trials: pd.DataFrame) -> pd.DataFrame:
     out["hidden"] = [s[1] if s else np.nan for s in shapes]
     out = out.reset_index()[MODEL_COLUMNS]
     out["init"] = out["init"].fillna("pretrained")
+    out["training"] = out["training"].fillna("fine-tune")
     keys = pd.DataFrame({"params": out["n_params"].fillna(np.inf), "layers": out["layers"].fillna(99),
                          "random": out["init"] != "pretrained", "model": out["model"]})
     return out.loc[keys.sort_values(list(keys.columns), kind="stable").index].reset_index(drop=True)

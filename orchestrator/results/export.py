@@ -6,8 +6,9 @@
   column (cola_mcc ... ax_r3); ``configs.csv``: every configuration's mean score;
   ``comparison.csv``: ours beside the published figures (dev or test, said per row);
   ``compact.csv``: the compact-models table;
+* ``trials.csv`` and ``trials.parquet``: every dev evaluation, one tidy row each (:mod:`.tidy`);
 * ``leaderboard.md``, ``leaderboard.tex`` (booktabs), ``leaderboard.json``;
-* ``figures/*.png`` and ``report.html`` (tables and pictures in one page that opens from disk).
+* ``figures/*.{png,pdf,svg}`` and ``report.html`` (tables and pictures in one page that opens from disk).
 
 The formats and the speed-ups file are read by :mod:`.formats`.
 """
@@ -20,25 +21,32 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import storage, store
 from ..errors import UserError
 from ..fileio import atomic_write_text
 from .board import Leaderboard
 from .compact import compact_values
 from .figures import write_figures
+from .formats import PICTURES
+from .kinds import has_kinds, kinds_values
 from .load import load_run
 from .reference import comparison, load_compact_reference
 from .report import html_report, latex_report, markdown_report, now, report_tables
+from .compare import compare_frame
+from .render import to_markdown
 from .tables import glue_wide
+from .tidy import evaluations
 
 def data_frames(lb: Leaderboard, speedups: dict | None = None) -> dict[str, pd.DataFrame]:
     """The numeric tables written as CSV and JSON, by name."""
-    return {"results": lb.results, "glue": glue_wide(lb), "configs": lb.configs, "comparison": comparison(lb),
-            "compact": compact_values(lb, speedups, load_compact_reference())}
+    out = {"results": lb.results, "glue": glue_wide(lb), "configs": lb.configs, "comparison": comparison(lb),
+           "compact": compact_values(lb, speedups, load_compact_reference())}
+    return out | ({"kinds": kinds_values(lb)} if has_kinds(lb) else {})
 
 
 def write_csv(lb: Leaderboard, out: Path, speedups: dict | None = None) -> list[Path]:
     names = {"results": "leaderboard.csv", "glue": "glue.csv", "configs": "configs.csv",
-             "comparison": "comparison.csv", "compact": "compact.csv"}
+             "comparison": "comparison.csv", "compact": "compact.csv", "kinds": "kinds.csv"}
     paths = []
     for key, df in data_frames(lb, speedups).items():
         p = out / names[key]
@@ -48,11 +56,33 @@ def write_csv(lb: Leaderboard, out: Path, speedups: dict | None = None) -> list[
     return paths
 
 
+def write_evaluations(run: Path, out: Path) -> list[Path]:
+    """``trials.csv`` and ``trials.parquet``: every evaluation of the run's readable records."""
+    df = evaluations(store.read_records(run)[0])
+    csv, parquet = out / "trials.csv", out / "trials.parquet"
+    write_text(csv, df.to_csv(index=False))
+    tmp = out / ".trials.parquet.tmp"
+    df.to_parquet(tmp, index=False)
+    tmp.replace(parquet)
+    return [csv, parquet]
+
+
+def write_comparison(boards: dict[str, Leaderboard], table: pd.DataFrame, out: Path) -> list[Path]:
+    """``compare.csv`` (long, numeric) and ``compare.md`` (the printed table) of several runs."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "compare.csv", compare_frame(boards).to_csv(index=False))
+    write_text(out / "compare.md", to_markdown(table) + "\n")
+    return [out / "compare.csv", out / "compare.md"]
+
+
 def json_text(lb: Leaderboard, run_name: str, speedups: dict | None = None) -> str:
     records = {k: json.loads(df.to_json(orient="records", double_precision=10))
                for k, df in {**data_frames(lb, speedups), "models": lb.models}.items()}
     doc = {"run": run_name, "selection": lb.selection, "generated_at": now(), "problems": lb.problems,
-           **{k: records[k] for k in ("results", "glue", "configs", "comparison", "compact", "models")}}
+           **{k: records[k] for k in ("results", "glue", "configs", "comparison", "compact", "kinds", "models")
+              if k in records}}
     return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
 
@@ -68,12 +98,12 @@ def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = N
            speedups: dict | None = None) -> tuple[Leaderboard, list[Path]]:
     """Write the chosen formats of a run's leaderboard; (leaderboard, files written)."""
     lb = load_run(run_dir, final_epoch=final_epoch)
-    run = Path(run_dir)
-    out = Path(out_dir) if out_dir else run / "export"
+    run = storage.at(run_dir)   # a run on an object store exports to ./export/<run> unless told
+    out = Path(out_dir) if out_dir else Path(run.path) / "export" if run.local else Path("export") / run.name
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    name = run.resolve().name
+    name = run.name
     written: list[Path] = []
     tables = report_tables(lb, speedups) if {"md", "latex", "html"} & set(formats) else []
 
@@ -83,14 +113,16 @@ def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = N
 
     if "csv" in formats:
         written += write_csv(lb, out, speedups)
+        written += write_evaluations(run, out)
     if "md" in formats:
         put("leaderboard.md", markdown_report(lb, name, tables))
     if "latex" in formats:
         put("leaderboard.tex", latex_report(name, tables))
     if "json" in formats:
         put("leaderboard.json", json_text(lb, name, speedups))
-    if "png" in formats or "html" in formats:
-        figs = write_figures(lb, out / "figures")
+    pictures = tuple(f for f in PICTURES if f in formats or (f == "png" and "html" in formats))
+    if pictures:
+        figs = write_figures(lb, out / "figures", pictures)
         written += [p for _, p in figs]
         if "html" in formats:
             put("report.html", html_report(lb, name, figs, tables))

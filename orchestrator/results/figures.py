@@ -1,5 +1,7 @@
-"""The pictures of a leaderboard (PNG): the miniature grid (the Score, and per task), the Score
-against parameter count, and a batch-size x learning-rate heatmap per (model, task).
+"""The pictures of a leaderboard (PNG at 300 dpi, PDF, SVG): the miniature grid (the Score, and
+per task), the Score against parameter count, a batch-size x learning-rate heatmap per (model,
+task) with one colour scale per task across models, and the learning curves of each (model,
+task)'s best configuration.
 
 matplotlib is imported inside the functions that draw, not at the top: it is heavy (about a
 second to import) and everything else in the package works without it.
@@ -15,12 +17,17 @@ import numpy as np
 import pandas as pd
 
 from ..models import NAMED
+from ..tasks import all_tasks
 from .board import Leaderboard
+from .curves import learning_curves
+from .kinds import TEACHER_KIND, has_kinds, kinds_values
 from .reference import load_reference
 from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
 from .values import MISSING, PARTIAL_MARK, fmt_lr
 
 HIDDEN_COLORS = {128: "tab:purple", 256: "tab:blue", 512: "tab:green", 768: "tab:orange"}
+FIGURE_FORMATS = ("png", "pdf", "svg")
+DPI = 300
 
 
 def pyplot():
@@ -30,22 +37,43 @@ def pyplot():
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100, "savefig.dpi": 96})
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100, "savefig.dpi": DPI,
+                         "axes.formatter.use_mathtext": True, "svg.fonttype": "none", "pdf.fonttype": 42})
     return plt
+
+
+def millions(x: float, _pos=None) -> str:
+    """A log-axis tick of a count in millions: ``5M``, ``10M``, ``0.5M``, ``1.2B``."""
+    if x >= 1000:
+        return f"{x / 1000:g}B"
+    return f"{x:g}M"
+
+
+def log_millions_axis(ax) -> None:
+    """Ticks at 1, 2, 5 x 10^k millions, labelled 5M, 10M, 20M, ...; no minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(millions))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def file_slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "model"
 
 
-def heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabel, highlight=None, cmap="viridis"):
-    """A labelled heatmap; NaN cells grey, ``highlight`` (row, col) framed in red."""
+def heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabel, highlight=(), cmap="viridis",
+            scale=None):
+    """A labelled heatmap; NaN cells grey. ``highlight``: the chosen cell(s) (row, col), framed in
+    red, or when several tie, each framed with a dashed line. ``scale``: (vmin, vmax), else the
+    values' range."""
     import matplotlib   # heavy: only when pictures are drawn
     from matplotlib import patches
 
     arr = np.array(values, dtype=float)
     finite = arr[np.isfinite(arr)]
-    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    vmin, vmax = scale or ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
     if vmin == vmax:
         vmin, vmax = vmin - 1, vmax + 1
     cm = matplotlib.colormaps[cmap].with_extremes(bad="#e6e6e6")
@@ -56,9 +84,10 @@ def heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabel
     for (i, j), v in np.ndenumerate(arr):
         dark = math.isfinite(v) and (v - vmin) / (vmax - vmin) < 0.6
         ax.text(j, i, cell_text[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    if highlight is not None:
-        i, j = highlight
-        ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5))
+    tie = len(highlight) > 1
+    for i, j in highlight:
+        ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5,
+                                       linestyle="--" if tie else "-"))
     return im
 
 
@@ -97,7 +126,7 @@ def draw_grids(plt, lb: Leaderboard, save) -> None:
         ax.axis("off")
     fig.suptitle("Per-task dev score of the BERT miniatures (layers x hidden size)", fontsize=13)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    save(fig, "grid_tasks.png", "Per-task headline dev score, layers x hidden size", tight=False)
+    save(fig, "grid_tasks.png", "Per-task headline dev score, layers x hidden size")
 
 
 def _score_points(ax, pts: pd.DataFrame) -> bool:
@@ -142,27 +171,45 @@ def draw_score_vs_params(plt, lb: Leaderboard, save) -> None:
         ax.scatter(px, pub["value"], marker="x", s=70, color="tab:red", label="published (GLUE test server)", zorder=4)
     if has_partial:
         ax.scatter([], [], s=55, facecolors="white", edgecolors="black", label="open: partial Score")
-    ax.set_xscale("log")
-    ax.set(xlabel="parameters (millions, log scale)", ylabel="GLUE Score",
+    log_millions_axis(ax)
+    ax.set(xlabel="parameters (log scale)", ylabel="GLUE Score",
            title="GLUE Score vs model size (miniatures labelled layers/hidden)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     save(fig, "score_vs_params.png", "GLUE Score against parameter count (ours: dev; x: published, test server)")
 
 
-def _hparam_panel(ax, t: str, c: pd.DataFrame) -> None:
+def tied_best(c: pd.DataFrame) -> pd.DataFrame:
+    """The configurations of one (model, task) that share the best mean score (at 0.01)."""
+    top = c["score"].max()
+    return c[np.isclose(c["score"], top, rtol=0, atol=0.005)].sort_values("rank")
+
+
+def task_scales(configs: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """One colour scale per task, shared by every model: (lowest, highest) configuration score."""
+    ok = configs[np.isfinite(configs["score"].astype(float))]
+    return {t: (float(g["score"].min()), float(g["score"].max())) for t, g in ok.groupby("task")}
+
+
+def _hparam_panel(plt, ax, t: str, c: pd.DataFrame, scale) -> None:
     piv = c.pivot_table(index="batch_size", columns="learning_rate", values="score", aggfunc="mean")
     piv = piv.sort_index().sort_index(axis=1)
-    best = c.sort_values("rank").iloc[0]
-    hi = (list(piv.index).index(best["batch_size"]), list(piv.columns).index(best["learning_rate"]))
+    best = tied_best(c)
+    hi = [(list(piv.index).index(b), list(piv.columns).index(lr)) for b, lr in zip(best["batch_size"],
+                                                                                  best["learning_rate"])]
     text = [[f"{v:.1f}" if math.isfinite(v) else MISSING for v in row] for row in piv.values]
-    heatmap(ax, piv.values, [str(int(b)) for b in piv.index], [fmt_lr(v) for v in piv.columns], text,
-            f"{t}: best bs {int(best['batch_size'])}, lr {fmt_lr(best['learning_rate'])}",
-            "learning rate", "batch size", highlight=hi, cmap="magma")
+    b0 = best.iloc[0]
+    title = (f"{t}: {len(best)} configurations tie" if len(best) > 1 else
+             f"{t}: best bs {int(b0['batch_size'])}, lr {fmt_lr(b0['learning_rate'])}")
+    im = heatmap(ax, piv.values, [str(int(b)) for b in piv.index], [fmt_lr(v) for v in piv.columns], text,
+                 title, "learning rate", "batch size", highlight=hi, cmap="magma", scale=scale)
+    plt.colorbar(im, ax=ax, label="dev score", fraction=0.046, pad=0.04)
 
 
 def draw_hparams(plt, lb: Leaderboard, save) -> None:
-    """Per model, a batch-size x learning-rate heatmap of every task (red: the chosen one)."""
+    """Per model, a batch-size x learning-rate heatmap of every task (red: the chosen one; dashed:
+    configurations that tie), each task on the same colour scale for every model."""
+    scales = task_scales(lb.configs)
     for model in lb.models["model"]:
         cfg = lb.configs[lb.configs["model"] == model]
         tasks = list(cfg["task"].unique())
@@ -170,29 +217,91 @@ def draw_hparams(plt, lb: Leaderboard, save) -> None:
             continue
         ncols = min(3, len(tasks))
         nrows = math.ceil(len(tasks) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.0 * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5.8 * ncols, 4.2 * nrows), squeeze=False)
         for ax, t in zip(axes.flat, tasks):
-            _hparam_panel(ax, t, cfg[cfg["task"] == t])
+            _hparam_panel(plt, ax, t, cfg[cfg["task"] == t], scales.get(t))
         for ax in list(axes.flat)[len(tasks):]:
             ax.axis("off")
-        fig.suptitle(f"{model}: dev score by batch size x learning rate (mean over seeds; red: chosen)", fontsize=12)
-        fig.tight_layout(rect=(0, 0, 1, 0.96 if nrows > 1 else 0.92))
-        save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate", tight=False)
+        fig.suptitle(f"{model}: dev score by batch size x learning rate\n(mean over seeds; red: chosen, dashed: tied; "
+                     f"one colour scale per task across models)", fontsize=11)
+        fig.tight_layout()
+        save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate")
 
 
-def write_figures(lb: Leaderboard, fig_dir: Path) -> list[tuple[str, Path]]:
-    """Draw every picture into ``fig_dir``; (caption, path) of each."""
+def draw_learning_curves(plt, lb: Leaderboard, save) -> None:
+    """Per task, the dev score at each epoch of every model's best configuration."""
+    from matplotlib.ticker import MaxNLocator
+
+    curves = learning_curves(lb)
+    tasks = [t for t in all_tasks() if t in set(curves["task"])]
+    if not tasks:
+        return
+    models = [m for m in lb.models["model"] if m in set(curves["model"])]
+    color = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    whole = bool((curves["epoch"] % 1 == 0).all())
+    ncols = min(3, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
+    for ax, t in zip(axes.flat, tasks):
+        for model in models:
+            g = curves[(curves["task"] == t) & (curves["model"] == model)]
+            if g.empty:
+                continue
+            r = g.iloc[0]
+            ax.plot(g["epoch"], g["score"], marker="o", markersize=3, color=color[model],
+                    label=f"{model} (bs {int(r['batch_size'])}, lr {fmt_lr(r['learning_rate'])})")
+        if whole:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=t, xlabel="epoch", ylabel="dev score")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    fig.suptitle("Learning curves: dev score per epoch of each model's best configuration (mean over seeds)",
+                 fontsize=11)
+    fig.tight_layout()
+    save(fig, "learning_curves.png", "Dev score per epoch of each (model, task)'s best configuration")
+
+
+def draw_kinds(plt, lb: Leaderboard, save) -> None:
+    """Per task, each (student, kind of training)'s dev score (bars, ± std over seeds) and the teacher's (a line)."""
+    if not has_kinds(lb):
+        return
+    v = kinds_values(lb)
+    tasks = [c for c in v.columns[3:] if not c.endswith(("_std", "_delta"))]
+    students = v[v["kind"] != TEACHER_KIND]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 0.45 * len(students) + 1.6), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        labels = [f"{s} / {k}" for s, k in zip(students["student"], students["kind"])]
+        ax.barh(range(len(students)), students[t].fillna(0), xerr=students[f"{t}_std"].fillna(0), color="tab:blue")
+        ax.set_yticks(range(len(students)), labels=labels)
+        ax.invert_yaxis()
+        for score, name in zip(v.loc[v["kind"] == TEACHER_KIND, t], v.loc[v["kind"] == TEACHER_KIND, "student"]):
+            if np.isfinite(score):
+                ax.axvline(score, color="tab:red", linestyle="--", label=f"teacher {name}: {score:.1f}")
+                ax.legend(loc="lower right", fontsize=8)
+        lo = np.nanmin(v[t].to_numpy(dtype=float)) if v[t].notna().any() else 0
+        ax.set(xlabel=f"{t} dev score", title=t, xlim=(max(0, lo - 10), None))
+    save(fig, "kinds.png", "Kinds of training side by side: dev score per student (± std over seeds), teacher dashed")
+
+
+def write_figures(lb: Leaderboard, fig_dir: Path, formats=FIGURE_FORMATS) -> list[tuple[str, Path]]:
+    """Draw every picture into ``fig_dir`` in each of ``formats`` (png, pdf, svg); (caption,
+    path) of each picture, the path of its first format."""
     plt = pyplot()
     fig_dir.mkdir(parents=True, exist_ok=True)
     made: list[tuple[str, Path]] = []
 
-    def save(fig, name, caption, tight=True):
-        p = fig_dir / name
-        fig.savefig(p, **({"bbox_inches": "tight"} if tight else {}))
+    def save(fig, name, caption):
+        paths = [fig_dir / f"{Path(name).stem}.{ext}" for ext in formats]
+        for p in paths:   # tight: titles and labels are never cut off
+            fig.savefig(p, bbox_inches="tight", pad_inches=0.1)
         plt.close(fig)
-        made.append((caption, p))
+        made.append((caption, paths[0]))
 
     draw_grids(plt, lb, save)
     draw_score_vs_params(plt, lb, save)
     draw_hparams(plt, lb, save)
+    draw_learning_curves(plt, lb, save)
+    draw_kinds(plt, lb, save)
     return made

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..errors import UserError
 
-FORMATS = ("csv", "md", "latex", "json", "html", "png")
+FORMATS = ("csv", "md", "latex", "json", "html", "png", "pdf", "svg")
+PICTURES = ("png", "pdf", "svg")   # the figures' formats (the HTML report embeds the PNGs)
 
 
 def parse_formats(s: str) -> tuple[str, ...]:

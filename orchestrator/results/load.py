@@ -13,10 +13,11 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import store
+from .. import storage, store
 from ..errors import UserError
 from ..tasks import all_tasks, get_task
 from .board import Leaderboard, model_label, models_frame
+from .kinds import read_teachers
 from .select import best_per_group, lr_key, rank_configs
 from .values import nullable_ints
 
@@ -38,8 +39,8 @@ def metric_keys() -> list[str]:
 def trials_frame(records: list[dict], problems: list[str]) -> pd.DataFrame:
     """One row per trial with a known task: ``model`` is its row label, ``base_model`` the
     record's model name, ``model_ref`` the model loaded. Unknown tasks are added to ``problems``."""
-    cols = ["trial_id", "model", "model_ref", "init", "task", "batch_size", "learning_rate", "seed", "status",
-            "n_params"]
+    cols = ["trial_id", "model", "model_ref", "init", "training", "task", "batch_size", "learning_rate", "seed",
+            "status", "n_params"]
     flat = pd.DataFrame([store.flat(r) for r in records]).reindex(columns=cols)
     tasks = flat["task"].astype(str)
     names = tasks.map({t: _task_name(t) for t in tasks.unique()})
@@ -47,7 +48,7 @@ def trials_frame(records: list[dict], problems: list[str]) -> pd.DataFrame:
     flat = flat.assign(task=names)[names.notna()].reset_index(drop=True)
     labels = [model_label(r) for r in flat[["model", "init"]].to_dict("records")]
     out = flat.rename(columns={"model": "base_model"}).assign(
-        model=labels, batch_size=flat["batch_size"].astype(int), learning_rate=flat["learning_rate"].map(lr_key))
+        model=labels, training=flat["training"].fillna("fine-tune"), batch_size=flat["batch_size"].astype(int), learning_rate=flat["learning_rate"].map(lr_key))
     return out[["trial_id", "model", "base_model"] + cols[2:]]
 
 
@@ -78,7 +79,8 @@ def build(records: list[dict], problems: Iterable[str] = (), final_epoch: bool =
     problems = list(problems)
     trials = trials_frame(records, problems)
     keys = metric_keys()
-    configs = rank_configs(evals_frame(records, trials), keys, final_epoch)
+    evals = evals_frame(records, trials)
+    configs = rank_configs(evals, keys, final_epoch)
     results = best_per_group(trials, configs, final_epoch) if len(trials) else \
         pd.DataFrame(columns=RESULT_COLUMNS[0] + RESULT_COLUMNS[1])
     models = nullable_ints(models_frame(trials), ["layers", "hidden", "n_params"])
@@ -88,7 +90,7 @@ def build(records: list[dict], problems: Iterable[str] = (), final_epoch: bool =
     configs = _in_order(configs.reindex(columns=CONFIG_COLUMNS[0] + keys + CONFIG_COLUMNS[1]), models)
     return Leaderboard(results=nullable_ints(results, RESULT_INTS),
                        configs=nullable_ints(configs, ["rank", "batch_size", "n_seeds"]),
-                       models=models, problems=problems, final_epoch=final_epoch)
+                       models=models, problems=problems, final_epoch=final_epoch, evals=evals)
 
 
 def _in_order(df: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
@@ -105,17 +107,20 @@ def _in_order(df: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
 def load_run(run_dir: str | Path, final_epoch: bool = False) -> Leaderboard:
     """The leaderboard of a run directory; UserError when it does not exist, has no trials, or
     none of its records can be read."""
-    run = Path(run_dir)
-    if not run.exists():
-        raise UserError(f"run {run} does not exist")
+    run = storage.at(run_dir)   # a local directory or a storage URI (s3://...)
+    run_dir = str(run) if storage.is_uri(str(run_dir)) else run_dir   # a URI shown without its options
+    if not run.exists() and not run.is_dir():
+        raise UserError(f"run {run_dir} does not exist")
     if not run.is_dir():
-        raise UserError(f"run {run} is not a directory")
-    tdir = store.trials_dir(run)
-    files = sorted(tdir.glob("*.json")) if tdir.is_dir() else []
+        raise UserError(f"run {run_dir} is not a directory")
+    tdir = run.join("trials")
+    files = tdir.files(".json")
     if not files:
-        raise UserError(f"run {run} has no trials ({tdir}/*.json)")
+        raise UserError(f"run {run_dir} has no trials ({tdir}/*.json)")
     records, problems = store.read_records(run)
     if not records:
-        raise UserError(f"run {run}: none of its {len(files)} trial records can be read "
+        raise UserError(f"run {run_dir}: none of its {len(files)} trial records can be read "
                         f"({problems[0] if problems else '?'})")
-    return build(records, problems, final_epoch=final_epoch)
+    lb = build(records, problems, final_epoch=final_epoch)
+    lb.teachers = read_teachers(run)
+    return lb

@@ -2,7 +2,7 @@
 
 Markdown is ``DataFrame.to_markdown`` (tabulate); LaTeX and HTML go through pandas' Styler:
 LaTeX as a booktabs table (``\\usepackage{booktabs}``) with the best value of each chosen column
-in bold (partial figures, marked ``*``, left out); HTML with cells that read as numbers
+in bold (partial figures, marked ``*``, left out), real minus signs and ``--`` for no result; HTML with cells that read as numbers
 right-aligned (class ``num``), text left.
 """
 
@@ -40,6 +40,18 @@ def tex_escape(s) -> str:
     return "".join(TEX.get(ch, ch) for ch in str(s))
 
 
+MINUS = re.compile(r"(^|[/( ])-(?=\d)")   # a minus sign: at the start, after "/", "(" or a space
+
+
+def tex_cell(s) -> str:
+    """A cell in LaTeX: escaped, negative numbers with a real minus sign (``$-$14.6``), no result
+    as an en dash; ``3e-5`` is left as it reads."""
+    text = str(s)
+    if text == MISSING:
+        return "--"
+    return MINUS.sub(lambda m: m.group(1) + "$-$", tex_escape(text))
+
+
 def cell_value(text: str) -> float:
     """The number a printed cell shows: ``81.1/71.1*`` -> 76.1 (a pair: its mean), ``64.1 (BERT-Tiny)``
     -> 64.1, ``-`` -> NaN."""
@@ -63,7 +75,7 @@ def to_latex(df: pd.DataFrame, caption: str | None = None, label: str | None = N
              bold: Iterable[str] = ()) -> str:
     """A booktabs table; the best value of each column in ``bold`` is set in bold."""
     mask = best_cells(df, bold)
-    styler = (cells(df).style.hide(axis="index").format(tex_escape).format_index(tex_escape, axis=1)
+    styler = (cells(df).style.hide(axis="index").format(tex_cell).format_index(tex_escape, axis=1)
               .apply(lambda d: pd.DataFrame(np.where(mask, "textbf:--rwrap;", ""), index=d.index, columns=d.columns),
                      axis=None))
     return styler.to_latex(hrules=True, environment="table", position="ht", position_float="centering",

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import store
+from .. import storage, store
 from ..config import TrialConfig
 from ..errors import UserError
 from ..results.load import load_run
@@ -81,7 +81,7 @@ def eval_at(rec: dict, epoch: float | None) -> dict | None:
 def plan(run_dir: str | Path, model: str, source, final_epoch: bool = False) -> Plan:
     """What ``submit`` will train and write for ``model``, and which files will be missing
     and why. Reads the run and checks data files; trains nothing."""
-    run = Path(run_dir)
+    run = storage.at(run_dir)   # a local directory or a storage URI
     lb = load_run(run, final_epoch=final_epoch)
     label = match_model(lb, model)
     records = {r["trial_id"]: store.flat(r) for r in store.read_records(run)[0]}

@@ -11,8 +11,8 @@ hooks       extension points for fault-injection tests
 
 import os
 
-# Before Ray is imported: Tune keeps metrics only (the result store has them all), no per-trial
-# loggers, the classic progress output.
+# Before Ray is imported: Tune adds no loggers of its own choosing (the driver names its CSV, JSON
+# and TensorBoard loggers: metrics only, no checkpoints), the classic progress output.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 

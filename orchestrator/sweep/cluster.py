@@ -18,17 +18,32 @@ import ray
 from ..device import ALLOC_CONF
 from ..errors import UserError
 
-# Settings the workers need from the driver's environment (a remote node has its own).
-FORWARD_ENV = ("GLUE_DIR", "MODELS_DIR", "GLUE_SWEEP_CACHE", "GLUE_SWEEP_VOCAB", "HF_HOME", "HF_HUB_OFFLINE",
-               "TRANSFORMERS_OFFLINE", "HF_DATASETS_CACHE")
-FORWARD_PREFIX = "GLUE_SWEEP_"   # every GLUE_SWEEP_* variable travels too (hooks read theirs)
+# Settings that travel from the driver to every worker. Paths do not (GLUE_DIR, MODELS_DIR,
+# HF_HOME, the feature cache, the vocabulary): a node keeps its own, and the data, features and
+# vocabulary travel with the trials (shipping.py).
+FORWARD_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+FORWARD_PREFIX = "GLUE_SWEEP_"   # every GLUE_SWEEP_* setting travels too (hooks read theirs) ...
+LOCAL_ONLY = ("GLUE_SWEEP_CACHE", "GLUE_SWEEP_VOCAB", "GLUE_SWEEP_TASKS_DIR")   # ... but these paths
 
 
 def worker_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if v and (k in FORWARD_ENV or k.startswith(FORWARD_PREFIX))}
+    env = {k: v for k, v in os.environ.items()
+           if v and (k in FORWARD_ENV or k.startswith(FORWARD_PREFIX)) and k not in LOCAL_ONLY}
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["PYTORCH_CUDA_ALLOC_CONF"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or ALLOC_CONF   # expandable segments
     return env
+
+
+def check_client_address(address: str) -> None:
+    """Ray Client (``ray://``) runs Tune's controller on the head and cannot carry the driver's
+    store writer; a dashboard address (``http://``) is for job submission. Both: one line."""
+    if address.startswith("ray://"):
+        raise UserError(f"{address}: Ray Client (ray://) addresses cannot run a sweep; submit it as a Ray Job "
+                        f"instead: glue-sweep submit-job SWEEP --address http://<head>:8265")
+    if address.startswith(("http://", "https://")):
+        raise UserError(f"{address} is a Ray dashboard address: submit the sweep to it with "
+                        f"glue-sweep submit-job SWEEP --address {address} (run --address takes host:port or auto)")
+
 
 def _host_port(address: str) -> tuple[str, int]:
     try:
@@ -63,6 +78,7 @@ def check_address(address: str, what: str = "") -> None:
     """Fail fast, with one line, when a cluster address is malformed or cannot be reached."""
     if address in ("auto", "local"):
         return
+    check_client_address(address)
     host, port = _host_port(address)
     try:
         with socket.create_connection((host, port), timeout=5):
@@ -90,8 +106,9 @@ class RunLock:
     Leaving with an error, it removes the lock file and the directories it created (when they
     are still empty), so a refused run leaves the results as they were."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, label: str | None = None):
         self.path = run_dir / ".lock"
+        self.label = label or str(run_dir)
         self.fd = None
         self.created: list[Path] = []
 
@@ -116,7 +133,7 @@ class RunLock:
             other = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
             os.close(self.fd)
             self.fd, self.created = None, []
-            raise UserError(f"sweep directory {self.path.parent} is in use by another glue-sweep run"
+            raise UserError(f"sweep directory {self.label} is in use by another glue-sweep run"
                             f"{' (pid ' + other + ')' if other else ''}") from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, str(os.getpid()).encode(), 0)
@@ -153,8 +170,10 @@ def start_ray(address: str | None, num_cpus: int | None, secure: bool):
     (context, dashboard URL)."""
     if secure:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    runtime_env = {"env_vars": worker_env()}
-    kw = dict(runtime_env=runtime_env, log_to_driver=False, logging_level="ERROR")
+    # In a Ray Job the job's runtime_env (working_dir, env_vars: job.py) already applies to every
+    # worker; a second one here would conflict with it.
+    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    kw = dict(runtime_env=None if in_job else {"env_vars": worker_env()}, log_to_driver=False, logging_level="ERROR")
     try:
         if address:
             address = auto_address() if address == "auto" else address

@@ -24,10 +24,11 @@ from .jobs import members, trial_of
 
 
 class StoreRecorder(tune.Callback):
-    def __init__(self, sweep_name: str, run_dir: Path, prior_attempts: dict[str, int],
-                 finished: set[str] = frozenset(), out=sys.stderr, identity=None):
+    def __init__(self, sweep_name: str, run_dir, prior_attempts: dict[str, int],
+                 finished: set[str] = frozenset(), out=sys.stderr, identity=None, view=None):
         self.sweep_name, self.run_dir, self.prior_attempts, self.out = sweep_name, run_dir, prior_attempts, out
         self.identity = identity               # TrialConfig -> the record's identity fields (identity.py)
+        self.view = view   # a live.Screen on a terminal: the progress is drawn there, not printed
         self.records: dict[tuple, dict] = {}   # by (Tune's own trial id, member of a fused unit)
         self.taken: set[str] = set(finished)   # record ids that must not be overwritten
         self.best: dict[str, tuple[float, str]] = {}
@@ -44,7 +45,7 @@ class StoreRecorder(tune.Callback):
             store.write_record(self.run_dir, rec)
             self.writes += 1
         except OSError as e:
-            self.write_error = f"cannot write {store.record_path(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
+            self.write_error = f"cannot write {store.record_location(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
 
     def _rec(self, trial, member: int = 0) -> dict:
         """The record of a Tune trial (of one member, for a fused unit). Its id follows from the
@@ -72,6 +73,7 @@ class StoreRecorder(tune.Callback):
         for rec in self._all(trial):
             rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
             self._write(rec)
+        self._progress(trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         for rec in self._all(trial):
@@ -101,6 +103,8 @@ class StoreRecorder(tune.Callback):
         if ev["score"] > self.best.get(g, (-math.inf, ""))[0]:
             self.best[g] = (ev["score"], rec["trial_id"])
             t = rec["trial"]
+            if self.view:
+                return
             print(f"[{time.strftime('%H:%M:%S')}] best so far, {g.replace('|', ' / ')}: {ev['score']:.2f} "
                   f"(bs {t['batch_size']}, lr {fmt_lr(t['learning_rate'])}, epoch {ev['epoch']:g})",
                   file=self.out, flush=True)
@@ -119,15 +123,26 @@ class StoreRecorder(tune.Callback):
             rec.update(status="failed", error=error_line(trial))
             self.counts["failed"] += 1
             self._write(rec)
-            print(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}", file=self.out)
+            self._say(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}")
         self._progress(trials, force=True)
 
+    def _say(self, line: str) -> None:
+        if self.view:
+            self.view.log(line)
+        else:
+            print(line, file=self.out, flush=True)
+
     def _progress(self, trials, force=False):
+        if self.view:
+            self.view.update(list(self.records.values()))
+            return
         now = time.monotonic()
         if not force and now - self.last_print < 10:
             return
         self.last_print = now
-        running = sum(1 for t in trials if t.status == "RUNNING")
+        # a trial the recorder has finished is not running, even before Tune marks it so
+        running = sum(1 for t in trials if t.status == "RUNNING"
+                      and self.records.get(t.trial_id, {}).get("status") not in store.FINAL)
         pending = sum(1 for t in trials if t.status == "PENDING")
         done = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v)
         print(f"[{time.strftime('%H:%M:%S')}] trials: {done or '0 finished'}; {running} running, {pending} pending",

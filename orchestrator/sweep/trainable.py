@@ -3,6 +3,13 @@
 Every dev evaluation is reported (``tune.report``) with the evaluation itself as JSON, which
 the driver's recorder turns into the trial's record. A diverged trial, or one restarted after
 running out of memory, reports once more at the end to say so.
+
+The data come with the trial (``shipping.Shipment``, through ``tune.with_parameters``), and a
+trial with no GPU reserved runs on the CPU whatever the node has (Ray does not hide the GPUs
+from a worker that reserved none).
+
+For the Ray dashboard (:mod:`.dashboard`): the trial's actor is named after the trial, each
+evaluation is a line of the worker's log and a ``ray.util.metrics`` gauge.
 """
 
 from __future__ import annotations
@@ -13,17 +20,25 @@ import ray
 from ray import tune
 
 from ..config import Runtime
-from ..data import source_from
 from ..runner import run_trial
 from . import hooks
+from .dashboard import log_evaluation
 from .jobs import trial_of
 from .unit import unit_trainable
+from .shipping import Shipment, ShippedSource, soft_labels_file, use_vocab
 
 
-def trainable(config: dict) -> None:
+def placement(soft_labels: str | None = None) -> Runtime:
+    """Device and threads of this worker from what Ray reserved for it: no GPU reserved, the CPU."""
+    ctx = ray.get_runtime_context()
+    cpus = ctx.get_assigned_resources().get("CPU", 1)
+    return Runtime(device=None if ray.get_gpu_ids() else "cpu", threads=max(1, int(cpus)), soft_labels=soft_labels)
+
+
+def trainable(config: dict, shipment: Shipment) -> None:
     if config["trial"].get("members"):
-        return unit_trainable(config)
-    trial, rt = trial_of(config), config["runtime"]
+        return unit_trainable(config, shipment)
+    trial = trial_of(config)
     hooks.call("trial_start", trial)
     node = ray.get_runtime_context().get_node_id()
     state = {"last": None, "n_params": 0, "n_train": 0, "accum": 1}
@@ -39,16 +54,20 @@ def trainable(config: dict) -> None:
 
     def on_eval(ev):
         state["last"] = ev
+        log_evaluation(trial, ev)
         tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
                      "eval_json": json.dumps(vars(ev)), **base()})
 
     def on_restart(new_cfg, why):
         state["accum"] = new_cfg.grad_accum   # the recorder starts the record's evaluations afresh
 
-    res = run_trial(trial.config, source_from(rt["glue_dir"], rt["hub"]), on_eval=on_eval,
-                    after_prepare=after_prepare, on_restart=on_restart, runtime=Runtime(threads=rt["threads"]))
+    use_vocab(shipment)
+    runtime = placement(soft_labels=soft_labels_file(shipment, trial.config.task))
+    res = run_trial(trial.config, ShippedSource(shipment), on_eval=on_eval, after_prepare=after_prepare,
+                    on_restart=on_restart, runtime=runtime)
     if res.status == "diverged" or res.grad_accum > 1:
         last = state["last"]
         tune.report({"score": float("-inf") if res.status == "diverged" else last.score,
                      "epoch": last.epoch if last else 0.0, "step": res.steps,
                      "trial_status": res.status if res.status == "diverged" else "note", "note": res.note, **base()})
+

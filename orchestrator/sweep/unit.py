@@ -10,15 +10,17 @@ import json
 import ray
 from ray import tune
 
-from ..config import Runtime
-from ..data import source_from
 from ..fused import run_unit
+from ..runner import run_trial
 from . import hooks
+from .dashboard import log_evaluation
 from .jobs import trial_of
+from .shipping import Shipment, ShippedSource, soft_labels_file, use_vocab
 
 
-def unit_trainable(config: dict) -> None:
-    rt = config["runtime"]
+def unit_trainable(config: dict, shipment: Shipment) -> None:
+    from .trainable import placement   # (trainable imports this module)
+
     trials = [trial_of({**config, "trial": m}) for m in config["trial"]["members"]]
     hooks.call("trial_start", trials[0])
     node = ray.get_runtime_context().get_node_id()
@@ -36,13 +38,19 @@ def unit_trainable(config: dict) -> None:
     def on_eval(i: int):
         def report(ev):
             state["last"][i] = ev
+            log_evaluation(trials[i], ev)
             tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
                          "eval_json": json.dumps(vars(ev)), **base(i)})
         return report
 
-    results = run_unit([t.config for t in trials], source_from(rt["glue_dir"], rt["hub"]),
-                       on_evals=[on_eval(i) for i in range(len(trials))], runtime=Runtime(threads=rt["threads"]),
-                       after_prepare=after_prepare)
+    use_vocab(shipment)
+    runtime, source = placement(soft_labels=soft_labels_file(shipment, trials[0].config.task)), ShippedSource(shipment)
+    if runtime.soft_labels:   # distillation: the stacked model has no soft-label loss, members run alone
+        results = [run_trial(t.config, source, on_eval=on_eval(i), after_prepare=after_prepare, runtime=runtime)
+                   for i, t in enumerate(trials)]
+    else:
+        results = run_unit([t.config for t in trials], source, on_evals=[on_eval(i) for i in range(len(trials))],
+                           runtime=runtime, after_prepare=after_prepare)
     for i, res in enumerate(results):
         if res.status == "diverged":
             last = state["last"][i]

@@ -22,7 +22,7 @@ from orchestrator.results.load import load_run
 from orchestrator.results.tables import glue_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_sweep import CLI, REPO, _wait_for, env, local_cluster, records, run_cli, write_spec  # noqa: E402
+from test_sweep import CLI, REPO, _wait_for, env, free_port, local_cluster, records, run_cli, write_spec  # noqa: E402
 
 TIMING = {"elapsed_s", "updated_at", "attempts", "error", "node", "note"}
 
@@ -141,7 +141,7 @@ def test_full_disk_stops_the_sweep_keeps_what_is_written_and_resumes(tmp_path, r
 def test_worker_node_leaving_the_cluster_mid_sweep(tmp_path, real_glue_dir, reference):
     """Head and worker on loopback; the worker node is killed while trials run on both; its
     trial is retried on the head and the sweep completes with the fault-free results."""
-    port = 46479
+    port = free_port()
     with local_cluster(port) as nodes:
         spec = spec_for(tmp_path, "sweep", real_glue_dir)
         run_dir = tmp_path / "results" / "sweep"

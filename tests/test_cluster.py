@@ -1,0 +1,216 @@
+"""Sweeps on clusters: the result store on any storage (a local path, an S3-compatible server on
+loopback), what travels to the workers (features, vocabulary, absolute paths), GPU placement,
+Ray Job staging, cluster addresses refused with one line, and two sweeps started at once.
+
+The two-node Ray Job test (a worker node that sees no data) is in tests/faults/test_cluster_job.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator import models, storage, store
+from orchestrator.config import TrialConfig, make_trial
+from orchestrator.errors import UserError
+from orchestrator.results.load import load_run
+
+from test_sweep import CLI, REPO, env, records, run_cli, write_spec
+
+
+def _record(tid_lr: float, status="completed", score=80.0) -> dict:
+    cfg = TrialConfig(model="google/bert_uncased_L-2_H-128_A-2", task="SST-2", batch_size=32, learning_rate=tid_lr,
+                      epochs=1)
+    rec = store.new_record(make_trial(cfg, "BERT-Tiny"), "s", "BERT-Tiny")
+    rec.update(status=status, evals=[{"epoch": 1.0, "step": 10, "metrics": {"accuracy": score}, "score": score,
+                                      "train_loss": 0.5, "elapsed_s": 1.0}])
+    return rec
+
+
+# --- storage ----------------------------------------------------------------------------------
+
+def test_local_storage_writes_whole_files_and_lists_records_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    loc = storage.at("store/run")            # relative: made absolute at once
+    assert loc.local and loc.path == str(tmp_path / "store" / "run")
+    store.write_record(loc, _record(1e-4))
+    store.write_record(loc, _record(5e-5, score=70.0))
+    (tmp_path / "store" / "run" / "trials" / ".partial.json.tmp").write_text("{")
+    recs, problems = store.read_records("store/run")
+    assert [r["evals"][0]["score"] for r in recs] == [80.0, 70.0] and not problems
+    assert sorted(p.name for p in (tmp_path / "store" / "run" / "trials").iterdir()) == [
+        ".partial.json.tmp", recs[0]["trial_id"] + ".json", recs[1]["trial_id"] + ".json"]
+
+
+def test_s3_storage_holds_the_store_and_the_leaderboard_reads_it(s3_server):
+    run = s3_server("unit/sweep")
+    loc = storage.at(run)
+    assert not loc.local and str(loc) == "s3://sweeps/unit/sweep"
+    assert store.read_records(run) == ([], [])                  # nothing there yet: empty, no error
+    store.write_record(run, _record(1e-4))
+    store.write_record(run, _record(5e-5, status="running", score=85.0))
+    store.write_record(run, _record(1e-4, score=82.0))          # rewritten whole (one PUT)
+    loc.join("trials", "torn.json").write_text('{"trial_id": ')
+    store.write_data_source(run, "/data/glue", None)
+    recs, problems = store.read_records(run)
+    assert len(recs) == 2 and len(problems) == 1 and "torn.json" in problems[0]
+    assert {r["status"]: r["evals"][0]["score"] for r in recs} == {"completed": 82.0, "running": 85.0}
+    assert store.data_source(run) == ("/data/glue", None)
+    lb = load_run(run)
+    assert lb.results.iloc[0]["score"] == pytest.approx(85.0)
+    with pytest.raises(UserError, match=r"^run s3://sweeps/unit/empty does not exist$"):
+        load_run(s3_server("unit/empty"))
+
+
+def test_absolute_paths_travel_and_uris_stay(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert storage.absolute("glue") == str(tmp_path / "glue")
+    assert storage.absolute("s3://b/p?scheme=http") == "s3://b/p?scheme=http"
+    assert storage.absolute(None) is None
+
+
+# --- what travels to the workers ---------------------------------------------------------------
+
+def test_a_worker_with_no_data_cache_or_vocabulary_trains_from_the_shipment(tmp_path, monkeypatch, real_glue_dir,
+                                                                            one_thread):
+    from orchestrator.runner import prepare
+    from orchestrator.sweep.shipping import ShippedSource, pack, use_vocab
+
+    cfg = TrialConfig(model="google/bert_uncased_L-2_H-128_A-2", task="SST-2", batch_size=32, learning_rate=1e-4,
+                      epochs=1, init="random", max_train_examples=64)
+    ship = pack([cfg], str(real_glue_dir), None, out=open(os.devnull, "w"))
+    assert ship.vocab and len(ship.encoded) == 2      # train and dev, once each
+    # the worker: no GLUE files, an empty feature cache, no vocabulary of its own
+    ship.glue_dir = str(tmp_path / "no-such-glue")
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(models, "packaged_minilm", lambda: None)
+    with pytest.raises(UserError, match="no uncased WordPiece vocabulary"):
+        models.uncased_vocab()
+    use_vocab(ship)
+    p = prepare(cfg, ShippedSource(ship))
+    assert p.cache_stats == {"shipped": 2} and len(p.train) == 64
+    assert not (tmp_path / "empty-cache").exists()    # nothing read or written there
+
+
+def test_a_trial_without_a_reserved_gpu_runs_on_the_cpu(monkeypatch):
+    import ray
+
+    from orchestrator.sweep import trainable
+
+    class Ctx:
+        def get_assigned_resources(self):
+            return {"CPU": 2.0}
+
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: Ctx())
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [])
+    assert trainable.placement().device == "cpu" and trainable.placement().threads == 2
+    monkeypatch.setattr(ray, "get_gpu_ids", lambda: [0])
+    assert trainable.placement().device is None       # the GPU Ray gave it
+
+
+def test_gpu_trials_follow_gpus_joining_the_cluster_or_declared_in_the_spec():
+    from orchestrator import spec as S
+    from orchestrator.sweep.driver import _resources
+    from orchestrator.sweep.jobs import as_tune
+
+    base = "name: g\nmodels: [BERT-Tiny]\ntasks: [SST-2]\nsearch: {batch_size: [32], learning_rate: [1e-4]}\n"
+    sweep = S.parse(base)
+    config = {"trial": as_tune(sweep.trials()[0], "BERT-Tiny")}
+    gpus = [False]
+    resources = _resources(sweep, lambda: gpus[0])
+    assert resources(config) == {"cpu": 1}
+    gpus[0] = True                                    # a GPU node joined
+    assert 0 < resources(config)["gpu"] <= 1
+    declared = S.parse(base + "resources: {gpus_per_trial: 0.5}\n")
+    assert _resources(declared, lambda: False)(config) == {"cpu": 1.0, "gpu": 0.5}
+
+
+# --- Ray Jobs and addresses ----------------------------------------------------------------------
+
+def test_job_working_dir_carries_the_package_tasks_and_an_absolute_spec(tmp_path, monkeypatch, real_glue_dir):
+    from orchestrator import spec as S
+    from orchestrator.sweep import job
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "glue").symlink_to(real_glue_dir)
+    sweep = S.parse("name: j\nmodels: [BERT-Tiny]\ntasks: [SST-2]\ndata: {glue_dir: glue}\nresults: out\n")
+    wd = job.stage(job.absolute_spec(sweep), tmp_path / "wd")
+    assert (wd / "orchestrator" / "cli.py").is_file() and (wd / "tasks" / "sst2.yaml").is_file()
+    assert not list(wd.rglob("__pycache__"))
+    shipped = S.load(wd / "sweep.yaml")
+    assert shipped.glue_dir == str(tmp_path / "glue") and shipped.results == str(tmp_path / "out")
+    monkeypatch.setenv("GLUE_DIR", "glue")
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", "/somewhere/local")
+    monkeypatch.setenv("GLUE_SWEEP_FAULTS", "x")
+    e = job.job_env()
+    assert e["GLUE_DIR"] == str(tmp_path / "glue") and e["GLUE_SWEEP_FAULTS"] == "x" and "GLUE_SWEEP_CACHE" not in e
+
+
+@pytest.mark.parametrize("how", ["--address", "RAY_ADDRESS"])
+def test_ray_client_and_dashboard_addresses_give_one_line(tmp_path, real_glue_dir, how):
+    spec = write_spec(tmp_path, "client", tmp_path / "results", real_glue_dir)
+    for address, words in (("ray://127.0.0.1:10001", "submit it as a Ray Job"),
+                           ("http://127.0.0.1:8265", "is a Ray dashboard address")):
+        args, extra = (["--address", address], {}) if how == "--address" else ([], {"RAY_ADDRESS": address})
+        r = run_cli(["run", str(spec)] + args, timeout=120, **extra)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and words in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and not (tmp_path / "results").exists()
+
+
+def test_submit_uses_the_runs_own_data_source(tmp_path, monkeypatch):
+    from orchestrator import cli, submit
+
+    run = tmp_path / "run"
+    store.write_data_source(run, str(tmp_path), None)
+    seen = {}
+
+    def fake_submit(run_dir, model, source, *a, **k):
+        seen["source"] = source.describe()
+        raise UserError("stop here")
+
+    monkeypatch.setattr(submit, "submit", fake_submit)
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    assert cli.main(["submit", str(run), "--model", "BERT-Tiny"]) == 2
+    assert seen["source"] == f"GLUE directory {tmp_path}"
+    cli.main(["submit", str(run), "--model", "BERT-Tiny", "--hub", "nyu-mll/glue"])   # told otherwise
+    assert seen["source"] == "hub dataset nyu-mll/glue"
+
+
+# --- two sweeps at once ------------------------------------------------------------------------------
+
+def test_two_sweeps_started_at_once_both_finish_with_their_own_results(tmp_path, real_glue_dir, s3_server):
+    """Sweep A: a relative data.glue_dir, results in a local directory. Sweep B: a relative
+    GLUE_DIR, its store on S3. Each starts its own local Ray (ports, dashboard), lock and store."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        (d / "glue").symlink_to(real_glue_dir)
+    spec_a = write_spec(a, "alpha", Path("results"), Path("glue"), tasks="[SST-2]", bs="[16]", lr="[1e-4, 5e-5]",
+                        epochs=1, examples=120)
+    spec_b = write_spec(b, "beta", Path("results"), Path("glue"), tasks="[RTE]", bs="[16]", lr="[1e-4, 5e-5]",
+                        epochs=1, examples=120)
+    spec_b.write_text(spec_b.read_text().replace("data: {glue_dir: glue}\n", ""))
+    uri = s3_server("concurrent")
+    procs = [subprocess.Popen(CLI + ["run", spec_a.name], cwd=a, env=dict(env(PYTHONPATH=str(REPO)), GLUE_DIR="/nowhere"),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
+             subprocess.Popen(CLI + ["run", spec_b.name, "--storage", uri], cwd=b,
+                              env=env(PYTHONPATH=str(REPO), GLUE_DIR="glue"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)]
+    errs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for e in errs]
+    ra = records(a / "results" / "alpha")
+    rb = {r["trial_id"]: r for r in store.read_records(storage.at(uri).join("beta"))[0]}
+    assert len(ra) == 2 and all(r["status"] == "completed" and r["trial"]["task"] == "SST-2" for r in ra.values())
+    assert len(rb) == 2 and all(r["status"] == "completed" and r["trial"]["task"] == "RTE" for r in rb.values())
+    assert store.data_source(a / "results" / "alpha") == (str(a / "glue"), None)
+    assert store.data_source(storage.at(uri).join("beta")) == (str(b / "glue"), None)
+    urls = [json.loads(storage.at(loc).join("dashboard.json").read_text())["url"]
+            for loc in (a / "results" / "alpha", storage.at(uri).join("beta"))]
+    assert urls[0] != urls[1]                         # two dashboards, two ports
+    st = run_cli(["status", uri.replace("concurrent", "concurrent/beta")])
+    assert st.returncode == 0 and "2 trials recorded: 2 completed" in st.stdout

@@ -1,0 +1,164 @@
+"""Watching a real sweep: the live view in a terminal (tmux) mid-sweep and after it ends, the Ray
+dashboard in headless chromium (trial names in the actor list, a trial's scores in its worker
+log), Tune's TensorBoard files and ``status --watch`` ending with the sweep.
+
+One small sweep (BERT-Tiny from scratch, 200 SST-2 examples, three learning rates); the 3e-5
+trial waits at its start, so the sweep is still running while the dashboard is looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dashboard_proxy
+from orchestrator import store
+
+REPO = Path(__file__).resolve().parent.parent
+SESSION = f"glue-sweep-watch-{os.getpid()}"
+FIRST = "BERT-Tiny (random init) / SST-2 / bs 16 / lr 1e-4 / seed 0"
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.fail("chromium is not installed (make test installs Debian's chromium: apt-get install chromium)")
+
+
+def screenshot(url: str, out: Path, profile: Path) -> np.ndarray:
+    from PIL import Image
+
+    subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={profile}", f"--screenshot={out}", "--window-size=1600,1000",
+                    "--virtual-time-budget=15000", url], capture_output=True, timeout=180)
+    assert out.is_file(), f"chromium wrote no screenshot of {url}"
+    px = np.asarray(Image.open(out).convert("RGB").resize((400, 250)), dtype=np.int32).reshape(-1, 3)
+    assert (px.sum(axis=1) < 600).mean() > 0.01, f"{out}: a blank page"
+    print(f"screenshot: {out}")
+    return px
+
+
+def tmux(*args) -> str:
+    return subprocess.run(["tmux", *args], capture_output=True, text=True, check=True).stdout
+
+
+def screen() -> str:
+    return tmux("capture-pane", "-p", "-t", SESSION)
+
+
+def screen_with(text: str):
+    """The terminal's text once it shows ``text``, else None."""
+    s = screen()
+    return s if text in s else None
+
+
+def wait(what, timeout: float, step: float = 2.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = what()
+        if got:
+            return got
+        time.sleep(step)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting; the terminal shows:\n{screen()}")
+
+
+def statuses(run: Path) -> dict[str, str]:
+    return {r["trial_id"]: r["status"] for r in store.read_records(run)[0]}
+
+
+@pytest.fixture
+def sweep(tmp_path, real_glue_dir):
+    spec = tmp_path / "watch.yaml"
+    spec.write_text(f"name: watch\nmodels: [{{name: BERT-Tiny, init: random}}]\ntasks: [SST-2]\n"
+                    f"search: {{batch_size: [16], learning_rate: [1e-4, 5e-5, 3e-5]}}\nepochs: 2\n"
+                    f"max_train_examples: 200\nresults: {tmp_path / 'results'}\ndata: {{glue_dir: {real_glue_dir}}}\n")
+    env = {"HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO),
+           "GLUE_SWEEP_HOOKS": str(REPO / "tests" / "faults" / "plugin.py"), "GLUE_SWEEP_FAULTS": "sleep:lr3e-5:100"}
+    cmd = " ".join(f"{k}={v}" for k, v in env.items()) + f" {sys.executable} -m orchestrator.cli run {spec}"
+    tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "50", f"cd {REPO} && {cmd}; echo EXIT=$?; sleep 600")
+    try:
+        yield tmp_path / "results" / "watch"
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+
+
+def ray_tmp() -> str:
+    return os.environ.get("RAY_TMPDIR", "/tmp/ray")
+
+
+def dashboard(run: Path):
+    info = json.loads((run / "dashboard.json").read_text())
+    token = Path(info["token_file"]).read_text().strip()
+    return dashboard_proxy.start(info["url"], token)
+
+
+def api(url: str, path: str, **query):
+    with urllib.request.urlopen(f"{url}{path}?{urllib.parse.urlencode(query)}", timeout=30) as r:
+        body = r.read()
+    return json.loads(body) if body[:1] in b"{[" else body.decode(errors="replace")
+
+
+def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
+    run = sweep
+    # mid-sweep: the live view in the terminal, with a running trial's epoch and score
+    wait(lambda: any(r["evals"] for r in store.read_records(run)[0] if r["status"] == "running")
+         or "completed" in statuses(run).values(), timeout=300)
+    mid = wait(lambda: screen_with("running trials"), timeout=60)
+    print(mid)
+    assert "sweep watch (running): 3 trials:" in mid and "ETA" in mid
+    for col in ("model", "task", "bs", "lr", "seed", "epoch", "score", "ex/s", "best so far"):
+        assert col in mid, col
+    assert "BERT-Tiny (random init)" in mid and ("-/2" in mid or "1/2" in mid)
+
+    # the dashboard, while the 3e-5 trial holds the sweep open
+    wait(lambda: list(statuses(run).values()).count("completed") >= 2, timeout=240)
+    server, url = dashboard(run)
+    try:
+        want = {FIRST, FIRST.replace("1e-4", "5e-5"), FIRST.replace("1e-4", "3e-5")}
+
+        def named_actors():   # an actor has its name once it is created
+            got = api(url, "/api/v0/actors", detail=1)["data"]["result"]["result"]
+            return got if want <= {a["repr_name"] for a in got} else None
+
+        actors = wait(named_actors, timeout=90)
+        first = next(a for a in actors if a["repr_name"] == FIRST)
+        screenshot(f"{url}/#/actors", tmp_path / "actors.png", tmp_path / "profile")
+        screenshot(f"{url}/#/actors/{first['actor_id']}", tmp_path / "actor.png", tmp_path / "profile")
+    finally:
+        server.shutdown()
+    # the trial's worker log (what the actor page's Logs tab shows first, stderr): one line per evaluation
+    logs = sorted(Path(ray_tmp()).glob(f"session_*/logs/worker-*-{first['pid']}.err"), key=lambda p: p.stat().st_mtime)
+    assert logs, f"no worker log of pid {first['pid']}"
+    log = logs[-1].read_text()
+    assert f":actor_name:{FIRST}" in log
+    assert f"[{FIRST}] epoch 1 step" in log and f"[{FIRST}] epoch 2 step" in log and "score" in log
+
+    # after the end: the view stops, counts add up, the end summary names the winner
+    end = wait(lambda: screen_with("EXIT="), timeout=300)
+    print(end)
+    assert "EXIT=0" in end and "sweep watch (not running): 3 trials: 3 completed" in end
+    assert "sweep watch finished: 3 completed" in end and "BERT-Tiny (random init) / SST-2: best dev score" in end
+    assert set(statuses(run).values()) == {"completed"}
+
+    # Tune's own logs: TensorBoard event files and progress.csv for every trial
+    trial_dirs = [p for p in (run / "ray").glob("attempt-*/*") if p.is_dir()]
+    assert len(trial_dirs) == 3
+    for d in trial_dirs:
+        assert list(d.glob("events.out.tfevents.*")) and (d / "progress.csv").is_file(), d
+
+    # status --watch ends by itself once the sweep is over (plain lines when not on a terminal)
+    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", str(run), "--watch", "1"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "sweep watch (not running): 3 trials: 3 completed" in out.stdout
