@@ -10,6 +10,8 @@ one per process); ``fuse: off`` keeps one trial per process.
 
 from __future__ import annotations
 
+import json
+
 from .config import Trial, TrialConfig
 from .errors import UserError
 from .models import entry_of, resolve
@@ -18,9 +20,10 @@ FUSE = ("auto", "off")
 MAX_MEMBERS = 8   # members of one unit at most (more learning rates: several units)
 
 
-def unit_key(cfg: TrialConfig) -> tuple:
-    """What the members of one unit share: everything but the learning rate."""
-    return tuple(sorted((k, v) for k, v in cfg.to_dict().items() if k != "learning_rate"))
+def unit_key(cfg: TrialConfig) -> str:
+    """What the members of one unit share: everything but the learning rate (as one string:
+    some settings are lists)."""
+    return json.dumps({k: v for k, v in cfg.to_dict().items() if k != "learning_rate"}, sort_keys=True, default=str)
 
 
 def stackable_model(ref: str) -> bool:
@@ -39,9 +42,9 @@ def plan_units(trials: list[Trial], fuse: str, scheduler: str = "none",
         raise UserError(f"fuse must be auto or off, not {fuse!r}")
     if fuse == "off" or scheduler != "none":
         return [[t] for t in trials]
-    groups: dict[tuple, list[Trial]] = {}
+    groups: dict[str, list[Trial]] = {}
     for t in trials:
         fusable = stackable_model(t.config.model) and not getattr(t.config, "distilled", False)
-        key = unit_key(t.config) if fusable else ("solo", t.id)
+        key = unit_key(t.config) if fusable else f"solo {t.id}"
         groups.setdefault(key, []).append(t)
     return [g[i:i + max_members] for g in groups.values() for i in range(0, len(g), max_members)]
