@@ -234,7 +234,6 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, record
 
 def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
               shipment: Shipment, secure, identity, out) -> int:
-    stay_in_job()
     _, url = start_ray(address, None, secure)
     try:
         has_gpu = GpuWatch()
@@ -247,6 +246,7 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
         recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity)
+        stay_in_job()   # after the spec is saved: a job's spec path is relative to its working directory
         interrupted = False
         for k, job in enumerate(jobs):
             _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out).fit()
