@@ -115,7 +115,7 @@ def test_job_on_two_nodes_where_the_worker_sees_no_data(tmp_path, real_glue_dir)
     assert local.returncode == 0, local.stderr[-3000:]
     store = tmp_path / "store"
     with job_cluster(tmp_path, hidden_dirs(real_glue_dir, cache)) as e:
-        e = dict(e, GLUE_SWEEP_HOOKS=str(REPO / "tests" / "faults" / "plugin.py"), GLUE_SWEEP_FAULTS="sleep:s0:3")
+        e = dict(e, GLUE_SWEEP_HOOKS=str(REPO / "tests" / "faults" / "plugin.py"), GLUE_SWEEP_FAULTS="sleep:s0:12")   # long enough for the worker node to start its first trial
         r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit-job", str(spec), "--address",
                             f"http://127.0.0.1:{DASHBOARD}", "--storage", str(store), "--wait"],
                            cwd=REPO, env=dict(e, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=900)
