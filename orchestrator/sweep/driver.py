@@ -240,7 +240,6 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, record
 
 def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
               shipment: Shipment, secure, identity, out, total: int) -> int:
-    stay_in_job()
     _, url = start_ray(address, None, secure)
     view = None
     try:
@@ -255,6 +254,7 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
         view = live.Screen(sweep.name, records, total, out) if out.isatty() else None
         recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity, view=view)
+        stay_in_job()   # after the spec is saved: a job's spec path is relative to its working directory
         interrupted = False
         for k, job in enumerate(jobs):
             _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out).fit()

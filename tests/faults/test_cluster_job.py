@@ -115,7 +115,7 @@ def test_job_on_two_nodes_where_the_worker_sees_no_data(tmp_path, real_glue_dir)
     assert local.returncode == 0, local.stderr[-3000:]
     store = tmp_path / "store"
     with job_cluster(tmp_path, hidden_dirs(real_glue_dir, cache)) as e:
-        e = dict(e, GLUE_SWEEP_HOOKS=str(REPO / "tests" / "faults" / "plugin.py"), GLUE_SWEEP_FAULTS="sleep:s0:3")
+        e = dict(e, GLUE_SWEEP_HOOKS=str(REPO / "tests" / "faults" / "plugin.py"), GLUE_SWEEP_FAULTS="sleep:s0:12")   # long enough for the worker node to start its first trial
         r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit-job", str(spec), "--address",
                             f"http://127.0.0.1:{DASHBOARD}", "--storage", str(store), "--wait"],
                            cwd=REPO, env=dict(e, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=900)
@@ -125,5 +125,6 @@ def test_job_on_two_nodes_where_the_worker_sees_no_data(tmp_path, real_glue_dir)
     assert len(recs) == 4 and all(x["status"] == "completed" for x in recs.values())
     assert len({x["node"] for x in recs.values()}) == 2, [x["node"] for x in recs.values()]
     assert scores(store / "jobsweep") == scores(tmp_path / "local" / "jobsweep")
+    assert (store / "jobsweep" / "sweep.yaml").is_file() and (store / "jobsweep" / "data.json").is_file()
     st = run_cli(["status", str(store / "jobsweep")])
     assert st.returncode == 0 and "4 trials recorded: 4 completed" in st.stdout
