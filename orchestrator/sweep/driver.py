@@ -126,6 +126,7 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
         if not jobs:
             return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid" else set())
         shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
+        shipment.spec_text = Path(sweep.path).read_text(encoding="utf-8") if Path(sweep.path).is_file() else None
         identity = (lambda cfg: identity_fields(cfg, fps[cfg.task]))
         return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, out,
                          total)
@@ -140,8 +141,8 @@ def _save_teachers(loc: storage.Location, soft: dict) -> None:
 def _save_spec(sweep: Sweep, loc: storage.Location, shipment: Shipment) -> None:
     """The spec the results were run with and the data it read, next to them (once every
     check has passed)."""
-    if Path(sweep.path).is_file():
-        loc.join("sweep.yaml").write_text(Path(sweep.path).read_text(encoding="utf-8"))
+    if shipment.spec_text is not None:
+        loc.join("sweep.yaml").write_text(shipment.spec_text)
     store.write_data_source(loc, shipment.glue_dir, shipment.hub)
 
 

@@ -37,6 +37,7 @@ class Shipment:
     prints: dict[tuple[str, str], str] = field(default_factory=dict)   # (task, split) -> data fingerprint
     encoded: dict[str, Encoded] = field(default_factory=dict)          # feature key -> encoded split
     vocab: str | None = None                               # the uncased vocabulary's text (random init)
+    spec_text: str | None = None                           # the sweep file, read before anything moves
     soft: dict[str, bytes] = field(default_factory=dict)   # task -> the teacher's soft labels (.npz bytes)
 
     def nbytes(self) -> int:
