@@ -49,8 +49,9 @@ browser:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium tmux >/dev/null; \
 		else echo "make test needs chromium and tmux: sudo apt-get install chromium tmux" >&2; exit 2; fi; }
 
-# The full fault-injection suite: also Ctrl-C, a flaky trial, a full disk and a worker node
-# leaving a two-node cluster, each compared with a fault-free run.
+# The full fault-injection suite: also Ctrl-C, a flaky trial, a full disk, two-node loopback
+# clusters (trials on both nodes; a worker node leaving; a sweep submitted as a Ray Job whose
+# worker node sees no data, cache or vocabulary), each compared with a fault-free run.
 faults: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests/faults tests/test_sweep.py \
 		tests/test_oom.py tests/test_bad_input.py tests/test_safety.py

@@ -14,8 +14,8 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from . import storage
 from .config import fmt_lr
 
 ORDER = ("completed", "stopped", "running", "interrupted", "pending", "diverged", "failed")
@@ -32,9 +32,10 @@ class View:
     live: bool = True                                   # a driver runs the sweep
 
 
-def driver_alive(run_dir: Path) -> bool:
-    """True while a ``glue-sweep run`` holds the sweep's lock (it dies with its process)."""
-    path = Path(run_dir) / ".lock"
+def driver_alive(run_dir) -> bool:
+    """True while a ``glue-sweep run`` on this machine holds the sweep's lock (it dies with its
+    process); ``run_dir`` a local directory or a storage URI."""
+    path = storage.lock_dir(storage.at(run_dir)) / ".lock"
     if not path.is_file():
         return False
     fd = os.open(path, os.O_RDONLY)

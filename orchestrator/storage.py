@@ -14,9 +14,11 @@ An S3-compatible server elsewhere than AWS is reached with pyarrow's URI options
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,3 +134,12 @@ def absolute(where: str | os.PathLike | None) -> str | None:
     if where is None or str(where) == "":
         return None
     return str(where) if is_uri(str(where)) else str(Path(where).expanduser().absolute())
+
+
+def lock_dir(loc: Location) -> Path:
+    """Where the one-driver lock of a store lives: beside it on a local or shared disk; for an
+    object store (no locks there) in this machine's temporary directory, keyed by the URI."""
+    if loc.local:
+        return Path(loc.path)
+    key = hashlib.sha256(str(loc).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "glue-sweep-locks" / f"{loc.name}-{key}"

@@ -4,7 +4,6 @@ every local path absolute, the one-driver lock and Ray Tune's own state."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -31,13 +30,7 @@ def data_paths(sweep: Sweep) -> tuple[str | None, str | None]:
     return storage.absolute(glue_dir), hub
 
 
-def lock_dir(loc: storage.Location) -> Path:
-    """Where the one-driver lock of a store lives: beside it on a local or shared disk; for an
-    object store (no locks there) in this machine's temporary directory, keyed by the URI."""
-    if loc.local:
-        return Path(loc.path)
-    key = hashlib.sha256(str(loc).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "glue-sweep-locks" / f"{loc.name}-{key}"
+lock_dir = storage.lock_dir   # where the one-driver lock of a store lives
 
 
 def tune_storage(loc: storage.Location) -> str:

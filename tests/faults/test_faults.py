@@ -162,3 +162,16 @@ def test_worker_node_leaving_the_cluster_mid_sweep(tmp_path, real_glue_dir, refe
         assert len(recs) == 4 and all(r["status"] == "completed" for r in recs.values())
         assert max(r["attempts"] for r in recs.values()) >= 2
         check_same_as_reference(run_dir, reference)
+
+
+def test_two_node_cluster_on_loopback(tmp_path, real_glue_dir):
+    """A head and a worker started with `ray start` on loopback; the trials land on both."""
+    port = free_port()
+    with local_cluster(port):
+        spec = write_spec(tmp_path, "cluster", tmp_path / "results", real_glue_dir, tasks="[SST-2]",
+                          bs="[16, 32]", lr="[1e-4, 5e-5]")
+        r = run_cli(["run", str(spec), "--address", f"127.0.0.1:{port}"], GLUE_SWEEP_FAULTS="sleep:s0:3")
+        assert r.returncode == 0, r.stderr[-3000:]
+        recs = records(tmp_path / "results" / "cluster")
+        assert len(recs) == 4 and all(r["status"] == "completed" for r in recs.values())
+        assert len({r["node"] for r in recs.values()}) == 2, [r["node"] for r in recs.values()]
