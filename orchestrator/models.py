@@ -209,13 +209,17 @@ def packaged_minilm() -> Path | None:
     return p if (p / "config.json").is_file() else None
 
 
+SHIPPED_MODELS_ENV = "GLUE_SWEEP_SHIPPED_MODELS"   # set in a worker to the weights its trial brought
+
+
 def local_path(spec: ModelSpec) -> Path | None:
-    """Where the checkpoint lies on disk, if it does: MODELS_DIR first, then the spec's own
-    directory, then the packaged offline model."""
-    if os.environ.get("MODELS_DIR"):
-        p = Path(os.environ["MODELS_DIR"]).expanduser() / spec.ref.rstrip("/").split("/")[-1]
-        if (p / "config.json").is_file():
-            return p
+    """Where the checkpoint lies on disk, if it does: a copy shipped with the trial, then
+    MODELS_DIR, then the spec's own directory, then the packaged offline model."""
+    for var in (SHIPPED_MODELS_ENV, "MODELS_DIR"):   # a copy shipped with the trial (cluster workers) first
+        if os.environ.get(var):
+            p = Path(os.environ[var]).expanduser() / spec.ref.rstrip("/").split("/")[-1]
+            if (p / "config.json").is_file():
+                return p
     if Path(spec.ref).is_dir():
         return Path(spec.ref)
     if spec.ref == MINILM_HUB_ID:

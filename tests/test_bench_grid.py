@@ -75,4 +75,4 @@ def test_summary_collects_targets(tmp_path):
     assert speed["measured"] == 2.5 and speed["pass"] is False
     assert score["pass"] is True
     assert "| grid (ours): >= 3x sooner than hyperparameter_search | 2.50 | FAIL |" in md
-    assert md.count("not run") == 4   # the trial, start-up, GPU and estimate benchmarks are missing
+    assert md.count("not run") == 5   # the trial, start-up, GPU, fused and estimate benchmarks are missing

@@ -97,6 +97,36 @@ def test_a_worker_with_no_data_cache_or_vocabulary_trains_from_the_shipment(tmp_
     assert not (tmp_path / "empty-cache").exists()    # nothing read or written there
 
 
+def test_a_worker_without_the_model_loads_the_shipped_weights(tmp_path, monkeypatch, real_glue_dir, one_thread):
+    """A local pretrained model (here the packaged all-MiniLM-L6-v2) travels with the trials; a
+    worker that has no copy writes the shipped files once, named by their content, and loads them."""
+    import tempfile
+
+    from orchestrator.runner import prepare
+    from orchestrator.sweep.shipping import ShippedSource, pack, use_models
+
+    cfg = TrialConfig(model="all-MiniLM-L6-v2", task="SST-2", batch_size=32, learning_rate=1e-4, epochs=1,
+                      max_train_examples=32)
+    original = models.local_path(models.resolve(cfg.model))
+    ship = pack([cfg], str(real_glue_dir), None, out=open(os.devnull, "w"))
+    assert set(ship.models) == {"all-MiniLM-L6-v2"} and "model.safetensors" in ship.models["all-MiniLM-L6-v2"]
+    # the worker: no packaged model, no MODELS_DIR, no GLUE files
+    monkeypatch.setattr(models, "packaged_minilm", lambda: None)
+    monkeypatch.delenv("MODELS_DIR", raising=False)
+    monkeypatch.setenv(models.SHIPPED_MODELS_ENV, "")   # so that what use_models sets is undone after the test
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    ship.glue_dir = str(tmp_path / "no-such-glue")
+    assert models.local_path(models.resolve(cfg.model)) is None
+    use_models(ship)
+    use_models(ship)                                   # a second trial on the node reuses the files
+    shipped = models.local_path(models.resolve(cfg.model))
+    assert shipped is not None and shipped.parent.parent == tmp_path
+    assert len(list(tmp_path.glob("glue-sweep-models-*"))) == 1
+    assert (shipped / "model.safetensors").read_bytes() == (original / "model.safetensors").read_bytes()
+    p = prepare(cfg, ShippedSource(ship))
+    assert p.cache_stats == {"shipped": 2} and p.model.config.hidden_size == 384
+
+
 def test_a_trial_without_a_reserved_gpu_runs_on_the_cpu(monkeypatch):
     import ray
 
@@ -213,4 +243,4 @@ def test_two_sweeps_started_at_once_both_finish_with_their_own_results(tmp_path,
             for loc in (a / "results" / "alpha", storage.at(uri).join("beta"))]
     assert urls[0] != urls[1]                         # two dashboards, two ports
     st = run_cli(["status", uri.replace("concurrent", "concurrent/beta")])
-    assert st.returncode == 0 and "2 trials recorded: 2 completed" in st.stdout
+    assert st.returncode == 0 and "2 trials: 2 completed" in st.stdout

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -24,10 +25,11 @@ from pathlib import Path
 from ..config import TrialConfig
 from ..data import source_from
 from ..features import Encoded, feature_key, features
-from ..models import entry_of, load_tokenizer, local_path, resolve, uncased_vocab
+from ..models import SHIPPED_MODELS_ENV, entry_of, load_tokenizer, local_path, resolve, uncased_vocab
 from ..tasks import get_task
 
 VOCAB_ENV = "GLUE_SWEEP_VOCAB"
+MODEL_SHIP_LIMIT = 512 * 2**20   # bytes of one local model's files shipped to the workers
 
 
 @dataclass
@@ -39,10 +41,30 @@ class Shipment:
     vocab: str | None = None                               # the uncased vocabulary's text (random init)
     spec_text: str | None = None                           # the sweep file, read before anything moves
     soft: dict[str, bytes] = field(default_factory=dict)   # task -> the teacher's soft labels (.npz bytes)
+    models: dict[str, dict[str, bytes]] = field(default_factory=dict)  # local model name -> {file: bytes}
 
     def nbytes(self) -> int:
         return sum(e.input_ids.nbytes + e.token_type_ids.nbytes + e.offsets.nbytes + e.index.nbytes
-                   + (e.labels.nbytes if e.labels is not None else 0) for e in self.encoded.values())
+                   + (e.labels.nbytes if e.labels is not None else 0) for e in self.encoded.values()) \
+            + sum(len(b) for files in self.models.values() for b in files.values())
+
+
+def ship_model(ship: Shipment, cfg: TrialConfig, out) -> None:
+    """A pretrained model that lies on the driver's disk (MODELS_DIR, a directory, the packaged
+    offline model) travels with the trials when it is at most ``MODEL_SHIP_LIMIT`` bytes; a
+    larger one must be on every worker node (its MODELS_DIR or the same path)."""
+    spec = resolve(cfg.model)
+    path = local_path(spec) if cfg.init == "pretrained" else None
+    name = spec.ref.rstrip("/").split("/")[-1]
+    if path is None or name in ship.models:
+        return
+    files = [f for f in sorted(path.rglob("*")) if f.is_file()]
+    size = sum(f.stat().st_size for f in files)
+    if size > MODEL_SHIP_LIMIT:
+        print(f"note: {path} ({size / 2**20:.0f} MiB) is over the {MODEL_SHIP_LIMIT // 2**20} MiB shipping limit: "
+              f"every worker node needs its own copy (MODELS_DIR or the same path)", file=out)
+        return
+    ship.models[name] = {f.relative_to(path).as_posix(): f.read_bytes() for f in files}
 
 
 def needs_vocab(cfg: TrialConfig) -> bool:
@@ -66,6 +88,7 @@ def pack(configs: list[TrialConfig], glue_dir: str | None, hub: str | None, out=
         tok = load_tokenizer(resolve(cfg.model), cfg.init, cfg.trust_remote_code)
         if ship.vocab is None and needs_vocab(cfg):
             ship.vocab = uncased_vocab().read_text(encoding="utf-8")
+        ship_model(ship, cfg, out)
         for split in ["train"] + [s.name for s in task.eval_splits]:
             ship.prints[(task.name, split)] = source.fingerprint(task, split)
             fkey = feature_key(task, split, source, tok, cfg.max_length)
@@ -128,6 +151,31 @@ def soft_labels_file(ship: Shipment, task: str) -> str | None:
     """In a worker: the task's shipped soft labels as a local file (None without distillation)."""
     data = ship.soft.get(task)
     return None if data is None else str(_node_file("glue-sweep-soft-", ".npz", data))
+
+
+def use_models(ship: Shipment) -> None:
+    """In a worker: the shipped model files written once per node under the temporary directory
+    (a directory named by their content, moved into place whole), and found there first."""
+    if not ship.models:
+        os.environ.pop(SHIPPED_MODELS_ENV, None)
+        return
+    h = hashlib.sha256()
+    for name, files in sorted(ship.models.items()):
+        for rel, data in sorted(files.items()):
+            h.update(f"{name}/{rel}:{len(data)}:".encode())
+            h.update(data)
+    root = Path(tempfile.gettempdir()) / f"glue-sweep-models-{h.hexdigest()[:16]}"
+    if not root.is_dir():
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".glue-sweep-models-"))
+        for name, files in ship.models.items():
+            for rel, data in files.items():
+                (tmp / name / rel).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name / rel).write_bytes(data)
+        try:
+            os.replace(tmp, root)
+        except OSError:   # another trial on this node put the same files there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    os.environ[SHIPPED_MODELS_ENV] = str(root)
 
 
 def use_vocab(ship: Shipment) -> None:

@@ -25,7 +25,7 @@ from . import hooks
 from .dashboard import log_evaluation
 from .jobs import trial_of
 from .unit import unit_trainable
-from .shipping import Shipment, ShippedSource, soft_labels_file, use_vocab
+from .shipping import Shipment, ShippedSource, soft_labels_file, use_models, use_vocab
 
 
 def placement(soft_labels: str | None = None) -> Runtime:
@@ -62,6 +62,7 @@ def trainable(config: dict, shipment: Shipment) -> None:
         state["accum"] = new_cfg.grad_accum   # the recorder starts the record's evaluations afresh
 
     use_vocab(shipment)
+    use_models(shipment)
     runtime = placement(soft_labels=soft_labels_file(shipment, trial.config.task))
     res = run_trial(trial.config, ShippedSource(shipment), on_eval=on_eval, after_prepare=after_prepare,
                     on_restart=on_restart, runtime=runtime)
