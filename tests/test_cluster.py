@@ -114,6 +114,7 @@ def test_a_worker_without_the_model_loads_the_shipped_weights(tmp_path, monkeypa
     monkeypatch.setattr(models, "packaged_minilm", lambda: None)
     monkeypatch.delenv("MODELS_DIR", raising=False)
     monkeypatch.setenv(models.SHIPPED_MODELS_ENV, "")   # so that what use_models sets is undone after the test
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ship.glue_dir = str(tmp_path / "no-such-glue")
     assert models.local_path(models.resolve(cfg.model)) is None
