@@ -170,10 +170,11 @@ def _retrain(cfg, stop_epoch: float, source, out: Path) -> None:
         raise
 
 
-def prepare(sweep, stats: dict | None = None, out=sys.stderr) -> dict[str, tuple[Path, dict]]:
-    """Every task's soft labels for a sweep with a ``distill`` block: task -> (cache file, metadata)."""
+def prepare(sweep, stats: dict | None = None, out=sys.stderr, source=None) -> dict[str, tuple[Path, dict]]:
+    """Every task's soft labels for a sweep with a ``distill`` block: task -> (cache file, metadata).
+    ``source``: the data source the driver already opened (else the sweep's own)."""
     log = lambda m: print(m, file=out, flush=True)   # noqa: E731
-    source = source_from(sweep.glue_dir, sweep.hub)
+    source = source if source is not None else source_from(sweep.glue_dir, sweep.hub)
     result = {}
     for task in sweep.tasks:
         directory = teacher_directory(sweep.distill, task, source, log)

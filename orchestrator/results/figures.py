@@ -108,6 +108,17 @@ def grid_figure(plt, lb: Leaderboard, what: str, ax, colorbar_label: str) -> Non
     plt.colorbar(im, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
 
 
+def panels(plt, n: int, width: float, height: float):
+    """A figure of ``n`` panels, at most three a row, each ``width`` x ``height`` inches; the
+    panels' axes in reading order (the unused ones of the last row switched off)."""
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
 def draw_grids(plt, lb: Leaderboard, save) -> None:
     if not has_grid(lb):
         return
@@ -117,13 +128,9 @@ def draw_grids(plt, lb: Leaderboard, save) -> None:
     tasks = grid_tasks(lb)
     if not tasks:
         return
-    ncols = min(3, len(tasks))
-    nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 5.4 * nrows), squeeze=False)
-    for ax, t in zip(axes.flat, tasks):
+    fig, axes = panels(plt, len(tasks), 6.2, 5.4)
+    for ax, t in zip(axes, tasks):
         grid_figure(plt, lb, t, ax, "score")
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.axis("off")
     fig.suptitle("Per-task dev score of the BERT miniatures (layers x hidden size)", fontsize=13)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     save(fig, "grid_tasks.png", "Per-task headline dev score, layers x hidden size")
@@ -215,13 +222,9 @@ def draw_hparams(plt, lb: Leaderboard, save) -> None:
         tasks = list(cfg["task"].unique())
         if not tasks:
             continue
-        ncols = min(3, len(tasks))
-        nrows = math.ceil(len(tasks) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5.8 * ncols, 4.2 * nrows), squeeze=False)
-        for ax, t in zip(axes.flat, tasks):
+        fig, axes = panels(plt, len(tasks), 5.8, 4.2)
+        for ax, t in zip(axes, tasks):
             _hparam_panel(plt, ax, t, cfg[cfg["task"] == t], scales.get(t))
-        for ax in list(axes.flat)[len(tasks):]:
-            ax.axis("off")
         fig.suptitle(f"{model}: dev score by batch size x learning rate\n(mean over seeds; red: chosen, dashed: tied; "
                      f"one colour scale per task across models)", fontsize=11)
         fig.tight_layout()
@@ -239,10 +242,8 @@ def draw_learning_curves(plt, lb: Leaderboard, save) -> None:
     models = [m for m in lb.models["model"] if m in set(curves["model"])]
     color = {m: f"C{i % 10}" for i, m in enumerate(models)}
     whole = bool((curves["epoch"] % 1 == 0).all())
-    ncols = min(3, len(tasks))
-    nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.8 * nrows), squeeze=False)
-    for ax, t in zip(axes.flat, tasks):
+    fig, axes = panels(plt, len(tasks), 5.2, 3.8)
+    for ax, t in zip(axes, tasks):
         for model in models:
             g = curves[(curves["task"] == t) & (curves["model"] == model)]
             if g.empty:
@@ -255,8 +256,6 @@ def draw_learning_curves(plt, lb: Leaderboard, save) -> None:
         ax.set(title=t, xlabel="epoch", ylabel="dev score")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[len(tasks):]:
-        ax.axis("off")
     fig.suptitle("Learning curves: dev score per epoch of each model's best configuration (mean over seeds)",
                  fontsize=11)
     fig.tight_layout()

@@ -109,7 +109,7 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
     source = source_from(glue_dir, hub)
     fps = data_fingerprints(sweep, source)
     reusable(sweep, loc, store.read_records(loc)[0], fps, retry_failed, io.StringIO())   # refuse early
-    soft = teacher.prepare(sweep, out=out) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
+    soft = teacher.prepare(sweep, out=out, source=source) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
     with RunLock(lock_dir(loc), str(loc)):
         records, problems = store.read_records(loc)
         for p in problems:
