@@ -168,12 +168,12 @@ def renderable(v: View):
 
     running = Table(title=f"running trials ({len(v.running)})", title_justify="left", expand=False)
     for h in TRIAL_HEAD:
-        running.add_column(h, justify="left" if h in ("model", "task") else "right")
+        running.add_column(h, justify="left" if h in ("model", "task") else "right", no_wrap=h == "model")
     for r in v.running:
         running.add_row(*trial_cells(r))
     best = Table(title="best so far, per model and task", title_justify="left")
     for h in BEST_HEAD:
-        best.add_column(h, justify="left" if h in ("model", "task", "status") else "right")
+        best.add_column(h, justify="left" if h in ("model", "task", "status") else "right", no_wrap=h == "model")
     for r in v.best:
         best.add_row(*best_cells(r))
     return Group(f"[bold]{counts_line(v)}[/bold]  [dim]{time.strftime('%H:%M:%S')}[/dim]", running, best)

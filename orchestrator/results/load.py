@@ -48,7 +48,7 @@ def trials_frame(records: list[dict], problems: list[str]) -> pd.DataFrame:
     flat = flat.assign(task=names)[names.notna()].reset_index(drop=True)
     labels = [model_label(r) for r in flat[["model", "init"]].to_dict("records")]
     out = flat.rename(columns={"model": "base_model"}).assign(
-        model=labels, training=flat["training"].fillna("fine-tune"), batch_size=flat["batch_size"].astype(int), learning_rate=flat["learning_rate"].map(lr_key))
+        model=labels, training=flat["training"].astype(object).fillna("fine-tune"), batch_size=flat["batch_size"].astype(int), learning_rate=flat["learning_rate"].map(lr_key))
     return out[["trial_id", "model", "base_model"] + cols[2:]]
 
 

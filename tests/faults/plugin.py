@@ -8,6 +8,8 @@ own worker processes):
 * ``flaky:<substring>``: it raises on its first attempt only (a marker file in
   ``GLUE_SWEEP_FAULT_DIR`` remembers it);
 * ``sleep:<substring>:<seconds>``: it waits first, so a test can act mid-sweep;
+* ``stall:<substring>:<seconds>``: it waits before its second evaluation, so a test sees it
+  running with its first epoch's score;
 * ``nan:<substring>``: its training loss becomes NaN after two steps;
 * ``oom:<substring>:<rows>``: its training batches above that many rows raise an
   out-of-memory error;
@@ -52,6 +54,8 @@ def after_prepare(trial, prepared) -> None:
             nan_after(prepared.model, steps=2)
         if kind == "oom" and pattern in trial.id:
             oom_above(prepared.model, int(arg or 8))
+        if kind == "stall" and pattern in trial.id:
+            stall_before_evaluation(prepared.model, 2, float(arg or 1))
 
 
 def before_record_write(record, writes_so_far: int) -> None:
@@ -73,6 +77,22 @@ def oom_above(model, max_rows: int) -> None:
         return forward(*args, **kwargs)
 
     model.forward = oom_forward
+
+
+def stall_before_evaluation(model, n: int, seconds: float) -> None:
+    """Wait ``seconds`` when the model's n-th evaluation pass (a forward out of training mode
+    after one in training mode) begins."""
+    forward, state = model.forward, {"training": True, "passes": 0}
+
+    def stalling_forward(*args, **kwargs):
+        if state["training"] and not model.training:
+            state["passes"] += 1
+            if state["passes"] == n:
+                time.sleep(seconds)
+        state["training"] = model.training
+        return forward(*args, **kwargs)
+
+    model.forward = stalling_forward
 
 
 def nan_after(model, steps: int) -> None:
