@@ -3,9 +3,9 @@ torch, no Ray.
 
 Trials that differ only in their learning rate (same model, task, batch size, seed, epochs,
 ...) see the same batches from the same initial weights, so they can train as one stacked
-model. ``fuse: auto`` groups them when the model is a BERT-architecture registry model and no
-scheduler has to stop single members (grouped ASHA decides per trial: with it, trials run
-one per process); ``fuse: off`` keeps one trial per process.
+model. ``fuse: auto`` groups them when the model is a BERT-architecture registry model (grouped ASHA
+still decides per member: a stopped member leaves its unit's stack, ``sweep.asha``); ``fuse:
+off`` keeps one trial per process.
 """
 
 from __future__ import annotations
@@ -35,12 +35,11 @@ def stackable_model(ref: str) -> bool:
     return entry is not None and entry.arch.model_type == "bert"
 
 
-def plan_units(trials: list[Trial], fuse: str, scheduler: str = "none",
-               max_members: int = MAX_MEMBERS) -> list[list[Trial]]:
+def plan_units(trials: list[Trial], fuse: str, max_members: int = MAX_MEMBERS) -> list[list[Trial]]:
     """The trials as units, in the order of their first member; a unit of one is a solo trial."""
     if fuse not in FUSE:
         raise UserError(f"fuse must be auto or off, not {fuse!r}")
-    if fuse == "off" or scheduler != "none":
+    if fuse == "off":
         return [[t] for t in trials]
     groups: dict[str, list[Trial]] = {}
     for t in trials:

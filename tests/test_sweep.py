@@ -1,4 +1,4 @@
-"""The sweep driver on real Ray: grouped early stopping, resume without re-running,
+"""The sweep driver on real Ray: resume without re-running,
 failing and killed trials, a killed driver, the lock, cluster addresses, a two-node cluster.
 
 The trials are BERT-Tiny shapes trained from scratch on a few hundred real GLUE examples:
@@ -64,40 +64,6 @@ def records(run_dir: Path) -> dict[str, dict]:
     recs, problems = store.read_records(run_dir)
     assert not problems, problems
     return {r["trial_id"]: r for r in recs}
-
-
-# --- grouped ASHA, without a cluster -----------------------------------------------------
-
-def _fake_trial(tid: str, group: str):
-    return SimpleNamespace(trial_id=tid, config={"trial": {"group": group}}, status="RUNNING")
-
-
-def test_grouped_asha_compares_trials_only_within_their_group():
-    """Group A scores ~90, group B ~10. A global ASHA would stop B's trials at the first
-    rung (they are below A's); per-group ASHA lets B's best run on and stops B's weaker."""
-    sw = S.parse("name: g\nmodels: [BERT-Tiny]\ntasks: [SST-2]\nepochs: 4\n"
-                 "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
-    from orchestrator.sweep.asha import grouped_asha
-
-    sched = grouped_asha(sw)
-    a = [_fake_trial(f"a{i}", "A|SST-2") for i in range(4)]
-    b = [_fake_trial(f"b{i}", "B|CoLA") for i in range(4)]
-    for t in a + b:
-        sched.on_trial_add(None, t)
-    decisions = {}
-    for t, score in zip(a, [90, 91, 92, 93]):
-        decisions[t.trial_id] = sched.on_trial_result(None, t, {"epoch": 1.0, "score": score})
-    for t, score in zip(b, [12, 11, 10, 9]):
-        decisions[t.trial_id] = sched.on_trial_result(None, t, {"epoch": 1.0, "score": score})
-    # B's first trial is the best of its group so far: it continues despite 12 << 90.
-    assert decisions["b0"] == sched.CONTINUE
-    # B's later, weaker trials are compared with b0 (and stopped), never with group A.
-    assert decisions["b3"] == sched.STOP
-    assert all(decisions[f"a{i}"] == sched.CONTINUE for i in range(4))  # A's rise: each beats the cut
-    assert set(sched.groups) == {"A|SST-2", "B|CoLA"}
-    # A diverged report stops its trial whatever the group.
-    assert sched.on_trial_result(None, a[0], {"epoch": 1.5, "score": float("-inf"),
-                                              "trial_status": "diverged"}) == sched.STOP
 
 
 # --- real sweeps ---------------------------------------------------------------------------

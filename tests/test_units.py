@@ -28,7 +28,7 @@ def sweep_text(glue_dir, results, extra="", models="[{name: BERT-Tiny, init: ran
 
 def test_units_are_the_learning_rates_of_one_cell(real_glue_dir, tmp_path):
     sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
-    units = plan_units(sw.trials(), sw.fuse, sw.scheduler)
+    units = plan_units(sw.trials(), sw.fuse)
     assert sorted(len(u) for u in units) == [3, 3, 3, 3]          # 2 tasks x 2 batch sizes
     for u in units:
         cfgs = [t.config for t in u]
@@ -36,7 +36,6 @@ def test_units_are_the_learning_rates_of_one_cell(real_glue_dir, tmp_path):
         assert sorted(c.learning_rate for c in cfgs) == [3e-5, 5e-5, 1e-4]
     assert sorted(t.id for u in units for t in u) == sorted(t.id for t in sw.trials())
     assert all(len(u) == 1 for u in plan_units(sw.trials(), "off"))
-    assert all(len(u) == 1 for u in plan_units(sw.trials(), "auto", "asha"))   # ASHA decides per trial
     assert sorted(len(u) for u in plan_units(sw.trials(), "auto", max_members=2)) == [1, 1, 1, 1, 2, 2, 2, 2]
 
 
@@ -92,3 +91,42 @@ def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir,
     from orchestrator.results.load import load_run
     board = load_run(tmp_path / "results" / "fz")
     assert len(board.configs) == 3 and len(board.results) == 1 and not board.problems
+
+
+def asha_sweep(tmp_path, glue_dir, fuse: str) -> tuple[dict, subprocess.CompletedProcess]:
+    """BERT-Tiny (random init, dropout off), STS-B, 200 rows, 2 learning rates x 2 batch sizes,
+    2 epochs, grouped ASHA (grace 1, rf 2), one trial or unit at a time. (STS-B's correlations
+    tell every configuration apart; on SST-2 so little training leaves them all at the
+    majority class's accuracy, and nothing is stopped.)"""
+    spec = tmp_path / f"asha-{fuse}.yaml"
+    spec.write_text(sweep_text(glue_dir, tmp_path / fuse, f"fuse: {fuse}\nresources: {{max_concurrent: 1}}\n"
+                               "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
+                    .replace("[SST-2, MRPC]", "[STS-B]").replace("[1e-4, 5e-5, 3e-5]", "[1e-3, 1e-4]")
+                    .replace("epochs: 1", "epochs: 2").replace("max_train_examples: 96", "max_train_examples: 200"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token",
+           "GLUE_SWEEP_HOOKS": str(REPO / "tests" / "faults" / "plugin.py"), "GLUE_SWEEP_FAULTS": "nodropout:"}
+    env.pop("RAY_ADDRESS", None)
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {x["trial_id"]: x for x in store.read_records(tmp_path / fuse / "fz")[0]}, r
+
+
+def test_grouped_asha_stops_the_same_members_of_fused_units_as_solo_trials(real_glue_dir, tmp_path):
+    """The same sweep with ``fuse: auto`` (two units of two learning rates) and ``fuse: off``
+    (four trials, in the grid's order): the same trials stop at the same epoch with the same
+    scores, and a resumed fused sweep runs nothing again."""
+    fused, _ = asha_sweep(tmp_path, real_glue_dir, "auto")
+    solo, _ = asha_sweep(tmp_path, real_glue_dir, "off")
+    assert set(fused) == set(solo) and len(solo) == 4
+    for tid, s in solo.items():
+        f = fused[tid]
+        assert (f["status"], [e["epoch"] for e in f["evals"]]) == (s["status"], [e["epoch"] for e in s["evals"]]), tid
+        assert [e["score"] for e in f["evals"]] == pytest.approx([e["score"] for e in s["evals"]], abs=0.01), tid
+        assert f["attempts"] == 1 and f["error"] is None
+        if s["status"] == "stopped":
+            assert [e["epoch"] for e in s["evals"]] == [1.0]
+    statuses = sorted(x["status"] for x in solo.values())
+    assert "stopped" in statuses and "completed" in statuses, statuses
+    again, r = asha_sweep(tmp_path, real_glue_dir, "auto")
+    assert "0 to run" in r.stderr and again == fused

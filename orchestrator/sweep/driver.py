@@ -5,8 +5,9 @@ directory, or ``--storage``: any path or URI ``pyarrow.fs`` opens; ``location``)
 finished trial (a re-run only runs what is unfinished or failed, after checking with
 ``identity`` that the finished ones were run with today's settings and data), tokenises once
 and ships the features with the trials (``shipping``), and runs the remaining trials as Tune
-experiments (one per job, see ``jobs``) with the store recorder, grouped ASHA and no
-checkpoints. A driver started anywhere with the same ``--storage`` resumes the same sweep.
+experiments (one per job, see ``jobs``) with the store recorder, grouped ASHA (``asha``: a
+keeper every trial asks, Tune itself first-in first-out) and no checkpoints. A driver started
+anywhere with the same ``--storage`` resumes the same sweep.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..fileio import check_writable_dir
 from ..identity import check_reuse, data_fingerprint, identity_fields
 from ..resources import gpu_memory_bytes, trial_gpu_share
 from ..spec import Sweep
-from .asha import grouped_asha
+from .asha import start_keeper
 from .dashboard import named
 from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, print_dashboard, start_ray
 from .jobs import Job, grid_jobs, optuna_jobs, trial_of
@@ -220,13 +221,12 @@ def _search(sweep: Sweep, job: Job, out, db_dir: Path) -> tuple[dict, object, in
 
 
 def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, recorder: StoreRecorder,
-           storage_path: str, out) -> tune.Tuner:
+           storage_path: str, out, keeper: str | None = None) -> tune.Tuner:
     space, search_alg, samples = _search(sweep, job, out, Path(storage_path).parent)
     return tune.Tuner(
-        tune.with_resources(named(tune.with_parameters(trainable, shipment=shipment)), resources),
+        tune.with_resources(named(tune.with_parameters(trainable, shipment=shipment, keeper=keeper)), resources),
         param_space=space,
         tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=search_alg, num_samples=samples,
-                                    scheduler=grouped_asha(sweep) if sweep.scheduler == "asha" else None,
                                     max_concurrent_trials=sweep.max_concurrent,
                                     reuse_actors=False,   # an actor's dashboard name is its first trial's
                                     trial_name_creator=lambda t: trial_of(t.config).id,
@@ -256,9 +256,11 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         view = live.Screen(sweep.name, records, total, out) if out.isatty() else None
         recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity, view=view)
         stay_in_job()   # after the spec is saved: a job's spec path is relative to its working directory
+        keeper = start_keeper(sweep, records)   # grouped ASHA: every trial and fused member asks it
         interrupted = False
         for k, job in enumerate(jobs):
-            _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out).fit()
+            _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out,
+                   keeper.name if keeper else None).fit()
             if recorder.write_error:
                 raise UserError(f"{recorder.write_error}; the sweep stopped. Finished records are kept: "
                                 f"free space and run the same command again")

@@ -58,7 +58,7 @@ def grid_jobs(sweep: Sweep, records: list[dict]) -> tuple[list[Job], int, int]:
     if not todo:
         return [], len(trials), len(trials)
     tune_units = []
-    for unit in plan_units(todo, sweep.fuse, sweep.scheduler):
+    for unit in plan_units(todo, sweep.fuse):
         first = as_tune(unit[0], names[unit[0].config.model])
         if len(unit) > 1:   # a fused unit: one Tune trial that reports for each member
             first["members"] = [as_tune(t, names[t.config.model]) for t in unit]

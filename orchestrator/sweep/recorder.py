@@ -69,14 +69,19 @@ class StoreRecorder(tune.Callback):
         """The records of a Tune trial: one, or one per member of a fused unit."""
         return [self._rec(trial, m) for m in range(len(members(trial.config["trial"])))]
 
+    def _live(self, trial) -> list[dict]:
+        """The records of a Tune trial still in its hands: not a fused unit's member stopped early
+        (its record is final; a retried unit leaves it out)."""
+        return [r for r in self._all(trial) if r["status"] != "stopped"]
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        for rec in self._all(trial):
+        for rec in self._live(trial):
             rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
             self._write(rec)
         self._progress(trials)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        for rec in self._all(trial):
+        for rec in self._live(trial):
             rec["error"] = error_line(trial)
             self._write(rec)
 
@@ -95,6 +100,8 @@ class StoreRecorder(tune.Callback):
             ev = json.loads(result["eval_json"])
             rec["evals"].append(ev)
             self._best(rec, ev)
+            if result.get("trial_status") == "stopped":   # grouped ASHA stopped it (a unit's member: now)
+                rec["status"] = ended(rec)
         self._write(rec)
         self._progress(trials)
 
@@ -112,14 +119,13 @@ class StoreRecorder(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         for rec in self._all(trial):
             if rec["status"] != "diverged":
-                last = rec["evals"][-1]["epoch"] if rec["evals"] else 0.0
-                rec["status"] = "completed" if last >= float(rec["trial"]["epochs"]) - 1e-6 else "stopped"
+                rec["status"] = ended(rec)
             self.counts[rec["status"]] += 1
             self._write(rec)
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        for rec in self._all(trial):
+        for rec in self._live(trial):
             rec.update(status="failed", error=error_line(trial))
             self.counts["failed"] += 1
             self._write(rec)
@@ -164,6 +170,13 @@ class StopOnWriteError(tune.Stopper):
 
     def stop_all(self):
         return self.recorder.write_error is not None
+
+
+def ended(rec: dict) -> str:
+    """The status of a trial that ran to its end: ``completed`` once its evaluations reached
+    its epochs, else ``stopped`` (early, by the scheduler)."""
+    last = rec["evals"][-1]["epoch"] if rec["evals"] else 0.0
+    return "completed" if last >= float(rec["trial"]["epochs"]) - 1e-6 else "stopped"
 
 
 def error_line(trial) -> str:

@@ -1,7 +1,9 @@
 """The Tune trainable: a thin function around the trial runner, run in a Ray worker.
 
 Every dev evaluation is reported (``tune.report``) with the evaluation itself as JSON, which
-the driver's recorder turns into the trial's record. A diverged trial, or one restarted after
+the driver's recorder turns into the trial's record. With grouped ASHA the trial asks the
+sweep's keeper after each evaluation (``asha.Judge``) and ends when told to stop; the report
+then says ``stopped``. A diverged trial, or one restarted after
 running out of memory, reports once more at the end to say so.
 
 The data come with the trial (``shipping.Shipment``, through ``tune.with_parameters``), and a
@@ -22,6 +24,7 @@ from ray import tune
 from ..config import Runtime
 from ..runner import run_trial
 from . import hooks
+from .asha import STATUS, Judge
 from .dashboard import log_evaluation
 from .jobs import trial_of
 from .unit import unit_trainable
@@ -35,9 +38,11 @@ def placement(soft_labels: str | None = None) -> Runtime:
     return Runtime(device=None if ray.get_gpu_ids() else "cpu", threads=max(1, int(cpus)), soft_labels=soft_labels)
 
 
-def trainable(config: dict, shipment: Shipment) -> None:
+def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> None:
+    """``keeper``: the name of grouped ASHA's keeper (``asha.start_keeper``), None without a scheduler."""
+    judge = Judge(keeper, tune.get_context().get_trial_id())
     if config["trial"].get("members"):
-        return unit_trainable(config, shipment)
+        return unit_trainable(config, shipment, judge)
     trial = trial_of(config)
     hooks.call("trial_start", trial)
     node = ray.get_runtime_context().get_node_id()
@@ -55,8 +60,10 @@ def trainable(config: dict, shipment: Shipment) -> None:
     def on_eval(ev):
         state["last"] = ev
         log_evaluation(trial, ev)
-        tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
+        go = judge.goes_on(trial.group, 0, ev.epoch, ev.score)
+        tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": STATUS[go],
                      "eval_json": json.dumps(vars(ev)), **base()})
+        return go   # False: stopped early (grouped ASHA)
 
     def on_restart(new_cfg, why):
         state["accum"] = new_cfg.grad_accum   # the recorder starts the record's evaluations afresh

@@ -1,7 +1,10 @@
 """The Tune trainable of a fused unit (``units.plan_units``): one Tune trial trains its members
 as one stacked model (``fused.run_unit``) and reports every member's evaluations, each tagged
 with its ``member`` index, so that the recorder writes each member's record exactly as its solo
-trial's. A member that diverged reports once more at the end to say so."""
+trial's. With grouped ASHA each member's evaluation is judged on its own (``asha.Judge``): a
+stopped member leaves the stack (its report says ``stopped``), the others go on; a retried unit
+leaves out the members stopped before. A member that diverged reports once more at the end to
+say so."""
 
 from __future__ import annotations
 
@@ -13,16 +16,21 @@ from ray import tune
 from ..fused import run_unit
 from ..runner import run_trial
 from . import hooks
+from .asha import STATUS, Judge
 from .dashboard import log_evaluation
 from .jobs import trial_of
 from .shipping import Shipment, ShippedSource, soft_labels_file, use_vocab
 
 
-def unit_trainable(config: dict, shipment: Shipment) -> None:
+def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
     from .trainable import placement   # (trainable imports this module)
 
     trials = [trial_of({**config, "trial": m}) for m in config["trial"]["members"]]
     hooks.call("trial_start", trials[0])
+    gone = judge.stopped(len(trials))
+    todo = [i for i in range(len(trials)) if not gone[i]]
+    if not todo:
+        return
     node = ray.get_runtime_context().get_node_id()
     state = {"n_params": 0, "n_train": 0, "last": [None] * len(trials)}
 
@@ -39,19 +47,21 @@ def unit_trainable(config: dict, shipment: Shipment) -> None:
         def report(ev):
             state["last"][i] = ev
             log_evaluation(trials[i], ev)
-            tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": "running",
+            go = judge.goes_on(trials[i].group, i, ev.epoch, ev.score)
+            tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": STATUS[go],
                          "eval_json": json.dumps(vars(ev)), **base(i)})
+            return go   # False: this member leaves the stack
         return report
 
     use_vocab(shipment)
     runtime, source = placement(soft_labels=soft_labels_file(shipment, trials[0].config.task)), ShippedSource(shipment)
     if runtime.soft_labels:   # distillation: the stacked model has no soft-label loss, members run alone
-        results = [run_trial(t.config, source, on_eval=on_eval(i), after_prepare=after_prepare, runtime=runtime)
-                   for i, t in enumerate(trials)]
+        results = [run_trial(trials[i].config, source, on_eval=on_eval(i), after_prepare=after_prepare,
+                             runtime=runtime) for i in todo]
     else:
-        results = run_unit([t.config for t in trials], source, on_evals=[on_eval(i) for i in range(len(trials))],
+        results = run_unit([trials[i].config for i in todo], source, on_evals=[on_eval(i) for i in todo],
                            runtime=runtime, after_prepare=after_prepare)
-    for i, res in enumerate(results):
+    for i, res in zip(todo, results):
         if res.status == "diverged":
             last = state["last"][i]
             tune.report({"score": float("-inf"), "epoch": last.epoch if last else 0.0, "step": res.steps,

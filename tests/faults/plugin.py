@@ -13,6 +13,8 @@ own worker processes):
 * ``nan:<substring>``: its training loss becomes NaN after two steps;
 * ``oom:<substring>:<rows>``: its training batches above that many rows raise an
   out-of-memory error;
+* ``nodropout:<substring>``: its model trains without dropout (a fused unit's members then
+  track their solo trials, so both give the same scores);
 * ``enospc:<n>``: every record write of the driver after the first n fails with ENOSPC.
 """
 
@@ -56,12 +58,27 @@ def after_prepare(trial, prepared) -> None:
             oom_above(prepared.model, int(arg or 8))
         if kind == "stall" and pattern in trial.id:
             stall_before_evaluation(prepared.model, 2, float(arg or 1))
+        if kind == "nodropout" and pattern in trial.id:
+            no_dropout(prepared.model)
 
 
 def before_record_write(record, writes_so_far: int) -> None:
     for kind, pattern, _ in _faults():
         if kind == "enospc" and writes_so_far >= int(pattern or 0):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def no_dropout(model) -> None:
+    """Every dropout of the model off, and its configuration saying so (a fused unit builds its
+    stacked model from the configuration after this hook)."""
+    import torch
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.0
+    if getattr(model.config, "classifier_dropout", None) is not None:
+        model.config.classifier_dropout = 0.0
 
 
 def oom_above(model, max_rows: int) -> None:
