@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from .. import store
 from ..rungs import Groups
@@ -61,8 +62,9 @@ def start_keeper(sweep, records: list[dict]) -> Started | None:
     if sweep.scheduler != "asha":
         return None
     name = f"glue-sweep-asha-{sweep.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    keeper = Keeper.options(name=name, namespace=NAMESPACE).remote(sweep.grace_period, sweep.epochs,
-                                                                   sweep.reduction_factor)
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)   # the driver's node
+    keeper = Keeper.options(name=name, namespace=NAMESPACE, scheduling_strategy=here).remote(
+        sweep.grace_period, sweep.epochs, sweep.reduction_factor)
     ray.get(keeper.seed.remote(finished_evals(records)))
     return Started(name, keeper)
 
