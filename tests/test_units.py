@@ -74,6 +74,35 @@ def test_the_recorder_writes_one_record_per_member(real_glue_dir, tmp_path):
     assert sorted(r["evals"][0]["score"] for r in recs.values()) == [50.0, 51.0, 52.0]
 
 
+def test_a_member_stopped_early_keeps_its_record_when_its_unit_is_retried(real_glue_dir, tmp_path):
+    """Member 1 is stopped after epoch 1 (its record says so at once); the unit then fails and
+    is retried (without member 1), and at last fails for good: member 1's record stays stopped
+    with its evaluation, the others are failed."""
+    from orchestrator.sweep.jobs import grid_jobs
+    from orchestrator.sweep.recorder import StoreRecorder
+
+    sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n").replace("epochs: 1", "epochs: 2"))
+    unit = next(t for t in grid_jobs(sw, [])[0][0].trials if t.get("members"))
+    trial = SimpleNamespace(trial_id="u1", config={"trial": unit, "runtime": {}}, status="RUNNING", error_file=None)
+    rec = StoreRecorder(sw.name, sw.run_dir, {}, out=open("/dev/null", "w"))
+    rec.on_trial_start(0, [trial], trial)
+    for i, status in enumerate(["running", "stopped", "running"]):
+        ev = {"epoch": 1.0, "step": 6, "metrics": {"accuracy": 50.0 + i}, "score": 50.0 + i, "train_loss": 0.7,
+              "elapsed_s": 1.0}
+        rec.on_trial_result(0, [trial], trial, {"member": i, "trial_status": status, "eval_json": json.dumps(ev)})
+    by_lr = lambda: {r["trial"]["learning_rate"]: r for r in store.read_records(sw.run_dir)[0]}   # noqa: E731
+    lrs = [m["config"]["learning_rate"] for m in unit["members"]]
+    assert [by_lr()[lr]["status"] for lr in lrs] == ["running", "stopped", "running"]
+    rec.on_trial_recover(0, [trial], trial)
+    rec.on_trial_start(0, [trial], trial)
+    assert [len(by_lr()[lr]["evals"]) for lr in lrs] == [0, 1, 0]
+    rec.on_trial_error(0, [trial], trial)
+    recs = by_lr()
+    assert [recs[lr]["status"] for lr in lrs] == ["failed", "stopped", "failed"]
+    assert recs[lrs[1]]["evals"][0]["score"] == 51.0 and recs[lrs[1]]["error"] is None and rec.counts["failed"] == 2
+    assert rec.counts["stopped"] == 1
+
+
 def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir, tmp_path):
     spec = tmp_path / "fz.yaml"
     spec.write_text(sweep_text(real_glue_dir, tmp_path / "results", "fuse: auto\nresources: {max_concurrent: 1}\n")

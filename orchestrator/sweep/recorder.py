@@ -125,6 +125,7 @@ class StoreRecorder(tune.Callback):
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self.counts["stopped"] += len(self._all(trial)) - len(self._live(trial))   # members stopped before
         for rec in self._live(trial):
             rec.update(status="failed", error=error_line(trial))
             self.counts["failed"] += 1
