@@ -147,9 +147,9 @@ class StoreRecorder(tune.Callback):
         if not force and now - self.last_print < 10:
             return
         self.last_print = now
-        # a trial the recorder has finished is not running, even before Tune marks it so
-        running = sum(1 for t in trials if t.status == "RUNNING"
-                      and self.records.get(t.trial_id, {}).get("status") not in store.FINAL)
+        # a trial (a unit: all its members) the recorder has finished is not running, even before Tune marks it so
+        live = {tid for (tid, _), r in self.records.items() if r["status"] not in store.FINAL}
+        running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id in live)
         pending = sum(1 for t in trials if t.status == "PENDING")
         done = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v)
         print(f"[{time.strftime('%H:%M:%S')}] trials: {done or '0 finished'}; {running} running, {pending} pending",
