@@ -1,5 +1,7 @@
 """Fused units in a sweep: which trials are grouped (``units.plan_units``), the ``fuse`` key,
-the recorder writing one record per member, and a real sweep with ``fuse: auto``."""
+the recorder writing one record per member (a member stopped early keeping its record), a real
+sweep with ``fuse: auto``, and grouped ASHA stopping the same members of fused units as of
+solo trials."""
 
 from __future__ import annotations
 
@@ -122,11 +124,11 @@ def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir,
     assert len(board.configs) == 3 and len(board.results) == 1 and not board.problems
 
 
-def asha_sweep(tmp_path, glue_dir, fuse: str) -> tuple[dict, subprocess.CompletedProcess]:
+def asha_sweep(tmp_path, glue_dir, fuse: str) -> tuple[Path, subprocess.Popen]:
     """BERT-Tiny (random init, dropout off), STS-B, 200 rows, 2 learning rates x 2 batch sizes,
-    2 epochs, grouped ASHA (grace 1, rf 2), one trial or unit at a time. (STS-B's correlations
-    tell every configuration apart; on SST-2 so little training leaves them all at the
-    majority class's accuracy, and nothing is stopped.)"""
+    2 epochs, grouped ASHA (grace 1, rf 2), one trial or unit at a time; started, not waited
+    for. (STS-B's correlations tell every configuration apart; on SST-2 so little training
+    leaves them all at the majority class's accuracy, and nothing is stopped.)"""
     spec = tmp_path / f"asha-{fuse}.yaml"
     spec.write_text(sweep_text(glue_dir, tmp_path / fuse, f"fuse: {fuse}\nresources: {{max_concurrent: 1}}\n"
                                "scheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
@@ -135,18 +137,24 @@ def asha_sweep(tmp_path, glue_dir, fuse: str) -> tuple[dict, subprocess.Complete
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token",
            "GLUE_SWEEP_HOOKS": str(REPO / "tests" / "faults" / "plugin.py"), "GLUE_SWEEP_FAULTS": "nodropout:"}
     env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return {x["trial_id"]: x for x in store.read_records(tmp_path / fuse / "fz")[0]}, r
+    return tmp_path / fuse / "fz", subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec)],
+                                                    cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                                                    stderr=subprocess.PIPE, text=True)
+
+
+def finished(run: tuple[Path, subprocess.Popen]) -> tuple[dict, str]:
+    """(the records by trial id, stderr) of a sweep ``asha_sweep`` started, once it has ended well."""
+    _, err = run[1].communicate(timeout=600)
+    assert run[1].returncode == 0, err[-3000:]
+    return {x["trial_id"]: x for x in store.read_records(run[0])[0]}, err
 
 
 def test_grouped_asha_stops_the_same_members_of_fused_units_as_solo_trials(real_glue_dir, tmp_path):
     """The same sweep with ``fuse: auto`` (two units of two learning rates) and ``fuse: off``
     (four trials, in the grid's order): the same trials stop at the same epoch with the same
     scores, and a resumed fused sweep runs nothing again."""
-    fused, _ = asha_sweep(tmp_path, real_glue_dir, "auto")
-    solo, _ = asha_sweep(tmp_path, real_glue_dir, "off")
+    runs = [asha_sweep(tmp_path, real_glue_dir, fuse) for fuse in ("auto", "off")]   # two clusters at once
+    (fused, _), (solo, _) = [finished(r) for r in runs]
     assert set(fused) == set(solo) and len(solo) == 4
     for tid, s in solo.items():
         f = fused[tid]
@@ -157,5 +165,5 @@ def test_grouped_asha_stops_the_same_members_of_fused_units_as_solo_trials(real_
             assert [e["epoch"] for e in s["evals"]] == [1.0]
     statuses = sorted(x["status"] for x in solo.values())
     assert "stopped" in statuses and "completed" in statuses, statuses
-    again, r = asha_sweep(tmp_path, real_glue_dir, "auto")
-    assert "0 to run" in r.stderr and again == fused
+    again, err = finished(asha_sweep(tmp_path, real_glue_dir, "auto"))
+    assert "0 to run" in err and again == fused
