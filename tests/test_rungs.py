@@ -127,3 +127,15 @@ def test_seeded_rungs_do_not_depend_on_the_order_of_finished_trials():
     for group, key, evals in finished:
         g.seed(group, key, evals)
     assert g.ask("G", "new", 1, 0.55) is False   # below the median 0.6 of what the finished trials reached
+
+
+def test_a_resumed_sweep_seeds_the_rungs_with_its_finished_valid_records():
+    from orchestrator.sweep.asha import finished_evals
+
+    def rec(tid, status, scores):
+        return {"trial_id": tid, "group": "G", "status": status,
+                "evals": [{"epoch": float(i + 1), "score": s} for i, s in enumerate(scores)]}
+
+    records = [rec("a", "completed", [0.6, 0.7]), rec("b", "stopped", [0.4]), rec("c", "running", [0.9]),
+               rec("d", "failed", [0.8]), rec("e", "diverged", []), rec("f", "completed", [])]
+    assert finished_evals(records) == [("G", "record:a", [(1.0, 0.6), (2.0, 0.7)]), ("G", "record:b", [(1.0, 0.4)])]
