@@ -63,7 +63,7 @@ def fp_of(sweep, glue_dir):
 
 
 def test_directory_teacher_moved_is_reused_replaced_in_place_is_not(glue_dir, tmp_path, one_thread):
-    first = saved_teacher(tmp_path / "teacher", 0)
+    first = saved_teacher(tmp_path / "teacher", 3)
     sweep = sweep_of(first, glue_dir, tmp_path)
     path, runs = prepared(sweep)
     assert runs == 1
@@ -76,7 +76,7 @@ def test_directory_teacher_moved_is_reused_replaced_in_place_is_not(glue_dir, tm
     kept = reusable(moved_sweep, "run", records, fp_of(moved_sweep, glue_dir), True, io.StringIO())
     assert len(kept) == len(records) == 2                          # finished students kept at the new path
 
-    saved_teacher(first, 1)                                        # the same directory, other weights
+    saved_teacher(first, 4)                                        # the same directory, other weights
     new_path, runs = prepared(sweep)
     assert runs == 1 and new_path != path
     assert not np.allclose(T.load_soft(new_path).logits, T.load_soft(path).logits)
@@ -88,7 +88,7 @@ def test_directory_teacher_moved_is_reused_replaced_in_place_is_not(glue_dir, tm
 
 def test_students_recorded_before_teacher_fingerprints_are_reused_only_at_the_same_path(glue_dir, tmp_path,
                                                                                         one_thread, capsys):
-    teacher = saved_teacher(tmp_path / "teacher", 0)
+    teacher = saved_teacher(tmp_path / "teacher", 3)
     sweep = sweep_of(teacher, glue_dir, tmp_path)
     data_fp = data_fingerprints(sweep, source_from(str(glue_dir)))["SST-2"]
     t = next(t for t in sweep.trials() if t.config.distilled)
@@ -105,9 +105,10 @@ def test_students_recorded_before_teacher_fingerprints_are_reused_only_at_the_sa
 
 
 def teacher_run(run_dir, lr: float, score: float) -> str:
-    """A finished teacher run: one BERT-Tiny SST-2 trial; returns the model's label."""
-    cfg = TrialConfig(model=resolve("BERT-Tiny").ref, task="SST-2", batch_size=16, learning_rate=lr, epochs=1,
-                      init="random", max_train_examples=32)
+    """A finished teacher run: one BERT-Tiny SST-2 trial; returns the model's label. (Its
+    configuration is this file's own: a re-trained teacher is shared by every run that chose it.)"""
+    cfg = TrialConfig(model=resolve("BERT-Tiny").ref, task="SST-2", batch_size=8, learning_rate=lr, epochs=1,
+                      init="random", max_train_examples=30)
     trial = make_trial(cfg, "BERT-Tiny")
     rec = store.new_record(trial, "teacher-run", trial.label)
     rec.update(status="completed", evals=[{"epoch": 1.0, "step": 2, "metrics": {"accuracy": score}, "score": score,
