@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import copy
 import io
-import os
 import time
 from contextlib import redirect_stderr, redirect_stdout
-from pathlib import Path
 
 import pytest
 import yaml
