@@ -57,7 +57,7 @@ def fingerprint(directory: str | Path) -> str:
 
 
 @dataclass
-class Source:
+class TeacherRef:
     """Where a task's teacher comes from, and what it is: ``key`` is its content (its files'
     digest; for ``{run, model}`` its re-training: the chosen configuration, the epoch it stops
     at, the content of the data it trains on and the recipe), never a path."""
@@ -66,13 +66,13 @@ class Source:
     choice: Choice | None = None  # ``{run, model}``: the configuration to re-train
 
 
-def resolve(d: Distill, task: Task, source) -> Source:
+def resolve(d: Distill, task: Task, source) -> TeacherRef:
     """The teacher of ``task``, identified by content; trains nothing."""
     if d.teacher.directory:
         why = teacher_directory_problem(d.teacher.directory)
         if why:
             raise UserError(why)
-        return Source("files:" + fingerprint(d.teacher.directory), Path(d.teacher.directory))
+        return TeacherRef("files:" + fingerprint(d.teacher.directory), Path(d.teacher.directory))
     if not (Path(d.teacher.run) / "trials").is_dir():
         raise UserError(f"teacher run {d.teacher.run} has no trials/: run the teacher's sweep first")
     pl = plan(d.teacher.run, d.teacher.model, source)
@@ -87,7 +87,7 @@ def resolve(d: Distill, task: Task, source) -> Source:
     src = json.dumps(["retrain", RECIPE_VERSION, cfg.to_dict(), float(choice.stop_epoch),
                       data_fingerprint(source, task)], sort_keys=True)
     key = "retrain:" + hashlib.sha256(src.encode()).hexdigest()
-    return Source(key, feats.cache_dir() / "teachers" / f"{task.name}-{key[len('retrain:'):][:16]}", choice)
+    return TeacherRef(key, feats.cache_dir() / "teachers" / f"{task.name}-{key[len('retrain:'):][:16]}", choice)
 
 
 def load(directory: str, task: Task, device) -> tuple[object, object]:
@@ -182,7 +182,7 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
     return path, meta
 
 
-def teacher_directory(d: Distill, task: Task, teacher: Source, source, log=None) -> Path:
+def teacher_directory(d: Distill, task: Task, teacher: TeacherRef, source, log=None) -> Path:
     """The teacher's model directory for ``task``: as given, or the run's configuration re-trained once
     (kept under the cache by its re-training's key)."""
     if teacher.choice is None or (teacher.directory / "config.json").is_file():
