@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
-from . import speed, store
-from .config import INITS, Runtime, TrialConfig, make_trial
-from .console import Progress, dashboard_lines, error_line, evaluation_table, newest_run, status_text, watch
-from .data import source_from
+from . import speed
+from .cli_args import positive_float
+from .cli_submit import add_submit_command
+from .cli_train import add_train_command
+from .console import dashboard_lines, error_line, newest_run, status_text, watch
 from .errors import UserError
-from .fileio import atomic_write_json, check_writable_dir
-from .models import resolve
 from .plan import render
-from .preflight import LOCAL_ONLY_ENV, check_device
+from .preflight import LOCAL_ONLY_ENV
 from .results.compare import compare_table, run_names
 from .results.export import export, write_comparison
 from .results.load import load_run
@@ -34,26 +32,6 @@ class _Parser(argparse.ArgumentParser):
                               f"{message}\n")
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{s} is not positive")
-    return v
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{s} is not a positive number")
-    return v
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
                                                "build the leaderboards.")
@@ -63,37 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
                 add_leaderboard_command, add_speed_command, add_submit_command):
         add(sub)
     return p
-
-
-def add_train_command(sub) -> None:
-    t = sub.add_parser("train", help="fine-tune one model on one task with one configuration")
-    t.add_argument("--model", required=True, help="BERT-Tiny, L-4_H-256, all-MiniLM-L6-v2, a hub id or a directory")
-    t.add_argument("--task", required=True, help="CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI")
-    t.add_argument("--batch-size", type=_positive_int, required=True)
-    t.add_argument("--lr", type=_positive_float, required=True, help="peak learning rate")
-    t.add_argument("--epochs", type=_positive_float, default=4)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--max-train-examples", type=_positive_int, default=None)
-    t.add_argument("--init", choices=INITS, default="pretrained")
-    t.add_argument("--eval-every-steps", type=_positive_int, default=None)
-    t.add_argument("--max-length", type=_positive_int, default=128)
-    _data_arguments(t)
-    _device_arguments(t)
-    t.add_argument("--save-model", action="store_true", help="also write the fine-tuned model (safetensors)")
-    t.add_argument("--out", default=None, help="where metrics.json goes (default: results/train/<trial>)")
-    t.add_argument("--quiet", action="store_true", help="no progress line")
-    t.set_defaults(func=cmd_train)
-
-
-def _data_arguments(p) -> None:
-    p.add_argument("--glue-dir", default=None, help="GLUE data directory (default: $GLUE_DIR, else the hub)")
-    p.add_argument("--hub", default=None, help="hub dataset id or a local directory in its parquet layout")
-
-
-def _device_arguments(p) -> None:
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="CPU threads")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own code to run")
 
 
 def add_plan_command(sub) -> None:
@@ -142,7 +89,7 @@ def add_dashboard_command(sub) -> None:
 def add_status_command(sub) -> None:
     st = sub.add_parser("status", help="the live leaderboard of a sweep (running or finished)")
     st.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
-    st.add_argument("--watch", type=_positive_float, default=None, metavar="SECONDS",
+    st.add_argument("--watch", type=positive_float, default=None, metavar="SECONDS",
                     help="the live view (running trials, best per group, ETA), redrawn every SECONDS until the "
                          "sweep ends")
     st.set_defaults(func=cmd_status)
@@ -279,114 +226,6 @@ def cmd_submit_job(a) -> int:
     from .sweep import job   # Ray: heavy, and only the sweep commands need it
 
     return job.command(load(a.sweep), a.address, a.storage, a.python, a.wait)
-
-
-def cmd_train(a) -> int:
-    from .runner import prepare, run   # torch: heavy, and the other commands run without it
-
-    t0 = time.perf_counter()
-    spec = resolve(a.model)
-    cfg = TrialConfig(model=spec.ref, task=a.task, batch_size=a.batch_size, learning_rate=a.lr, epochs=a.epochs,
-                      seed=a.seed, init=a.init, max_train_examples=a.max_train_examples, max_length=a.max_length,
-                      eval_every_steps=a.eval_every_steps, trust_remote_code=a.trust_remote_code)
-    source = source_from(a.glue_dir, a.hub)
-    trial = make_trial(cfg, spec.name)
-    out = Path(a.out) if a.out else Path("results") / "train" / trial.id
-    check_writable_dir(out, "--out directory")   # before an epoch is spent on results nobody can keep
-    check_device(a.device)
-    runtime = Runtime(device=a.device, threads=a.threads, save_dir=str(out / "model") if a.save_model else None)
-    p = prepare(cfg, source, runtime=runtime)   # every input check happens here, before anything is written
-    record = {"trial_id": trial.id, "group": trial.group, "trial": cfg.to_dict(), "data": source.describe(),
-              "status": "running", "evals": []}
-    print(f"{trial.id}: {len(p.train)} training examples, {p.model.num_parameters():,} parameters, "
-          f"device {p.device}, data from {source.describe()}", file=sys.stderr)
-
-    def on_eval(ev):
-        print(("\n" if sys.stderr.isatty() and not a.quiet else ""), end="", file=sys.stderr)
-        print(f"epoch {ev.epoch:g}: " + "  ".join(f"{k} {v:.2f}" for k, v in ev.metrics.items())
-              + f"  score {ev.score:.2f}", file=sys.stderr)
-        record["evals"].append(vars(ev))
-        atomic_write_json(out / "metrics.json", record)
-
-    res = run(p, on_eval=on_eval, on_progress=Progress(a.quiet, a.epochs, a.batch_size), t_start=t0)
-    record.update(status=res.status, note=res.note, n_params=res.n_params, train_examples=res.train_examples,
-                  steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, eval_s=res.eval_s,
-                  examples_per_s=res.examples_per_s)
-    atomic_write_json(out / "metrics.json", record)
-    print(evaluation_table(p.task, res.evals))
-    print(f"status {res.status}{(': ' + res.note) if res.note else ''}; "
-          f"{res.examples_per_s:.0f} training examples/s; metrics in {out / 'metrics.json'}")
-    return 0 if res.status == "completed" else 1
-
-
-def add_submit_command(sub) -> None:
-    p = sub.add_parser(
-        "submit", help="a GLUE test-server zip from a run's best configurations (or --check a zip)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Re-train, for every task, model M's best configuration as the leaderboard chose it (batch\n"
-                    "size, learning rate, the best of its seeds, up to the chosen epoch on the trial's own\n"
-                    "schedule), predict the test sets (AX with the MNLI model) and write the zip the GLUE server\n"
-                    "expects: CoLA.tsv SST-2.tsv MRPC.tsv STS-B.tsv QQP.tsv MNLI-m.tsv MNLI-mm.tsv QNLI.tsv\n"
-                    "RTE.tsv WNLI.tsv AX.tsv, each 'index<TAB>prediction' in the test file's order. The zip is\n"
-                    "validated before it is written; --check ZIP validates an existing one.",
-        epilog="missing files:\n"
-               "  When a task has no result for the model, or its test or training data are absent, its\n"
-               "  files are left out, the zip is named <out>_INCOMPLETE.zip (e.g.\n"
-               "  glue_submission_BERT-Tiny_INCOMPLETE.zip) and each missing file is listed with the reason.\n"
-               "  --check treats a zip named *_INCOMPLETE.zip the same way (missing files listed, the rest\n"
-               "  validated); any other zip must hold all 11 files.\n"
-               "exit codes:\n"
-               "  0 a complete, valid zip; 1 a valid but incomplete zip; 2 an error or an invalid zip")
-    p.add_argument("run", metavar="RUN", nargs="?", help="a run directory (holding trials/*.json) or a storage URI; "
-                                                         "its data are the ones the sweep read unless --glue-dir/--hub")
-    p.add_argument("--model", default=None, help="the model as the leaderboard names it (e.g. BERT-Tiny, "
-                                                 "'BERT-Tiny (random init)')")
-    p.add_argument("--out", default=None, help="the zip to write (default: glue_submission_<model>.zip)")
-    p.add_argument("--check", default=None, metavar="ZIP", help="validate ZIP against the test files instead")
-    _data_arguments(p)
-    p.add_argument("--final-epoch", action="store_true",
-                   help="use the configurations the leaderboard picks with --final-epoch")
-    _device_arguments(p)
-    p.set_defaults(func=cmd_submit)
-
-
-def _print_missing(missing: dict[str, str] | list[str]) -> None:
-    items = missing.items() if isinstance(missing, dict) else ((m, "") for m in missing)
-    for name, why in items:
-        print(f"  missing {name}" + (f": {why}" if why else ""), file=sys.stderr)
-
-
-def cmd_submit(a) -> int:
-    from . import submit as submission   # torch (re-training): heavy, and only submit needs it
-    source = source_from(a.glue_dir, a.hub)
-    if a.check:
-        if a.run or a.model:
-            raise UserError("--check ZIP takes no RUN or --model")
-        rep = submission.check_zip(a.check, source)
-        for p in rep.problems:
-            print(f"{rep.path}: {p}", file=sys.stderr)
-        if rep.missing:
-            print(f"{rep.path}: incomplete: {len(rep.missing)} of {len(submission.submission_files())} files missing:", file=sys.stderr)
-            _print_missing(rep.missing)
-        if not rep.ok:
-            raise UserError(f"{rep.path}: not a valid GLUE submission ({len(rep.problems)} problem(s) above)")
-        print(f"{rep.path}: {'valid but INCOMPLETE' if rep.missing else 'valid'}: {len(rep.rows)} file(s), "
-              f"{sum(rep.rows.values())} rows checked against {source.describe()}")
-        return submission.EXIT_INCOMPLETE if rep.missing else 0
-    if not a.run or not a.model:
-        raise UserError("submit needs RUN and --model M (or --check ZIP)")
-    if not (a.glue_dir or a.hub):   # the data the run itself read, unless told otherwise
-        glue_dir, hub = store.data_source(a.run)
-        if glue_dir or hub:
-            source = source_from(glue_dir, hub)
-    path, rep, pl = submission.submit(a.run, a.model, source, a.out, a.final_epoch, a.device, a.threads, a.trust_remote_code)
-    if pl.missing:
-        print(f"{path}: INCOMPLETE submission: {len(pl.missing)} of {len(submission.submission_files())} files missing:",
-              file=sys.stderr)
-        _print_missing(pl.missing)
-    print(f"wrote {path}: {len(rep.rows)} file(s), {sum(rep.rows.values())} rows, validated"
-          + (" (incomplete)" if pl.missing else ""))
-    return submission.EXIT_INCOMPLETE if pl.missing else 0
 
 
 def main(argv=None) -> int:

@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from .data import SplitData
+from .digest import file_digest
 from .errors import UserError
 from .features import cache_dir
 from .schema import Where
 
-SOFT_VERSION = "1"
+SOFT_VERSION = "2"      # 2: the teacher part of the key is its content or its re-training (never its path)
 TRAIN = "train"          # the transfer-set name of the task's own training inputs
 
 
@@ -42,6 +43,14 @@ class Teacher:
     def identity(self) -> str:
         """What a trial's ``teacher`` setting says."""
         return self.directory if self.directory else f"run:{self.run}:{self.model}"
+
+    @classmethod
+    def from_identity(cls, identity: str) -> "Teacher":
+        """Back from a trial's ``teacher`` setting (a directory, or ``run:<dir>:<model>``)."""
+        if identity.startswith("run:") and identity.count(":") >= 2:
+            run, model = identity[len("run:"):].rsplit(":", 1)
+            return cls(run=run, model=model)
+        return cls(directory=identity)
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,25 @@ class Distill:
         return ((TRAIN,) if self.train else ()) + self.files.get(task, ())
 
 
+def from_config(config) -> Distill:
+    """The distillation settings of one distilled ``TrialConfig`` (its teacher, transfer data,
+    temperature, alpha and kind): what ``train --teacher`` and ``submit`` compute soft labels for."""
+    files = tuple(x for x in config.transfer if x != TRAIN)
+    return Distill(Teacher.from_identity(config.teacher), TRAIN in config.transfer,
+                   {config.task: files} if files else {}, config.temperature, config.alpha,
+                   config.training == "distill+fine-tune", baseline=False)
+
+
+def teacher_directory_problem(raw: str) -> str | None:
+    """Why ``raw`` is not a fine-tuned model directory (a saved model with its config), or None."""
+    d = Path(os.path.expandvars(raw)).expanduser()
+    if not d.is_dir():
+        return f"teacher {raw} is not a directory (a fine-tuned model saved with its tokenizer)"
+    if not (d / "config.json").is_file():
+        return f"teacher {raw} has no config.json: not a saved model"
+    return None
+
+
 # ----------------------------------------------------------------------------- from the sweep file
 
 def resolve(block, where: Where, tasks: list[str]) -> Distill:
@@ -76,12 +104,10 @@ def resolve(block, where: Where, tasks: list[str]) -> Distill:
 def _teacher(raw, where: Where) -> Teacher:
     keys = ("distill", "teacher")
     if isinstance(raw, str) and raw.strip():
-        d = Path(os.path.expandvars(raw)).expanduser()
-        if not d.is_dir():
-            where.fail(keys, f"teacher {raw} is not a directory (a fine-tuned model saved with its tokenizer)")
-        if not (d / "config.json").is_file():
-            where.fail(keys, f"teacher {raw} has no config.json: not a saved model")
-        return Teacher(directory=str(d.resolve()))
+        why = teacher_directory_problem(raw)
+        if why:
+            where.fail(keys, why)
+        return Teacher(directory=str(Path(os.path.expandvars(raw)).expanduser().resolve()))
     if isinstance(raw, dict) and set(raw) == {"run", "model"} and all(isinstance(v, str) for v in raw.values()):
         run = Path(os.path.expandvars(raw["run"])).expanduser()   # checked when the sweep runs: it may come first
         return Teacher(run=str(run.resolve()), model=raw["model"])
@@ -117,14 +143,6 @@ def _transfer(raw, where: Where, tasks: list[str]) -> tuple[bool, dict[str, tupl
 
 # ----------------------------------------------------------------------------- extra transfer files
 
-def file_hash(path: str | Path, h=None) -> str:
-    h = h or hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class TransferFiles:
     """Unlabelled TSV files as a data source: split ``transfer<i>`` is the i-th file. A file
     has a header naming the task's text columns (other columns are ignored)."""
@@ -140,7 +158,7 @@ class TransferFiles:
         return Path(self.files[int(split.removeprefix("transfer"))])
 
     def fingerprint(self, task, split: str) -> str:
-        return "transfer:" + file_hash(self._path(split))
+        return "transfer:" + file_digest(self._path(split))
 
     def load(self, task, split: str) -> SplitData:
         p = self._path(split)

@@ -3,11 +3,14 @@
 For every task of a sweep with a ``distill`` block: find the teacher (a fine-tuned model
 directory, or a finished run's best configuration of a model, re-trained once as ``submit``
 re-trains it and saved under ``$GLUE_SWEEP_CACHE/teachers/``), and make sure its soft labels on
-the task's transfer set are in the soft-label cache: the key is the teacher's content, the
-task, the transfer data's content (the training rows a capped trial uses, extra files) and the
-max length, so the teacher predicts once for every student and configuration, and again only
-when one of those changes. The teacher's own dev scores are kept with its soft labels (the
-leaderboard's reference row).
+the task's transfer set are in the soft-label cache: the key is the teacher's content (its
+files' digests; for ``{run, model}`` the configuration re-trained, its stop epoch and the
+content of its data, never the run's path), the task, the transfer data's content (the training
+rows a capped trial uses, extra files) and the max length, so the teacher predicts once for every
+student and configuration, and again only when one of those changes. The same key is part of a
+distilled trial's identity (``identity``), so finished students are reused only for the same
+teacher. The teacher's own dev scores are kept with its soft labels (the leaderboard's
+reference row).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,23 +33,61 @@ from . import features as feats
 from . import metrics as M
 from .config import Runtime
 from .data import source_from
-from .distill import TRAIN, Distill, SoftLabels, TransferFiles, file_hash, load_soft, save_soft, soft_key, soft_path
+from .digest import file_digest
+from .distill import (TRAIN, Distill, SoftLabels, TransferFiles, from_config, load_soft, save_soft, soft_key, soft_path,
+                      teacher_directory_problem)
 from .distill_train import concat
 from .errors import UserError
+from .identity import RECIPE_VERSION, data_fingerprint
 from .loading import quiet
 from .runner import Collator, run_trial, save, train_subset
-from .submit.choose import plan
-from .tasks import Task
+from .submit.choose import Choice, plan
+from .tasks import Task, get_task
 
 
 def fingerprint(directory: str | Path) -> str:
-    """The teacher's content: every file of its directory (names and bytes)."""
+    """The teacher's content: every file of its directory, by name and bytes (each file's digest
+    read once per version of the file, ``digest``), so a directory replaced in place is a new
+    teacher and the same files at another path are the same one."""
     h = hashlib.sha256()
     for p in sorted(Path(directory).rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(directory)).encode() + b"\0")
-            file_hash(p, h)
+        if p.is_file() and not p.name.startswith(".tmp-"):
+            h.update(str(p.relative_to(directory)).encode() + b"\0" + file_digest(p).encode() + b"\n")
     return h.hexdigest()
+
+
+@dataclass
+class TeacherRef:
+    """Where a task's teacher comes from, and what it is: ``key`` is its content (its files'
+    digest; for ``{run, model}`` its re-training: the chosen configuration, the epoch it stops
+    at, the content of the data it trains on and the recipe), never a path."""
+    key: str
+    directory: Path               # the model (for ``{run, model}``: where the re-trained model is kept)
+    choice: Choice | None = None  # ``{run, model}``: the configuration to re-train
+
+
+def resolve(d: Distill, task: Task, source) -> TeacherRef:
+    """The teacher of ``task``, identified by content; trains nothing."""
+    if d.teacher.directory:
+        why = teacher_directory_problem(d.teacher.directory)
+        if why:
+            raise UserError(why)
+        return TeacherRef("files:" + fingerprint(d.teacher.directory), Path(d.teacher.directory))
+    if not (Path(d.teacher.run) / "trials").is_dir():
+        raise UserError(f"teacher run {d.teacher.run} has no trials/: run the teacher's sweep first")
+    pl = plan(d.teacher.run, d.teacher.model, source)
+    choice = next((c for c in pl.choices if c.task.name == task.name), None)
+    if choice is None:
+        why = next((w for f, w in pl.missing.items() if f.startswith(task.name)), "no usable result")
+        raise UserError(f"teacher {d.teacher.identity}: no {task.name} configuration to re-train ({why})")
+    cfg = choice.config()
+    if cfg.distilled:
+        raise UserError(f"teacher {d.teacher.identity}: its {task.name} configuration is a distilled student; "
+                        f"name a model of the run that was fine-tuned")
+    src = json.dumps(["retrain", RECIPE_VERSION, cfg.to_dict(), float(choice.stop_epoch),
+                      data_fingerprint(source, task)], sort_keys=True)
+    key = "retrain:" + hashlib.sha256(src.encode()).hexdigest()
+    return TeacherRef(key, feats.cache_dir() / "teachers" / f"{task.name}-{key[len('retrain:'):][:16]}", choice)
 
 
 def load(directory: str, task: Task, device) -> tuple[object, object]:
@@ -105,11 +147,18 @@ def transfer_set(d: Distill, task: Task, source, tokenizer, max_length: int, cap
     return concat(parts)
 
 
-def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None, directory: str,
-                stats: dict | None = None, log=None) -> tuple[Path, dict]:
-    """(the cache file of the teacher's soft labels for ``task``, their metadata), predicting them on a miss."""
+def soft_key_of(d: Distill, task: Task, source, max_length: int, cap: int | None) -> str:
+    """The soft labels' cache key: the teacher's content, the task, the transfer data's content, the max length."""
+    return soft_key(resolve(d, task, source).key, task.name, transfer_fingerprints(d, task, source, cap), max_length)
+
+
+def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None, stats: dict | None = None,
+                log=None) -> tuple[Path, dict]:
+    """(the cache file of the teacher's soft labels for ``task``, their metadata), re-training a
+    ``{run, model}`` teacher (once) and predicting them on a miss."""
     stats = stats if stats is not None else {}
-    key = soft_key(fingerprint(directory), task.name, transfer_fingerprints(d, task, source, cap), max_length)
+    teacher = resolve(d, task, source)
+    key = soft_key(teacher.key, task.name, transfer_fingerprints(d, task, source, cap), max_length)
     path = soft_path(task.name, key)
     if path.is_file():
         try:
@@ -118,6 +167,7 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
             return path, soft.meta
         except UserError:
             path.unlink(missing_ok=True)   # a damaged entry is recomputed, never trusted
+    directory = str(teacher_directory(d, task, teacher, source, log))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load(directory, task, device)
     enc = transfer_set(d, task, source, tokenizer, max_length, cap)
@@ -125,32 +175,21 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
     logits = predict_logits(model, enc, device)
     stats["teacher_runs"] = stats.get("teacher_runs", 0) + 1
     metrics, score = dev_scores(model, task, source, tokenizer, max_length, device)
-    meta = {"teacher": d.teacher.identity, "directory": directory, "task": task.name, "transfer": list(d.transfer(task.name)),
-            "rows": len(enc), "max_length": max_length, "metrics": metrics, "score": score}
+    meta = {"teacher": d.teacher.identity, "directory": directory, "fingerprint": teacher.key, "task": task.name,
+            "transfer": list(d.transfer(task.name)), "rows": len(enc), "max_length": max_length, "metrics": metrics,
+            "score": score}
     save_soft(path, SoftLabels(logits, meta))
     return path, meta
 
 
-def teacher_directory(d: Distill, task: Task, source, log=None) -> str:
-    """The teacher's model directory for ``task``: as given, or the run's best configuration re-trained once."""
-    if d.teacher.directory:
-        return d.teacher.directory
-    if not (Path(d.teacher.run) / "trials").is_dir():
-        raise UserError(f"teacher run {d.teacher.run} has no trials/: run the teacher's sweep first")
-    pl = plan(d.teacher.run, d.teacher.model, source)
-    choice = next((c for c in pl.choices if c.task.name == task.name), None)
-    if choice is None:
-        why = next((w for f, w in pl.missing.items() if f.startswith(task.name)), "no usable result")
-        raise UserError(f"teacher {d.teacher.identity}: no {task.name} configuration to re-train ({why})")
-    cfg = choice.config()
-    key = hashlib.sha256(json.dumps([d.teacher.identity, cfg.to_dict(), choice.stop_epoch], sort_keys=True)
-                         .encode()).hexdigest()[:16]
-    out = feats.cache_dir() / "teachers" / f"{task.name}-{key}"
-    if (out / "config.json").is_file():
-        return str(out)
-    (log or (lambda m: None))(f"teacher {d.teacher.identity}: re-training {task.name} with {choice.describe()}")
-    _retrain(cfg, choice.stop_epoch, source, out)
-    return str(out)
+def teacher_directory(d: Distill, task: Task, teacher: TeacherRef, source, log=None) -> Path:
+    """The teacher's model directory for ``task``: as given, or the run's configuration re-trained once
+    (kept under the cache by its re-training's key)."""
+    if teacher.choice is None or (teacher.directory / "config.json").is_file():
+        return teacher.directory
+    (log or (lambda m: None))(f"teacher {d.teacher.identity}: re-training {task.name} with {teacher.choice.describe()}")
+    _retrain(teacher.choice.config(), teacher.choice.stop_epoch, source, teacher.directory)
+    return teacher.directory
 
 
 def _retrain(cfg, stop_epoch: float, source, out: Path) -> None:
@@ -175,9 +214,18 @@ def prepare(sweep, stats: dict | None = None, out=sys.stderr, source=None) -> di
     ``source``: the data source the driver already opened (else the sweep's own)."""
     log = lambda m: print(m, file=out, flush=True)   # noqa: E731
     source = source if source is not None else source_from(sweep.glue_dir, sweep.hub)
-    result = {}
-    for task in sweep.tasks:
-        directory = teacher_directory(sweep.distill, task, source, log)
-        result[task.name] = soft_labels(sweep.distill, task, source, sweep.max_length, sweep.max_train_examples,
-                                        directory, stats, log)
-    return result
+    return {task.name: soft_labels(sweep.distill, task, source, sweep.max_length, sweep.max_train_examples, stats, log)
+            for task in sweep.tasks}
+
+
+def soft_keys(sweep, source) -> dict[str, str]:
+    """Every task's soft-label key (part of a distilled trial's identity); computes nothing but digests."""
+    return {task.name: soft_key_of(sweep.distill, task, source, sweep.max_length, sweep.max_train_examples)
+            for task in sweep.tasks}
+
+
+def for_config(config, source, log=None, stats: dict | None = None) -> tuple[Path, dict]:
+    """The soft labels one distilled trial configuration reads (``train --teacher``, ``submit``):
+    from the cache, or computed now as a sweep would."""
+    return soft_labels(from_config(config), get_task(config.task), source, config.max_length,
+                       config.max_train_examples, stats, log)

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 from .. import features as feats
+from .. import teacher as teachers   # (teacher reads the run's choices with .choose: imported as a module)
 from ..config import Runtime
 from ..errors import UserError
 from ..models import load_tokenizer
@@ -29,12 +30,14 @@ def predict(p, f: SubmissionFile, source, tokenizer) -> list[str]:
 def train_and_predict(choice: Choice, source, device=None, threads=None, trust_remote_code=False,
                       log=None) -> tuple[dict[str, str], float | None]:
     """Re-train a choice up to its epoch and predict its files: (file name -> text, the
-    re-trained dev score at that epoch)."""
+    re-trained dev score at that epoch). A distilled student learns again from its teacher's soft
+    labels (the soft-label cache's, or computed again from the teacher its record names)."""
     log = log or (lambda msg: None)
     cfg = choice.config()
     if trust_remote_code and not cfg.trust_remote_code:
         cfg = cfg.replace(trust_remote_code=True)
-    runtime = Runtime(device=device, threads=threads)
+    soft = str(teachers.for_config(cfg, source, log)[0]) if cfg.distilled else None
+    runtime = Runtime(device=device, threads=threads, soft_labels=soft)
     stop = epoch_key(choice.stop_epoch)
     seen = {}
 

@@ -30,7 +30,7 @@ from ..data import source_from
 from ..errors import UserError
 from ..features import cache_dir
 from ..fileio import check_writable_dir
-from ..identity import check_reuse, data_fingerprint, identity_fields
+from ..identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
 from ..resources import gpu_memory_bytes, trial_gpu_share
 from ..spec import Sweep
 from .asha import start_keeper
@@ -43,7 +43,7 @@ from .shipping import Shipment, pack, ship_soft_labels
 from .trainable import trainable
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (README: exit codes)
-TEACHER_KEYS = ("task", "teacher", "directory", "transfer", "rows", "max_length", "metrics", "score")
+TEACHER_KEYS = ("task", "teacher", "directory", "fingerprint", "transfer", "rows", "max_length", "metrics", "score")
 
 
 def data_fingerprints(sweep: Sweep, source) -> dict[str, str]:
@@ -66,27 +66,33 @@ def data_fingerprints(sweep: Sweep, source) -> dict[str, str]:
     return out
 
 
-def wanted(sweep: Sweep, records: list[dict], fps: dict[str, str]) -> dict[str, tuple[TrialConfig, str]]:
-    """Trial id -> (configuration, data fingerprint) today's spec gives each trial of the store:
+def fingerprints(fps: dict[str, str], soft_keys: dict[str, str]):
+    """A trial configuration -> its fingerprint: its task's data, and for a distilled trial the
+    key of the teacher's soft labels (``teacher.soft_keys``: the teacher's and transfer data's content)."""
+    return lambda cfg: trial_fingerprint(fps[cfg.task], soft_keys[cfg.task] if cfg.distilled else None)
+
+
+def wanted(sweep: Sweep, records: list[dict], fp_of) -> dict[str, tuple[TrialConfig, str]]:
+    """Trial id -> (configuration, fingerprint) today's spec gives each trial of the store:
     the grid's trials, or (optuna) the sampled configurations of its studies."""
     if sweep.mode == "grid":
-        return {t.id: (t.config, fps[t.config.task]) for t in sweep.trials()}
+        return {t.id: (t.config, fp_of(t.config)) for t in sweep.trials()}
     by_label = {display_name(s.name, i): (s, i) for s, i in sweep.models}
     out = {}
     for r in records:
         t, m = r["trial"], by_label.get(r["model"])
-        if m is None or t["task"] not in fps or t["seed"] not in sweep.seeds:
+        if m is None or t["task"] not in {x.name for x in sweep.tasks} or t["seed"] not in sweep.seeds:
             continue
         cfg = sweep.trial(m[0], m[1], t["task"], t["batch_size"], t["learning_rate"], t["seed"]).config
-        out[r["trial_id"]] = (cfg, fps[t["task"]])
+        out[r["trial_id"]] = (cfg, fp_of(cfg))
     return out
 
 
-def reusable(sweep: Sweep, loc: storage.Location, records: list[dict], fps: dict[str, str], retry_failed: bool,
+def reusable(sweep: Sweep, loc: storage.Location, records: list[dict], fp_of, retry_failed: bool,
              out) -> list[dict]:
     """The records a re-run keeps (refusing, in one line, records run with other settings);
-    failed ones are dropped when they are to be retried."""
-    want = wanted(sweep, records, fps)
+    failed ones are dropped when they are to be retried. ``fp_of``: :func:`fingerprints`."""
+    want = wanted(sweep, records, fp_of)
     final = [r for r in records if r["status"] in store.FINAL]
     for line in check_reuse(loc, final, want):
         print(line, file=out)
@@ -108,14 +114,14 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
     check_writable_dir(lock_dir(loc), "results directory")
     glue_dir, hub = data_paths(sweep)
     source = source_from(glue_dir, hub)
-    fps = data_fingerprints(sweep, source)
-    reusable(sweep, loc, store.read_records(loc)[0], fps, retry_failed, io.StringIO())   # refuse early
+    fp_of = fingerprints(data_fingerprints(sweep, source), teacher.soft_keys(sweep, source) if sweep.distill else {})
+    reusable(sweep, loc, store.read_records(loc)[0], fp_of, retry_failed, io.StringIO())   # refuse early
     soft = teacher.prepare(sweep, out=out, source=source) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
     with RunLock(lock_dir(loc), str(loc)):
         records, problems = store.read_records(loc)
         for p in problems:
             print(f"warning: ignoring unusable record {p} (its trial runs again)", file=out)
-        kept = reusable(sweep, loc, records, fps, retry_failed, out)
+        kept = reusable(sweep, loc, records, fp_of, retry_failed, out)
         retry = sorted(r["trial_id"] for r in records if r["status"] == "failed") if retry_failed else []
         jobs, total, finished = (grid_jobs if sweep.mode == "grid" else optuna_jobs)(sweep, kept)
         print(f"sweep {sweep.name}: {'optuna, ' if sweep.mode == 'optuna' else ''}{total} trials, {finished} already "
@@ -128,7 +134,7 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
             return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid" else set())
         shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
         shipment.spec_text = Path(sweep.path).read_text(encoding="utf-8") if Path(sweep.path).is_file() else None
-        identity = (lambda cfg: identity_fields(cfg, fps[cfg.task]))
+        identity = (lambda cfg: identity_fields(cfg, fp_of(cfg)))
         return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, out,
                          total)
 
