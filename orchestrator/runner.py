@@ -274,48 +274,33 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
 
     res = TrialResult(status="completed", n_params=sum(x.numel() for x in model.parameters()), train_examples=n)
     model.train()
-    step, loss_sum, loss_count, t_train, seen, window = 0, 0.0, 0, None, 0, 0.0
+    step, loss_sum, loss_count, seen, window = 0, 0.0, 0, 0, 0.0
 
-    def do_eval() -> bool:
-        nonlocal loss_sum, loss_count
-        t_eval = time.perf_counter()
-        metrics, score = evaluate(p, autocast_for(device))
-        res.eval_s += time.perf_counter() - t_eval
-        ev = Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
-                        train_loss=float(loss_sum) / max(1, loss_count),
-                        elapsed_s=round(time.perf_counter() - t_start, 3))
-        loss_sum, loss_count = 0.0, 0
-        res.evals.append(ev)
-        return not (on_eval is not None and on_eval(ev) is False)
-
+    t_train = time.perf_counter()
+    res.startup_s = round(t_train - t_start, 3)
     while step < total_steps:
         for rows in batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length):
-            if t_train is None:
-                t_train = time.perf_counter()
-                res.startup_s = round(t_train - t_start, 3)
             batch_loss = forward_backward(model, rows, micro, collate, labels_all, device, autocast, p.loss_fn,
                                           scaler, sync)
             end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps
             evaluating = end_of_epoch or bool(eval_every and (step + 1) % eval_every == 0)
             window = window + batch_loss
             if sync or evaluating or (step + 1) % GPU_CHECK_EVERY == 0:
-                if not math.isfinite(float(window)):
-                    lost = batch_loss if sync else "non-finite"
-                    res.status, res.note = "diverged", f"loss became {lost} {'at' if sync else 'by'} step {step + 1}"
+                why = divergence(window, batch_loss, sync, step + 1)
+                if why:
+                    res.status, res.note = "diverged", why
                     break
                 window = 0.0
             optimizer_step(model, optimizer, scheduler, cfg.max_grad_norm, scaler)
-            step += 1
-            seen += len(rows)
-            loss_sum += batch_loss
-            loss_count += 1
-            if on_progress is not None and on_progress(step, total_steps, batch_loss) is False:
+            step, seen, loss_sum, loss_count = step + 1, seen + len(rows), loss_sum + batch_loss, loss_count + 1
+            stop = on_progress is not None and on_progress(step, total_steps, batch_loss) is False
+            if evaluating and not stop:
+                ev = evaluation(p, res, step, steps_per_epoch, float(loss_sum) / max(1, loss_count), t_start)
+                loss_sum, loss_count = 0.0, 0
+                stop = on_eval is not None and on_eval(ev) is False
+            if stop:
                 res.status = "stopped"
                 break
-            if evaluating:
-                if not do_eval():
-                    res.status = "stopped"
-                    break
             if step >= total_steps:
                 break
         if res.status != "completed":
@@ -325,10 +310,29 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     return res
 
 
-def _finish(p: Prepared, res: TrialResult, step: int, seen: int, t_train: float | None) -> None:
+def evaluation(p: Prepared, res: TrialResult, step: int, steps_per_epoch: int, train_loss: float,
+               t_start: float) -> Evaluation:
+    """Evaluate on the dev split now; the evaluation joins ``res``."""
+    t_eval = time.perf_counter()
+    metrics, score = evaluate(p, autocast_for(p.device))
+    res.eval_s += time.perf_counter() - t_eval
+    ev = Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
+                    train_loss=train_loss, elapsed_s=round(time.perf_counter() - t_start, 3))
+    res.evals.append(ev)
+    return ev
+
+
+def divergence(window, batch_loss, sync: bool, step: int) -> str | None:
+    """Why training stops as diverged (the losses summed since the last check are not finite), or None."""
+    if math.isfinite(float(window)):
+        return None
+    return f"loss became {batch_loss if sync else 'non-finite'} {'at' if sync else 'by'} step {step}"
+
+
+def _finish(p: Prepared, res: TrialResult, step: int, seen: int, t_train: float) -> None:
     res.steps = step
     res.eval_s = round(res.eval_s, 3)
-    res.train_s = round(max(0.0, time.perf_counter() - (t_train or time.perf_counter()) - res.eval_s), 3)
+    res.train_s = round(max(0.0, time.perf_counter() - t_train - res.eval_s), 3)
     res.examples_per_s = round(seen / res.train_s, 2) if res.train_s > 0 else 0.0
     if p.runtime.save_dir and res.status == "completed":
         save(p, p.runtime.save_dir)
