@@ -16,21 +16,22 @@ def positive_int(s: str) -> int:
     return v
 
 
-def positive_float(s: str) -> float:
+def _number(s: str) -> float:
     try:
-        v = float(s)
+        return float(s)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+
+
+def positive_float(s: str) -> float:
+    v = _number(s)
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"{s} is not a positive number")
     return v
 
 
 def non_negative_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    v = _number(s)
     if not 0 <= v < float("inf"):
         raise argparse.ArgumentTypeError(f"{s} is not a finite number of at least 0")
     return v

@@ -6,7 +6,6 @@ per-epoch table and writing ``metrics.json`` (which records the kind of training
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from .cli_args import data_arguments, device_arguments, non_negative_float, posi
 from .config import INITS, Runtime, TrialConfig, make_trial
 from .console import Progress, evaluation_table
 from .data import source_from
-from .distill import TRAIN, teacher_directory_problem
+from .distill import TRAIN, teacher_directory_problem, user_path
 from .errors import UserError
 from .fileio import atomic_write_json, check_writable_dir
 from .models import resolve
@@ -68,12 +67,12 @@ def distillation(a: argparse.Namespace) -> dict:
         raise UserError(why)
     files = []
     for f in a.transfer_file:
-        p = Path(os.path.expandvars(f)).expanduser()
+        p = user_path(f)
         if not p.is_file():
             raise UserError(f"--transfer-file {f} does not exist")
         files.append(str(p.resolve()))
     return dict(training="distill+fine-tune" if a.then_finetune else "distill",
-                teacher=str(Path(os.path.expandvars(a.teacher)).expanduser().resolve()), transfer=[TRAIN, *files],
+                teacher=str(user_path(a.teacher).resolve()), transfer=[TRAIN, *files],
                 temperature=1.0 if a.temperature is None else a.temperature, alpha=a.alpha or 0.0)
 
 

@@ -79,9 +79,14 @@ def from_config(config) -> Distill:
                    config.training == "distill+fine-tune", baseline=False)
 
 
+def user_path(raw: str) -> Path:
+    """A path as a user wrote it in a spec or on the command line (``$VARS`` and ``~`` expanded)."""
+    return Path(os.path.expandvars(raw)).expanduser()
+
+
 def teacher_directory_problem(raw: str) -> str | None:
     """Why ``raw`` is not a fine-tuned model directory (a saved model with its config), or None."""
-    d = Path(os.path.expandvars(raw)).expanduser()
+    d = user_path(raw)
     if not d.is_dir():
         return f"teacher {raw} is not a directory (a fine-tuned model saved with its tokenizer)"
     if not (d / "config.json").is_file():
@@ -107,9 +112,9 @@ def _teacher(raw, where: Where) -> Teacher:
         why = teacher_directory_problem(raw)
         if why:
             where.fail(keys, why)
-        return Teacher(directory=str(Path(os.path.expandvars(raw)).expanduser().resolve()))
+        return Teacher(directory=str(user_path(raw).resolve()))
     if isinstance(raw, dict) and set(raw) == {"run", "model"} and all(isinstance(v, str) for v in raw.values()):
-        run = Path(os.path.expandvars(raw["run"])).expanduser()   # checked when the sweep runs: it may come first
+        run = user_path(raw["run"])   # checked when the sweep runs: it may come first
         return Teacher(run=str(run.resolve()), model=raw["model"])
     where.fail(keys, f"teacher must be a model directory or {{run: RUN, model: M}}, not {raw!r}")
 
@@ -133,7 +138,7 @@ def _transfer(raw, where: Where, tasks: list[str]) -> tuple[bool, dict[str, tupl
         paths = paths if isinstance(paths, list) else [paths]
         out = []
         for p in paths:
-            f = Path(os.path.expandvars(str(p))).expanduser()
+            f = user_path(str(p))
             if not f.is_file():
                 where.fail(keys + ("files", task), f"transfer file {p} does not exist")
             out.append(str(f.resolve()))

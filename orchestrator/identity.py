@@ -49,9 +49,10 @@ def _settings(trial: dict) -> dict:
     return out
 
 
-def settings_hash(config: TrialConfig, data_fp: str) -> str:
-    payload = json.dumps({"recipe": RECIPE_VERSION, "trial": _settings(config.to_dict()), "data": data_fp},
-                         sort_keys=True)
+def settings_hash(config: TrialConfig, data_fp: str, by_content: bool = True) -> str:
+    """``by_content=False``: the hash as written before teacher fingerprints (teacher and transfer paths included)."""
+    trial = _settings(config.to_dict()) if by_content else config.to_dict()
+    payload = json.dumps({"recipe": RECIPE_VERSION, "trial": trial, "data": data_fp}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -115,9 +116,4 @@ def _before_soft_keys(r: dict, cfg: TrialConfig, data_fp: str) -> bool:
     old = r.get("data_fingerprint")
     return (cfg.distilled and isinstance(old, str) and "+" not in old and "+" in data_fp
             and old == data_fp.partition("+")[0] and not _differences(r["trial"], cfg, by_content=False)
-            and r["settings_hash"] == _legacy_hash(cfg, old))
-
-
-def _legacy_hash(cfg: TrialConfig, data_fp: str) -> str:
-    payload = json.dumps({"recipe": RECIPE_VERSION, "trial": cfg.to_dict(), "data": data_fp}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+            and r["settings_hash"] == settings_hash(cfg, old, by_content=False))
