@@ -29,10 +29,11 @@ from .adamw import StackedAdamW
 from .config import Runtime, TrialConfig
 from .device import keep_large_blocks, precision, use_bf16
 from .errors import UserError
-from .stacked import StackedBert, load_member, stack_parameters, stackable
+from .stacked import WORDS, StackedBert, Vocabulary, load_member, stack_parameters, stackable
 from .units import unit_key
 
 GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)
+STACK_ALL_WORDS = False   # True stacks every word-embedding row (bench/fused.py measures the difference)
 
 
 def check_unit(configs: list[TrialConfig]) -> None:
@@ -61,9 +62,13 @@ class _Unit:
         self.members = [_Member(c, (on_evals or [None] * len(configs))[i],
                                 R.TrialResult(status="completed", n_params=n_params, train_examples=len(p.train)), i)
                         for i, c in enumerate(configs)]
-        self.params = stack_parameters(p.model, len(configs))
+        words = dict(p.model.named_parameters())[WORDS]
+        self.words = Vocabulary(p.train.input_ids, words, len(configs)) if words.requires_grad and not STACK_ALL_WORDS else None
+        self.train = self.words.compact(p.train) if self.words is not None else p.train
+        self.params = stack_parameters(p.model, len(configs), self.words)
         decayed = {n for n, t in p.model.named_parameters() if t.requires_grad and not R.no_decay(n, t)}
         self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay)
+        self.words_wd = p.config.weight_decay if WORDS in decayed else 0.0
         self.net = StackedBert(p.model.config, p.task.num_labels)
         self.loss_sum = torch.zeros(len(configs), dtype=torch.float64, device=p.device)
         self.check_every = check_every or (1 if p.device.type == "cpu" else GPU_CHECK_EVERY)
@@ -106,6 +111,8 @@ class _Unit:
             m.row = -1
         if stay:
             self.opt.keep(rows)
+            if self.words is not None:
+                self.words.keep(rows)
             idx = torch.tensor(rows, device=self.p.device)
             self.loss_sum, self.bad = self.loss_sum.index_select(0, idx), self.bad.index_select(0, idx)
         for i, m in enumerate(stay):
@@ -131,7 +138,7 @@ class _Unit:
         stopped = []
         for m in self.alive:
             t0 = time.perf_counter()
-            load_member(self.p.model, self.params, m.row)
+            load_member(self.p.model, self.params, m.row, self.words)
             metrics, score = R.evaluate(self.p, self.eval_autocast)
             m.eval_s += time.perf_counter() - t0
             self.eval_total += time.perf_counter() - t0
@@ -151,7 +158,7 @@ def _train(u: _Unit, on_progress) -> int:
     p, cfg = u.p, u.p.config
     steps_per_epoch, total_steps, eval_every = R.schedule(cfg, len(p.train))
     factor = R.lr_factor(total_steps, cfg.warmup_ratio)
-    collate = R.Collator(p.train, p.use_token_types, p.device, pin=p.device.type == "cuda")
+    collate = R.Collator(u.train, p.use_token_types, p.device, pin=p.device.type == "cuda")
     labels_all = torch.from_numpy(p.train.labels)
     rng, micro, step = np.random.default_rng(cfg.seed), cfg.batch_size // cfg.grad_accum, 0
     while step < total_steps and u.alive:
@@ -171,6 +178,8 @@ def _train(u: _Unit, on_progress) -> int:
                 u.bad |= ~torch.isfinite(losses)
             u.opt.clip_(cfg.max_grad_norm)
             u.opt.step(factor(step))
+            if u.words is not None:
+                u.words.decay([lr * factor(step) for lr in u.opt.lrs], u.words_wd)
             u.opt.zero_grad()
             step += 1
             u.loss_sum += losses

@@ -96,8 +96,9 @@ def test_each_member_starts_from_its_solo_trials_head_and_loss(src):
     losses = net.losses(params, batch, labels)
     for k, c in enumerate(configs):
         q = no_dropout(R.prepare(c, src))
-        assert torch.equal(params["classifier.weight"][k], q.model.classifier.weight)
-        assert torch.equal(params["classifier.bias"][k], q.model.classifier.bias)
+        own = stacked.member(p.model, params, k)
+        assert torch.equal(own["classifier.weight"], q.model.classifier.weight)
+        assert torch.equal(own["classifier.bias"], q.model.classifier.bias)
         assert losses[k].item() == pytest.approx(q.model(**batch, labels=labels).loss.item(), rel=1e-5)
 
 
@@ -145,8 +146,8 @@ def test_a_nan_member_leaves_the_stack_and_the_others_go_on(src, monkeypatch):
     configs = [cfg(learning_rate=lr, max_train_examples=320, eval_every_steps=10) for lr in LRS]
     original = stacked.stack_parameters
 
-    def poisoned(model, k):
-        params = original(model, k)
+    def poisoned(model, k, words=None):
+        params = original(model, k, words)
         with torch.no_grad():
             params["classifier.weight"][0] = float("nan")
         return params
@@ -195,3 +196,36 @@ def test_the_runner_and_the_fused_path_import_without_ray_optuna_or_datasets():
             "assert not bad, bad\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_untrained_word_rows_decay_as_torch_adamw_decays_them():
+    """Rows of the word embeddings no training batch uses are not stacked: each member keeps one
+    decay factor for them. After steps whose gradients touch only the trained rows, every
+    member's whole matrix equals torch.optim.AdamW's on the full matrix."""
+    g = torch.Generator().manual_seed(0)
+    vocab, hidden, lrs, wd = 50, 4, [3e-2, 1e-2], 0.1
+    weight = torch.randn(vocab, hidden, generator=g)
+    train_ids = torch.tensor([3, 7, 7, 20, 41]).numpy()
+    words = stacked.Vocabulary(train_ids, weight, len(lrs))
+    assert words.rows.tolist() == [0, 3, 7, 20, 41]          # the padding id 0 always trains
+    stack = {stacked.WORDS: words.stacked(len(lrs)).requires_grad_()}
+    opt = StackedAdamW(stack, lrs, {stacked.WORDS}, wd)
+    solos = [(p := torch.nn.Parameter(weight.clone()), torch.optim.AdamW([p], lr=lr, eps=1e-6, weight_decay=wd))
+             for lr in lrs]
+    for step in range(30):
+        factor = 1.0 - step / 30
+        grad = torch.randn(len(words.rows), hidden, generator=g)
+        stack[stacked.WORDS].grad = grad.unsqueeze(0).repeat(len(lrs), 1, 1)
+        opt.step(factor)
+        words.decay([lr * factor for lr in lrs], wd)
+        for k, (p, o) in enumerate(solos):
+            full = torch.zeros(vocab, hidden)
+            full[words.rows] = grad
+            p.grad = full
+            o.param_groups[0]["lr"] = lrs[k] * factor
+            o.step()
+    for k, (p, _) in enumerate(solos):
+        got = words.write(torch.empty(vocab, hidden), stack[stacked.WORDS][k], k)
+        untrained = [i for i in range(vocab) if i not in words.rows.tolist()]
+        assert not torch.equal(p.detach()[untrained], weight[untrained])   # they did decay
+        assert torch.allclose(got, p.detach(), rtol=1e-6, atol=1e-7), k
