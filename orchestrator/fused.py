@@ -27,7 +27,7 @@ import torch
 from . import runner as R
 from .adamw import StackedAdamW
 from .config import Runtime, TrialConfig
-from .device import keep_large_blocks, precision, use_bf16
+from .device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
 from .errors import UserError
 from .stacked import WORDS, StackedBert, Vocabulary, load_member, stack_parameters, stackable
 from .units import unit_key
@@ -222,12 +222,50 @@ def run_fused(p: R.Prepared, configs: list[TrialConfig], on_evals: list[Callable
 
 def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None = None, cache=None,
              runtime: Runtime = Runtime(), on_progress: Callable | None = None,
-             after_prepare: Callable[[R.Prepared], None] | None = None) -> list[R.TrialResult]:
+             after_prepare: Callable[[R.Prepared], None] | None = None,
+             on_restart: Callable[[list[int], str, int], None] | None = None) -> list[R.TrialResult]:
     """Prepare the unit (data, tokenizer and the first member's model: every member starts from
-    it, as each member's own seed would build it) and train it."""
+    it, as each member's own seed would build it) and train it.
+
+    Out of memory, the unit is split in two halves, each trained afresh from the start; a
+    member left alone runs as its solo trial (``runner.run_trial``: it halves its micro-batch
+    next, keeping the effective batch). ``on_restart(members, why, grad_accum)`` is told first,
+    with the positions of the members that start again (and the gradient accumulation they
+    start with), so their earlier evaluations can be discarded."""
     t0 = time.perf_counter()
     check_unit(configs)
+    on_evals = list(on_evals or [None] * len(configs))
     p = R.prepare(configs[0], source, cache, runtime)
     if after_prepare is not None:
         after_prepare(p)
-    return run_fused(p, configs, on_evals, on_progress, t_start=t0)
+    try:
+        return run_fused(p, configs, on_evals, on_progress, t_start=t0)
+    except Exception as e:   # noqa: BLE001 (anything but out-of-memory is raised again)
+        if not is_out_of_memory(e):
+            raise
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    del p   # outside the except block: its traceback no longer holds the failed step's tensors
+    free_memory()
+    return _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why)
+
+
+def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why) -> list[R.TrialResult]:
+    half = (len(configs) + 1) // 2
+    results: list[R.TrialResult] = []
+    for lo, hi in ((0, half), (half, len(configs))):
+        if lo == hi:
+            continue
+        if on_restart is not None:
+            on_restart(list(range(lo, hi)), why, configs[lo].grad_accum)
+        tell = None if on_restart is None else (lambda ms, w, a, lo=lo: on_restart([lo + m for m in ms], w, a))
+        if hi - lo == 1:
+            part = [R.run_trial(configs[lo], source, on_eval=on_evals[lo], cache=cache, runtime=runtime,
+                                after_prepare=after_prepare,
+                                on_restart=None if tell is None else (lambda c, w, tell=tell: tell([0], w, c.grad_accum)))]
+        else:
+            part = run_unit(configs[lo:hi], source, on_evals[lo:hi], cache, runtime, on_progress, after_prepare, tell)
+        for res in part:
+            res.note = "; ".join(x for x in (f"out of memory with {len(configs)} members fused ({why}): trained in "
+                                             f"units of {hi - lo}", res.note) if x)
+        results += part
+    return results

@@ -229,3 +229,42 @@ def test_untrained_word_rows_decay_as_torch_adamw_decays_them():
         untrained = [i for i in range(vocab) if i not in words.rows.tolist()]
         assert not torch.equal(p.detach()[untrained], weight[untrained])   # they did decay
         assert torch.allclose(got, p.detach(), rtol=1e-6, atol=1e-7), k
+
+
+def test_out_of_memory_splits_the_unit_and_its_members_start_again(src, monkeypatch):
+    """A unit of 4 that runs out of memory after its first evaluation trains again as two
+    units of 2; a unit of 2 that does splits into two solo trials. Every member is told it
+    starts again, its evaluations then are those of a fresh run, and its note says why."""
+    configs = [cfg(learning_rate=lr, max_train_examples=320, eval_every_steps=10) for lr in (1e-3, 3e-4, 1e-4, 3e-5)]
+    original, calls = stacked.StackedBert.losses, {"n": 0}
+
+    def losses(self, P, batch, labels):
+        k = next(iter(P.values())).shape[0]
+        calls["n"] += 1
+        if k >= 3 and calls["n"] > 12:   # after the evaluation at step 10
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(self, P, batch, labels)
+
+    monkeypatch.setattr(stacked.StackedBert, "losses", losses)
+    seen, restarts = {k: [] for k in range(4)}, []
+    on_evals = [lambda ev, k=k: seen[k].append(ev.step) for k in range(4)]
+    results = FU.run_unit(configs, src, on_evals=on_evals, after_prepare=no_dropout,
+                          on_restart=lambda ms, why, accum: restarts.append((ms, accum, why)))
+    assert [m for m, _, _ in restarts] == [[0, 1], [2, 3]] and all(a == 1 for _, a, _ in restarts)
+    assert "out of memory" in restarts[0][2]
+    for k, res in enumerate(results):
+        assert res.status == "completed" and res.steps == 20 and [e.step for e in res.evals] == [10, 20]
+        assert seen[k] == [10, 10, 20]   # the failed run's first evaluation, then the fresh run's
+        assert res.note.startswith("out of memory with 4 members fused") and "units of 2" in res.note
+    ref, _ = solo(configs[2], src)
+    assert [e.train_loss for e in results[2].evals] == pytest.approx([e.train_loss for e in ref.evals], rel=1e-4)
+
+    calls["n"], restarts[:] = 0, []
+    monkeypatch.setattr(stacked.StackedBert, "losses", lambda self, P, b, y: (_ for _ in ()).throw(
+        torch.OutOfMemoryError("CUDA out of memory")))
+    pair = FU.run_unit(configs[:2], src, after_prepare=no_dropout,
+                       on_restart=lambda ms, why, accum: restarts.append(ms))
+    assert restarts == [[0], [1]] and [r.status for r in pair] == ["completed", "completed"]
+    for c, res in zip(configs[:2], pair):   # each ran as its solo trial
+        ref, _ = solo(c, src)
+        assert [e.train_loss for e in res.evals] == [e.train_loss for e in ref.evals]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,62 @@ def test_the_recorder_writes_one_record_per_member(real_glue_dir, tmp_path):
     for r in recs.values():
         assert r["status"] == "completed" and len(r["evals"]) == 1 and r["attempts"] == 1
     assert sorted(r["evals"][0]["score"] for r in recs.values()) == [50.0, 51.0, 52.0]
+
+
+def test_the_progress_counts_a_unit_as_its_members(real_glue_dir, tmp_path):
+    """Running and pending count trials, a fused unit as its members not yet finished, so the
+    counts add up to the sweep (they counted units, and added up to less)."""
+    import io
+
+    from orchestrator.sweep.jobs import grid_jobs
+    from orchestrator.sweep.recorder import StoreRecorder
+
+    sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
+    job = grid_jobs(sw, [])[0][0]
+    units = [t for t in job.trials if t.get("members")][:2]
+    a, b = (SimpleNamespace(trial_id=f"u{i}", config={"trial": u, "runtime": {}}, status="PENDING", error_file=None)
+            for i, u in enumerate(units))
+    out = io.StringIO()
+    rec = StoreRecorder(sw.name, sw.run_dir, {}, out=out)
+    n = len(units[0]["members"])
+    assert n == len(units[1]["members"]) == 3
+
+    def line():
+        rec._progress([a, b], force=True)
+        return out.getvalue().splitlines()[-1].split("trials: ")[1]
+    assert line() == "0 finished; 0 running, 6 pending"
+    a.status = "RUNNING"
+    rec.on_trial_start(0, [a, b], a)
+    assert line() == "0 finished; 3 running, 3 pending"
+    ev = {"epoch": 1.0, "step": 6, "metrics": {"accuracy": 50.0}, "score": 50.0, "train_loss": 0.7, "elapsed_s": 1.0}
+    rec.on_trial_result(0, [a, b], a, {"member": 0, "trial_status": "stopped", "eval_json": json.dumps(ev),
+                                       "n_params": 10, "train_examples": 96})
+    assert line() == "1 completed; 2 running, 3 pending"   # stopped at its last epoch: it completed
+
+
+def test_a_member_that_starts_again_after_out_of_memory_keeps_only_its_new_evaluations(real_glue_dir, tmp_path):
+    from orchestrator.sweep.jobs import grid_jobs
+    from orchestrator.sweep.recorder import StoreRecorder
+
+    sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
+    unit = next(t for t in grid_jobs(sw, [])[0][0].trials if t.get("members"))
+    trial = SimpleNamespace(trial_id="u1", config={"trial": unit, "runtime": {}}, status="RUNNING", error_file=None)
+    rec = StoreRecorder(sw.name, sw.run_dir, {}, out=open("/dev/null", "w"))
+    rec.on_trial_start(0, [trial], trial)
+
+    def report(score, restarts, accum=1, status="running"):
+        ev = {"epoch": 0.5, "step": 3, "metrics": {"accuracy": score}, "score": score, "train_loss": 0.7,
+              "elapsed_s": 1.0}
+        rec.on_trial_result(0, [trial], trial, {"member": 1, "trial_status": status, "eval_json": json.dumps(ev),
+                                                "n_params": 10, "train_examples": 96, "grad_accum": accum,
+                                                "restarts": restarts})
+    report(50.0, 0)
+    report(51.0, 1)            # the unit was split: member 1 trains again from the start
+    report(52.0, 1)
+    report(53.0, 2, accum=2)   # alone, out of memory again: half the micro-batch
+    r = rec._rec(trial, 1)
+    assert [e["score"] for e in r["evals"]] == [53.0] and r["grad_accum"] == 2 and r["restarts"] == 2
+    assert [e["score"] for e in rec._rec(trial, 0)["evals"]] == []
 
 
 def test_a_member_stopped_early_keeps_its_record_when_its_unit_is_retried(real_glue_dir, tmp_path):
@@ -154,8 +211,11 @@ def test_grouped_asha_stops_the_same_members_of_fused_units_as_solo_trials(real_
     (four trials, in the grid's order): the same trials stop at the same epoch with the same
     scores, and a resumed fused sweep runs nothing again."""
     runs = [asha_sweep(tmp_path, real_glue_dir, fuse) for fuse in ("auto", "off")]   # two clusters at once
-    (fused, _), (solo, _) = [finished(r) for r in runs]
+    (fused, fused_err), (solo, _) = [finished(r) for r in runs]
     assert set(fused) == set(solo) and len(solo) == 4
+    counts = [sum(int(n) for n in re.findall(r"(\d+) [a-z]+", line.split("trials: ", 1)[1]))
+              for line in fused_err.splitlines() if "] trials: " in line]
+    assert counts and all(c == 4 for c in counts), counts   # a unit counts as its members, always adding up
     for tid, s in solo.items():
         f = fused[tid]
         assert (f["status"], [e["epoch"] for e in f["evals"]]) == (s["status"], [e["epoch"] for e in s["evals"]]), tid

@@ -260,7 +260,8 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
         view = live.Screen(sweep.name, records, total, out) if out.isatty() else None
-        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity, view=view)
+        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity, view=view,
+                                 to_run=total - len(finished))
         stay_in_job()   # after the spec is saved: a job's spec path is relative to its working directory
         keeper = start_keeper(sweep, records)   # grouped ASHA: every trial and fused member asks it
         interrupted = False

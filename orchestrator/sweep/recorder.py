@@ -25,17 +25,28 @@ from .jobs import members, trial_of
 
 class StoreRecorder(tune.Callback):
     def __init__(self, sweep_name: str, run_dir, prior_attempts: dict[str, int],
-                 finished: set[str] = frozenset(), out=sys.stderr, identity=None, view=None):
+                 finished: set[str] = frozenset(), out=sys.stderr, identity=None, view=None,
+                 to_run: int | None = None):
         self.sweep_name, self.run_dir, self.prior_attempts, self.out = sweep_name, run_dir, prior_attempts, out
         self.identity = identity               # TrialConfig -> the record's identity fields (identity.py)
         self.view = view   # a live.Screen on a terminal: the progress is drawn there, not printed
+        self.to_run = to_run   # trials this run has to finish (Tune creates its trials as it goes)
         self.records: dict[tuple, dict] = {}   # by (Tune's own trial id, member of a fused unit)
         self.taken: set[str] = set(finished)   # record ids that must not be overwritten
         self.best: dict[str, tuple[float, str]] = {}
-        self.counts = {"completed": 0, "stopped": 0, "diverged": 0, "failed": 0}
         self.last_print = 0.0
         self.write_error: str | None = None   # set when the store cannot be written: stop all
         self.writes = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """This run's trials by final status, from their records (a fused unit's member counts
+        the moment its record is final, not when its unit ends)."""
+        c = {"completed": 0, "stopped": 0, "diverged": 0, "failed": 0}
+        for r in self.records.values():
+            if r["status"] in c:
+                c[r["status"]] += 1
+        return c
 
     def _write(self, rec: dict) -> None:
         if self.write_error:
@@ -74,6 +85,12 @@ class StoreRecorder(tune.Callback):
         (its record is final; a retried unit leaves it out)."""
         return [r for r in self._all(trial) if r["status"] != "stopped"]
 
+    def _unfinished(self, trial) -> int:
+        """How many of a Tune trial's members (one for a solo trial) have no final record yet."""
+        n = len(members(trial.config["trial"]))
+        return sum(1 for m in range(n) if (r := self.records.get((trial.trial_id, m))) is None
+                   or r["status"] not in store.FINAL)
+
     def on_trial_start(self, iteration, trials, trial, **info):
         for rec in self._live(trial):
             rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
@@ -89,9 +106,12 @@ class StoreRecorder(tune.Callback):
         rec = self._rec(trial, result.get("member", 0))
         rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
         rec["node"] = result.get("node", rec.get("node"))
-        accum = result.get("grad_accum", 1)
-        if accum != rec.get("grad_accum", 1):   # restarted after out-of-memory: evaluations afresh
-            rec["evals"], rec["grad_accum"] = [], accum
+        accum, restarts = result.get("grad_accum", 1), result.get("restarts", 0)
+        if (accum, restarts) != (rec.get("grad_accum", 1), rec.get("restarts", 0)):
+            rec["evals"], rec["grad_accum"] = [], accum   # restarted after out-of-memory: evaluations afresh
+            rec["restarts"] = restarts
+            if not restarts:
+                del rec["restarts"]
         if result.get("trial_status") == "diverged":
             rec.update(status="diverged", error=result.get("note"))
         elif result.get("trial_status") == "note":
@@ -120,15 +140,12 @@ class StoreRecorder(tune.Callback):
         for rec in self._all(trial):
             if rec["status"] != "diverged":
                 rec["status"] = ended(rec)
-            self.counts[rec["status"]] += 1
             self._write(rec)
         self._progress(trials, force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.counts["stopped"] += len(self._all(trial)) - len(self._live(trial))   # members stopped before
         for rec in self._live(trial):
             rec.update(status="failed", error=error_line(trial))
-            self.counts["failed"] += 1
             self._write(rec)
             self._say(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}")
         self._progress(trials, force=True)
@@ -147,11 +164,14 @@ class StoreRecorder(tune.Callback):
         if not force and now - self.last_print < 10:
             return
         self.last_print = now
-        # a trial (a unit: all its members) the recorder has finished is not running, even before Tune marks it so
-        live = {tid for (tid, _), r in self.records.items() if r["status"] not in store.FINAL}
-        running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id in live)
-        pending = sum(1 for t in trials if t.status == "PENDING")
-        done = ", ".join(f"{v} {k}" for k, v in self.counts.items() if v)
+        # counted in trials, a fused unit as its members: a member the recorder has finished is not
+        # running, even before Tune marks its unit so, so the counts add up to the sweep
+        counts = self.counts
+        running = sum(self._unfinished(t) for t in trials if t.status == "RUNNING")
+        pending = sum(self._unfinished(t) for t in trials if t.status == "PENDING")
+        if self.to_run is not None:
+            pending = max(0, self.to_run - sum(counts.values()) - running)
+        done = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
         print(f"[{time.strftime('%H:%M:%S')}] trials: {done or '0 finished'}; {running} running, {pending} pending",
               file=self.out, flush=True)
 

@@ -32,7 +32,8 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
     if not todo:
         return
     node = ray.get_runtime_context().get_node_id()
-    state = {"n_params": 0, "n_train": 0, "last": [None] * len(trials)}
+    state = {"n_params": 0, "n_train": 0, "last": [None] * len(trials), "accum": [1] * len(trials),
+             "restarts": [0] * len(trials)}
 
     def after_prepare(p):
         state["n_params"] = sum(x.numel() for x in p.model.parameters())
@@ -40,8 +41,13 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
         hooks.call("after_prepare", trials[0], p)
 
     def base(i: int) -> dict:
-        return {"n_params": state["n_params"], "train_examples": state["n_train"], "node": node, "grad_accum": 1,
-                "member": i}
+        return {"n_params": state["n_params"], "train_examples": state["n_train"], "node": node,
+                "grad_accum": state["accum"][i], "restarts": state["restarts"][i], "member": i}
+
+    def on_restart(positions: list[int], why: str, grad_accum: int) -> None:
+        for k in positions:   # out of memory: these members train again from the start
+            i = todo[k]
+            state["accum"][i], state["restarts"][i], state["last"][i] = grad_accum, state["restarts"][i] + 1, None
 
     def on_eval(i: int):
         def report(ev):
@@ -60,9 +66,13 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
                              runtime=runtime) for i in todo]
     else:
         results = run_unit([trials[i].config for i in todo], source, on_evals=[on_eval(i) for i in todo],
-                           runtime=runtime, after_prepare=after_prepare)
+                           runtime=runtime, after_prepare=after_prepare, on_restart=on_restart)
     for i, res in zip(todo, results):
         if res.status == "diverged":
             last = state["last"][i]
             tune.report({"score": float("-inf"), "epoch": last.epoch if last else 0.0, "step": res.steps,
                          "trial_status": "diverged", "note": res.note, **base(i)})
+        elif state["restarts"][i]:   # out of memory: say how it went on (the record's note)
+            last = state["last"][i]
+            tune.report({"score": last.score if last else float("-inf"), "epoch": last.epoch if last else 0.0,
+                         "step": res.steps, "trial_status": "note", "note": res.note, **base(i)})
