@@ -140,10 +140,12 @@ class StackedBert:
 
     def _drop(self, x: torch.Tensor, p: float) -> torch.Tensor:
         """Dropout from a uniform draw (keep where u >= p, scale by 1/(1-p)): the same
-        distribution as ``F.dropout``, whose Bernoulli sampling took 1.4x as long on CPU."""
+        distribution as ``F.dropout``, whose Bernoulli sampling took 1.4x as long on CPU. The
+        draw is float32 whatever ``x`` is (a bf16 draw would round near p and up to 1)."""
         if not (self.training and p > 0):
             return x
-        return x * (torch.rand_like(x) >= p).to(x.dtype).mul_(1.0 / (1.0 - p))
+        keep = torch.rand(x.shape, device=x.device, dtype=torch.float32) >= p
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
 
     def _embed(self, P: dict, input_ids, token_type_ids) -> torch.Tensor:
         k, (b, l) = P[PREFIX + "embeddings.word_embeddings.weight"].shape[0], input_ids.shape

@@ -268,3 +268,17 @@ def test_out_of_memory_splits_the_unit_and_its_members_start_again(src, monkeypa
     for c, res in zip(configs[:2], pair):   # each ran as its solo trial
         ref, _ = solo(c, src)
         assert [e.train_loss for e in res.evals] == [e.train_loss for e in ref.evals]
+
+
+def test_stacked_dropout_keeps_one_minus_p_and_rescales():
+    net = stacked.StackedBert(type("C", (), {"hidden_act": "gelu", "num_attention_heads": 1, "hidden_dropout_prob": 0.1,
+                                             "layer_norm_eps": 1e-12})(), 2)
+    torch.manual_seed(0)
+    for dtype in (torch.float32, torch.bfloat16):
+        y = net._drop(torch.ones(400_000, dtype=dtype), 0.1)
+        kept = (y != 0).double().mean().item()
+        assert kept == pytest.approx(0.9, abs=0.002) and y.dtype == dtype
+        assert torch.allclose(y[y != 0].float(), torch.full_like(y[y != 0].float(), 1 / 0.9), rtol=1e-2)
+    net.training = False
+    x = torch.randn(10)
+    assert net._drop(x, 0.1) is x
