@@ -235,13 +235,13 @@ def test_out_of_memory_splits_the_unit_and_its_members_start_again(src, monkeypa
     """A unit of 4 that runs out of memory after its first evaluation trains again as two
     units of 2; a unit of 2 that does splits into two solo trials. Every member is told it
     starts again, its evaluations then are those of a fresh run, and its note says why."""
-    configs = [cfg(learning_rate=lr, max_train_examples=320, eval_every_steps=10) for lr in (1e-3, 3e-4, 1e-4, 3e-5)]
+    configs = [cfg(learning_rate=lr, max_train_examples=160, eval_every_steps=5) for lr in (1e-3, 3e-4, 1e-4, 3e-5)]
     original, calls = stacked.StackedBert.losses, {"n": 0}
 
     def losses(self, P, batch, labels):
         k = next(iter(P.values())).shape[0]
         calls["n"] += 1
-        if k >= 3 and calls["n"] > 12:   # after the evaluation at step 10
+        if k >= 3 and calls["n"] > 7:   # after the evaluation at step 5
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return original(self, P, batch, labels)
 
@@ -253,8 +253,8 @@ def test_out_of_memory_splits_the_unit_and_its_members_start_again(src, monkeypa
     assert [m for m, _, _ in restarts] == [[0, 1], [2, 3]] and all(a == 1 for _, a, _ in restarts)
     assert "out of memory" in restarts[0][2]
     for k, res in enumerate(results):
-        assert res.status == "completed" and res.steps == 20 and [e.step for e in res.evals] == [10, 20]
-        assert seen[k] == [10, 10, 20]   # the failed run's first evaluation, then the fresh run's
+        assert res.status == "completed" and res.steps == 10 and [e.step for e in res.evals] == [5, 10]
+        assert seen[k] == [5, 5, 10]   # the failed run's first evaluation, then the fresh run's
         assert res.note.startswith("out of memory with 4 members fused") and "units of 2" in res.note
     ref, _ = solo(configs[2], src)
     assert [e.train_loss for e in results[2].evals] == pytest.approx([e.train_loss for e in ref.evals], rel=1e-4)
