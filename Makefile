@@ -112,9 +112,9 @@ bench: setup
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.estimate --sweep sweeps/paper.yaml --glue-dir $(GLUE_DIR) \
 		--throughputs bench/out/gpu/gpu.json --out bench/out/estimate
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.fused --model BERT-Tiny --init random --task SST-2 \
-		--max-train-examples 4000 --batch-size 32 --epochs 1 --threads 1 --choice --out bench/out/fused-tiny
+		--max-train-examples 4000 --batch-size 32 --epochs 1 --threads 2 --repeats 3 --choice --out bench/out/fused-tiny
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.fused --model all-MiniLM-L6-v2 --init pretrained --task SST-2 \
-		--max-train-examples 1000 --batch-size 32 --epochs 1 --threads 1 --out bench/out/fused-minilm
+		--max-train-examples 1000 --batch-size 32 --epochs 1 --threads 2 --repeats 2 --out bench/out/fused-minilm
 	$(VENV)/bin/python -m bench.summary --out bench/out
 
 # The GPU path on one machine without Ray: tests, MFU, fused/solo/packed throughput, kernel
