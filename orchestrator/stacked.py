@@ -95,15 +95,19 @@ def stack_parameters(model, k: int, words: Vocabulary | None = None) -> dict[str
     return {name: stack(name, p) for name, p in model.named_parameters()}
 
 
+def _own_layout(name: str, t: torch.Tensor, k: int, out: torch.Tensor, lin: set[str],
+                words: Vocabulary | None) -> torch.Tensor:
+    """Member ``k``'s tensor ``name`` (stacked ``t``) in the model's own layout, into ``out``."""
+    if words is not None and name == WORDS:
+        return words.write(out, t[k], k)
+    return out.copy_(t[k].t() if name in lin else t[k])
+
+
+@torch.no_grad()
 def member(model, params: dict[str, torch.Tensor], k: int, words: Vocabulary | None = None) -> dict[str, torch.Tensor]:
     """Member ``k``'s parameters in the model's own layout, by name (new tensors)."""
-    lin = linear_weights(model)
-
-    def one(name, t):
-        if words is not None and name == WORDS:
-            return words.write(torch.empty_like(words.base), t[k], k)
-        return (t[k].t() if name in lin else t[k]).detach().clone()
-    return {name: one(name, t) for name, t in params.items()}
+    lin, own = linear_weights(model), dict(model.named_parameters())
+    return {name: _own_layout(name, t, k, torch.empty_like(own[name]), lin, words) for name, t in params.items()}
 
 
 @torch.no_grad()
@@ -111,11 +115,7 @@ def load_member(model, params: dict[str, torch.Tensor], k: int, words: Vocabular
     """Copy member ``k``'s weights into ``model`` (same architecture), e.g. to evaluate it."""
     lin = linear_weights(model)
     for name, own in model.named_parameters():
-        t = params[name]
-        if words is not None and name == WORDS:
-            words.write(own.data, t[k], k)
-        else:
-            own.copy_(t[k].t() if name in lin else t[k])
+        _own_layout(name, params[name], k, own.data, lin, words)
 
 
 def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from . import hooks
 from .asha import STATUS, Judge
 from .dashboard import log_evaluation
 from .jobs import trial_of
-from .unit import unit_trainable
+from .unit import report_end, unit_trainable
 from .shipping import Shipment, ShippedSource, soft_labels_file, use_models, use_vocab
 
 
@@ -74,8 +74,5 @@ def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> No
     res = run_trial(trial.config, ShippedSource(shipment), on_eval=on_eval, after_prepare=after_prepare,
                     on_restart=on_restart, runtime=runtime)
     if res.status == "diverged" or res.grad_accum > 1:
-        last = state["last"]
-        tune.report({"score": float("-inf") if res.status == "diverged" else last.score,
-                     "epoch": last.epoch if last else 0.0, "step": res.steps,
-                     "trial_status": res.status if res.status == "diverged" else "note", "note": res.note, **base()})
+        report_end(res, state["last"], base())
 

@@ -68,11 +68,14 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
         results = run_unit([trials[i].config for i in todo], source, on_evals=[on_eval(i) for i in todo],
                            runtime=runtime, after_prepare=after_prepare, on_restart=on_restart)
     for i, res in zip(todo, results):
-        if res.status == "diverged":
-            last = state["last"][i]
-            tune.report({"score": float("-inf"), "epoch": last.epoch if last else 0.0, "step": res.steps,
-                         "trial_status": "diverged", "note": res.note, **base(i)})
-        elif state["restarts"][i]:   # out of memory: say how it went on (the record's note)
-            last = state["last"][i]
-            tune.report({"score": last.score if last else float("-inf"), "epoch": last.epoch if last else 0.0,
-                         "step": res.steps, "trial_status": "note", "note": res.note, **base(i)})
+        if res.status == "diverged" or state["restarts"][i]:
+            report_end(res, state["last"][i], base(i))
+
+
+def report_end(res, last, base: dict) -> None:
+    """The last report of a trial (or member) that diverged, or that ran out of memory and went
+    on (restarted): its status or note for the record, after its last evaluation ``last``."""
+    diverged = res.status == "diverged"
+    tune.report({"score": last.score if last and not diverged else float("-inf"),
+                 "epoch": last.epoch if last else 0.0, "step": res.steps,
+                 "trial_status": "diverged" if diverged else "note", "note": res.note, **base})
