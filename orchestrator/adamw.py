@@ -8,6 +8,10 @@ is linear in its learning rate, so members differ only in the scalar each kernel
 with ``torch._fused_adamw_`` (CPU and CUDA) one fused pass per member and weight-decay group,
 over views of the stacked tensors; without it, foreach arithmetic on the whole stack with the
 learning rates broadcast along the member axis. ``keep`` drops members that left the stack.
+
+Clipping costs no pass of its own over the gradients: ``clip_`` takes every member's norm and
+the step applies the factor, as the fused kernel's gradient scale
+(it divides each gradient as it reads it) or, without it, in the foreach arithmetic.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class StackedAdamW:
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
         self.steps = 0
         self.fused = hasattr(torch, "_fused_adamw_") if fused is None else fused
+        self.coef: torch.Tensor | None = None      # each member's clipping factor for the next step
+        self._views: dict = {}                     # (member, names) -> views of params and moments
 
     @property
     def k(self) -> int:
@@ -42,14 +48,12 @@ class StackedAdamW:
 
     @torch.no_grad()
     def clip_(self, max_norm: float) -> torch.Tensor:
-        """Scale each member's gradients to global norm at most ``max_norm`` (as
-        ``clip_grad_norm_`` does for one model); returns the members' norms before clipping, [K]."""
-        grads = self.grads()
-        per = torch.stack([g.reshape(g.shape[0], -1).norm(dim=1) for g in grads])      # [tensors, K]
-        total = torch.linalg.vector_norm(per, dim=0)                                     # [K]
-        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
-        for g in grads:
-            g.mul_(_col(coef.to(g.dtype), g.ndim))
+        """Each member's gradients are to be scaled to global norm at most ``max_norm`` (as
+        ``clip_grad_norm_`` does for one model); the next ``step`` applies it. Returns the
+        members' norms before clipping, [K]."""
+        per = torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) for g in self.grads()])
+        total = torch.linalg.vector_norm(per, dim=0)                                      # [K]
+        self.coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
         return total
 
     @torch.no_grad()
@@ -62,15 +66,27 @@ class StackedAdamW:
             if group:
                 wd = self.weight_decay if decay else 0.0
                 (self._fused if self.fused else self._foreach)(group, factor, wd)
+        self.coef = None
+
+    def _member_views(self, k: int, names: list[str]) -> tuple[list, list, list]:
+        key = (k, tuple(names))
+        if key not in self._views:
+            self._views[key] = ([self.params[n][k] for n in names], [self.exp_avg[n][k] for n in names],
+                                [self.exp_avg_sq[n][k] for n in names])
+        return self._views[key]
 
     def _fused(self, names: list[str], factor: float, wd: float) -> None:
         b1, b2 = self.betas
-        step = torch.tensor(float(self.steps), device=self.params[names[0]].device)
+        p0 = self.params[names[0]]
+        step = torch.tensor(float(self.steps), device=p0.device)
+        # the kernel divides each gradient by its scale: 1 / (clipping factor)
+        scales = None if self.coef is None else (1.0 / self.coef).to(torch.float32)
         for k, lr in enumerate(self.lrs):
-            torch._fused_adamw_([self.params[n][k] for n in names], [self.params[n].grad[k] for n in names],
-                                [self.exp_avg[n][k] for n in names], [self.exp_avg_sq[n][k] for n in names], [],
+            params, exp_avg, exp_avg_sq = self._member_views(k, names)
+            torch._fused_adamw_(params, [self.params[n].grad[k] for n in names], exp_avg, exp_avg_sq, [],
                                 [step] * len(names), lr=lr * factor, beta1=b1, beta2=b2, weight_decay=wd,
-                                eps=self.eps, amsgrad=False, maximize=False)
+                                eps=self.eps, amsgrad=False, maximize=False,
+                                grad_scale=None if scales is None else scales[k])
 
     def _foreach(self, names: list[str], factor: float, wd: float) -> None:
         b1, b2 = self.betas
@@ -79,6 +95,8 @@ class StackedAdamW:
         bc1, bc2_sqrt = 1 - b1 ** self.steps, math.sqrt(1 - b2 ** self.steps)
         for n in names:
             p, g, m, v = self.params[n], self.params[n].grad, self.exp_avg[n], self.exp_avg_sq[n]
+            if self.coef is not None:
+                g = g * _col(self.coef.to(g.dtype), g.ndim)
             lr_k = _col(lr, p.ndim)
             p.mul_(1 - lr_k * wd)
             m.lerp_(g, 1 - b1)
@@ -102,3 +120,5 @@ class StackedAdamW:
             self.exp_avg[n] = self.exp_avg[n].index_select(0, idx)
             self.exp_avg_sq[n] = self.exp_avg_sq[n].index_select(0, idx)
         self.lrs = [self.lrs[r] for r in rows]
+        self.coef = None if self.coef is None else self.coef.index_select(0, idx.to(self.coef.device))
+        self._views = {}

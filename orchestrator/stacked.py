@@ -4,7 +4,7 @@ axis, every linear layer one batched matmul, every op one call for all K members
 The forward pass is ``BertForSequenceClassification``'s (embeddings, post-LayerNorm encoder,
 tanh pooler, classifier; cross-entropy, or mean squared error for one label) written on
 stacked weights, so K members cost one launch per op instead of K. All members see the same
-batch (``[B, L]``); each has its own weights and its own dropout masks. Chosen by
+batch (``[B, L]``) and the same dropout masks (``StackedBert._drop``); each has its own weights. Chosen by
 measurement over ``torch.func.vmap`` of ``functional_call`` on the transformers model, which
 was several times slower than K separate models on CPU (``bench/fused.py`` records both).
 
@@ -138,14 +138,19 @@ class StackedBert:
         self.cls_dropout = config.hidden_dropout_prob if cls_drop is None else cls_drop
         self.training = True
 
-    def _drop(self, x: torch.Tensor, p: float) -> torch.Tensor:
-        """Dropout from a uniform draw (keep where u >= p, scale by 1/(1-p)): the same
-        distribution as ``F.dropout``, whose Bernoulli sampling took 1.4x as long on CPU. The
-        draw is float32 whatever ``x`` is (a bf16 draw would round near p and up to 1)."""
+    def _drop(self, x: torch.Tensor, p: float, shape: tuple[int, ...]) -> torch.Tensor:
+        """Dropout with one mask for all members, drawn as the solo trial draws it: ``F.dropout``
+        of a tensor of the solo trial's ``shape`` (``x`` is ``[K, *shape]`` in another view).
+
+        The trials of a unit share their seed, so their solo runs draw the same masks at every
+        step (the random stream does not depend on the learning rate); so do the members here,
+        from one draw a quarter the size of K separate ones. On CPU the draws are the solo
+        trial's own (same calls, same shapes, same order), so with dropout on a member still
+        tracks its solo trial to float rounding."""
         if not (self.training and p > 0):
             return x
-        keep = torch.rand(x.shape, device=x.device, dtype=torch.float32) >= p
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+        mask = F.dropout(torch.ones(shape, dtype=x.dtype, device=x.device), p, True)
+        return (x.view(-1, *shape) * mask).view(x.shape)
 
     def _embed(self, P: dict, input_ids, token_type_ids) -> torch.Tensor:
         k, (b, l) = P[PREFIX + "embeddings.word_embeddings.weight"].shape[0], input_ids.shape
@@ -158,7 +163,7 @@ class StackedBert:
         x = out[0] + out[1] + out[2]
         x = _layer_norm(x, P[PREFIX + "embeddings.LayerNorm.weight"], P[PREFIX + "embeddings.LayerNorm.bias"],
                         self.c.layer_norm_eps)
-        return self._drop(x, self.c.hidden_dropout_prob)
+        return self._drop(x, self.c.hidden_dropout_prob, (b, l, x.shape[-1]))
 
     def _attention(self, P: dict, pre: str, x: torch.Tensor, mask: torch.Tensor, b: int, l: int) -> torch.Tensor:
         k, n, h = x.shape
@@ -170,10 +175,10 @@ class StackedBert:
 
         q, key, v = heads("query"), heads("key"), heads("value")
         scores = torch.matmul(q, key.transpose(-1, -2)) / math.sqrt(hd) + mask          # mask [1*B or K*B, 1, 1, L]
-        probs = self._drop(torch.softmax(scores, dim=-1), self.c.attention_probs_dropout_prob)
+        probs = self._drop(torch.softmax(scores, dim=-1), self.c.attention_probs_dropout_prob, (b, self.heads, l, l))
         ctx = torch.matmul(probs, v).transpose(1, 2).reshape(k, n, h)
         y = self._drop(_linear(ctx, P[f"{pre}attention.output.dense.weight"], P[f"{pre}attention.output.dense.bias"]),
-                       self.c.hidden_dropout_prob)
+                       self.c.hidden_dropout_prob, (b, l, h))
         return _layer_norm(y + x, P[f"{pre}attention.output.LayerNorm.weight"], P[f"{pre}attention.output.LayerNorm.bias"],
                            self.c.layer_norm_eps)
 
@@ -190,11 +195,12 @@ class StackedBert:
             pre = f"{PREFIX}encoder.layer.{i}."
             a = self._attention(P, pre, x, mask, b, l)
             y = self.act(_linear(a, P[pre + "intermediate.dense.weight"], P[pre + "intermediate.dense.bias"]))
-            y = self._drop(_linear(y, P[pre + "output.dense.weight"], P[pre + "output.dense.bias"]), self.c.hidden_dropout_prob)
+            y = self._drop(_linear(y, P[pre + "output.dense.weight"], P[pre + "output.dense.bias"]), self.c.hidden_dropout_prob,
+                           (b, l, x.shape[-1]))
             x = _layer_norm(y + a, P[pre + "output.LayerNorm.weight"], P[pre + "output.LayerNorm.bias"], self.c.layer_norm_eps)
         cls = x.view(k, b, l, -1)[:, :, 0]                                             # [K, B, H]
         pooled = torch.tanh(_linear(cls, P[PREFIX + "pooler.dense.weight"], P[PREFIX + "pooler.dense.bias"]))
-        return _linear(self._drop(pooled, self.cls_dropout), P["classifier.weight"], P["classifier.bias"])
+        return _linear(self._drop(pooled, self.cls_dropout, (b, pooled.shape[-1])), P["classifier.weight"], P["classifier.bias"])
 
     def losses(self, P: dict, batch: dict, labels: torch.Tensor) -> torch.Tensor:
         """Each member's mean loss on the batch, [K] (the transformers model's loss per member)."""

@@ -1,4 +1,4 @@
-"""Fused units: each member tracks its solo trial (dropout off), the stacked AdamW matches
+"""Fused units: each member tracks its solo trial (dropout off, and on), the stacked AdamW matches
 torch's, members leave the stack on NaN or early stopping, the unit's rules, and the runner
 and the fused path import without Ray, optuna or datasets."""
 
@@ -47,14 +47,18 @@ def weights_differ(a: dict, b: dict) -> float:
     return max(float((a[n] - b[n]).norm() / max(float(b[n].norm()), 1e-2)) for n in b)
 
 
-def solo(c: R.TrialConfig, src):
-    p = no_dropout(R.prepare(c, src))
+def keep_dropout(p: R.Prepared) -> R.Prepared:
+    return p
+
+
+def solo(c: R.TrialConfig, src, dropout=no_dropout):
+    p = dropout(R.prepare(c, src))
     return R.run(p), {n: t.detach().clone() for n, t in p.model.named_parameters()}
 
 
-def fused(configs, src, on_evals=None):
+def fused(configs, src, on_evals=None, dropout=no_dropout):
     """Run a unit; returns its results and each member's weights at its last evaluation."""
-    p = no_dropout(R.prepare(configs[0], src))
+    p = dropout(R.prepare(configs[0], src))
     weights: dict[int, dict] = {}
 
     def grab(k, inner):
@@ -66,12 +70,15 @@ def fused(configs, src, on_evals=None):
     return FU.run_fused(p, configs, [grab(k, inner[k]) for k in range(len(configs))]), weights
 
 
-@pytest.mark.parametrize("task", ["RTE", "STS-B"])
-def test_members_track_their_solo_trials_without_dropout(src, task):
+@pytest.mark.parametrize("task,dropout", [("RTE", no_dropout), ("STS-B", no_dropout), ("RTE", keep_dropout)],
+                         ids=["RTE", "STS-B", "RTE-dropout-on"])
+def test_members_track_their_solo_trials(src, task, dropout):
+    """Dropout on too: the members share the dropout masks their solo trials draw (same seed,
+    same calls in the same order), so they track them as closely as without."""
     configs = [cfg(task=task, learning_rate=lr) for lr in LRS]
-    results, weights = fused(configs, src)
+    results, weights = fused(configs, src, dropout=dropout)
     for k, c in enumerate(configs):
-        ref, ref_w = solo(c, src)
+        ref, ref_w = solo(c, src, dropout)
         got = results[k]
         assert got.status == ref.status == "completed" and got.steps == ref.steps == 50
         assert [e.step for e in got.evals] == [e.step for e in ref.evals] == [25, 50]
@@ -270,15 +277,18 @@ def test_out_of_memory_splits_the_unit_and_its_members_start_again(src, monkeypa
         assert [e.train_loss for e in res.evals] == [e.train_loss for e in ref.evals]
 
 
-def test_stacked_dropout_keeps_one_minus_p_and_rescales():
+def test_stacked_dropout_draws_the_solo_trials_mask_for_every_member():
     net = stacked.StackedBert(type("C", (), {"hidden_act": "gelu", "num_attention_heads": 1, "hidden_dropout_prob": 0.1,
                                              "layer_norm_eps": 1e-12})(), 2)
+    shape = (40, 50, 200)                               # a solo trial's [B, L, H]
+    x = torch.rand(3, 40 * 50, 200) + 0.5               # K = 3 members, no zeros
     torch.manual_seed(0)
-    for dtype in (torch.float32, torch.bfloat16):
-        y = net._drop(torch.ones(400_000, dtype=dtype), 0.1)
-        kept = (y != 0).double().mean().item()
-        assert kept == pytest.approx(0.9, abs=0.002) and y.dtype == dtype
-        assert torch.allclose(y[y != 0].float(), torch.full_like(y[y != 0].float(), 1 / 0.9), rtol=1e-2)
+    y = net._drop(x, 0.1, shape)
+    torch.manual_seed(0)
+    solo_mask = torch.nn.functional.dropout(x[0].view(shape), 0.1, True) != 0    # what the solo trial keeps
+    assert solo_mask.double().mean().item() == pytest.approx(0.9, abs=0.002)
+    for k in range(3):
+        assert torch.equal(y[k].view(shape) != 0, solo_mask)
+        assert torch.allclose(y[k].view(shape), x[k].view(shape) * solo_mask / 0.9, rtol=1e-6)
     net.training = False
-    x = torch.randn(10)
-    assert net._drop(x, 0.1) is x
+    assert net._drop(x, 0.1, shape) is x
