@@ -29,7 +29,7 @@ from .adamw import StackedAdamW
 from .config import Runtime, TrialConfig
 from .device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
 from .errors import UserError
-from .stacked import WORDS, StackedBert, Vocabulary, load_member, stack_parameters, stackable
+from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, load_member, stack_parameters, stackable
 from .units import unit_key
 
 GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)
@@ -70,6 +70,8 @@ class _Unit:
         self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay)
         self.words_wd = p.config.weight_decay if WORDS in decayed else 0.0
         self.net = StackedBert(p.model.config, p.task.num_labels)
+        if words.requires_grad:
+            self.net.word_grads = WordGrads()
         self.loss_sum = torch.zeros(len(configs), dtype=torch.float64, device=p.device)
         self.check_every = check_every or (1 if p.device.type == "cpu" else GPU_CHECK_EVERY)
         self.bad = torch.zeros(len(configs), dtype=torch.bool, device=p.device)
@@ -99,6 +101,8 @@ class _Unit:
             (losses * (len(part) / len(rows))).sum().backward()
             part_loss = losses.detach().double() * (len(part) / len(rows))
             total = part_loss if total is None else total + part_loss
+        if self.net.word_grads is not None:
+            self.params[WORDS].grad = self.net.word_grads.grad(self.params[WORDS])
         return total
 
     def leave(self, members: list[_Member], status: str, note: str = "") -> None:

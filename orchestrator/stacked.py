@@ -74,6 +74,42 @@ class Vocabulary:
         return out.index_copy_(0, self.rows, trained.detach().to(out.dtype))
 
 
+class WordGrads:
+    """The stacked word embeddings' gradient, written only at the rows the step's batches look
+    up. An embedding's own backward fills a zero gradient the size of the whole stacked matrix
+    at every step and then adds a few hundred rows into it; here the lookup reads the detached
+    weights into a leaf that the backward pass fills (``[K, B*L, H]``), and ``grad`` adds that
+    into one kept buffer after zeroing the rows the previous step wrote: the same sums, no
+    pass over the whole matrix."""
+
+    def __init__(self):
+        self.buf: torch.Tensor | None = None
+        self.touched: torch.Tensor | None = None
+        self.parts: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def lookup(self, weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """``F.embedding(flat, weight.reshape(-1, H))``, its gradient kept for ``grad``."""
+        leaf = F.embedding(flat, weight.detach().reshape(-1, weight.shape[-1]))
+        if torch.is_grad_enabled():
+            leaf.requires_grad_()
+            self.parts.append((flat.reshape(-1), leaf))
+        return leaf
+
+    @torch.no_grad()
+    def grad(self, weight: torch.Tensor) -> torch.Tensor:
+        """The gradient of ``weight`` from the lookups since the last call (their backward done)."""
+        h = weight.shape[-1]
+        if self.buf is None or self.buf.shape != weight.shape:      # first step, or members left
+            self.buf, self.touched = torch.zeros_like(weight), None
+        rows = self.buf.view(-1, h)
+        if self.touched is not None:
+            rows.index_fill_(0, self.touched, 0.0)
+        ids = torch.cat([f for f, _ in self.parts])
+        rows.index_add_(0, ids, torch.cat([leaf.grad.reshape(-1, h).to(rows.dtype) for _, leaf in self.parts]))
+        self.touched, self.parts = ids, []
+        return self.buf
+
+
 def linear_weights(model) -> set[str]:
     """The names of the model's ``nn.Linear`` weights: stacked transposed, ``[K, in, out]``, so
     each batched matmul reads them as they lie (the ``[out, in]`` layout made every backward
@@ -137,6 +173,7 @@ class StackedBert:
         cls_drop = getattr(config, "classifier_dropout", None)
         self.cls_dropout = config.hidden_dropout_prob if cls_drop is None else cls_drop
         self.training = True
+        self.word_grads: WordGrads | None = None   # set: the word embeddings' gradient goes there
 
     def _drop(self, x: torch.Tensor, p: float, shape: tuple[int, ...]) -> torch.Tensor:
         """Dropout with one mask for all members, drawn as the solo trial draws it: ``F.dropout``
@@ -159,7 +196,10 @@ class StackedBert:
                           ("position", torch.arange(l, device=input_ids.device).expand(b, l))):
             w = P[f"{PREFIX}embeddings.{name}_embeddings.weight"]                 # [K, V, H]
             flat = ids.reshape(1, -1) + (torch.arange(k, device=ids.device) * w.shape[1]).unsqueeze(1)
-            out.append(F.embedding(flat, w.reshape(-1, w.shape[-1])))           # [K, B*L, H]
+            if name == "word" and self.word_grads is not None:
+                out.append(self.word_grads.lookup(w, flat))
+            else:
+                out.append(F.embedding(flat, w.reshape(-1, w.shape[-1])))       # [K, B*L, H]
         x = out[0] + out[1] + out[2]
         x = _layer_norm(x, P[PREFIX + "embeddings.LayerNorm.weight"], P[PREFIX + "embeddings.LayerNorm.bias"],
                         self.c.layer_norm_eps)
