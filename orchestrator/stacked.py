@@ -104,9 +104,11 @@ class WordGrads:
         rows = self.buf.view(-1, h)
         if self.touched is not None:
             rows.index_fill_(0, self.touched, 0.0)
-        ids = torch.cat([f for f, _ in self.parts])
-        rows.index_add_(0, ids, torch.cat([leaf.grad.reshape(-1, h).to(rows.dtype) for _, leaf in self.parts]))
-        self.touched, self.parts = ids, []
+        parts = [(f, leaf.grad) for f, leaf in self.parts if leaf.grad is not None]   # backward done
+        self.parts, self.touched = [], None
+        if parts:
+            self.touched = torch.cat([f for f, _ in parts])
+            rows.index_add_(0, self.touched, torch.cat([g.reshape(-1, h).to(rows.dtype) for _, g in parts]))
         return self.buf
 
 
