@@ -140,6 +140,7 @@ class Runtime:
     threads: int | None = None     # CPU threads for this trial (None: torch's default)
     save_dir: str | None = None    # also write the fine-tuned model (safetensors) here
     soft_labels: str | None = None  # distillation: the teacher's soft labels (a file of the soft-label cache)
+    gpu_share: float | None = None  # the share of its GPU reserved for it (< 1: its memory is capped there)
 
 
 class Trial(NamedTuple):

@@ -62,9 +62,13 @@ def gpu_share(n_params: int, mem_bytes: float | None = None, gpu_mem_bytes: floa
     return share
 
 
-def trial_gpu_share(config: TrialConfig, gpu_mem_bytes: float | None = None) -> float:
-    """:func:`gpu_share` of a trial, by its model's size and its memory estimate."""
-    return gpu_share(param_count(config.model), trial_memory_bytes(config), gpu_mem_bytes)
+def trial_gpu_share(config: TrialConfig, gpu_mem_bytes: float | None = None, members: int = 1) -> float:
+    """:func:`gpu_share` of a trial, by its model's size and its memory estimate; of a fused unit
+    of ``members`` such trials, by their sizes and memory together (one CUDA context)."""
+    mem = trial_memory_bytes(config)
+    if mem is not None:
+        mem = members * (mem - CUDA_CONTEXT_BYTES) + CUDA_CONTEXT_BYTES
+    return gpu_share(members * param_count(config.model), mem, gpu_mem_bytes)
 
 
 def gpu_memory_bytes() -> float:

@@ -26,7 +26,7 @@ from . import features as feats
 from . import metrics as M
 from .config import Runtime, TrialConfig
 from .batches import Collator, batch_order, train_subset  # noqa: F401 (re-exported)
-from .device import free_memory, grad_scaler, is_out_of_memory, precision, use_bf16  # noqa: F401 (re-exported)
+from .device import free_memory, grad_scaler, is_out_of_memory, precision, set_memory_share, use_bf16  # noqa: F401 (re-exported)
 from .distill_train import loss_fn as distill_loss_fn, student_train, run_stages
 from .errors import UserError
 from .models import ModelSpec, load_model, load_tokenizer, resolve
@@ -108,6 +108,7 @@ def prepare(config: TrialConfig, source, cache=None, runtime: Runtime = Runtime(
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        set_memory_share(runtime.gpu_share, device)   # packed on one GPU: an overrun fails here, not beside it
     lap("setup_s")
     tokenizer = load_tokenizer(spec, config.init, config.trust_remote_code)
     lap("tokenizer_s")

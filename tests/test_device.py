@@ -4,6 +4,8 @@ solo and fused steps run there without a host sync per step."""
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -43,6 +45,24 @@ def test_out_of_memory_is_recognised_by_the_runner_too():
     assert R.is_out_of_memory is D.is_out_of_memory
     assert D.is_out_of_memory(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert not D.is_out_of_memory(RuntimeError("size mismatch"))
+
+
+def test_a_packed_trial_caps_its_gpu_memory_at_its_share(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", lambda f, d=None: calls.append((f, d)))
+    D.set_memory_share(0.25, "cuda:0")
+    D.set_memory_share(1.0)          # a whole GPU: no cap
+    D.set_memory_share(None)
+    assert calls == [(0.25, "cuda:0")]
+    # in a sweep, the share is what Ray reserved for the trial's worker
+    from orchestrator.sweep import trainable as T
+    for reserved, share in (({"CPU": 2.0, "GPU": 0.25}, 0.25), ({"CPU": 1.0, "GPU": 1.0}, None)):
+        monkeypatch.setattr(T.ray, "get_runtime_context",
+                            lambda r=reserved: types.SimpleNamespace(get_assigned_resources=lambda: r))
+        monkeypatch.setattr(T.ray, "get_gpu_ids", lambda: [0])
+        rt = T.placement()
+        assert rt.gpu_share == share and rt.device is None and rt.threads == int(reserved["CPU"])
 
 
 @cuda

@@ -29,6 +29,9 @@ def test_gpu_share_by_size_and_memory():
     assert RS.gpu_share(size("BERT-Tiny"), m, 4 * GB) == 0.25        # 0.5 GB each is too little
     assert RS.trial_gpu_share(_config("BERT-Tiny"), 80 * GB) == 0.125
     assert RS.trial_gpu_share(_config("BERT-Tiny"), 4 * GB) == 0.25
+    # a fused unit of 4 BERT-Tiny members: sized as 4 such trials (18 M parameters) in one process
+    assert RS.trial_gpu_share(_config("BERT-Tiny"), 80 * GB, members=4) == 0.5
+    assert RS.trial_gpu_share(_config("BERT-Base"), 80 * GB, members=4) == 1.0
     # BERT-Medium at batch 128 (about 4.1 GB) takes half of a 16 GB GPU, a whole 6 GB one
     medium = _config("BERT-Medium")
     assert RS.gpu_share(size("BERT-Medium"), RS.trial_memory_bytes(medium), 16 * GB) == 0.5

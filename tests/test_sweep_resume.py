@@ -127,3 +127,10 @@ def test_optuna_mode_runs_its_budget_and_resumes_with_what_it_knows(tmp_path, re
     study = optuna.load_study(study_name=summary.study_name, storage=storage)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3 and {t.params["batch_size"] for t in done} <= {16, 32}
+    # a failed sample kept with --no-retry-failed: nothing to run, and the run still fails, naming it
+    path = next(store.trials_dir(tmp_path / "results" / "opt").glob("*.json"))
+    rec = json.loads(path.read_text())
+    path.write_text(json.dumps({**rec, "status": "failed", "error": "RuntimeError: it broke"}))
+    r = run_cli(["run", str(p), "--no-retry-failed"])
+    assert r.returncode == 3 and "3 already finished, 0 to run" in r.stderr, r.stderr[-3000:]
+    assert r.stderr.rstrip().splitlines()[-1] == f"  {rec['trial_id']}: RuntimeError: it broke"

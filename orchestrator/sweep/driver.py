@@ -130,8 +130,9 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
               + f"; results in {loc}/trials/", file=out)
         if soft:
             _save_teachers(loc, soft)
-        if not jobs:
-            return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid" else set())
+        if not jobs:   # the failed trials kept (--no-retry-failed) still fail the run
+            return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid"
+                                 else {r["trial_id"] for r in kept})
         shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
         shipment.spec_text = Path(sweep.path).read_text(encoding="utf-8") if Path(sweep.path).is_file() else None
         identity = (lambda cfg: identity_fields(cfg, fp_of(cfg)))
@@ -203,7 +204,8 @@ def _resources(sweep: Sweep, has_gpu):
         if sweep.mode == "optuna":   # sized for the largest batch the study may draw
             cfg = cfg.replace(batch_size=max(sweep.batch_sizes))
         gpu_mem[:] = gpu_mem or [gpu_memory_bytes()]
-        return {"cpu": _trial_cpus(sweep, True), "gpu": trial_gpu_share(cfg, gpu_mem[0])}
+        members = len(config["trial"].get("members") or [None])   # a fused unit: all its members
+        return {"cpu": _trial_cpus(sweep, True), "gpu": trial_gpu_share(cfg, gpu_mem[0], members)}
 
     return resources
 

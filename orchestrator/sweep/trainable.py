@@ -32,10 +32,12 @@ from .shipping import Shipment, ShippedSource, soft_labels_file, use_models, use
 
 
 def placement(soft_labels: str | None = None) -> Runtime:
-    """Device and threads of this worker from what Ray reserved for it: no GPU reserved, the CPU."""
-    ctx = ray.get_runtime_context()
-    cpus = ctx.get_assigned_resources().get("CPU", 1)
-    return Runtime(device=None if ray.get_gpu_ids() else "cpu", threads=max(1, int(cpus)), soft_labels=soft_labels)
+    """Device, threads and GPU share of this worker from what Ray reserved for it: no GPU
+    reserved, the CPU; a fraction of a GPU, its memory capped at that fraction."""
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    cpus, gpu = assigned.get("CPU", 1), assigned.get("GPU", 0)
+    return Runtime(device=None if ray.get_gpu_ids() else "cpu", threads=max(1, int(cpus)), soft_labels=soft_labels,
+                   gpu_share=gpu if 0 < gpu < 1 else None)
 
 
 def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> None:
