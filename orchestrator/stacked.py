@@ -216,7 +216,8 @@ class StackedBert:
             return y.view(k * b, l, self.heads, hd).transpose(1, 2)
 
         q, key, v = heads("query"), heads("key"), heads("value")
-        scores = torch.matmul(q, key.transpose(-1, -2)) / math.sqrt(hd) + mask          # mask [1*B or K*B, 1, 1, L]
+        scores = torch.matmul(q, key.transpose(-1, -2)) / math.sqrt(hd)
+        scores = (scores.view(k, b, self.heads, l, l) + mask).view(k * b, self.heads, l, l)   # mask [B, 1, 1, L]
         probs = self._drop(torch.softmax(scores, dim=-1), self.c.attention_probs_dropout_prob, (b, self.heads, l, l))
         ctx = torch.matmul(probs, v).transpose(1, 2).reshape(k, n, h)
         y = self._drop(_linear(ctx, P[f"{pre}attention.output.dense.weight"], P[f"{pre}attention.output.dense.bias"]),
@@ -232,7 +233,7 @@ class StackedBert:
         x = self._embed(P, input_ids, token_type_ids)
         k = x.shape[0]
         neg = torch.finfo(x.dtype).min
-        mask = ((1.0 - attention_mask.to(x.dtype)) * neg).view(b, 1, 1, l).repeat(k, 1, 1, 1)
+        mask = ((1.0 - attention_mask.to(x.dtype)) * neg).view(b, 1, 1, l)
         for i in range(self.c.num_hidden_layers):
             pre = f"{PREFIX}encoder.layer.{i}."
             a = self._attention(P, pre, x, mask, b, l)
