@@ -106,9 +106,10 @@ class WordGrads:
             rows.index_fill_(0, self.touched, 0.0)
         parts = [(f, leaf.grad) for f, leaf in self.parts if leaf.grad is not None]   # backward done
         self.parts, self.touched = [], None
-        if parts:
-            self.touched = torch.cat([f for f, _ in parts])
-            rows.index_add_(0, self.touched, torch.cat([g.reshape(-1, h).to(rows.dtype) for _, g in parts]))
+        if parts:   # one part a micro-batch
+            self.touched = parts[0][0] if len(parts) == 1 else torch.cat([f for f, _ in parts])
+            grads = [g.reshape(-1, h).to(rows.dtype) for _, g in parts]
+            rows.index_add_(0, self.touched, grads[0] if len(grads) == 1 else torch.cat(grads))
         return self.buf
 
 

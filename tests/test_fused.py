@@ -298,12 +298,14 @@ def test_word_grads_equal_the_embeddings_own_gradient_step_after_step():
     g = torch.Generator().manual_seed(0)
     weight = torch.randn(2, 10, 3, generator=g)                     # K = 2 members, 10 rows
     wg = stacked.WordGrads()
-    for ids in ([[1, 4, 4, 9]], [[0, 2]], [[7, 7, 7]]):             # each step's rows differ
-        flat = torch.tensor(ids) + torch.tensor([[0], [10]])        # member k's rows at k * 10
-        upstream = torch.randn(2, flat.shape[1], 3, generator=g)
+    # each step's rows differ; the last step has two micro-batches
+    for step in ([[1, 4, 4, 9]], [[0, 2]], [[7, 7, 7], [2, 7]]):
         dense = weight.clone().requires_grad_()
-        (torch.nn.functional.embedding(flat, dense.reshape(-1, 3)) * upstream).sum().backward()
-        (wg.lookup(weight, flat) * upstream).sum().backward()
+        for ids in step:
+            flat = torch.tensor([ids]) + torch.tensor([[0], [10]])    # member k's rows at k * 10
+            upstream = torch.randn(2, flat.shape[1], 3, generator=g)
+            (torch.nn.functional.embedding(flat, dense.reshape(-1, 3)) * upstream).sum().backward()
+            (wg.lookup(weight, flat) * upstream).sum().backward()
         assert torch.allclose(wg.grad(weight), dense.grad, atol=1e-6)   # the last step's rows zeroed again
     with torch.no_grad():                                            # evaluation: nothing kept
         wg.lookup(weight, torch.tensor([[1]]))
