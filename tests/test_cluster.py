@@ -156,6 +156,8 @@ def test_gpu_trials_follow_gpus_joining_the_cluster_or_declared_in_the_spec():
     assert resources(config) == {"cpu": 1}
     gpus[0] = True                                    # a GPU node joined
     assert 0 < resources(config)["gpu"] <= 1
+    unit = {"trial": {**config["trial"], "members": [config["trial"]] * 4}}   # a fused unit of 4
+    assert resources(unit)["gpu"] == 4 * resources(config)["gpu"]           # BERT-Tiny: 1/8 each, 1/2 for 4
     declared = S.parse(base + "resources: {gpus_per_trial: 0.5}\n")
     assert _resources(declared, lambda: False)(config) == {"cpu": 1.0, "gpu": 0.5}
 
