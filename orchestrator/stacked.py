@@ -189,8 +189,9 @@ class StackedBert:
         tracks its solo trial to float rounding."""
         if not (self.training and p > 0):
             return x
-        mask = F.dropout(torch.ones(shape, dtype=x.dtype, device=x.device), p, True)
-        return (x.view(-1, *shape) * mask).view(x.shape)
+        # float32, so that bf16 activations are scaled by 1/(1-p) with one rounding, as F.dropout does
+        mask = F.dropout(torch.ones(shape, dtype=torch.float32, device=x.device), p, True)
+        return (x.view(-1, *shape) * mask).to(x.dtype).view(x.shape)
 
     def _embed(self, P: dict, input_ids, token_type_ids) -> torch.Tensor:
         k, (b, l) = P[PREFIX + "embeddings.word_embeddings.weight"].shape[0], input_ids.shape

@@ -290,6 +290,12 @@ def test_stacked_dropout_draws_the_solo_trials_mask_for_every_member():
     for k in range(3):
         assert torch.equal(y[k].view(shape) != 0, solo_mask)
         assert torch.allclose(y[k].view(shape), x[k].view(shape) * solo_mask / 0.9, rtol=1e-6)
+    # bf16 activations: scaled with one rounding, as F.dropout scales them
+    xb = x.bfloat16()
+    torch.manual_seed(0)
+    yb = net._drop(xb, 0.1, shape)
+    assert yb.dtype == torch.bfloat16
+    assert torch.equal(yb[0].view(shape), (xb[0].view(shape).float() * solo_mask / 0.9).bfloat16())
     net.training = False
     assert net._drop(x, 0.1, shape) is x
 
