@@ -4,9 +4,10 @@ axis, every linear layer one batched matmul, every op one call for all K members
 The forward pass is ``BertForSequenceClassification``'s (embeddings, post-LayerNorm encoder,
 tanh pooler, classifier; cross-entropy, or mean squared error for one label) written on
 stacked weights, so K members cost one launch per op instead of K. All members see the same
-batch (``[B, L]``) and the same dropout masks (``StackedBert._drop``); each has its own weights. Chosen by
-measurement over ``torch.func.vmap`` of ``functional_call`` on the transformers model, which
-was several times slower than K separate models on CPU (``bench/fused.py`` records both).
+batch (``[B, L]``) and the same dropout masks (``StackedBert._drop``); each has its own
+weights. Chosen by measurement over ``torch.func.vmap`` of ``functional_call`` on the transformers model, which
+was slower on CPU than both these stacked matmuls and K separate models (``bench/fused.py
+--choice`` records all three).
 
 Only BERT-architecture models stack (the miniatures, all-MiniLM-L6-v2, any ``model_type:
 bert``); ``stackable`` says whether a model does.
