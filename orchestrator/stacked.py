@@ -5,9 +5,9 @@ The forward pass is ``BertForSequenceClassification``'s (embeddings, post-LayerN
 tanh pooler, classifier; cross-entropy, or mean squared error for one label) written on
 stacked weights, so K members cost one launch per op instead of K. All members see the same
 batch (``[B, L]``) and the same dropout masks (``StackedBert._drop``); each has its own
-weights. Chosen by measurement over ``torch.func.vmap`` of ``functional_call`` on the transformers model, which
-was slower on CPU than both these stacked matmuls and K separate models (``bench/fused.py
---choice`` records all three).
+weights. Chosen by measurement over ``torch.func.vmap`` of ``functional_call`` on the
+transformers model, which was slower on CPU than both these stacked matmuls and K separate
+models (``bench/fused.py --choice`` records all three).
 
 Only BERT-architecture models stack (the miniatures, all-MiniLM-L6-v2, any ``model_type:
 bert``); ``stackable`` says whether a model does.
