@@ -191,7 +191,10 @@ class StackedBert:
         if not (self.training and p > 0):
             return x
         # float32, so that bf16 activations are scaled by 1/(1-p) with one rounding, as F.dropout does
-        mask = F.dropout(torch.ones(shape, dtype=torch.float32, device=x.device), p, True)
+        if x.device.type == "cpu":   # F.dropout's own steps on CPU (the same draw), without its ones
+            mask = torch.empty(shape, dtype=torch.float32).bernoulli_(1 - p).div_(1 - p)
+        else:                        # CUDA's fused dropout draws differently: let it draw
+            mask = F.dropout(torch.ones(shape, dtype=torch.float32, device=x.device), p, True)
         return (x.view(-1, *shape) * mask).to(x.dtype).view(x.shape)
 
     def _embed(self, P: dict, input_ids, token_type_ids) -> torch.Tensor:
