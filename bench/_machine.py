@@ -130,8 +130,9 @@ def environment(torch=None, device=None) -> dict:
     except AttributeError:
         usable = None
     cpu = cpu_model()
-    env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(), "cores_usable": usable, "python": platform.python_version(),
-           "platform": platform.platform(), **versions(), "loadavg_at_start": loadavg(), "git": git_state()}
+    env = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": cpu, "cores": os.cpu_count(),
+           "cores_usable": usable, "python": platform.python_version(), "platform": platform.platform(), **versions(),
+           "loadavg_at_start": loadavg(), "git": git_state()}
     if torch is not None and device is not None:
         on_gpu = device.type == "cuda"
         env.update(device_type=device.type, device_name=torch.cuda.get_device_name(device) if on_gpu else cpu,

@@ -158,11 +158,11 @@ def choice(a, k: int, steps: int = 12) -> dict:
 
 
 def render(r: dict) -> str:
-    a, v = r["config"], r["variants"]
+    a, v, env = r["config"], r["variants"], r["environment"]
     md = [f"# Fused unit: {a['model']} ({a['init']}), {a['task']}, {a['max_train_examples']} rows, batch "
           f"{a['batch_size']}, {a['epochs']:g} epoch, seed {a['seed']}, learning rates {a['lrs']}", "",
-          f"{r['environment'].get('date', '')}; {r['environment'].get('cpu')}, {r['environment'].get('cores')} cores; "
-          f"torch {r['environment'].get('torch')}, transformers {r['environment'].get('transformers')}", "",
+          f"{env.get('date', '')}; {env.get('cpu')}, {env.get('cores')} cores; torch {env.get('torch')}, "
+          f"transformers {env.get('transformers')}", "",
           f"{a['threads']} threads; load average before {v['load_before']}, after {v['load_after']} (a shared machine: "
           "the ratios are measured in the same run, one variant after another)", "",
           "| variant | processes x threads | training examples/s | training s |", "|---|---|---:|---:|",

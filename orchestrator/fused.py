@@ -62,15 +62,16 @@ class _Unit:
         self.members = [_Member(c, (on_evals or [None] * len(configs))[i],
                                 R.TrialResult(status="completed", n_params=n_params, train_examples=len(p.train)), i)
                         for i, c in enumerate(configs)]
-        words = dict(p.model.named_parameters())[WORDS]
-        self.words = Vocabulary(p.train.input_ids, words, len(configs)) if words.requires_grad and not STACK_ALL_WORDS else None
+        word_weight = dict(p.model.named_parameters())[WORDS]
+        trains_words = word_weight.requires_grad
+        self.words = Vocabulary(p.train.input_ids, word_weight, len(configs)) if trains_words and not STACK_ALL_WORDS else None
         self.train = self.words.compact(p.train) if self.words is not None else p.train
         self.params = stack_parameters(p.model, len(configs), self.words)
         decayed = {n for n, t in p.model.named_parameters() if t.requires_grad and not R.no_decay(n, t)}
         self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay)
         self.words_wd = p.config.weight_decay if WORDS in decayed else 0.0
         self.net = StackedBert(p.model.config, p.task.num_labels)
-        if words.requires_grad:
+        if trains_words:
             self.net.word_grads = WordGrads()
         self.loss_sum = torch.zeros(len(configs), dtype=torch.float64, device=p.device)
         self.check_every = check_every or (1 if p.device.type == "cpu" else GPU_CHECK_EVERY)
