@@ -5,11 +5,11 @@ grid_vs_hpsearch), a dataset over the features and a metric function scoring as 
 
 from __future__ import annotations
 
-from orchestrator import metrics as M
-from orchestrator.data import source_from
-from orchestrator.features import features
-from orchestrator.models import load_tokenizer, resolve
-from orchestrator.tasks import get_task
+from orchestrator.data.features import features
+from orchestrator.data.sources import source_from
+from orchestrator.registry import metrics as M
+from orchestrator.registry.models import load_tokenizer, resolve
+from orchestrator.registry.tasks import get_task
 
 
 def warm_features(model: str, init: str, task_name: str, glue_dir: str | None = None, hub: str | None = None,
@@ -48,7 +48,7 @@ class EncodedDataset:
 
 
 def trainer_metrics(task, suffix=lambda: ""):
-    """The Trainer's ``compute_metrics`` scoring with ``orchestrator.metrics``, as the runner
+    """The Trainer's ``compute_metrics`` scoring with ``orchestrator.registry.metrics``, as the runner
     does; ``suffix()`` names the split being scored when a task has several."""
     def compute(ev):
         logits = ev.predictions[0] if isinstance(ev.predictions, (tuple, list)) else ev.predictions

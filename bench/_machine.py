@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from orchestrator.speed import cpu_model
+from orchestrator.train.speed import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 # The orchestrator files a trial actually runs: a change to them during a run is reported.
@@ -43,7 +43,7 @@ def peak_rss_mib() -> float:
         with open("/proc/self/status") as f:
             kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
     except (OSError, StopIteration, ValueError):
-        import resource   # not on every platform; only needed off Linux
+        import resource  # not on every platform; only needed off Linux
 
         kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss   # KiB on Linux, bytes on macOS
     return round(kib / 1024, 1)

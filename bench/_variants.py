@@ -15,11 +15,11 @@ from bench._common import progress
 from bench._features import EncodedDataset, trainer_metrics, warm_features
 from bench._machine import peak_rss_mib, reset_peak_rss, rss_mib
 from bench._probe import Probe
-from orchestrator import metrics as M
-from orchestrator import runner
 from orchestrator.config import Runtime, TrialConfig
-from orchestrator.data import source_from
-from orchestrator.models import load_tokenizer
+from orchestrator.data.sources import source_from
+from orchestrator.registry import metrics as M
+from orchestrator.registry.models import load_tokenizer
+from orchestrator.train import runner
 
 
 def _optimizer_info(opt) -> dict:
@@ -74,8 +74,8 @@ def _training_args(a, p, out_dir: str, tuned: bool) -> dict:
 
 def _timed_trainer(probe: Probe, task, multi: bool, evals: list):
     """A Trainer whose every evaluation is timed by the probe and recorded in ``evals``, scored
-    with ``orchestrator.metrics`` (the ``compute_metrics`` it returns)."""
-    from transformers import Trainer   # heavy (accelerate): only the Trainer variants' processes need it
+    with ``orchestrator.registry.metrics`` (the ``compute_metrics`` it returns)."""
+    from transformers import Trainer  # heavy (accelerate): only the Trainer variants' processes need it
 
     holder: dict = {}
     split_of = {(f"eval_{s.name}" if multi else "eval"): s for s in task.eval_splits}
@@ -108,8 +108,12 @@ def _timed_trainer(probe: Probe, task, multi: bool, evals: list):
 
 
 def _run_trainer(a, p, probe: Probe, tuned: bool) -> dict:
-    from transformers import (DataCollatorWithPadding, TrainerCallback, TrainingArguments,  # heavy: see above
-                              default_data_collator)
+    from transformers import (  # heavy: see above
+        DataCollatorWithPadding,
+        TrainerCallback,
+        TrainingArguments,
+        default_data_collator,
+    )
 
     cfg, task = p.config, p.task
     tok = load_tokenizer(p.spec, cfg.init, cfg.trust_remote_code)

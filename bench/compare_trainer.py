@@ -4,7 +4,7 @@ One trial (model, task, training rows, hyper-parameters, seed) is run three ways
 own subprocess so that peak memory is per variant (``bench/_variants.py``; this module runs
 them and writes the report):
 
-* ``ours``            ``orchestrator.runner.prepare`` + ``run`` (dynamic padding, length grouping)
+* ``ours``            ``orchestrator.train.runner.prepare`` + ``run`` (dynamic padding, length grouping)
 * ``trainer-default`` ``Trainer`` as ``run_glue.py`` sets it up by default: every example padded
                       to ``max_length`` (128), ``default_data_collator``, random sampling
 * ``trainer-tuned``   ``Trainer`` with ``DataCollatorWithPadding`` (pad to the batch's longest)
@@ -15,7 +15,7 @@ All three start from ``runner.prepare``: the same features (the feature cache), 
 ``runner.train_subset`` rows, the same model with the same seeded head. The Trainer gets a
 torch ``Dataset`` over those features and the same recipe: AdamW (weight decay 0.01, not on
 biases / LayerNorm; eps 1e-6), linear warm-up over the first 10% of steps then linear decay,
-gradient clipping at 1.0, evaluation at every epoch end, scored with ``orchestrator.metrics``.
+gradient clipping at 1.0, evaluation at every epoch end, scored with ``orchestrator.registry.metrics``.
 No checkpoints, no reporting.
 
 Timing is identical for every variant, taken by hooks on the model and on every optimizer:

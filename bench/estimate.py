@@ -1,6 +1,6 @@
 """GPU-hours of a whole sweep on one H100, from measured training throughputs.
 
-For every trial of the sweep's grid (``orchestrator.spec``), with official GLUE split sizes
+For every trial of the sweep's grid (``orchestrator.spec.sweep``), with official GLUE split sizes
 (capped by ``max_train_examples``) and the task's ``avg_tokens``:
 
 * training tokens = rows x epochs x avg_tokens x padding factor. The padding factor of
@@ -12,7 +12,7 @@ For every trial of the sweep's grid (``orchestrator.spec``), with official GLUE 
   step time = a + b x tokens, fitted per shape over the measured lengths (with one length,
   a = 0: tokens / tokens/s); a trial takes steps x a + tokens x b. Evaluation takes 1/3 of
   that per token and per batch of 256 (a forward pass is about 1/3 of a training step's FLOPs).
-* packing: trials of a model that takes a fractional GPU (``orchestrator.resources.gpu_share``:
+* packing: trials of a model that takes a fractional GPU (``orchestrator.spec.resources.gpu_share``:
   0.125 / 0.25 / 0.5) run that many at once; their time is divided by the measured packing gain
   (``gpu.json``: K BERT-Tiny trials against one alone), capped at 1/gpu_share, or by
   1/gpu_share when no gain was measured (stated as such).
@@ -49,14 +49,14 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import default_glue_dir
-from orchestrator import plan
-from orchestrator.data import source_from
-from orchestrator.features import features
-from orchestrator.models import load_tokenizer, resolve, shape_of
-from orchestrator.resources import ASSUMED_MFU, H100_BF16_FLOPS as H100_PEAK, gpu_share, model_params
-from orchestrator.runner import batch_order, train_subset
-from orchestrator.spec import load
-from orchestrator.tasks import get_task
+from orchestrator.data.features import features
+from orchestrator.data.sources import source_from
+from orchestrator.registry.models import load_tokenizer, resolve, shape_of
+from orchestrator.registry.tasks import get_task
+from orchestrator.spec import plan
+from orchestrator.spec.resources import ASSUMED_MFU, H100_BF16_FLOPS as H100_PEAK, gpu_share, model_params
+from orchestrator.spec.sweep import load
+from orchestrator.train.runner import batch_order, train_subset
 
 ASSUMED_PADDING = 1.25      # used only where the padding factor cannot be measured
 EVAL_BATCH = 256

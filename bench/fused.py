@@ -2,9 +2,9 @@
 size and seed; K learning rates) trained three ways, each in fresh processes:
 
 * ``fused``: one process with ``--threads`` threads trains the K trials as one fused unit
-  (``orchestrator.fused.run_unit``);
+  (``orchestrator.fused.loop.run_unit``);
 * ``sequential``: one process with the same threads runs the K trials one after another
-  (``orchestrator.runner.run_trial``), which is also each member's solo trial;
+  (``orchestrator.train.runner.run_trial``), which is also each member's solo trial;
 * ``packed``: ``--processes`` processes with one thread each, the K trials dealt out between them
   and run one after another in each, all processes started together.
 
@@ -16,7 +16,7 @@ agree within seed noise, not exactly).
 
 ``--choice`` also times one fused step of the two ways to stack a model, on the same batches:
 ``torch.func.vmap`` over ``functional_call`` of the transformers model, and the stacked weights
-with batched matmuls of ``orchestrator.stacked``, against K separate models.
+with batched matmuls of ``orchestrator.fused.stacked``, against K separate models.
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.fused --model BERT-Tiny --init random --out bench/out/fused-tiny
 
@@ -47,9 +47,10 @@ def child(spec: dict) -> dict:
     """In a child process: run the given trials fused or one after another; their results."""
     import torch
 
-    from orchestrator import fused, runner
     from orchestrator.config import Runtime, TrialConfig
-    from orchestrator.data import source_from
+    from orchestrator.data.sources import source_from
+    from orchestrator.fused import loop as fused
+    from orchestrator.train import runner
 
     torch.set_num_threads(spec["threads"])
     fused.STACK_ALL_WORDS = spec["mode"] == "fused_all_words"
@@ -128,9 +129,10 @@ def choice(a, k: int, steps: int = 12) -> dict:
     import torch
     from torch.func import functional_call, stack_module_state, vmap
 
-    from orchestrator import runner, stacked
     from orchestrator.config import Runtime, TrialConfig
-    from orchestrator.data import source_from
+    from orchestrator.data.sources import source_from
+    from orchestrator.fused import stacked
+    from orchestrator.train import runner
 
     torch.set_num_threads(a.threads)
     cfg = TrialConfig(**configs(a)[0])

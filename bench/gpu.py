@@ -18,7 +18,7 @@ on a CPU-only machine it runs a reduced form of the same three measurements.
    On CPU without ``--peak-flops`` the achieved FLOP/s is reported and the MFU is null.
    ``--compile`` adds a ``torch.compile`` variant, reported separately (its error if it fails).
    Target on GPU: MFU >= 35%.
-2. **Packing**: K real runner trials (``orchestrator.runner.prepare`` + ``run``: BERT-Tiny,
+2. **Packing**: K real runner trials (``orchestrator.train.runner.prepare`` + ``run``: BERT-Tiny,
    random init, SST-2 capped at ``--pack-examples`` rows, batch 32, 1 epoch), each in its own
    subprocess, as Ray runs fractional-GPU trials. Every process prepares, then waits at a
    barrier so that the training loops start together. Each process's training examples/s is
@@ -59,10 +59,10 @@ from bench._features import warm_features
 from bench._machine import REPO, environment, loadavg
 from bench.estimate import train_flops
 from orchestrator.config import Runtime, TrialConfig
-from orchestrator.data import source_from
-from orchestrator.models import load_model, miniatures, resolve
-from orchestrator.resources import H100_BF16_FLOPS, gpu_memory_bytes
-from orchestrator.runner import autocast_for, make_optimizer, prepare, run
+from orchestrator.data.sources import source_from
+from orchestrator.registry.models import load_model, miniatures, resolve
+from orchestrator.spec.resources import H100_BF16_FLOPS, gpu_memory_bytes
+from orchestrator.train.runner import autocast_for, make_optimizer, prepare, run
 
 MFU_TARGET = 0.35
 PACK_TARGET = 4.0

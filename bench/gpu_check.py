@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from bench._common import child_env, default_glue_dir
-from orchestrator import device as D
-from orchestrator import runner, stacked
 from orchestrator.config import TrialConfig
+from orchestrator.fused import stacked
+from orchestrator.train import device as D, runner
 
 REPO = Path(__file__).resolve().parent.parent
 MINIS = ("BERT-Tiny", "BERT-Mini", "BERT-Small", "BERT-Medium")
@@ -65,7 +65,6 @@ def profile_step(layers: int, hidden: int, k: int, device, batch: int = 32, seq:
     """Kernels (CUDA) or operators (CPU) and host ms per training step of a random-init shape,
     one model (k=1, the runner's step) or a stacked unit of k members."""
     from torch.profiler import ProfilerActivity, profile
-
     from transformers import BertConfig, BertForSequenceClassification
     cfg = BertConfig(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=max(1, hidden // 64),
                      intermediate_size=4 * hidden, num_labels=2)
@@ -86,7 +85,7 @@ def profile_step(layers: int, hidden: int, k: int, device, batch: int = 32, seq:
             opt.step()
             opt.zero_grad(set_to_none=True)
     else:
-        from orchestrator.adamw import StackedAdamW
+        from orchestrator.fused.adamw import StackedAdamW
         params, net = stacked.stack_parameters(model, k), stacked.StackedBert(model.config, 2)
         opt = StackedAdamW(params, [1e-4] * k, {n for n in params if "weight" in n and "LayerNorm" not in n}, 0.01)
 
@@ -150,7 +149,7 @@ def run_checks(a, device) -> dict:
 
 def oom_child(glue_dir: str | None) -> int:
     """BERT-Base at batch 128 in a fifth of the GPU: must finish by accumulating gradients."""
-    from orchestrator.data import source_from
+    from orchestrator.data.sources import source_from
     D.set_memory_share(0.2)
     cfg = TrialConfig(model="BERT-Base", task="SST-2", batch_size=128, learning_rate=1e-4, epochs=1, init="random",
                       max_train_examples=512)

@@ -15,7 +15,7 @@ on one task, one model, one seed, run twice from a cold start:
 
 Both get the same training rows (``runner.train_subset``), the same recipe (AdamW, weight decay
 0.01 off biases and LayerNorm, eps 1e-6, 10% linear warm-up then linear decay, clipping at
-1.0), the same seed and the same scoring code (``orchestrator.metrics``) on the whole dev
+1.0), the same seed and the same scoring code (``orchestrator.registry.metrics``) on the whole dev
 split. Each side is timed as a user would see it: wall time of its process, Python start
 and Ray start-up included, with the feature cache already warm for ours (``glue-sweep``
 tokenises once per data set and tokenizer, not per trial) and the data tokenised once before
@@ -47,13 +47,13 @@ from pathlib import Path
 from bench._common import default_glue_dir, fmt
 from bench._features import EncodedDataset, trainer_metrics, warm_features
 from bench._machine import REPO, environment, loadavg
-from orchestrator import metrics as M
-from orchestrator.data import source_from
-from orchestrator.features import features
-from orchestrator.models import load_model, load_tokenizer, resolve
-from orchestrator.runner import train_subset
-from orchestrator.spec import PAPER_BATCH_SIZES, PAPER_LEARNING_RATES
-from orchestrator.tasks import get_task
+from orchestrator.data.features import features
+from orchestrator.data.sources import source_from
+from orchestrator.registry import metrics as M
+from orchestrator.registry.models import load_model, load_tokenizer, resolve
+from orchestrator.registry.tasks import get_task
+from orchestrator.spec.sweep import PAPER_BATCH_SIZES, PAPER_LEARNING_RATES
+from orchestrator.train.runner import train_subset
 
 
 def _key(bs: int, lr: float) -> str:
@@ -88,7 +88,7 @@ def run_ours(a, work: Path, scheduler: str) -> dict:
     spec = work / "grid-bench.yaml"
     spec.write_text(sweep_spec(a, scheduler))
     results = work / "results"
-    cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(spec), "--results", str(results)]
+    cmd = [sys.executable, "-m", "orchestrator.cli.main", "run", str(spec), "--results", str(results)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - t0

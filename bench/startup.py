@@ -42,7 +42,8 @@ from pathlib import Path
 from bench._common import child_env, default_glue_dir, fmt
 from bench._machine import REPO, contention, cpu_snapshot, environment, git_state, loadavg
 from orchestrator.errors import UserError
-from orchestrator.models import resolve
+from orchestrator.registry.models import resolve
+
 DEFAULT_MODELS = ("BERT-Tiny", "BERT-Mini", "BERT-Small", "BERT-Medium", "BERT-Base", "all-MiniLM-L6-v2:pretrained")
 PHASES = ("setup_s", "tokenizer_s", "features_train_s", "features_eval_s", "model_s", "to_device_s",
           "until_first_step_s")
@@ -94,10 +95,10 @@ def measure(a) -> dict:
     import transformers.models.bert.modeling_bert  # noqa: F401  (transformers imports lazily)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertTokenizer  # noqa: F401
 
-    from orchestrator import features as feats
-    from orchestrator import runner
     from orchestrator.config import Runtime, TrialConfig
-    from orchestrator.data import source_from
+    from orchestrator.data import features as feats
+    from orchestrator.data.sources import source_from
+    from orchestrator.train import runner
 
     import_s = time.perf_counter() - t0
     if a.threads:

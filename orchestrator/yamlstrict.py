@@ -18,6 +18,8 @@ from yaml.composer import ComposerError
 from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 
+from .errors import UserError
+
 MAX_BYTES = 64_000      # the shipped specs are under 2 kB
 MAX_ALIASES = 1_000
 MAX_NODES = 200_000
@@ -139,3 +141,47 @@ def load_with_node(text: str):
 
 def compose(text: str):
     return yaml.compose(text, Loader=StrictLoader)
+
+
+# ----------------------------------------------------------------------------- errors with lines
+
+def one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+class Where:
+    """Maps a path of keys/indices in the YAML document to ``file:line``."""
+
+    def __init__(self, path: str, text: str, node=None):
+        self.path, self.lines = path, _lines(text, node)
+
+    def __call__(self, *keys) -> str:
+        for n in range(len(keys), 0, -1):
+            if keys[:n] in self.lines:
+                return f"{self.path}:{self.lines[keys[:n]]}"
+        return self.path
+
+    def fail(self, keys: tuple, msg: str):
+        raise UserError(f"{self(*keys)}: {one_line(msg)}")
+
+
+def _lines(text: str, node=None) -> dict[tuple, int]:
+    """Line number (1-based) of every mapping key and list item, by its path of keys/indices."""
+    out: dict[tuple, int] = {}
+
+    def walk(node, path):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                p = path + (k.value,)
+                out[p] = k.start_mark.line + 1
+                walk(v, p)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                out[path + (i,)] = v.start_mark.line + 1
+                walk(v, path + (i,))
+
+    try:
+        walk(node if node is not None else compose(text), ())
+    except (yaml.YAMLError, RecursionError):
+        pass
+    return out

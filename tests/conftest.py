@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from glue_fixtures import make_glue_dir
-from orchestrator import tasks
+
+from orchestrator.registry import tasks
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_GLUE = Path(os.environ.get("GLUE_DIR") or REPO.parent / "shared" / "glue_data")
@@ -80,7 +80,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def src(glue_dir):
     """The complete GLUE directory as a data source."""
-    from orchestrator.data import GlueDir
+    from orchestrator.data.sources import GlueDir
 
     return GlueDir(glue_dir)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from orchestrator import store
 from orchestrator.config import TrialConfig, display_name
+from orchestrator.registry.tasks import get_task
 from orchestrator.results.load import build
-from orchestrator.tasks import get_task
+from orchestrator.store import records as store
 
 
 def metrics_for(task: str, score: float) -> dict[str, float]:

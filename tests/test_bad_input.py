@@ -10,15 +10,14 @@ from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from conftest import BAD_INPUT_CASES
-from orchestrator import spec as S
-from orchestrator.cli import main
-from orchestrator.data import GlueDir
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from orchestrator.cli.main import main
+from orchestrator.data.sources import GlueDir
 from orchestrator.errors import UserError
-from orchestrator.tasks import get_task
+from orchestrator.registry.tasks import get_task
+from orchestrator.spec import sweep as S
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -279,10 +278,11 @@ record_junk = st.one_of(junk, st.lists(junk, max_size=3), st.dictionaries(st.sam
                                            "evals.0.score", "trial.learning_rate", "trial.batch_size", "eval_every"]), record_junk),
                 min_size=1, max_size=3), st.booleans())
 def test_damaged_records_are_reported_never_crash_a_reader(tmp_path_factory, damage, rename):
-    from orchestrator import store
-    from orchestrator.console import status_text
-    from orchestrator.results.load import load_run
     from synthetic import make_record
+
+    from orchestrator.cli.console import status_text
+    from orchestrator.results.load import load_run
+    from orchestrator.store import records as store
 
     BAD_INPUT_CASES["result records"] = BAD_INPUT_CASES.get("result records", 0) + 1
     run = tmp_path_factory.mktemp("run")

@@ -7,8 +7,7 @@ import math
 
 import pytest
 
-from bench import estimate as E
-from bench import gpu as G
+from bench import estimate as E, gpu as G
 
 
 def _pos(x) -> bool:

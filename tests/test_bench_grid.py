@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from bench import grid_vs_hpsearch as G
-from bench import summary as S
-from orchestrator.spec import load
+from bench import grid_vs_hpsearch as G, summary as S
+from orchestrator.spec.sweep import load
 
 
 def _args(tmp_path, glue_dir, **kw):

@@ -19,10 +19,10 @@ if str(REPO) not in sys.path:   # bench/ is not an installed package
     sys.path.insert(0, str(REPO))
 
 from bench import startup as B  # noqa: E402
-from orchestrator import features as feats  # noqa: E402
-from orchestrator import runner as R  # noqa: E402
-from orchestrator.config import Runtime  # noqa: E402
-from orchestrator.data import GlueDir  # noqa: E402
+from orchestrator.config import Runtime
+from orchestrator.data import features as feats
+from orchestrator.data.sources import GlueDir
+from orchestrator.train import runner as R
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.config import TrialConfig
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,13 +13,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from test_sweep import CLI, REPO, env, records, run_cli, write_spec
 
-from orchestrator import models, storage, store
 from orchestrator.config import TrialConfig, make_trial
 from orchestrator.errors import UserError
+from orchestrator.registry import models
 from orchestrator.results.load import load_run
-
-from test_sweep import CLI, REPO, env, records, run_cli, write_spec
+from orchestrator.store import location as storage, records as store
 
 
 def _record(tid_lr: float, status="completed", score=80.0) -> dict:
@@ -77,8 +77,8 @@ def test_absolute_paths_travel_and_uris_stay(tmp_path, monkeypatch):
 
 def test_a_worker_with_no_data_cache_or_vocabulary_trains_from_the_shipment(tmp_path, monkeypatch, real_glue_dir,
                                                                             one_thread):
-    from orchestrator.runner import prepare
     from orchestrator.sweep.shipping import ShippedSource, pack, use_vocab
+    from orchestrator.train.runner import prepare
 
     cfg = TrialConfig(model="google/bert_uncased_L-2_H-128_A-2", task="SST-2", batch_size=32, learning_rate=1e-4,
                       epochs=1, init="random", max_train_examples=64)
@@ -101,8 +101,8 @@ def test_a_worker_without_the_model_loads_the_shipped_weights(tmp_path, monkeypa
     worker that has no copy writes the shipped files once, named by their content, and loads them."""
     import tempfile
 
-    from orchestrator.runner import prepare
     from orchestrator.sweep.shipping import ShippedSource, pack, use_models
+    from orchestrator.train.runner import prepare
 
     cfg = TrialConfig(model="all-MiniLM-L6-v2", task="SST-2", batch_size=32, learning_rate=1e-4, epochs=1,
                       max_train_examples=32)
@@ -144,9 +144,9 @@ def test_a_trial_without_a_reserved_gpu_runs_on_the_cpu(monkeypatch):
 
 
 def test_gpu_trials_follow_gpus_joining_the_cluster_or_declared_in_the_spec():
-    from orchestrator import spec as S
+    from orchestrator.spec import sweep as S
     from orchestrator.sweep.driver import _resources
-    from orchestrator.sweep.jobs import as_tune
+    from orchestrator.sweep.tune_jobs import as_tune
 
     base = "name: g\nmodels: [BERT-Tiny]\ntasks: [SST-2]\nsearch: {batch_size: [32], learning_rate: [1e-4]}\n"
     sweep = S.parse(base)
@@ -165,8 +165,8 @@ def test_gpu_trials_follow_gpus_joining_the_cluster_or_declared_in_the_spec():
 # --- Ray Jobs and addresses ----------------------------------------------------------------------
 
 def test_job_working_dir_carries_the_package_tasks_and_an_absolute_spec(tmp_path, monkeypatch, real_glue_dir):
-    from orchestrator import spec as S
-    from orchestrator.sweep import job
+    from orchestrator.spec import sweep as S
+    from orchestrator.sweep import ray_job as job
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "glue").symlink_to(real_glue_dir)
@@ -195,7 +195,8 @@ def test_ray_client_and_dashboard_addresses_give_one_line(tmp_path, real_glue_di
 
 
 def test_submit_uses_the_runs_own_data_source(tmp_path, monkeypatch):
-    from orchestrator import cli, submit
+    from orchestrator import submit
+    from orchestrator.cli import main as cli
 
     run = tmp_path / "run"
     store.write_data_source(run, str(tmp_path), None)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.data import GlueDir, Hub, source_from
+from orchestrator.data.sources import GlueDir, Hub, source_from
 from orchestrator.errors import UserError
-from orchestrator.tasks import all_tasks, get_task
+from orchestrator.registry.tasks import all_tasks, get_task
 
 # Data rows per split: the real files (README of the GLUE data) and the generated ones
 # (tests/glue_fixtures.py defaults: MNLI 600/120/120/100/100, QQP 600/150/100, QNLI train 600).

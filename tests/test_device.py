@@ -9,8 +9,7 @@ import types
 import pytest
 import torch
 
-from orchestrator import device as D
-from orchestrator import runner as R
+from orchestrator.train import device as D, runner as R
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -67,7 +66,7 @@ def test_a_packed_trial_caps_its_gpu_memory_at_its_share(monkeypatch):
 
 @cuda
 def test_solo_and_fused_trials_run_on_the_gpu(src):
-    from orchestrator import fused
+    from orchestrator.fused import loop as fused
     cfg = R.TrialConfig(model="BERT-Tiny", task="RTE", batch_size=16, learning_rate=1e-3, epochs=1, init="random",
                         max_train_examples=160, max_length=64)
     solo = R.run_trial(cfg, src)

@@ -10,19 +10,19 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from orchestrator import spec as S
-from orchestrator import teacher as T
-from orchestrator.cli import main
-from orchestrator.config import Runtime, TrialConfig
-from orchestrator.data import source_from
-from orchestrator.distill_train import distill_loss, gold_rows
-from orchestrator.errors import UserError
-from orchestrator.models import load_model, load_tokenizer, resolve
-from orchestrator.results.kinds import kinds_table, kinds_values
-from orchestrator.runner import run_trial
-from orchestrator.tasks import get_task
 from synthetic import make_record, write_run
+
+from orchestrator.cli.main import main
+from orchestrator.config import Runtime, TrialConfig
+from orchestrator.data.sources import source_from
+from orchestrator.errors import UserError
+from orchestrator.registry.models import load_model, load_tokenizer, resolve
+from orchestrator.registry.tasks import get_task
+from orchestrator.results.kinds import kinds_table, kinds_values
+from orchestrator.spec import sweep as S
+from orchestrator.train import teacher as T
+from orchestrator.train.distill import distill_loss, gold_rows
+from orchestrator.train.runner import run_trial
 
 # ----------------------------------------------------------------------------- the loss, by hand
 
@@ -146,7 +146,7 @@ def test_distill_then_finetune_runs_both_stages(teacher_dir, glue_dir, tmp_path,
 
 
 def test_gold_rows_keep_only_labelled_rows():
-    from orchestrator.features import Encoded
+    from orchestrator.data.features import Encoded
     enc = Encoded(np.arange(6, dtype=np.int32), np.zeros(6, np.int8), np.array([0, 2, 4, 6]),
                   np.array([[0.1, 0.9, 1, 1], [0.8, 0.2, 0, 1], [0.5, 0.5, 0, 0]], np.float32), np.array(["a", "b", "c"]))
     g = gold_rows(enc, regression=False)
@@ -244,8 +244,8 @@ def test_runs_without_distillation_have_no_kinds_table(tmp_path):
 
 
 def test_run_teacher_is_the_best_configuration_retrained_once(glue_dir, tmp_path, monkeypatch, one_thread):
-    from orchestrator import store
     from orchestrator.config import make_trial
+    from orchestrator.store import records as store
     cfg = TrialConfig(model=resolve("BERT-Tiny").ref, task="SST-2", batch_size=16, learning_rate=1e-4, epochs=1,
                       init="random", max_train_examples=32)
     trial = make_trial(cfg, "BERT-Tiny")

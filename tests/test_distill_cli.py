@@ -12,11 +12,11 @@ import zipfile
 import pytest
 import torch
 
-from orchestrator import spec as S
-from orchestrator import store
-from orchestrator import teacher as T
-from orchestrator.cli import main
-from orchestrator.models import load_model, load_tokenizer, resolve
+from orchestrator.cli.main import main
+from orchestrator.registry.models import load_model, load_tokenizer, resolve
+from orchestrator.spec import sweep as S
+from orchestrator.store import records as store
+from orchestrator.train import teacher as T
 
 FAST = ["--model", "BERT-Tiny", "--init", "random", "--task", "SST-2", "--batch-size", "16", "--lr", "1e-3",
         "--epochs", "1", "--max-train-examples", "40", "--max-length", "64", "--threads", "1", "--device", "cpu",

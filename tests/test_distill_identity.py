@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator import spec as S
-from orchestrator import store
-from orchestrator import teacher as T
 from orchestrator.config import TrialConfig, make_trial
-from orchestrator.data import source_from
+from orchestrator.data.sources import source_from
 from orchestrator.errors import UserError
-from orchestrator.identity import RECIPE_VERSION, identity_fields
-from orchestrator.models import load_model, load_tokenizer, resolve
+from orchestrator.registry.models import load_model, load_tokenizer, resolve
+from orchestrator.spec import sweep as S
+from orchestrator.store import records as store
+from orchestrator.store.identity import RECIPE_VERSION, identity_fields
 from orchestrator.sweep.driver import data_fingerprints, fingerprints, reusable
+from orchestrator.train import teacher as T
 
 
 def saved_teacher(d, seed: int):

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from orchestrator import store
-from orchestrator.results.score import scored_names
-from orchestrator.cli import main
-from orchestrator.console import status_text
 from synthetic import make_record, unpadded, write_run
+
+from orchestrator.cli.console import status_text
+from orchestrator.cli.main import main
+from orchestrator.results.score import scored_names
+from orchestrator.store import records as store
 
 GROUPS = {("BERT-Tiny", t) for t in scored_names()} | {("BERT-Mini", t) for t in scored_names() if t != "RTE"} | \
          {("all-MiniLM-L6-v2", "SST-2"), ("all-MiniLM-L6-v2", "MRPC")}
@@ -255,6 +255,7 @@ def test_trials_csv_and_parquet_one_row_per_evaluation(exported, cli_all):
 
 def test_trials_columns_do_not_depend_on_the_run(tmp_path):
     from synthetic import make_record, write_run
+
     from orchestrator.results.tidy import evaluations
 
     a = write_run(tmp_path / "a", [make_record("BERT-Tiny", "CoLA", 32, 1e-4, [10.0])])

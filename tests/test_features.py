@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from orchestrator import features as F
-from orchestrator.data import GlueDir
-from orchestrator.models import load_tokenizer, resolve, uncased_vocab
-from orchestrator.tasks import get_task
+from orchestrator.data import features as F
+from orchestrator.data.sources import GlueDir
+from orchestrator.registry.models import load_tokenizer, resolve, uncased_vocab
+from orchestrator.registry.tasks import get_task
 
 
 @pytest.fixture(scope="module")

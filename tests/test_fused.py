@@ -11,11 +11,10 @@ import sys
 import pytest
 import torch
 
-from orchestrator import fused as FU
-from orchestrator import runner as R
-from orchestrator import stacked
-from orchestrator.adamw import StackedAdamW
 from orchestrator.errors import UserError
+from orchestrator.fused import loop as FU, stacked
+from orchestrator.fused.adamw import StackedAdamW
+from orchestrator.train import runner as R
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LRS = (1e-3, 1e-4)
@@ -197,7 +196,7 @@ def test_the_runner_and_the_fused_path_import_without_ray_optuna_or_datasets():
     code = ("import sys\n"
             "for name in ('ray', 'optuna', 'datasets'):\n"
             "    sys.modules[name] = None   # importing it now raises ImportError\n"
-            "import orchestrator.runner, orchestrator.fused, orchestrator.device, bench.gpu_check\n"
+            "import orchestrator.train.runner, orchestrator.fused.loop, orchestrator.train.device, bench.gpu_check\n"
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'optuna', 'datasets')"
             " and sys.modules[m] is not None)\n"
             "assert not bad, bad\n")

@@ -20,17 +20,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from orchestrator import digest, identity, store
-from orchestrator import spec as S
-from orchestrator.cli import main
-from orchestrator.console import error_line
-from orchestrator.config import TrialConfig, fmt_lr, make_trial
-from orchestrator.data import GlueDir
-from orchestrator.errors import UserError
-from orchestrator.results.values import fmt_lr as table_lr
-from orchestrator.tasks import get_task
 from synthetic import make_record
+
+from orchestrator.cli.console import error_line
+from orchestrator.cli.main import main
+from orchestrator.config import TrialConfig, fmt_lr, make_trial
+from orchestrator.data import digest
+from orchestrator.data.sources import GlueDir
+from orchestrator.errors import UserError
+from orchestrator.registry.tasks import get_task
+from orchestrator.results.values import fmt_lr as table_lr
+from orchestrator.spec import sweep as S
+from orchestrator.store import identity, records as store
 
 BASE = "name: m\nmodels: [BERT-Tiny]\ntasks: [SST-2]\n"
 
@@ -276,7 +277,7 @@ def test_a_bad_data_row_is_found_on_the_driver_also_with_an_address(tmp_path, re
 
 
 def test_train_refuses_an_unwritable_out_before_training(tmp_path, monkeypatch, real_glue_dir):
-    from orchestrator import runner
+    from orchestrator.train import runner
 
     monkeypatch.setattr(runner, "prepare", lambda *a, **k: pytest.fail("training started"))
     (tmp_path / "afile").write_text("x")
@@ -311,7 +312,7 @@ def test_disk_full_at_lock_time_is_one_line_and_leaves_no_lock(tmp_path, monkeyp
 
 
 def test_an_os_error_in_any_command_is_one_line_with_its_path(tmp_path, monkeypatch):
-    from orchestrator import cli as C
+    from orchestrator.cli import main as C
 
     def boom(a):
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "x.json"))
@@ -350,7 +351,7 @@ BAD_FIELDS = [("evals", [{"score": "high", "metrics": {}}]), ("evals", [{"score"
 
 @pytest.mark.parametrize("key, value", BAD_FIELDS)
 def test_records_of_the_wrong_types_are_reported_not_crashed_on(tmp_path, key, value):
-    from orchestrator.console import status_text
+    from orchestrator.cli.console import status_text
     from orchestrator.results.load import load_run
 
     good = make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0, 81.0])

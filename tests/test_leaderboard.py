@@ -6,13 +6,13 @@ import math
 
 import pandas as pd
 import pytest
+from synthetic import lb_of, make_record, unpadded, write_run
 
-from orchestrator import store
 from orchestrator.results import columns, compact, reference, render, score, tables
 from orchestrator.results.board import model_label
 from orchestrator.results.load import build
 from orchestrator.results.values import fmt_lr
-from synthetic import lb_of, make_record, unpadded, write_run
+from orchestrator.store import records as store
 
 REFERENCE = reference.REFERENCE_DIR
 SCORED = score.scored_names()          # the tasks of the GLUE Score, from tasks/*.yaml

@@ -1,4 +1,4 @@
-"""The live view (orchestrator/live.py): counts that add up, the truth after a crash, best per
+"""The live view (orchestrator/results/live.py): counts that add up, the truth after a crash, best per
 group with the leaderboard's tie rule, ETAs; the train progress line; the status command."""
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ import fcntl
 import io
 import os
 
-from orchestrator import live
-from orchestrator.console import Progress, live_view
 from synthetic import make_record, write_run
+
+from orchestrator.cli.console import Progress, live_view
+from orchestrator.results import live
 
 
 def _records():

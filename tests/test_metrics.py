@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from orchestrator import metrics as M
-from orchestrator.tasks import get_task
+from orchestrator.registry import metrics as M
+from orchestrator.registry.tasks import get_task
 
 pytestmark = pytest.mark.filterwarnings("ignore:A single label was found")
 

@@ -19,12 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from orchestrator import loading as LD
-from orchestrator import models as MD
-from orchestrator import runner as R
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.config import Runtime
 from orchestrator.errors import UserError
+from orchestrator.registry import loading as LD, models as MD
+from orchestrator.train import runner as R
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_ID = "google/bert_uncased_L-2_H-128_A-2"
@@ -254,9 +253,9 @@ def test_registry_and_transformers_are_apart():
     """Resolving and sizing models needs no transformers (plan and spec use them), and the
     transformers side knows nothing of the registry: no import circle."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    checks = {"import orchestrator.models, orchestrator.plan, orchestrator.resources":
+    checks = {"import orchestrator.registry.models, orchestrator.spec.plan, orchestrator.spec.resources":
               "'transformers' not in sys.modules and 'torch' not in sys.modules",
-              "import orchestrator.loading": "'orchestrator.models' not in sys.modules"}
+              "import orchestrator.registry.loading": "'orchestrator.registry.models' not in sys.modules"}
     for stmt, cond in checks.items():
         code = f"import sys; {stmt}; assert {cond}, sorted(m for m in sys.modules if m.startswith('orchestrator'))"
         proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
@@ -514,7 +513,7 @@ def test_plan_lists_every_family(monkeypatch, no_network):
 
 
 def test_spec_rejects_two_names_for_one_family():
-    from orchestrator.spec import parse
+    from orchestrator.spec.sweep import parse
 
     with pytest.raises(UserError, match="listed twice"):
         parse("name: x\nmodels: [DistilBERT, distilbert-base-uncased]\ntasks: [SST-2]\n")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orchestrator.data import GlueDir
 from orchestrator.config import Runtime
-from orchestrator.runner import TrialConfig, is_out_of_memory, run_trial
+from orchestrator.data.sources import GlueDir
+from orchestrator.train.runner import TrialConfig, is_out_of_memory, run_trial
 
 ONE_THREAD = Runtime(threads=1)
 

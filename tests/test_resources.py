@@ -1,4 +1,4 @@
-"""Trial sizing (orchestrator/resources.py): parameter counts, the GPU memory estimate of a
+"""Trial sizing (orchestrator/spec/resources.py): parameter counts, the GPU memory estimate of a
 trial, its GPU share, the GPU memory probe, and the H100 figures plan uses."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from orchestrator import resources as RS
 from orchestrator.config import TrialConfig
+from orchestrator.spec import resources as RS
 
 GB = 2**30
 
@@ -77,8 +77,8 @@ def test_gpu_memory_probe(monkeypatch):
 
 
 def test_plan_uses_the_h100_figures(tmp_path):
-    from orchestrator import plan
-    from orchestrator.spec import parse
+    from orchestrator.spec import plan
+    from orchestrator.spec.sweep import parse
 
     assert (RS.H100_BF16_FLOPS, RS.ASSUMED_MFU) == (989e12, 0.30)
     sweep = parse("name: x\nmodels: [BERT-Tiny]\ntasks: [RTE]\nsearch: {batch_size: [32], learning_rate: [1e-4]}\n")

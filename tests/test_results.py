@@ -10,13 +10,13 @@ import sys
 
 import pandas as pd
 import pytest
+from synthetic import lb_of, make_record
 
-from orchestrator import store
 from orchestrator.errors import UserError
 from orchestrator.results import render, score, tables
 from orchestrator.results.load import evals_frame, load_run, trials_frame
 from orchestrator.results.select import epoch_key, usable_evals
-from synthetic import lb_of, make_record
+from orchestrator.store import records as store
 
 
 def row(lb, model, task):
@@ -169,7 +169,7 @@ def test_markdown_escapes_pipes():
 
 
 def test_pictures_are_drawn_without_importing_matplotlib_up_front():
-    code = ("import sys; import orchestrator.cli, orchestrator.results.export, orchestrator.results.figures; "
+    code = ("import sys; import orchestrator.cli.main, orchestrator.results.export, orchestrator.results.figures; "
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -1,4 +1,4 @@
-"""Grouped ASHA's decisions (``orchestrator.rungs``): hand-worked rung sequences, the same
+"""Grouped ASHA's decisions (``orchestrator.sweep.rungs``): hand-worked rung sequences, the same
 actions as Ray Tune's ``ASHAScheduler`` on random asynchronous sequences, groups that never
 compare with each other, a stopped trial that asks again, and a resumed sweep's seeded rungs."""
 
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.rungs import Groups, Rungs, cutoff, decide, milestones, record
+from orchestrator.sweep.rungs import Groups, Rungs, cutoff, decide, milestones, record
 
 
 def rungs(grace=1, max_t=4, rf=2, mode="max") -> Rungs:

@@ -8,16 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
-from orchestrator import runner as R
 from orchestrator.config import Runtime
-from orchestrator.data import GlueDir
+from orchestrator.data.sources import GlueDir
 from orchestrator.errors import UserError
-from orchestrator.metrics import headline
-from orchestrator.tasks import get_task
-
+from orchestrator.registry.metrics import headline
+from orchestrator.registry.tasks import get_task
+from orchestrator.train import runner as R
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -237,7 +235,7 @@ def test_missing_training_file_is_user_error(tmp_path):
 
 
 def test_save_dir_writes_a_loadable_model(src, tmp_path):
-    from orchestrator.models import load_model, resolve
+    from orchestrator.registry.models import load_model, resolve
 
     out = tmp_path / "model"
     p = R.prepare(cfg(task="WNLI", epochs=1, max_train_examples=32), src, runtime=Runtime(save_dir=str(out)))

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import spec as S
 from orchestrator.errors import UserError
-from orchestrator.models import load_model, load_tokenizer, resolve
-from orchestrator.runner import TrialConfig
+from orchestrator.registry.models import load_model, load_tokenizer, resolve
+from orchestrator.spec import sweep as S
+from orchestrator.train.runner import TrialConfig
 
 REPO = Path(__file__).resolve().parent.parent
 
 PROBE = r"""
 import json, os, stat, sys, urllib.request, urllib.error
 os.environ["RAY_AUTH_MODE"] = "token"
-from orchestrator.preflight import LOCAL_ONLY_ENV   # what `glue-sweep run` sets for a local Ray (no Ray import)
+from orchestrator.cli.preflight import LOCAL_ONLY_ENV   # what `glue-sweep run` sets for a local Ray (no Ray import)
 os.environ.update(LOCAL_ONLY_ENV)
 import psutil
 from orchestrator.sweep.cluster import start_ray, dashboard_info

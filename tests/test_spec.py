@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import spec as S
 from orchestrator.errors import UserError
-from orchestrator.plan import estimate, render
+from orchestrator.spec import sweep as S
+from orchestrator.spec.plan import estimate, render
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,12 +12,11 @@ import pandas as pd
 import pytest
 import torch
 
-from orchestrator import models as MD
-from orchestrator import speed as S
-from orchestrator import store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.config import TrialConfig, make_trial
-
+from orchestrator.registry import models as MD
+from orchestrator.store import records as store
+from orchestrator.train import speed as S
 
 SPEED_MODELS = ["BERT-Tiny", "DistilBERT", "BERT-Base"]
 # One thread: on a shared machine two threads wait on each other at every op, which swamps
@@ -52,7 +51,7 @@ def test_speed_is_cached_per_model_and_machine(measured, monkeypatch):
     torch.set_num_threads(THREADS)
     m = S.machine("cpu")
     path = S.cache_path(m)
-    from orchestrator.features import cache_dir
+    from orchestrator.data.features import cache_dir
 
     assert path.is_file() and path.parent == cache_dir() / "speed"
     doc = json.loads(path.read_text())
@@ -69,10 +68,11 @@ def test_speed_is_cached_per_model_and_machine(measured, monkeypatch):
 
 
 def test_speedups_appear_in_the_compact_table(measured, tmp_path):
+    from synthetic import unpadded
+
     from orchestrator.results.export import export
     from orchestrator.results.formats import read_speedups
     from orchestrator.results.reference import compact_columns
-    from synthetic import unpadded
 
     out = tmp_path / "speedups.json"
     err = io.StringIO()

@@ -11,15 +11,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from orchestrator import runner as R
-from orchestrator import store
-from orchestrator.config import Runtime
-from orchestrator import submit as S
-from orchestrator.cli import main
-from orchestrator.data import GlueDir
-from orchestrator.errors import UserError
 from synthetic import make_record
+
+from orchestrator import submit as S
+from orchestrator.cli.main import main
+from orchestrator.config import Runtime
+from orchestrator.data.sources import GlueDir
+from orchestrator.errors import UserError
+from orchestrator.store import records as store
+from orchestrator.train import runner as R
 
 MODEL_REF = "google/bert_uncased_L-2_H-128_A-2"
 LABEL = "BERT-Tiny (random init)"

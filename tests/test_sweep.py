@@ -19,11 +19,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import spec as S
-from orchestrator import store
+from orchestrator.spec import sweep as S
+from orchestrator.store import records as store
 
 REPO = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "orchestrator.cli"]
+CLI = [sys.executable, "-m", "orchestrator.cli.main"]
 
 
 def write_spec(tmp: Path, name: str, results: Path, glue_dir: Path, extra: str = "", tasks="[SST-2, MRPC]",

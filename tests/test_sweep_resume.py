@@ -11,11 +11,10 @@ import signal
 import subprocess
 
 import pytest
-
-from orchestrator import spec as S
-from orchestrator import storage, store
-
 from test_sweep import CLI, REPO, _finished, _wait_for, env, records, run_cli, write_spec
+
+from orchestrator.spec import sweep as S
+from orchestrator.store import location as storage, records as store
 
 
 def test_driver_sigkill_then_a_driver_elsewhere_finishes_exactly_once(tmp_path, real_glue_dir, s3_server):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import tasks as T
 from orchestrator.errors import UserError
-from orchestrator.metrics import METRICS
+from orchestrator.registry import tasks as T
+from orchestrator.registry.metrics import METRICS
 
 GLUE_TASKS = ["CoLA", "SST-2", "MRPC", "STS-B", "QQP", "MNLI", "QNLI", "RTE", "WNLI", "AX"]
 

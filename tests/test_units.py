@@ -15,10 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import spec as S
-from orchestrator import store
 from orchestrator.errors import UserError
-from orchestrator.units import plan_units
+from orchestrator.fused.units import plan_units
+from orchestrator.spec import sweep as S
+from orchestrator.store import records as store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,8 +54,8 @@ def test_the_fuse_key(real_glue_dir, tmp_path):
 
 
 def test_the_recorder_writes_one_record_per_member(real_glue_dir, tmp_path):
-    from orchestrator.sweep.jobs import grid_jobs
     from orchestrator.sweep.recorder import StoreRecorder
+    from orchestrator.sweep.tune_jobs import grid_jobs
 
     sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
     job = grid_jobs(sw, [])[0][0]
@@ -82,8 +82,8 @@ def test_the_progress_counts_a_unit_as_its_members(real_glue_dir, tmp_path):
     counts add up to the sweep (they counted units, and added up to less)."""
     import io
 
-    from orchestrator.sweep.jobs import grid_jobs
     from orchestrator.sweep.recorder import StoreRecorder
+    from orchestrator.sweep.tune_jobs import grid_jobs
 
     sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
     job = grid_jobs(sw, [])[0][0]
@@ -109,8 +109,8 @@ def test_the_progress_counts_a_unit_as_its_members(real_glue_dir, tmp_path):
 
 
 def test_a_member_that_starts_again_after_out_of_memory_keeps_only_its_new_evaluations(real_glue_dir, tmp_path):
-    from orchestrator.sweep.jobs import grid_jobs
     from orchestrator.sweep.recorder import StoreRecorder
+    from orchestrator.sweep.tune_jobs import grid_jobs
 
     sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
     unit = next(t for t in grid_jobs(sw, [])[0][0].trials if t.get("members"))
@@ -137,8 +137,8 @@ def test_a_member_stopped_early_keeps_its_record_when_its_unit_is_retried(real_g
     """Member 1 is stopped after epoch 1 (its record says so at once); the unit then fails and
     is retried (without member 1), and at last fails for good: member 1's record stays stopped
     with its evaluation, the others are failed."""
-    from orchestrator.sweep.jobs import grid_jobs
     from orchestrator.sweep.recorder import StoreRecorder
+    from orchestrator.sweep.tune_jobs import grid_jobs
 
     sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n").replace("epochs: 1", "epochs: 2"))
     unit = next(t for t in grid_jobs(sw, [])[0][0].trials if t.get("members"))
@@ -168,7 +168,7 @@ def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir,
                     .replace("[SST-2, MRPC]", "[MRPC]").replace("[16, 32]", "[32]"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(spec)], cwd=REPO, env=env,
+    r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", str(spec)], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     recs = {x["trial_id"]: x for x in store.read_records(tmp_path / "results" / "fz")[0]}
@@ -194,7 +194,7 @@ def asha_sweep(tmp_path, glue_dir, fuse: str) -> tuple[Path, subprocess.Popen]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "RAY_AUTH_MODE": "token",
            "GLUE_SWEEP_HOOKS": str(REPO / "tests" / "faults" / "plugin.py"), "GLUE_SWEEP_FAULTS": "nodropout:"}
     env.pop("RAY_ADDRESS", None)
-    return tmp_path / fuse / "fz", subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(spec)],
+    return tmp_path / fuse / "fz", subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "run", str(spec)],
                                                     cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                                     stderr=subprocess.PIPE, text=True)
 

@@ -19,11 +19,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import dashboard_proxy
 import numpy as np
 import pytest
 
-import dashboard_proxy
-from orchestrator import store
+from orchestrator.store import records as store
 
 REPO = Path(__file__).resolve().parent.parent
 SESSION = f"glue-sweep-watch-{os.getpid()}"
@@ -88,7 +88,7 @@ def sweep(tmp_path, real_glue_dir):
     env = {"HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO),
            "GLUE_SWEEP_HOOKS": str(REPO / "tests" / "faults" / "plugin.py"), "GLUE_SWEEP_FAULTS": "sleep:lr3e-5:120,stall:lr1e-4:30",
            "COLUMNS": "160", "LINES": "50"}
-    cmd = " ".join(f"{k}={v}" for k, v in env.items()) + f" {sys.executable} -m orchestrator.cli run {spec}"
+    cmd = " ".join(f"{k}={v}" for k, v in env.items()) + f" {sys.executable} -m orchestrator.cli.main run {spec}"
     tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "50", f"cd {REPO} && {cmd}; echo EXIT=$?; sleep 600")
     try:
         yield tmp_path / "results" / "watch"
@@ -161,6 +161,6 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
         assert list(d.glob("events.out.tfevents.*")) and (d / "progress.csv").is_file(), d
 
     # status --watch ends by itself once the sweep is over (plain lines when not on a terminal)
-    out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "status", str(run), "--watch", "1"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "status", str(run), "--watch", "1"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "sweep watch (not running): 3 trials: 3 completed" in out.stdout

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..models import resolve
+from ..registry.models import resolve
 from .values import finite
 
 MODEL_COLUMNS = ["model", "base_model", "model_ref", "init", "training", "layers", "hidden", "n_params"]

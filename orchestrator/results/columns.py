@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from ..errors import UserError
-from ..tasks import Task, benchmark_tasks, get_task
+from ..registry.tasks import Task, benchmark_tasks, get_task
 
 BENCHMARK = "glue"     # the benchmark whose table and Score the leaderboards show
 SHORT = {"accuracy": "acc"}

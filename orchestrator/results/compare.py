@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..tasks import all_tasks
+from ..registry.tasks import all_tasks
 from .board import Leaderboard
 from .tables import glue_wide
 from .values import MISSING, PARTIAL_MARK, finite, fmt, fmt_lr

@@ -21,21 +21,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import storage, store
 from ..errors import UserError
 from ..fileio import atomic_write_text
+from ..store import location as storage, records as store
 from .board import Leaderboard
 from .compact import compact_values
+from .compare import compare_frame
 from .figures import write_figures
 from .formats import PICTURES
 from .kinds import has_kinds, kinds_values
 from .load import load_run
 from .reference import comparison, load_compact_reference
-from .report import html_report, latex_report, markdown_report, now, report_tables
-from .compare import compare_frame
 from .render import to_markdown
+from .report import html_report, latex_report, markdown_report, now, report_tables
 from .tables import glue_wide
 from .tidy import evaluations
+
 
 def data_frames(lb: Leaderboard, speedups: dict | None = None) -> dict[str, pd.DataFrame]:
     """The numeric tables written as CSV and JSON, by name."""

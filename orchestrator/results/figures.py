@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..models import NAMED
-from ..tasks import all_tasks
+from ..registry.models import NAMED
+from ..registry.tasks import all_tasks
 from .board import Leaderboard
 from .curves import learning_curves
 from .kinds import TEACHER_KIND, has_kinds, kinds_values
@@ -32,7 +32,7 @@ DPI = 300
 
 def pyplot():
     """matplotlib's pyplot on the Agg backend (no display needed), with the pictures' fonts."""
-    import matplotlib   # heavy: only when pictures are drawn
+    import matplotlib  # heavy: only when pictures are drawn
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
@@ -68,7 +68,7 @@ def heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabel
     """A labelled heatmap; NaN cells grey. ``highlight``: the chosen cell(s) (row, col), framed in
     red, or when several tie, each framed with a dashed line. ``scale``: (vmin, vmax), else the
     values' range."""
-    import matplotlib   # heavy: only when pictures are drawn
+    import matplotlib  # heavy: only when pictures are drawn
     from matplotlib import patches
 
     arr = np.array(values, dtype=float)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import storage
 from ..config import KIND_MARKS
+from ..store import location as storage
 from .board import Leaderboard
 from .values import MISSING, PARTIAL_MARK, finite, fmt
 

@@ -13,9 +13,9 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .. import storage, store
 from ..errors import UserError
-from ..tasks import all_tasks, get_task
+from ..registry.tasks import all_tasks, get_task
+from ..store import location as storage, records as store
 from .board import Leaderboard, model_label, models_frame
 from .kinds import read_teachers
 from .select import best_per_group, lr_key, rank_configs

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from ..tasks import Task, score_tasks
+from ..registry.tasks import Task, score_tasks
 from .columns import BENCHMARK, as_task, metric_columns, slug, table_tasks
 from .values import MISSING, PARTIAL_MARK, finite
 

@@ -8,11 +8,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..models import HIDDEN, LAYERS, NAMED
+from ..registry.models import HIDDEN, LAYERS, NAMED
 from .board import Leaderboard
 from .columns import display_columns, metric_columns, table_headers, table_tasks, wide_columns
-from .score import (glue_score_from_wide, left_out_of_second_score, scored_names, second_score_column,
-                    second_score_from_wide, second_score_header, task_score)
+from .score import (
+    glue_score_from_wide,
+    left_out_of_second_score,
+    scored_names,
+    second_score_column,
+    second_score_from_wide,
+    second_score_header,
+    task_score,
+)
 from .values import MISSING, PARTIAL_MARK, finite, fmt, fmt_lr, names, nullable_ints
 
 GRID_INDEX = "layers \\ hidden"

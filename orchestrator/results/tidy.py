@@ -15,7 +15,7 @@ import math
 
 import pandas as pd
 
-from ..tasks import all_tasks
+from ..registry.tasks import all_tasks
 from .board import model_label
 from .columns import metric_columns
 from .values import finite

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
-from ..tasks import Task, all_tasks, get_task
+from ..registry.tasks import Task, all_tasks, get_task
 
 HEADER = "index\tprediction"
 INCOMPLETE_SUFFIX = "_INCOMPLETE"

@@ -8,13 +8,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .. import features as feats
-from .. import teacher as teachers   # (teacher reads the run's choices with .choose: imported as a module)
 from ..config import Runtime
+from ..data import features as feats
 from ..errors import UserError
-from ..models import load_tokenizer
+from ..registry.models import load_tokenizer
 from ..results.select import epoch_key
-from ..runner import predict as model_predict, run_trial
+from ..train import teacher as teachers
+from ..train.runner import predict as model_predict, run_trial
 from .choose import Choice, Plan, plan, slug
 from .files import HEADER, SubmissionFile, incomplete_name, submission_files
 from .validate import CheckReport, check_zip

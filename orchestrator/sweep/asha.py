@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from .. import store
-from ..rungs import Groups
+from ..store import records as store
+from .rungs import Groups
 
 NAMESPACE = "glue-sweep"   # the keeper's Ray namespace (trial workers may run in another)
 STATUS = {True: "running", False: "stopped"}   # an evaluation's trial_status, by the keeper's answer

@@ -12,7 +12,7 @@ from ray.tune.trainable.function_trainable import wrap_function
 from ray.util import metrics
 
 from ..config import Trial, fmt_lr
-from .jobs import trial_of
+from .tune_jobs import trial_of
 
 TAGS = ("trial", "model", "task")
 _gauges: dict[str, metrics.Gauge] = {}

@@ -24,23 +24,25 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
-from .. import live, storage, store, teacher
 from ..config import TrialConfig, display_name
-from ..data import source_from
+from ..data.features import cache_dir
+from ..data.sources import source_from
 from ..errors import UserError
-from ..features import cache_dir
 from ..fileio import check_writable_dir
-from ..identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
-from ..resources import gpu_memory_bytes, trial_gpu_share
-from ..spec import Sweep
+from ..results import live
+from ..spec.resources import gpu_memory_bytes, trial_gpu_share
+from ..spec.sweep import Sweep
+from ..store import location as storage, records as store
+from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
+from ..train import teacher
 from .asha import start_keeper
-from .dashboard import named
 from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, print_dashboard, start_ray
-from .jobs import Job, grid_jobs, optuna_jobs, trial_of
-from .location import data_paths, lock_dir, run_location, stay_in_job, tune_storage
+from .dashboard import named
+from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
 from .shipping import Shipment, pack, ship_soft_labels
 from .trainable import trainable
+from .tune_jobs import Job, grid_jobs, optuna_jobs, trial_of
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (README: exit codes)
 TEACHER_KEYS = ("task", "teacher", "directory", "fingerprint", "transfer", "rows", "max_length", "metrics", "score")
@@ -310,7 +312,7 @@ def loggers() -> list:
 
 def best_summary(loc) -> str:
     """Each (model, task)'s best configuration, chosen as the leaderboard chooses it."""
-    from ..results.load import load_run   # pandas: only at the end
+    from ..results.load import load_run
     from ..results.values import fmt_lr
 
     res = load_run(loc).results

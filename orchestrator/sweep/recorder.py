@@ -17,10 +17,10 @@ from pathlib import Path
 
 from ray import tune
 
-from .. import store
 from ..config import fmt_lr
+from ..store import records as store
 from . import hooks
-from .jobs import members, trial_of
+from .tune_jobs import members, trial_of
 
 
 class StoreRecorder(tune.Callback):

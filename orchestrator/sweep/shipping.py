@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import TrialConfig
-from ..data import source_from
-from ..features import Encoded, feature_key, features
-from ..models import SHIPPED_MODELS_ENV, entry_of, load_tokenizer, local_path, resolve, uncased_vocab
-from ..tasks import get_task
+from ..data.features import Encoded, feature_key, features
+from ..data.sources import source_from
+from ..registry.models import SHIPPED_MODELS_ENV, entry_of, load_tokenizer, local_path, resolve, uncased_vocab
+from ..registry.tasks import get_task
 
 VOCAB_ENV = "GLUE_SWEEP_VOCAB"
 MODEL_SHIP_LIMIT = 512 * 2**20   # bytes of one local model's files shipped to the workers

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import orchestrator
-from orchestrator.models import packaged_minilm
+from orchestrator.registry.models import packaged_minilm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from test_sweep import REPO, _wait_for, env, free_port, records, run_cli, write_spec  # noqa: E402
@@ -116,7 +116,7 @@ def test_job_on_two_nodes_where_the_worker_sees_no_data(tmp_path, real_glue_dir)
     store = tmp_path / "store"
     with job_cluster(tmp_path, hidden_dirs(real_glue_dir, cache)) as e:
         e = dict(e, GLUE_SWEEP_HOOKS=str(REPO / "tests" / "faults" / "plugin.py"), GLUE_SWEEP_FAULTS="sleep:s0:12")   # long enough for the worker node to start its first trial
-        r = subprocess.run([sys.executable, "-m", "orchestrator.cli", "submit-job", str(spec), "--address",
+        r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "submit-job", str(spec), "--address",
                             f"http://127.0.0.1:{DASHBOARD}", "--storage", str(store), "--wait"],
                            cwd=REPO, env=dict(e, PYTHONPATH=str(REPO)), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-5000:]

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import store
 from orchestrator.results.load import load_run
 from orchestrator.results.tables import glue_table
+from orchestrator.store import records as store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from test_sweep import CLI, REPO, _wait_for, env, free_port, local_cluster, records, run_cli, write_spec  # noqa: E402

@@ -1,0 +1,159 @@
+"""What the commands print on a terminal: the training progress line and per-epoch table, a
+sweep's status, its dashboard's address and login."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..errors import UserError
+from ..results import live
+from ..results.load import load_run
+from ..results.render import to_markdown
+from ..results.tables import glue_table
+from ..store import location as storage
+from ..store import records as store
+
+
+def newest_run(root: str = "results") -> Path:
+    runs = [p.parent for p in Path(root).glob("*/trials")]
+    if not runs:
+        raise UserError(f"no sweep results under {root}/: run a sweep first (make sweep)")
+    return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
+
+
+def dashboard_lines(run: Path | storage.Location) -> list[str]:
+    """What `glue-sweep dashboard` prints: whether the sweep runs, its dashboard's address and login."""
+    out = []
+    run = storage.at(run)
+    f = run / "dashboard.json"
+    if not f.exists():
+        raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
+    info = json.loads(f.read_text())
+    alive = False
+    try:
+        os.kill(int(info.get("pid", -1)), 0)
+        alive = True
+    except (OSError, ValueError):
+        pass
+    out.append(f"sweep {run.name}: {'running' if alive else 'not running (the dashboard closed with it)'}")
+    if not info.get("url"):
+        return out + ["dashboard: this sweep ran on an existing cluster; its dashboard is the cluster's own"]
+    out.append(f"dashboard: {info['url']}")
+    if info.get("auth") == "token":
+        tf = Path(info["token_file"])
+        token = tf.read_text().strip() if tf.is_file() else "(token file missing)"
+        out.append(f"token: {token}")
+        out.append(f"  (from {tf}; paste it at the dashboard's login prompt)")
+    port = info["url"].rsplit(":", 1)[-1].strip("/")
+    out.append(f"remote head: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open http://127.0.0.1:{port}")
+    return out
+
+
+def status_text(run: Path | storage.Location) -> str:
+    """The counts (running only while a driver runs the sweep), then the live leaderboard."""
+    run = storage.at(run)   # a local directory or a storage URI
+    records, problems = store.read_records(run)
+    head = live.counts_line(live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run)))
+    if problems:
+        head += f"; {len(problems)} unreadable record(s) skipped"
+    table = glue_table(load_run(run))
+    keep = ["Model", "Score"] + [c for c in table.columns[2:] if (table[c] != "-").any()]
+    return head + "\n" + to_markdown(table[keep]) + "\n(* partial: tasks missing or trials still running)"
+
+
+def sweep_total(run: storage.Location, n_records: int) -> int:
+    """The sweep's size from the spec the driver copied into the run; the records' count when
+    that cannot be read."""
+    from ..spec.sweep import load
+
+    try:
+        sw = load(str(run / "sweep.yaml")) if run.local else None
+    except (UserError, OSError, ValueError, TypeError):
+        sw = None
+    if sw is None:
+        return n_records
+    if sw.mode == "optuna":
+        return len(sw.models) * len(sw.tasks) * len(sw.seeds) * sw.optuna_trials
+    return len(sw.trials())
+
+
+def live_view(run: Path | storage.Location | str) -> live.View:
+    """The live view of a run directory, read from its records; running only while its driver lives."""
+    run = storage.at(run)
+    records, _ = store.read_records(run)
+    return live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run))
+
+
+def watch(run: Path, seconds: float, out=sys.stdout) -> int:
+    """Redraw the live view every ``seconds`` until no driver runs the sweep, then draw it once
+    more and return. On a terminal with ``rich``; plain lines otherwise."""
+    if not out.isatty():
+        while True:
+            v = live_view(run)
+            print(live.plain(v), file=out, flush=True)
+            if not v.live:
+                return 0
+            time.sleep(seconds)
+    from rich.console import Console
+    from rich.live import Live
+
+    with Live(live.renderable(live_view(run)), console=Console(file=out), auto_refresh=False) as screen:
+        while True:
+            v = live_view(run)
+            screen.update(live.renderable(v), refresh=True)
+            if not v.live:
+                return 0
+            time.sleep(seconds)
+
+
+def evaluation_table(task, evals) -> str:
+    keys = task.metric_keys()
+    head = ["epoch", "step", "loss"] + keys + ["score"]
+    rows = [[f"{e.epoch:g}", str(e.step), f"{e.train_loss:.4f}"] + [f"{e.metrics[k]:.2f}" for k in keys] + [f"{e.score:.2f}"]
+            for e in evals]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+class Progress:
+    """The training progress line: epoch, step, loss, examples/s and ETA; redrawn in place on a
+    terminal, every 15 s in a log."""
+
+    def __init__(self, quiet: bool, epochs: float = 1.0, batch_size: int = 0):
+        self.quiet, self.last, self.t0 = quiet, 0.0, time.perf_counter()
+        self.epochs, self.batch_size = float(epochs), batch_size
+        self.tty = sys.stderr.isatty()
+        self.first: tuple[float, int] | None = None   # (time, step) of the first report: the rate leaves start-up out
+
+    def line(self, step: int, total: int, loss: float, now: float) -> str:
+        if self.first is None:
+            self.first = (now, step)
+        t1, s1 = self.first
+        rate = (step - s1) / (now - t1) if now > t1 and step > s1 else 0.0
+        epoch = self.epochs * step / total if total else 0.0
+        eta = live.duration((total - step) / rate) if rate else "-"
+        speed = f"{rate * self.batch_size:.0f} ex/s" if self.batch_size else f"{rate:.1f} steps/s"
+        return (f"epoch {epoch:.2f}/{self.epochs:g}  step {step}/{total} ({100 * step / total:.0f}%)  "
+                f"loss {loss:.4f}  {speed}  elapsed {live.duration(now - self.t0)}  ETA {eta}")
+
+    def __call__(self, step: int, total: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self.quiet or (now - self.last < (0.5 if self.tty else 15) and step != total):
+            return
+        self.last = now
+        msg = self.line(step, total, loss, now)
+        print(("\r\033[K" + msg) if self.tty else msg, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+
+
+MAX_ERROR = 300   # characters of an error line (its start, file:line, is always kept)
+
+
+def error_line(msg: str) -> str:
+    """One line of at most MAX_ERROR characters: a 1 GB data row gives a short message."""
+    line = " ".join(msg[:4 * MAX_ERROR].split())
+    return line if len(line) <= MAX_ERROR else line[:MAX_ERROR - 3] + "..."

@@ -1,0 +1,259 @@
+"""The ``glue-sweep`` command line. Bad input ends in one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from ..results.compare import compare_table, run_names
+from ..results.export import export, write_comparison
+from ..results.formats import FORMATS, parse_formats, read_speedups
+from ..results.load import load_run
+from ..results.render import to_markdown
+from ..results.tables import glue_table
+from ..spec.plan import render
+from ..spec.sweep import load
+from ..train import speed
+from .args import positive_float
+from .console import dashboard_lines, error_line, newest_run, status_text, watch
+from .preflight import LOCAL_ONLY_ENV
+from .submit import add_submit_command
+from .train import add_train_command
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + error
+        self.exit(EXIT_USAGE, f"glue-sweep: error: {self.prog.split(' ', 1)[-1] + ': ' if ' ' in self.prog else ''}"
+                              f"{message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
+                                               "build the leaderboards.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (add_train_command, add_plan_command, add_run_command, add_job_command, add_dashboard_command,
+                add_status_command,
+                add_leaderboard_command, add_speed_command, add_submit_command):
+        add(sub)
+    return p
+
+
+def add_plan_command(sub) -> None:
+    pl = sub.add_parser("plan", help="validate a sweep and print its trials and compute, start nothing")
+    pl.add_argument("sweep", help="a sweep spec, e.g. sweeps/paper.yaml")
+    pl.set_defaults(func=cmd_plan)
+
+
+def add_run_command(sub) -> None:
+    r = sub.add_parser("run", help="run a sweep with Ray Tune (re-running finishes what is unfinished)")
+    r.add_argument("sweep", help="a sweep spec, e.g. sweeps/quickstart.yaml")
+    r.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="an existing Ray cluster (host:port or auto; default $RAY_ADDRESS, else a local Ray); for "
+                        "a remote cluster prefer submit-job")
+    r.add_argument("--resume", action="store_true", help="finish an existing sweep (the default behaviour, explicit)")
+    r.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where the result store lives: <storage>/<sweep>/trials/*.json (a path, NFS, s3://, gs://, "
+                        "anything pyarrow.fs opens); default: the spec's results directory")
+    r.add_argument("--results", default=None, help="results root (default: the spec's, usually results/)")
+    r.add_argument("--retry-failed", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the trials that failed before again (default; --no-retry-failed keeps them failed)")
+    r.add_argument("--insecure-dashboard", action="store_true",
+                   help="start the local Ray without token authentication (not recommended)")
+    r.set_defaults(func=cmd_run)
+
+
+def add_job_command(sub) -> None:
+    j = sub.add_parser("submit-job", help="submit a sweep to a Ray cluster as a Ray Job and return")
+    j.add_argument("sweep", help="a sweep spec, e.g. sweeps/paper.yaml")
+    j.add_argument("--address", default=None,
+                   help="the cluster's dashboard, e.g. http://<head>:8265 (default: $RAY_ADDRESS, else the local one)")
+    j.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                   help="where the result store lives, reachable from the head node (a shared path, s3://, gs://, ...); "
+                        "default: the spec's results directory made absolute")
+    j.add_argument("--python", default="python", help="the head node's Python that runs the job (default: python)")
+    j.add_argument("--wait", action="store_true", help="wait for the job to end and print its log")
+    j.set_defaults(func=cmd_submit_job)
+
+
+def add_dashboard_command(sub) -> None:
+    d = sub.add_parser("dashboard", help="the Ray dashboard address and login token of a running sweep")
+    d.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
+    d.set_defaults(func=cmd_dashboard)
+
+
+def add_status_command(sub) -> None:
+    st = sub.add_parser("status", help="the live leaderboard of a sweep (running or finished)")
+    st.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
+    st.add_argument("--watch", type=positive_float, default=None, metavar="SECONDS",
+                    help="the live view (running trials, best per group, ETA), redrawn every SECONDS until the "
+                         "sweep ends")
+    st.set_defaults(func=cmd_status)
+
+
+def _formats_arg(s: str) -> tuple[str, ...]:
+    try:
+        return parse_formats(s)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_leaderboard_command(sub) -> None:
+    p = sub.add_parser("leaderboard", help="a run's leaderboards: CSV, Markdown, LaTeX, JSON, pictures, HTML report",
+                       description="Best configuration per (model, task) of a run's result store, the GLUE Score, "
+                                   "the miniature grid, best hyperparameters and the comparison with published figures.")
+    p.add_argument("run", metavar="RUN", nargs="*",
+                   help="a run directory (holding trials/*.json; default: the newest under results/); several: "
+                        "their results side by side")
+    p.add_argument("--format", type=_formats_arg, default=("csv",),
+                   help=f"{', '.join(FORMATS)} or all; several comma-separated (default: csv)")
+    p.add_argument("--out", default=None, help="output directory (default: RUN/export; several runs: "
+                                               "the comparison is printed, and written here when given)")
+    p.add_argument("--final-epoch", action="store_true",
+                   help="judge each configuration at its last epoch instead of its best one")
+    p.add_argument("--speedups", default=None, metavar="JSON",
+                   help="measured inference speed-ups over BERT-Base, a JSON object model -> factor")
+    p.set_defaults(func=cmd_leaderboard)
+
+
+def _batch_sizes(s: str) -> list[int]:
+    try:
+        out = [int(x) for x in str(s).split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers") from None
+    if not out or any(b <= 0 for b in out):
+        raise argparse.ArgumentTypeError(f"{s!r}: batch sizes must be positive")
+    return out
+
+
+def add_speed_command(sub) -> None:
+    """``glue-sweep speed`` (orchestrator/train/speed.py)."""
+    p = sub.add_parser("speed", help="measure parameters and inference speed-up over BERT-Base on this machine",
+                       description="Parameter counts and inference throughput (random weights, same architecture) "
+                                   "at each batch size; BERT-Base is measured in the same run for the speed-ups. "
+                                   "Cached per model and machine.")
+    p.add_argument("models", nargs="+", metavar="MODEL", help="model names (BERT-Tiny, DistilBERT, TinyBERT-4, ...)")
+    p.add_argument("--batch-sizes", type=_batch_sizes, default=list(speed.BATCH_SIZES), metavar="B,B",
+                   help="comma-separated batch sizes (default: 1,128)")
+    p.add_argument("--seq-len", type=int, default=speed.SEQ_LEN, help="sequence length (default: 128)")
+    p.add_argument("--quick", action="store_true", help="fewer timed passes (noisier)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    p.add_argument("--refresh", action="store_true", help="measure again even when cached")
+    p.add_argument("--out", default=None, metavar="JSON",
+                   help="write {model: speed-up} for glue-sweep leaderboard --speedups")
+    p.add_argument("--speedup-batch", type=int, default=None, metavar="B",
+                   help="the batch size whose speed-up --out writes (default: the largest)")
+    p.add_argument("--json", default=None, metavar="FILE", help="write every figure (and the machine) as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_speed)
+
+
+def cmd_speed(a) -> int:
+    log = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    result = speed.run(a.models, a.batch_sizes, a.seq_len, a.quick, a.device, a.threads, a.refresh, a.out,
+                       a.speedup_batch, a.json, log=log)
+    print(speed.render(result))
+    if a.out:
+        print(f"wrote speed-ups at batch size {a.speedup_batch or max(result['batch_sizes'])} to {a.out} "
+              f"(glue-sweep leaderboard RUN --speedups {a.out})", file=sys.stderr)
+    return 0
+
+
+def cmd_plan(a) -> int:
+    print(render(load(a.sweep)))
+    return 0
+
+
+def cmd_dashboard(a) -> int:
+    print("\n".join(dashboard_lines(a.run or newest_run())))
+    return 0
+
+
+def cmd_status(a) -> int:
+    run = a.run or newest_run()   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
+    if not a.watch:
+        print(status_text(run))
+        return 0
+    return watch(run, a.watch)
+
+
+def cmd_leaderboard(a) -> int:
+    if len(a.run) > 1:
+        return _compare(a)
+    run = a.run[0] if a.run else newest_run()
+    lb, written = export(run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
+    for p in lb.problems:
+        print(f"glue-sweep: skipped {p}", file=sys.stderr)
+    print(to_markdown(glue_table(lb)))
+    if len(lb.results) and lb.results["partial"].any():
+        print("(* partial: some trials are still running)")
+    where = sorted({str(p.parent) for p in written})
+    print(f"wrote {len(written)} file(s) to {', '.join(where)}", file=sys.stderr)
+    return 0
+
+
+def _compare(a) -> int:
+    names = run_names(a.run)
+    boards = {n: load_run(r, final_epoch=a.final_epoch) for n, r in zip(names, a.run)}
+    table = compare_table(boards)
+    print(to_markdown(table))
+    if a.out:
+        written = write_comparison(boards, table, Path(a.out))
+        print(f"wrote {len(written)} file(s) to {a.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_run(a) -> int:
+    if not a.insecure_dashboard:   # must be in the environment before Ray is imported
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    s = load(a.sweep, results_root=a.results)
+    if not a.address:   # a local Ray listens on loopback only (set before Ray is imported)
+        os.environ.update(LOCAL_ONLY_ENV)
+    from ..sweep import driver
+
+    return driver.run(s, address=a.address, storage_uri=a.storage, secure=not a.insecure_dashboard,
+                      retry_failed=a.retry_failed)
+
+
+def cmd_submit_job(a) -> int:
+    if (Path.home() / ".ray" / "auth_token").is_file():   # the Jobs API wants Ray's token (set before Ray is imported)
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    from ..sweep import ray_job as job
+
+    return job.command(load(a.sweep), a.address, a.storage, a.python, a.wait)
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):   # no command: the usage and every command, not an error line
+        parser.print_help()
+        return EXIT_USAGE
+    a = parser.parse_args(argv)
+    try:
+        return a.func(a)
+    except UserError as e:
+        print("glue-sweep: error: " + error_line(str(e)), file=sys.stderr)   # always one line
+        return EXIT_USAGE
+    except OSError as e:   # a file or directory the command could not use: one line with its path
+        if isinstance(e, BrokenPipeError):
+            sys.stderr.close()
+            return 0
+        where = f"{e.filename}: " if e.filename else ""
+        print("glue-sweep: error: " + error_line(f"{where}{e.strerror or e}"), file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # output piped into head and closed: not an error
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:   # on its own line, never glued to a progress line
+        print(("\n" if sys.stderr.isatty() else "") + "glue-sweep: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

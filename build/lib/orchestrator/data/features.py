@@ -1,0 +1,141 @@
+"""Tokenise once per (task, split, data, vocabulary, max length) and cache on disk.
+
+The cache key is the data's content fingerprint, the tokenizer's own definition (its
+vocabulary, normaliser and special tokens; not its padding or truncation settings) and the
+maximum length, so every model sharing a vocabulary (all 24 miniatures use the uncased one)
+reuses one encoding, and a trial with a warm cache reads no raw data and tokenises nothing.
+Arrays are stored ragged (flat ids + offsets) in an ``.npz`` read without pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FEATURE_VERSION = "1"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GLUE_SWEEP_CACHE", Path.home() / ".cache" / "glue-sweep")).expanduser()
+
+
+@dataclass
+class Encoded:
+    input_ids: np.ndarray       # int32, all examples concatenated
+    token_type_ids: np.ndarray  # int8, same layout
+    offsets: np.ndarray         # int64, len n+1
+    labels: np.ndarray | None   # int64 / float32 / None
+    index: np.ndarray           # str, the examples' indices in the source
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def subset(self, rows: np.ndarray) -> "Encoded":
+        rows = np.asarray(rows, dtype=np.int64)
+        starts, ends = self.offsets[rows], self.offsets[rows + 1]
+        take = np.concatenate([np.arange(s, e) for s, e in zip(starts, ends)]) if len(rows) else np.zeros(0, np.int64)
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(ends - starts, out=offsets[1:])
+        return Encoded(self.input_ids[take], self.token_type_ids[take], offsets,
+                       None if self.labels is None else self.labels[rows], self.index[rows])
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """What decides the ids a tokenizer produces, hashed: two tokenizers with the same
+    vocabulary and normalisation share features whatever their padding settings."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec.pop("truncation", None)
+        spec.pop("padding", None)
+    else:  # a slow tokenizer: its vocabulary and the options that change tokens
+        spec = {"class": type(tokenizer).__name__, "vocab": sorted(tokenizer.get_vocab().items()),
+                "lower": getattr(tokenizer, "do_lower_case", None)}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def encode(split_data, tokenizer, max_length: int, chunk: int = 4096) -> Encoded:
+    ids, types, lengths = [], [], []
+    n = len(split_data)
+    for start in range(0, n, chunk):
+        a = split_data.text_a[start:start + chunk]
+        b = split_data.text_b[start:start + chunk] if split_data.text_b is not None else None
+        enc = tokenizer(a, b, truncation=True, max_length=max_length, padding=False,
+                        return_attention_mask=False, return_token_type_ids=True)
+        for x, t in zip(enc["input_ids"], enc["token_type_ids"]):
+            ids.append(np.asarray(x, dtype=np.int32))
+            types.append(np.asarray(t, dtype=np.int8))
+            lengths.append(len(x))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return Encoded(np.concatenate(ids) if ids else np.zeros(0, np.int32),
+                   np.concatenate(types) if types else np.zeros(0, np.int8), offsets,
+                   split_data.labels, np.asarray(split_data.index, dtype=str))
+
+
+def _save(enc: Encoded, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = dict(input_ids=enc.input_ids, token_type_ids=enc.token_type_ids, offsets=enc.offsets, index=enc.index)
+    if enc.labels is not None:
+        arrays["labels"] = enc.labels
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path) -> Encoded:
+    with np.load(path, allow_pickle=False) as z:
+        return Encoded(z["input_ids"], z["token_type_ids"], z["offsets"],
+                       z["labels"] if "labels" in z.files else None, z["index"])
+
+
+def feature_key(task, split: str, source, tokenizer, max_length: int = 128) -> str:
+    """What identifies an encoded split: the data's fingerprint, the tokenizer's, the length."""
+    key_src = json.dumps([FEATURE_VERSION, task.name, split, source.fingerprint(task, split),
+                          tokenizer_fingerprint(tokenizer), int(max_length)])
+    return hashlib.sha256(key_src.encode()).hexdigest()[:20]
+
+
+def features(task, split: str, source, tokenizer, max_length: int = 128, cache: Path | None = None,
+             stats: dict | None = None) -> Encoded:
+    """The encoded split, from the cache when it is there, else from the source's shipped
+    features when it has them (``source.encoded(key)``: a sweep's workers), else tokenised.
+    ``stats`` (if given) counts ``hits`` and ``misses``."""
+    key = feature_key(task, split, source, tokenizer, max_length)
+    path = (cache or cache_dir()) / "features" / f"{task.name}-{split}-{max_length}-{key}.npz"
+    shipped = source.encoded(key) if hasattr(source, "encoded") and not path.is_file() else None
+    if shipped is not None:
+        if stats is not None:
+            stats["shipped"] = stats.get("shipped", 0) + 1
+        return shipped
+    if path.is_file():
+        try:
+            enc = _load(path)
+            if stats is not None:
+                stats["hits"] = stats.get("hits", 0) + 1
+            return enc
+        except Exception:  # a damaged cache file is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    enc = encode(source.load(task, split), tokenizer, max_length)
+    try:
+        _save(enc, path)
+    except OSError:
+        pass  # an unwritable cache costs speed, not correctness
+    if stats is not None:
+        stats["misses"] = stats.get("misses", 0) + 1
+    return enc

@@ -1,0 +1,52 @@
+"""Atomic file writes: a crash leaves the old file or the new one, never a torn one."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def check_writable_dir(path: str | os.PathLike, what: str) -> None:
+    """One line (UserError) unless ``path`` can be created as a directory and written; checked
+    without leaving anything behind (what this check creates, it removes)."""
+    path, created = Path(path), []
+    try:
+        for p in reversed([p for p in [path, *path.parents] if not p.exists()]):
+            p.mkdir()
+            created.append(p)
+        if not path.is_dir():
+            raise UserError(f"{what} {path} is a file, not a directory")
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        detail = f"{e.strerror or e}" + (f": {e.filename}" if e.filename and str(e.filename) != str(path) else "")
+        raise UserError(f"{what} {path}: cannot write there ({detail})") from None
+    finally:
+        for p in reversed(created):
+            with contextlib.suppress(OSError):
+                p.rmdir()

@@ -1,0 +1,306 @@
+"""The pictures of a leaderboard (PNG at 300 dpi, PDF, SVG): the miniature grid (the Score, and
+per task), the Score against parameter count, a batch-size x learning-rate heatmap per (model,
+task) with one colour scale per task across models, and the learning curves of each (model,
+task)'s best configuration.
+
+matplotlib is imported inside the functions that draw, not at the top: it is heavy (about a
+second to import) and everything else in the package works without it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..registry.models import NAMED
+from ..registry.tasks import all_tasks
+from .board import Leaderboard
+from .curves import learning_curves
+from .kinds import TEACHER_KIND, has_kinds, kinds_values
+from .reference import load_reference
+from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
+from .values import MISSING, PARTIAL_MARK, fmt_lr
+
+HIDDEN_COLORS = {128: "tab:purple", 256: "tab:blue", 512: "tab:green", 768: "tab:orange"}
+FIGURE_FORMATS = ("png", "pdf", "svg")
+DPI = 300
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display needed), with the pictures' fonts."""
+    import matplotlib  # heavy: only when pictures are drawn
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "figure.dpi": 100, "savefig.dpi": DPI,
+                         "axes.formatter.use_mathtext": True, "svg.fonttype": "none", "pdf.fonttype": 42})
+    return plt
+
+
+def millions(x: float, _pos=None) -> str:
+    """A log-axis tick of a count in millions: ``5M``, ``10M``, ``0.5M``, ``1.2B``."""
+    if x >= 1000:
+        return f"{x / 1000:g}B"
+    return f"{x:g}M"
+
+
+def log_millions_axis(ax) -> None:
+    """Ticks at 1, 2, 5 x 10^k millions, labelled 5M, 10M, 20M, ...; no minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(millions))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def file_slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "model"
+
+
+def heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabel, highlight=(), cmap="viridis",
+            scale=None):
+    """A labelled heatmap; NaN cells grey. ``highlight``: the chosen cell(s) (row, col), framed in
+    red, or when several tie, each framed with a dashed line. ``scale``: (vmin, vmax), else the
+    values' range."""
+    import matplotlib  # heavy: only when pictures are drawn
+    from matplotlib import patches
+
+    arr = np.array(values, dtype=float)
+    finite = arr[np.isfinite(arr)]
+    vmin, vmax = scale or ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
+    if vmin == vmax:
+        vmin, vmax = vmin - 1, vmax + 1
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="#e6e6e6")
+    im = ax.imshow(np.ma.masked_invalid(arr), cmap=cm, vmin=vmin, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(len(col_labels)), labels=col_labels)
+    ax.set_yticks(range(len(row_labels)), labels=row_labels)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    for (i, j), v in np.ndenumerate(arr):
+        dark = math.isfinite(v) and (v - vmin) / (vmax - vmin) < 0.6
+        ax.text(j, i, cell_text[i][j], ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    tie = len(highlight) > 1
+    for i, j in highlight:
+        ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5,
+                                       linestyle="--" if tie else "-"))
+    return im
+
+
+def grid_figure(plt, lb: Leaderboard, what: str, ax, colorbar_label: str) -> None:
+    """The miniature grid of ``what`` (``Score`` or a task) on ``ax``."""
+    vals, part = grid_values(lb, what), grid_partial(lb, what)
+    text = []
+    for l in vals.index:
+        row = []
+        for h in vals.columns:
+            v = vals.loc[l, h]
+            cell = (f"{v:.1f}" + (PARTIAL_MARK if part.loc[l, h] else "")) if math.isfinite(v) else MISSING
+            name = NAMED.get((int(l[2:]), int(h[2:])))
+            row.append(f"{cell}\n{name}" if name else cell)
+        text.append(row)
+    im = heatmap(ax, vals.values, [l[2:] for l in vals.index], [h[2:] for h in vals.columns], text,
+                 f"{what} (dev)" if what != "Score" else "GLUE Score (dev)", "hidden size (H)", "layers (L)")
+    plt.colorbar(im, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
+
+
+def panels(plt, n: int, width: float, height: float):
+    """A figure of ``n`` panels, at most three a row, each ``width`` x ``height`` inches; the
+    panels' axes in reading order (the unused ones of the last row switched off)."""
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return fig, list(axes.flat)[:n]
+
+
+def draw_grids(plt, lb: Leaderboard, save) -> None:
+    if not has_grid(lb):
+        return
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    grid_figure(plt, lb, "Score", ax, "GLUE Score")
+    save(fig, "grid_score.png", "GLUE Score of the BERT miniatures, layers x hidden size (grey: not run)")
+    tasks = grid_tasks(lb)
+    if not tasks:
+        return
+    fig, axes = panels(plt, len(tasks), 6.2, 5.4)
+    for ax, t in zip(axes, tasks):
+        grid_figure(plt, lb, t, ax, "score")
+    fig.suptitle("Per-task dev score of the BERT miniatures (layers x hidden size)", fontsize=13)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    save(fig, "grid_tasks.png", "Per-task headline dev score, layers x hidden size")
+
+
+def _score_points(ax, pts: pd.DataFrame) -> bool:
+    """Our models, one colour per hidden size (open: partial Score); True when any is partial."""
+    groups = [(h, pts[pts["hidden"] == h]) for h in sorted(pts["hidden"].dropna().unique())]
+    groups.append((None, pts[pts["hidden"].isna()]))
+    has_partial = False
+    for h, g in groups:
+        if g.empty:
+            continue
+        g = g.sort_values("x")
+        color = HIDDEN_COLORS.get(int(h), "tab:gray") if h is not None else "tab:gray"
+        label = f"miniatures H={int(h)} (dev)" if h is not None else "other models (dev)"
+        if h is not None and len(g) > 1:
+            ax.plot(g["x"], g["score"], color=color, alpha=0.35, linewidth=1)
+        full = ~g["score_partial"].astype(bool)
+        ax.scatter(g["x"][full], g["score"][full], s=55, color=color, label=label, zorder=3)
+        if (~full).any():
+            ax.scatter(g["x"][~full], g["score"][~full], s=55, facecolors="white", edgecolors=color, zorder=3)
+            has_partial = True
+    for _, r in pts.iterrows():
+        shape = (int(r["layers"]), int(r["hidden"])) if pd.notna(r["layers"]) else None
+        named = shape in NAMED if shape else True
+        ax.annotate(r["model"] if named else f"{shape[0]}/{shape[1]}", (r["x"], r["score"]),
+                    textcoords="offset points", xytext=(5, -3 if named else 4), fontsize=9 if named else 7,
+                    fontweight="bold" if named else "normal", color="black" if named else "#555")
+    return has_partial
+
+
+def draw_score_vs_params(plt, lb: Leaderboard, save) -> None:
+    wide = glue_wide(lb).merge(lb.models[["model", "layers", "hidden"]], on="model", how="left")
+    pts = wide[wide["n_params"].notna() & wide["score"].notna()].copy()
+    if not len(pts):
+        return
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    pts["x"] = pts["n_params"].astype(float) / 1e6
+    has_partial = _score_points(ax, pts)
+    ref = load_reference()
+    pub = ref[(ref["metric"] == "score") & ref["model"].isin(pts["model"])]
+    if len(pub):
+        px = [float(pts.loc[pts["model"] == m, "x"].iloc[0]) for m in pub["model"]]
+        ax.scatter(px, pub["value"], marker="x", s=70, color="tab:red", label="published (GLUE test server)", zorder=4)
+    if has_partial:
+        ax.scatter([], [], s=55, facecolors="white", edgecolors="black", label="open: partial Score")
+    log_millions_axis(ax)
+    ax.set(xlabel="parameters (log scale)", ylabel="GLUE Score",
+           title="GLUE Score vs model size (miniatures labelled layers/hidden)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    save(fig, "score_vs_params.png", "GLUE Score against parameter count (ours: dev; x: published, test server)")
+
+
+def tied_best(c: pd.DataFrame) -> pd.DataFrame:
+    """The configurations of one (model, task) that share the best mean score (at 0.01)."""
+    top = c["score"].max()
+    return c[np.isclose(c["score"], top, rtol=0, atol=0.005)].sort_values("rank")
+
+
+def task_scales(configs: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """One colour scale per task, shared by every model: (lowest, highest) configuration score."""
+    ok = configs[np.isfinite(configs["score"].astype(float))]
+    return {t: (float(g["score"].min()), float(g["score"].max())) for t, g in ok.groupby("task")}
+
+
+def _hparam_panel(plt, ax, t: str, c: pd.DataFrame, scale) -> None:
+    piv = c.pivot_table(index="batch_size", columns="learning_rate", values="score", aggfunc="mean")
+    piv = piv.sort_index().sort_index(axis=1)
+    best = tied_best(c)
+    hi = [(list(piv.index).index(b), list(piv.columns).index(lr)) for b, lr in zip(best["batch_size"],
+                                                                                  best["learning_rate"])]
+    text = [[f"{v:.1f}" if math.isfinite(v) else MISSING for v in row] for row in piv.values]
+    b0 = best.iloc[0]
+    title = (f"{t}: {len(best)} configurations tie" if len(best) > 1 else
+             f"{t}: best bs {int(b0['batch_size'])}, lr {fmt_lr(b0['learning_rate'])}")
+    im = heatmap(ax, piv.values, [str(int(b)) for b in piv.index], [fmt_lr(v) for v in piv.columns], text,
+                 title, "learning rate", "batch size", highlight=hi, cmap="magma", scale=scale)
+    plt.colorbar(im, ax=ax, label="dev score", fraction=0.046, pad=0.04)
+
+
+def draw_hparams(plt, lb: Leaderboard, save) -> None:
+    """Per model, a batch-size x learning-rate heatmap of every task (red: the chosen one; dashed:
+    configurations that tie), each task on the same colour scale for every model."""
+    scales = task_scales(lb.configs)
+    for model in lb.models["model"]:
+        cfg = lb.configs[lb.configs["model"] == model]
+        tasks = list(cfg["task"].unique())
+        if not tasks:
+            continue
+        fig, axes = panels(plt, len(tasks), 5.8, 4.2)
+        for ax, t in zip(axes, tasks):
+            _hparam_panel(plt, ax, t, cfg[cfg["task"] == t], scales.get(t))
+        fig.suptitle(f"{model}: dev score by batch size x learning rate\n(mean over seeds; red: chosen, dashed: tied; "
+                     f"one colour scale per task across models)", fontsize=11)
+        fig.tight_layout()
+        save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate")
+
+
+def draw_learning_curves(plt, lb: Leaderboard, save) -> None:
+    """Per task, the dev score at each epoch of every model's best configuration."""
+    from matplotlib.ticker import MaxNLocator
+
+    curves = learning_curves(lb)
+    tasks = [t for t in all_tasks() if t in set(curves["task"])]
+    if not tasks:
+        return
+    models = [m for m in lb.models["model"] if m in set(curves["model"])]
+    color = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    whole = bool((curves["epoch"] % 1 == 0).all())
+    fig, axes = panels(plt, len(tasks), 5.2, 3.8)
+    for ax, t in zip(axes, tasks):
+        for model in models:
+            g = curves[(curves["task"] == t) & (curves["model"] == model)]
+            if g.empty:
+                continue
+            r = g.iloc[0]
+            ax.plot(g["epoch"], g["score"], marker="o", markersize=3, color=color[model],
+                    label=f"{model} (bs {int(r['batch_size'])}, lr {fmt_lr(r['learning_rate'])})")
+        if whole:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(title=t, xlabel="epoch", ylabel="dev score")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle("Learning curves: dev score per epoch of each model's best configuration (mean over seeds)",
+                 fontsize=11)
+    fig.tight_layout()
+    save(fig, "learning_curves.png", "Dev score per epoch of each (model, task)'s best configuration")
+
+
+def draw_kinds(plt, lb: Leaderboard, save) -> None:
+    """Per task, each (student, kind of training)'s dev score (bars, ± std over seeds) and the teacher's (a line)."""
+    if not has_kinds(lb):
+        return
+    v = kinds_values(lb)
+    tasks = [c for c in v.columns[3:] if not c.endswith(("_std", "_delta"))]
+    students = v[v["kind"] != TEACHER_KIND]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 0.45 * len(students) + 1.6), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        labels = [f"{s} / {k}" for s, k in zip(students["student"], students["kind"])]
+        ax.barh(range(len(students)), students[t].fillna(0), xerr=students[f"{t}_std"].fillna(0), color="tab:blue")
+        ax.set_yticks(range(len(students)), labels=labels)
+        ax.invert_yaxis()
+        for score, name in zip(v.loc[v["kind"] == TEACHER_KIND, t], v.loc[v["kind"] == TEACHER_KIND, "student"]):
+            if np.isfinite(score):
+                ax.axvline(score, color="tab:red", linestyle="--", label=f"teacher {name}: {score:.1f}")
+                ax.legend(loc="lower right", fontsize=8)
+        lo = np.nanmin(v[t].to_numpy(dtype=float)) if v[t].notna().any() else 0
+        ax.set(xlabel=f"{t} dev score", title=t, xlim=(max(0, lo - 10), None))
+    save(fig, "kinds.png", "Kinds of training side by side: dev score per student (± std over seeds), teacher dashed")
+
+
+def write_figures(lb: Leaderboard, fig_dir: Path, formats=FIGURE_FORMATS) -> list[tuple[str, Path]]:
+    """Draw every picture into ``fig_dir`` in each of ``formats`` (png, pdf, svg); (caption,
+    path) of each picture, the path of its first format."""
+    plt = pyplot()
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    made: list[tuple[str, Path]] = []
+
+    def save(fig, name, caption):
+        paths = [fig_dir / f"{Path(name).stem}.{ext}" for ext in formats]
+        for p in paths:   # tight: titles and labels are never cut off
+            fig.savefig(p, bbox_inches="tight", pad_inches=0.1)
+        plt.close(fig)
+        made.append((caption, paths[0]))
+
+    draw_grids(plt, lb, save)
+    draw_score_vs_params(plt, lb, save)
+    draw_hparams(plt, lb, save)
+    draw_learning_curves(plt, lb, save)
+    draw_kinds(plt, lb, save)
+    return made

@@ -1,0 +1,201 @@
+"""The result store of a sweep: one JSON record per trial under ``<run>/trials/``.
+
+A record holds the trial's configuration, its status and every dev evaluation so far. It is
+rewritten atomically after each evaluation (a crash leaves the previous version, never a
+torn file), so a running sweep can be read at any time and a resumed sweep knows exactly
+which trials are finished. Readers ignore, and report, files that do not parse.
+
+Record (schema 2)::
+
+    {"schema": 2, "trial_id": "BERT-Tiny__SST-2__bs32_lr1e-4_s0", "sweep": "quickstart",
+     "group": "BERT-Tiny|SST-2", "model": "BERT-Tiny",
+     "trial": {"model": "google/bert_uncased_L-2_H-128_A-2", "task": "SST-2", "batch_size": 32,
+               "learning_rate": 0.0001, "epochs": 4.0, "seed": 0, "init": "pretrained", ...},
+     "status": "completed", "attempts": 1, "error": null,
+     "evals": [{"epoch": 1.0, "step": 2105, "metrics": {"accuracy": 83.1}, "score": 83.1,
+                "train_loss": 0.41, "elapsed_s": 35.2}, ...],
+     "n_params": 4386178, "updated_at": "2026-11-21T12:00:00+00:00",
+     "settings_hash": "3f1c...", "data_fingerprint": "9ab2..."}
+
+``settings_hash`` is the trial's identity beyond its id (``identity.py``: every setting that
+changes results, and the data's content); a re-run reuses a finished record only when it
+matches. Records without one (written before it existed) are reused only when their
+configuration matches in full, with a warning. A record whose ``trial_id`` is not its file
+name, or whose fields have the wrong types, is reported and ignored (its trial runs again).
+
+``trial`` is ``TrialConfig.to_dict()``; ``TrialConfig.from_dict(record["trial"])`` is the way
+back. Records of schema 1 (the configuration flat at the top level) are upgraded on reading.
+
+Status: ``running`` (not finished), ``completed`` (ran every epoch), ``stopped`` (stopped
+early by the scheduler: its evaluations are valid), ``diverged`` (NaN/inf loss) or
+``failed`` (crashed after its retries). Only the last two never count as results.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..config import Trial, TrialConfig
+from ..errors import UserError
+from . import location as storage
+
+SCHEMA = 2
+FINAL = frozenset({"completed", "stopped", "diverged", "failed"})
+VALID = frozenset({"completed", "stopped", "running"})   # whose evaluations may be ranked
+STATUSES = FINAL | {"running"}
+REQUIRED = ("trial_id", "group", "model", "trial", "status", "evals")
+# Schema 1 kept the configuration at the top level under these names (model_ref: the loaded model).
+V1_TRIAL_KEYS = ("task", "batch_size", "learning_rate", "epochs", "seed", "init", "max_train_examples", "max_length")
+
+
+def trials_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "trials"
+
+
+def record_path(run_dir: str | Path, trial_id: str) -> Path:
+    return trials_dir(run_dir) / f"{trial_id}.json"
+
+
+def record_location(run_dir: str | Path | storage.Location, trial_id: str) -> storage.Location:
+    """Where a record lives, on any storage (``record_path`` is the local path)."""
+    return storage.at(run_dir).join("trials", f"{trial_id}.json")
+
+
+def write_record(run_dir: str | Path | storage.Location, record: dict) -> None:
+    """Write a record whole: a crash leaves the old version or the new one (a local or shared
+    disk: temporary file and rename; an object store: one PUT of the whole object)."""
+    rec = dict(record)
+    rec["schema"] = SCHEMA
+    rec["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record_location(run_dir, rec["trial_id"]).write_text(json.dumps(rec, indent=2, sort_keys=False) + "\n")
+
+
+def new_record(trial: Trial, sweep: str, model_label: str) -> dict:
+    """The record of a trial not yet started."""
+    return {"schema": SCHEMA, "trial_id": trial.id, "sweep": sweep, "group": trial.group, "model": model_label,
+            "trial": trial.config.to_dict(), "status": "running", "attempts": 0, "error": None, "evals": []}
+
+
+def config_of(rec: dict) -> TrialConfig:
+    return TrialConfig.from_dict(rec["trial"])
+
+
+def flat(rec: dict) -> dict:
+    """A record with its configuration also at the top level (``model_ref``: the model loaded),
+    the shape tables are built from; ``trial`` stays, so ``config_of`` still reads it."""
+    out = dict(rec)
+    trial = rec["trial"]
+    out.update({k: v for k, v in trial.items() if k != "model"}, model_ref=trial["model"])
+    return out
+
+
+def upgrade(rec: dict) -> dict:
+    """A schema-1 record in today's shape (the file is left as it is)."""
+    if not isinstance(rec, dict) or rec.get("schema", 1) != 1 or "trial" in rec:
+        return rec
+    out = {k: v for k, v in rec.items() if k not in V1_TRIAL_KEYS + ("model_ref", "eval_every")}
+    trial = {"model": rec.get("model_ref") or rec.get("model"), **{k: rec[k] for k in V1_TRIAL_KEYS if k in rec}}
+    if rec.get("eval_every") is not None and float(rec["eval_every"]) < 1:
+        trial["eval_every"] = rec["eval_every"]
+    out.update(schema=SCHEMA, trial=trial, group=f"{rec.get('model')}|{rec.get('task')}")
+    return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _eval_problem(e) -> str | None:
+    if not isinstance(e, dict) or "score" not in e or "metrics" not in e:
+        return "malformed evals"
+    if not _number(e["score"]) or not _number(e.get("epoch", 0)):
+        return "an evaluation's score or epoch is not a number"
+    if not isinstance(e["metrics"], dict) or not all(isinstance(k, str) and _number(v) for k, v in e["metrics"].items()):
+        return "an evaluation's metrics are not numbers by name"
+    return None
+
+
+def check_record(rec) -> str | None:
+    """Why a parsed record cannot be used (a missing field, a field of the wrong type), or None."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    missing = [k for k in REQUIRED if k not in rec]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for key in ("trial_id", "group", "model"):
+        if not isinstance(rec[key], str) or not rec[key]:
+            return f"{key} is not a name"
+    if not isinstance(rec["status"], str) or rec["status"] not in STATUSES:
+        return f"unknown status {str(rec['status'])[:40]!r}"
+    if not isinstance(rec["evals"], list):
+        return "malformed evals"
+    why = next((w for w in map(_eval_problem, rec["evals"]) if w), None)
+    if why:
+        return why
+    for key, ok in (("attempts", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+                    ("error", lambda v: isinstance(v, str)), ("n_params", _number), ("settings_hash", lambda v: isinstance(v, str))):
+        if rec.get(key) is not None and not ok(rec[key]):
+            return f"{key} has the wrong type"
+    try:
+        config_of(rec)
+    except UserError as e:
+        return f"bad trial configuration ({e})"
+    return None
+
+
+def read_record(path: Path | storage.Location) -> tuple[dict | None, str | None]:
+    try:
+        rec = json.loads(storage.at(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"{path}: unreadable ({type(e).__name__})"
+    try:
+        rec = upgrade(rec)
+    except (TypeError, ValueError, KeyError):
+        return None, f"{path}: an old record that cannot be read"
+    why = check_record(rec)
+    if why is None and rec["trial_id"] != path.stem:
+        why = f"holds trial {rec['trial_id'][:120]!r}, not the one its file name says (a copied record?)"
+    return (rec, None) if why is None else (None, f"{path}: {why}")
+
+
+def read_records(run_dir: str | Path | storage.Location) -> tuple[list[dict], list[str]]:
+    """Every usable record of a run (sorted by trial id) and a line per file skipped; the run
+    is a local directory or any storage location (``storage.at``)."""
+    records, problems = [], []
+    for path in storage.at(run_dir).join("trials").files(".json"):
+        rec, why = read_record(path)
+        if rec is None:
+            problems.append(why)
+        else:
+            records.append(rec)
+    return records, problems
+
+
+def finished_ids(run_dir: str | Path) -> set[str]:
+    """Trials that need no more work: a resumed sweep skips them."""
+    recs, _ = read_records(run_dir)
+    return {r["trial_id"] for r in recs if r["status"] in FINAL}
+
+
+# The run's data source, recorded by the driver (``<run>/data.json``) so that later commands
+# (``submit``) read the same data as the sweep did without being told again.
+DATA_FILE = "data.json"
+
+
+def write_data_source(run_dir: str | Path | storage.Location, glue_dir: str | None, hub: str | None) -> None:
+    storage.at(run_dir).join(DATA_FILE).write_text(json.dumps({"glue_dir": glue_dir, "hub": hub}) + "\n")
+
+
+def data_source(run_dir: str | Path | storage.Location) -> tuple[str | None, str | None]:
+    """(glue_dir, hub) the run's sweep read, as absolute paths or hub ids; (None, None) when
+    the run recorded none (a run from before this file existed)."""
+    f = storage.at(run_dir).join(DATA_FILE)
+    try:
+        d = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(d, dict):
+        return None, None
+    return d.get("glue_dir") or None, d.get("hub") or None

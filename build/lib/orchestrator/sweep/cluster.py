@@ -1,0 +1,214 @@
+"""Where a sweep runs: the cluster address check, the local or remote Ray start, the Ray
+dashboard's address and login, and the one-driver-per-sweep lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import ray
+
+from ..errors import UserError
+from ..train.device import ALLOC_CONF
+
+# Settings that travel from the driver to every worker. Paths do not (GLUE_DIR, MODELS_DIR,
+# HF_HOME, the feature cache, the vocabulary): a node keeps its own, and the data, features and
+# vocabulary travel with the trials (shipping.py).
+FORWARD_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+FORWARD_PREFIX = "GLUE_SWEEP_"   # every GLUE_SWEEP_* setting travels too (hooks read theirs) ...
+LOCAL_ONLY = ("GLUE_SWEEP_CACHE", "GLUE_SWEEP_VOCAB", "GLUE_SWEEP_TASKS_DIR")   # ... but these paths
+
+
+def worker_env() -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if v and (k in FORWARD_ENV or k.startswith(FORWARD_PREFIX)) and k not in LOCAL_ONLY}
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["PYTORCH_CUDA_ALLOC_CONF"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or ALLOC_CONF   # expandable segments
+    return env
+
+
+def check_client_address(address: str) -> None:
+    """Ray Client (``ray://``) runs Tune's controller on the head and cannot carry the driver's
+    store writer; a dashboard address (``http://``) is for job submission. Both: one line."""
+    if address.startswith("ray://"):
+        raise UserError(f"{address}: Ray Client (ray://) addresses cannot run a sweep; submit it as a Ray Job "
+                        f"instead: glue-sweep submit-job SWEEP --address http://<head>:8265")
+    if address.startswith(("http://", "https://")):
+        raise UserError(f"{address} is a Ray dashboard address: submit the sweep to it with "
+                        f"glue-sweep submit-job SWEEP --address {address} (run --address takes host:port or auto)")
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    try:
+        url = urlparse(address if "://" in address else f"tcp://{address}")
+        host, port = url.hostname, url.port or (10001 if url.scheme == "ray" else 6379)
+    except ValueError as e:   # a port that is not a number, or out of range
+        raise UserError(f"cluster address {address!r} is not host:port or ray://host:port ({e})") from None
+    if not host:
+        raise UserError(f"cluster address {address!r} is not host:port or ray://host:port")
+    return host, port
+
+
+def cluster_file() -> Path:
+    """Where ``ray start`` leaves the address of the machine's running cluster."""
+    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+
+def auto_address() -> str:
+    """The running local cluster's address for ``--address auto``, checked to answer: a stale
+    cluster file is one line at once, not minutes of Ray's retries."""
+    path = cluster_file()
+    try:
+        address = path.read_text().strip().splitlines()[0]
+    except (OSError, IndexError):
+        raise UserError(f"--address auto: no running Ray cluster on this machine ({path} is missing); start one "
+                        f"with `ray start --head` or drop --address for a local Ray") from None
+    check_address(address, what=f"the cluster named in {path} (stale: is it still running?)")
+    return address
+
+
+def check_address(address: str, what: str = "") -> None:
+    """Fail fast, with one line, when a cluster address is malformed or cannot be reached."""
+    if address in ("auto", "local"):
+        return
+    check_client_address(address)
+    host, port = _host_port(address)
+    try:
+        with socket.create_connection((host, port), timeout=5):
+            pass
+    except (OSError, OverflowError) as e:
+        raise UserError(f"cannot reach {what or 'the Ray cluster'} at {address} "
+                        f"({getattr(e, 'strerror', None) or e})") from None
+
+
+def check_fits(spec_path: str, cpus: float, gpus) -> None:
+    """One line when no node of the cluster could ever hold a trial (Ray would wait forever)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    most_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    most_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    if cpus > most_cpus:
+        raise UserError(f"{spec_path}: cpus_per_trial {cpus:g} is more than any node of the cluster has "
+                        f"(the largest has {most_cpus:g} CPUs)")
+    if gpus != "auto" and float(gpus) > most_gpus:
+        raise UserError(f"{spec_path}: gpus_per_trial {float(gpus):g} is more than any node of the cluster has "
+                        f"(the largest has {most_gpus:g} GPUs)")
+
+
+class RunLock:
+    """One driver per sweep directory: a second ``run`` on it refuses, it never interleaves.
+    Leaving with an error, it removes the lock file and the directories it created (when they
+    are still empty), so a refused run leaves the results as they were."""
+
+    def __init__(self, run_dir: Path, label: str | None = None):
+        self.path = run_dir / ".lock"
+        self.label = label or str(run_dir)
+        self.fd = None
+        self.created: list[Path] = []
+
+    def __enter__(self):
+        try:
+            self.created = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists()
+            self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if new:
+                self.created.insert(0, self.path)
+            self._take()
+        except OSError as e:
+            self._release(failed=True)
+            raise UserError(f"cannot lock {self.path}: {e.strerror or e}") from None
+        return self
+
+    def _take(self) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            self.fd, self.created = None, []
+            raise UserError(f"sweep directory {self.label} is in use by another glue-sweep run"
+                            f"{' (pid ' + other + ')' if other else ''}") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+
+    def _release(self, failed: bool) -> None:
+        if failed:   # remove what this run created, while still holding the lock
+            for p in self.created:
+                with contextlib.suppress(OSError):
+                    p.unlink() if p == self.path else p.rmdir()
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+                os.close(self.fd)
+            self.fd = None
+
+    def __exit__(self, exc_type, *exc):
+        self._release(failed=exc_type is not None)
+
+
+def token_file() -> Path:
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+
+
+def private_token() -> None:
+    """The login token readable by its owner only (Ray writes it 0644)."""
+    with contextlib.suppress(OSError):
+        path = token_file()
+        if path.is_file() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+
+
+def start_ray(address: str | None, num_cpus: int | None, secure: bool):
+    """A new local Ray (dashboard on loopback) or a connection to ``address``; returns
+    (context, dashboard URL)."""
+    if secure:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # In a Ray Job the job's runtime_env (working_dir, env_vars: job.py) already applies to every
+    # worker; a second one here would conflict with it.
+    in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
+    kw = dict(runtime_env=None if in_job else {"env_vars": worker_env()}, log_to_driver=False, logging_level="ERROR")
+    try:
+        if address:
+            address = auto_address() if address == "auto" else address
+            check_address(address)
+            ctx = ray.init(address=address, **kw)
+        else:
+            # address="local": always a new local instance, never a stale one that a
+            # `ray start` left in /tmp/ray/ray_current_cluster.
+            ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                           _node_ip_address="127.0.0.1", **kw)
+    except UserError:
+        raise
+    except Exception as e:
+        first = next((l for l in str(e).splitlines() if l.strip()), type(e).__name__)
+        raise UserError(f"could not {'connect to the Ray cluster at ' + address if address else 'start Ray'}: "
+                        f"{first[:300]}") from None
+    private_token()
+    url = getattr(ctx, "dashboard_url", None) or ""
+    return ctx, (f"http://{url}" if url and not url.startswith("http") else url)
+
+
+def dashboard_info(url: str, secure: bool) -> dict:
+    return {"url": url, "auth": "token" if secure else "none", "token_file": str(token_file()) if secure else None,
+            "pid": os.getpid(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def print_dashboard(info: dict, out=sys.stderr) -> None:
+    if not info.get("url"):
+        return
+    print(f"Ray dashboard: {info['url']}", file=out)
+    if info["auth"] == "token":
+        print(f"  token auth on: log in with the token in {info['token_file']} (or `ray get-auth-token`; "
+              f"`make dashboard` prints both)", file=out)
+    port = urlparse(info["url"]).port or 8265
+    print(f"  on a remote head node: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open http://127.0.0.1:{port}",
+          file=out)
+
+

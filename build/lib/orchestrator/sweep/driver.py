@@ -1,0 +1,347 @@
+"""The sweep driver: from a validated ``Sweep`` to finished records.
+
+It checks the data on the driver, takes the sweep's lock, reads the result store (a local
+directory, or ``--storage``: any path or URI ``pyarrow.fs`` opens; ``location``), keeps every
+finished trial (a re-run only runs what is unfinished or failed, after checking with
+``identity`` that the finished ones were run with today's settings and data), tokenises once
+and ships the features with the trials (``shipping``), and runs the remaining trials as Tune
+experiments (one per job, see ``jobs``) with the store recorder, grouped ASHA (``asha``: a
+keeper every trial asks, Tune itself first-in first-out) and no checkpoints. A driver started
+anywhere with the same ``--storage`` resumes the same sweep.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+from ray.tune.search.optuna import OptunaSearch
+
+from ..config import TrialConfig, display_name
+from ..data.features import cache_dir
+from ..data.sources import source_from
+from ..errors import UserError
+from ..fileio import check_writable_dir
+from ..results import live
+from ..spec.resources import gpu_memory_bytes, trial_gpu_share
+from ..spec.sweep import Sweep
+from ..store import location as storage
+from ..store import records as store
+from ..store.identity import (
+    check_reuse,
+    data_fingerprint,
+    identity_fields,
+    trial_fingerprint,
+)
+from ..train import teacher
+from .asha import start_keeper
+from .cluster import (
+    RunLock,
+    auto_address,
+    check_address,
+    check_fits,
+    dashboard_info,
+    print_dashboard,
+    start_ray,
+)
+from .dashboard import named
+from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
+from .recorder import StopOnWriteError, StoreRecorder
+from .shipping import Shipment, pack, ship_soft_labels
+from .trainable import trainable
+from .tune_jobs import Job, grid_jobs, optuna_jobs, trial_of
+
+EXIT_FAILED = 3   # the sweep ended with failed trials (README: exit codes)
+TEACHER_KEYS = ("task", "teacher", "directory", "fingerprint", "transfer", "rows", "max_length", "metrics", "score")
+
+
+def data_fingerprints(sweep: Sweep, source) -> dict[str, str]:
+    """Every task's data, checked on the driver before any trial starts (a malformed row is one
+    line naming file:line, also when the trials run on another cluster), and its fingerprint.
+    A split is parsed once per content: a marker under the cache remembers that it was valid."""
+    out = {}
+    for task in sweep.tasks:
+        fp = data_fingerprint(source, task)
+        marker = cache_dir() / "checked" / f"{task.name}-{fp}"
+        if not marker.exists():
+            for split in ["train"] + [s.name for s in task.eval_splits]:
+                source.load(task, split)
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:
+                pass   # checked again next time: slower, never wrong
+        out[task.name] = fp
+    return out
+
+
+def fingerprints(fps: dict[str, str], soft_keys: dict[str, str]):
+    """A trial configuration -> its fingerprint: its task's data, and for a distilled trial the
+    key of the teacher's soft labels (``teacher.soft_keys``: the teacher's and transfer data's content)."""
+    return lambda cfg: trial_fingerprint(fps[cfg.task], soft_keys[cfg.task] if cfg.distilled else None)
+
+
+def wanted(sweep: Sweep, records: list[dict], fp_of) -> dict[str, tuple[TrialConfig, str]]:
+    """Trial id -> (configuration, fingerprint) today's spec gives each trial of the store:
+    the grid's trials, or (optuna) the sampled configurations of its studies."""
+    if sweep.mode == "grid":
+        return {t.id: (t.config, fp_of(t.config)) for t in sweep.trials()}
+    by_label = {display_name(s.name, i): (s, i) for s, i in sweep.models}
+    out = {}
+    for r in records:
+        t, m = r["trial"], by_label.get(r["model"])
+        if m is None or t["task"] not in {x.name for x in sweep.tasks} or t["seed"] not in sweep.seeds:
+            continue
+        cfg = sweep.trial(m[0], m[1], t["task"], t["batch_size"], t["learning_rate"], t["seed"]).config
+        out[r["trial_id"]] = (cfg, fp_of(cfg))
+    return out
+
+
+def reusable(sweep: Sweep, loc: storage.Location, records: list[dict], fp_of, retry_failed: bool,
+             out) -> list[dict]:
+    """The records a re-run keeps (refusing, in one line, records run with other settings);
+    failed ones are dropped when they are to be retried. ``fp_of``: :func:`fingerprints`."""
+    want = wanted(sweep, records, fp_of)
+    final = [r for r in records if r["status"] in store.FINAL]
+    for line in check_reuse(loc, final, want):
+        print(line, file=out)
+    others = sum(1 for r in records if r["trial_id"] not in want)
+    if others and sweep.mode == "grid":
+        print(f"note: {others} record(s) in {loc} are not trials of this spec; they are kept "
+              f"(and the tables show them)", file=out)
+    return [r for r in records if not (retry_failed and r["status"] == "failed")]
+
+
+def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None, resume: bool = True,
+        secure: bool = True, retry_failed: bool = True, out=sys.stderr) -> int:
+    """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
+    (address, data, settings of finished records) runs before anything is written."""
+    if address:
+        address = auto_address() if address == "auto" else address
+        check_address(address)
+    loc = run_location(sweep, storage_uri)
+    check_writable_dir(lock_dir(loc), "results directory")
+    glue_dir, hub = data_paths(sweep)
+    source = source_from(glue_dir, hub)
+    fp_of = fingerprints(data_fingerprints(sweep, source), teacher.soft_keys(sweep, source) if sweep.distill else {})
+    reusable(sweep, loc, store.read_records(loc)[0], fp_of, retry_failed, io.StringIO())   # refuse early
+    soft = teacher.prepare(sweep, out=out, source=source) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
+    with RunLock(lock_dir(loc), str(loc)):
+        records, problems = store.read_records(loc)
+        for p in problems:
+            print(f"warning: ignoring unusable record {p} (its trial runs again)", file=out)
+        kept = reusable(sweep, loc, records, fp_of, retry_failed, out)
+        retry = sorted(r["trial_id"] for r in records if r["status"] == "failed") if retry_failed else []
+        jobs, total, finished = (grid_jobs if sweep.mode == "grid" else optuna_jobs)(sweep, kept)
+        print(f"sweep {sweep.name}: {'optuna, ' if sweep.mode == 'optuna' else ''}{total} trials, {finished} already "
+              f"finished, {total - finished} to run"
+              + (f" ({len(retry)} failed before: retried; --no-retry-failed keeps them)" if retry else "")
+              + f"; results in {loc}/trials/", file=out)
+        if soft:
+            _save_teachers(loc, soft)
+        if not jobs:   # the failed trials kept (--no-retry-failed) still fail the run
+            return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid"
+                                 else {r["trial_id"] for r in kept})
+        shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
+        shipment.spec_text = Path(sweep.path).read_text(encoding="utf-8") if Path(sweep.path).is_file() else None
+        identity = (lambda cfg: identity_fields(cfg, fp_of(cfg)))
+        return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, out,
+                         total)
+
+
+def _save_teachers(loc: storage.Location, soft: dict) -> None:
+    """The teachers' own dev scores (and where their soft labels are), for the leaderboard's reference row."""
+    rows = [{k: meta[k] for k in TEACHER_KEYS if k in meta} | {"soft_labels": str(p)} for p, meta in soft.values()]
+    loc.join("teachers.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _save_spec(sweep: Sweep, loc: storage.Location, shipment: Shipment) -> None:
+    """The spec the results were run with and the data it read, next to them (once every
+    check has passed)."""
+    if shipment.spec_text is not None:
+        loc.join("sweep.yaml").write_text(shipment.spec_text)
+    store.write_data_source(loc, shipment.glue_dir, shipment.hub)
+
+
+def _grid_ids(sweep: Sweep) -> set[str]:
+    return {t.id for t in sweep.trials()}
+
+
+def report_failed(sweep: Sweep, loc: storage.Location, out, ids: set[str]) -> int:
+    """The exit code of a sweep that ran to its end: EXIT_FAILED, naming each failed trial (of
+    ``ids``: the grid's trials, or the optuna samples of this run) with its first error line."""
+    failed = [r for r in store.read_records(loc)[0] if r["status"] == "failed" and r["trial_id"] in ids]
+    if not failed:
+        return 0
+    print(f"{len(failed)} trial(s) failed (run the same command again to retry them):", file=out)
+    for r in failed:
+        first = next((l for l in str(r.get("error") or "").splitlines() if l.strip()), "no error recorded")
+        print(f"  {r['trial_id']}: {first[:300]}", file=out)
+    return EXIT_FAILED
+
+
+def _trial_cpus(sweep: Sweep, has_gpu: bool) -> float:
+    return sweep.cpus_per_trial if not has_gpu else max(1.0, min(sweep.cpus_per_trial, 2.0))
+
+
+class GpuWatch:
+    """Whether the cluster has GPUs, re-read (at most every ``every`` seconds) as trials are
+    created, so that GPU nodes joining an autoscaling cluster get GPU trials."""
+
+    def __init__(self, every: float = 10.0):
+        self.every, self.at, self.has = every, -1e9, False
+
+    def __call__(self) -> bool:
+        if time.monotonic() - self.at > self.every:
+            self.has, self.at = ray.cluster_resources().get("GPU", 0) > 0, time.monotonic()
+        return self.has
+
+
+def _resources(sweep: Sweep, has_gpu):
+    """Ray resources of a trial: CPUs, and a share of a GPU when the spec declares one
+    (``gpus_per_trial`` a number) or, with ``auto``, when the cluster has GPUs now."""
+    gpu_mem = []
+
+    def resources(config):
+        declared = sweep.gpus_per_trial != "auto"
+        gpu = (float(sweep.gpus_per_trial) > 0) if declared else has_gpu()
+        if not gpu:
+            return {"cpu": _trial_cpus(sweep, False)}
+        if declared:
+            return {"cpu": _trial_cpus(sweep, True), "gpu": float(sweep.gpus_per_trial)}
+        cfg = trial_of(config).config
+        if sweep.mode == "optuna":   # sized for the largest batch the study may draw
+            cfg = cfg.replace(batch_size=max(sweep.batch_sizes))
+        gpu_mem[:] = gpu_mem or [gpu_memory_bytes()]
+        members = len(config["trial"].get("members") or [None])   # a fused unit: all its members
+        return {"cpu": _trial_cpus(sweep, True), "gpu": trial_gpu_share(cfg, gpu_mem[0], members)}
+
+    return resources
+
+
+def _search(sweep: Sweep, job: Job, out, db_dir: Path) -> tuple[dict, object, int]:
+    """(the job's parameter space without the runtime, its search algorithm, samples)."""
+    if job.trials is not None:
+        return {"trial": tune.grid_search(job.trials)}, None, 1
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = job.study["config"]["seed"]
+    # a resumed study is seeded anew, so that it does not re-draw the first run's samples
+    db, name = study_storage(db_dir, job)
+    search_alg = OptunaSearch(metric="score", mode="max", seed=1000 * seed + len(job.seen), storage=db, study_name=name,
+                              points_to_evaluate=[c for c, _ in job.seen] or None,
+                              evaluated_rewards=[r for _, r in job.seen] or None)
+    print(f"optuna study {job.study['group'].replace('|', ' / ')} seed {seed}: {job.samples} trial(s), "
+          f"{len(job.seen)} known", file=out)
+    space = {"trial": job.study, "batch_size": tune.choice(sweep.batch_sizes),
+             "learning_rate": tune.loguniform(sweep.learning_rates[0], sweep.learning_rates[1])}
+    return space, search_alg, job.samples
+
+
+def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, recorder: StoreRecorder,
+           storage_path: str, out, keeper: str | None = None) -> tune.Tuner:
+    space, search_alg, samples = _search(sweep, job, out, Path(storage_path).parent)
+    return tune.Tuner(
+        tune.with_resources(named(tune.with_parameters(trainable, shipment=shipment, keeper=keeper)), resources),
+        param_space=space,
+        tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=search_alg, num_samples=samples,
+                                    max_concurrent_trials=sweep.max_concurrent,
+                                    reuse_actors=False,   # an actor's dashboard name is its first trial's
+                                    trial_name_creator=lambda t: trial_of(t.config).id,
+                                    trial_dirname_creator=lambda t: trial_of(t.config).id[:120]),
+        run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}-{k}", storage_path=storage_path,
+                                  failure_config=tune.FailureConfig(max_failures=sweep.retries),
+                                  checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
+                                  callbacks=[recorder, *loggers()], stop=StopOnWriteError(recorder),
+                                  verbose=0),
+    )
+
+
+def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
+              shipment: Shipment, secure, identity, out, total: int) -> int:
+    _, url = start_ray(address, None, secure)
+    view = None
+    try:
+        has_gpu = GpuWatch()
+        resources = _resources(sweep, has_gpu)
+        check_fits(sweep.path, _trial_cpus(sweep, has_gpu()), sweep.gpus_per_trial if has_gpu() else 0)
+        _save_spec(sweep, loc, shipment)
+        info = dashboard_info(url, secure)
+        loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
+        print_dashboard(info, out)
+        attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
+        finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
+        view = live.Screen(sweep.name, records, total, out) if out.isatty() else None
+        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity, view=view,
+                                 to_run=total - len(finished))
+        stay_in_job()   # after the spec is saved: a job's spec path is relative to its working directory
+        keeper = start_keeper(sweep, records)   # grouped ASHA: every trial and fused member asks it
+        interrupted = False
+        for k, job in enumerate(jobs):
+            _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out,
+                   keeper.name if keeper else None).fit()
+            if recorder.write_error:
+                raise UserError(f"{recorder.write_error}; the sweep stopped. Finished records are kept: "
+                                f"free space and run the same command again")
+            records = store.read_records(loc)[0]
+            final = {r["trial_id"] for r in records if r["status"] in store.FINAL}
+            if any(r["status"] == "running" for r in records) or not job.expected <= final:
+                interrupted = True
+                break
+        if view:
+            view.stop(list(recorder.records.values()))
+            view = None
+        return _finish(sweep, loc, recorder, interrupted, out)
+    finally:
+        if view:
+            view.stop()
+        ray.shutdown()
+
+
+def study_storage(db_dir: Path, job: Job) -> tuple[optuna.storages.BaseStorage, str]:
+    """The study's SQLite storage beside the run (``optuna.db``, for optuna-dashboard) and its
+    name, ``<model> / <task> / seed <n>``. A resumed study starts afresh there: the trials it
+    already knows are given to it again as evaluated points."""
+    db_dir.mkdir(parents=True, exist_ok=True)
+    db = optuna.storages.RDBStorage(f"sqlite:///{(db_dir / 'optuna.db').resolve()}")
+    name = f"{job.study['group'].replace('|', ' / ')} / seed {job.study['config']['seed']}"
+    try:
+        optuna.delete_study(study_name=name, storage=db)
+    except KeyError:
+        pass
+    return db, name
+
+
+def loggers() -> list:
+    """Tune's own per-trial logs beside its experiment state: progress.csv, result.json and
+    TensorBoard event files (metrics only; no checkpoints)."""
+    return [CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback()]
+
+
+def best_summary(loc) -> str:
+    """Each (model, task)'s best configuration, chosen as the leaderboard chooses it."""
+    from ..results.load import load_run
+    from ..results.values import fmt_lr
+
+    res = load_run(loc).results
+    return "\n".join(f"  {r.model} / {r.task}: best dev score {r.score:.2f} (bs {int(r.batch_size)}, "
+                     f"lr {fmt_lr(r.learning_rate)}, epoch {r.epoch:g}, seed(s) {r.seeds})"
+                     for r in res.itertuples() if r.score == r.score)
+
+
+def _finish(sweep: Sweep, loc: storage.Location, recorder: StoreRecorder, interrupted: bool, out) -> int:
+    print(f"sweep {sweep.name} {'stopped' if interrupted else 'finished'}: "
+          + (", ".join(f"{v} {k}" for k, v in recorder.counts.items() if v) or "no trial finished"), file=out)
+    if recorder.best:
+        print(best_summary(loc), file=out)
+    if interrupted:
+        print("the sweep is unfinished (interrupted): run the same command again to finish it", file=out)
+        return 130
+    ids = _grid_ids(sweep) if sweep.mode == "grid" else {r["trial_id"] for r in recorder.records.values()}
+    return report_failed(sweep, loc, out, ids)

@@ -1,0 +1,276 @@
+"""A fused unit: K trials that differ only in their learning rate, trained as one stacked model.
+
+The trials of one (model, task, batch size, seed, ...) cell see the same batches in the same
+order (the order follows the seed and the batch size alone), start from the same weights (the
+same seed builds the same classifier head) and differ only in the learning rate. So they train
+as one ``stacked.StackedBert``: one forward and backward pass per step for all members, one
+``adamw.StackedAdamW`` step with each member's learning rate and gradient clipping. Every
+member is evaluated with the solo trial's own code (its weights copied into the transformers
+model, ``runner.evaluate``) and its evaluations go to its own callback, so each member yields
+the ``TrialResult`` its solo trial would. A member whose loss turns NaN or infinite, or whose
+callback returns False, leaves the stack; the others go on.
+
+On a GPU the step never waits for the host: losses accumulate on the device and are checked for
+NaN every ``check_every`` steps and at evaluations (on CPU every step, as a solo trial does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..config import Runtime, TrialConfig
+from ..errors import UserError
+from ..train import runner as R
+from ..train.device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
+from .adamw import StackedAdamW
+from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, load_member, stack_parameters, stackable
+from .units import unit_key
+
+GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)
+STACK_ALL_WORDS = False   # True stacks every word-embedding row (bench/fused.py measures the difference)
+
+
+def check_unit(configs: list[TrialConfig]) -> None:
+    if not configs:
+        raise UserError("a fused unit needs at least one trial")
+    if len({unit_key(c) for c in configs}) > 1:
+        raise UserError("the trials of a fused unit may differ only in their learning rate")
+
+
+@dataclass
+class _Member:
+    config: TrialConfig
+    on_eval: Callable | None
+    result: R.TrialResult
+    row: int                          # position in the stack while it trains
+    loss_count: int = 0
+    left_at: float | None = None      # unit training seconds when it left
+    eval_s: float = 0.0
+    seen: int = 0
+
+
+class _Unit:
+    def __init__(self, p: R.Prepared, configs: list[TrialConfig], on_evals, t_start: float, check_every: int | None):
+        self.p, self.t_start = p, t_start
+        n_params = sum(x.numel() for x in p.model.parameters())
+        self.members = [_Member(c, (on_evals or [None] * len(configs))[i],
+                                R.TrialResult(status="completed", n_params=n_params, train_examples=len(p.train)), i)
+                        for i, c in enumerate(configs)]
+        word_weight = dict(p.model.named_parameters())[WORDS]
+        trains_words = word_weight.requires_grad
+        self.words = Vocabulary(p.train.input_ids, word_weight, len(configs)) if trains_words and not STACK_ALL_WORDS else None
+        self.train = self.words.compact(p.train) if self.words is not None else p.train
+        self.params = stack_parameters(p.model, len(configs), self.words)
+        decayed = {n for n, t in p.model.named_parameters() if t.requires_grad and not R.no_decay(n, t)}
+        self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay)
+        self.words_wd = p.config.weight_decay if WORDS in decayed else 0.0
+        self.net = StackedBert(p.model.config, p.task.num_labels)
+        if trains_words:
+            self.net.word_grads = WordGrads()
+        self.loss_sum = torch.zeros(len(configs), dtype=torch.float64, device=p.device)
+        self.check_every = check_every or (1 if p.device.type == "cpu" else GPU_CHECK_EVERY)
+        self.bad = torch.zeros(len(configs), dtype=torch.bool, device=p.device)
+        # bf16 where the GPU has it, else fp32 (fp16 would need a loss scale per member)
+        self.autocast = precision(p.device)[1] if use_bf16(p.device) else contextlib.nullcontext
+        self.eval_autocast = R.autocast_for(p.device)
+        self.train_s0: float | None = None
+        self.eval_total = 0.0             # seconds all members spent being evaluated
+
+    @property
+    def alive(self) -> list[_Member]:
+        return [m for m in self.members if m.row >= 0]
+
+    def now(self) -> float:
+        """Training seconds so far (evaluations excluded)."""
+        return time.perf_counter() - self.train_s0 - self.eval_total
+
+    def forward_backward(self, rows: np.ndarray, micro: int, collate, labels_all) -> torch.Tensor:
+        """Every member's gradients for one batch (in micro-batches); each member's mean loss, [K]."""
+        total = None
+        for m in range(0, len(rows), micro):
+            part = rows[m:m + micro]
+            batch = collate(part)
+            labels = labels_all[part].to(self.p.device, non_blocking=True)
+            with self.autocast():
+                losses = self.net.losses(self.params, batch, labels)
+            (losses * (len(part) / len(rows))).sum().backward()
+            part_loss = losses.detach().double() * (len(part) / len(rows))
+            total = part_loss if total is None else total + part_loss
+        if self.net.word_grads is not None:
+            self.params[WORDS].grad = self.net.word_grads.grad(self.params[WORDS])
+        return total
+
+    def leave(self, members: list[_Member], status: str, note: str = "") -> None:
+        for m in members:
+            m.result.status, m.result.note = status, note or m.result.note
+            m.left_at = self.now() if self.train_s0 is not None else 0.0
+        stay = [m for m in self.alive if m not in members]
+        rows = [m.row for m in stay]
+        for m in members:
+            m.row = -1
+        if stay:
+            self.opt.keep(rows)
+            if self.words is not None:
+                self.words.keep(rows)
+            idx = torch.tensor(rows, device=self.p.device)
+            self.loss_sum, self.bad = self.loss_sum.index_select(0, idx), self.bad.index_select(0, idx)
+        for i, m in enumerate(stay):
+            m.row = i
+
+    def check_finite(self, batch_losses: torch.Tensor, step: int) -> torch.Tensor:
+        """Members whose loss went NaN or infinite leave the stack (this waits for the device);
+        returns the losses of those that stay."""
+        self.bad |= ~torch.isfinite(batch_losses)
+        flags = self.bad.tolist()
+        if not any(flags):
+            return batch_losses
+        values = batch_losses.tolist()
+        where = f"at step {step + 1}" if self.check_every == 1 else f"by step {step + 1}"
+        keep = [m.row for m in self.alive if not flags[m.row]]
+        for m in [m for m in self.alive if flags[m.row]]:
+            self.leave([m], "diverged", f"loss became {values[m.row]} {where}")
+        return batch_losses.index_select(0, torch.tensor(keep, dtype=torch.long, device=batch_losses.device))
+
+    def evaluate(self, step: int, steps_per_epoch: int) -> None:
+        """Score every member still training; each evaluation goes to its own callback."""
+        means = (self.loss_sum / max(1, self.alive[0].loss_count if self.alive else 1)).tolist()
+        stopped = []
+        for m in self.alive:
+            t0 = time.perf_counter()
+            load_member(self.p.model, self.params, m.row, self.words)
+            metrics, score = R.evaluate(self.p, self.eval_autocast)
+            m.eval_s += time.perf_counter() - t0
+            self.eval_total += time.perf_counter() - t0
+            ev = R.Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
+                              train_loss=means[m.row], elapsed_s=round(time.perf_counter() - self.t_start, 3))
+            m.result.evals.append(ev)
+            if m.on_eval is not None and m.on_eval(ev) is False:
+                stopped.append(m)
+        self.loss_sum.zero_()
+        for m in self.members:
+            m.loss_count = 0
+        if stopped:
+            self.leave(stopped, "stopped")
+
+
+def _train(u: _Unit, on_progress) -> int:
+    p, cfg = u.p, u.p.config
+    steps_per_epoch, total_steps, eval_every = R.schedule(cfg, len(p.train))
+    factor = R.lr_factor(total_steps, cfg.warmup_ratio)
+    collate = R.Collator(u.train, p.use_token_types, p.device, pin=p.device.type == "cuda")
+    labels_all = torch.from_numpy(p.train.labels)
+    rng, micro, step = np.random.default_rng(cfg.seed), cfg.batch_size // cfg.grad_accum, 0
+    while step < total_steps and u.alive:
+        for rows in R.batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length):
+            if u.train_s0 is None:
+                u.train_s0 = time.perf_counter()
+                for m in u.members:
+                    m.result.startup_s = round(u.train_s0 - u.t_start, 3)
+            losses = u.forward_backward(rows, micro, collate, labels_all)
+            end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps
+            evaluating = end_of_epoch or bool(eval_every and (step + 1) % eval_every == 0)
+            if (step + 1) % u.check_every == 0 or evaluating:
+                losses = u.check_finite(losses, step)
+                if not u.alive:
+                    break
+            else:
+                u.bad |= ~torch.isfinite(losses)
+            u.opt.clip_(cfg.max_grad_norm)
+            u.opt.step(factor(step))
+            if u.words is not None:
+                u.words.decay([lr * factor(step) for lr in u.opt.lrs], u.words_wd)
+            u.opt.zero_grad()
+            step += 1
+            u.loss_sum += losses
+            for m in u.alive:
+                m.loss_count, m.seen, m.result.steps = m.loss_count + 1, m.seen + len(rows), step
+            if on_progress is not None and on_progress(step, total_steps, losses) is False:
+                u.leave(u.alive, "stopped")
+            if evaluating and u.alive:
+                u.evaluate(step, steps_per_epoch)
+            if step >= total_steps or not u.alive:
+                break
+    return step
+
+
+def run_fused(p: R.Prepared, configs: list[TrialConfig], on_evals: list[Callable] | None = None,
+              on_progress: Callable | None = None, t_start: float | None = None,
+              check_every: int | None = None) -> list[R.TrialResult]:
+    """Train the members ``configs`` (``p`` prepared for the first; all share its weights and
+    batches) as one stacked model. Returns each member's ``TrialResult``, in order."""
+    check_unit([p.config, *configs])
+    if not stackable(p.model):
+        raise UserError(f"model {p.config.model} is not a BERT classifier: it cannot be fused")
+    if p.loss_fn is not None:
+        raise UserError("a fused unit has no distillation loss: distilled trials run alone")
+    if p.runtime.save_dir:
+        raise UserError("a fused unit does not save models: run the trial alone to keep its weights")
+    if p.device.type == "cpu":
+        keep_large_blocks()
+    u = _Unit(p, configs, on_evals, time.perf_counter() if t_start is None else t_start, check_every)
+    u.p.model.train()
+    _train(u, on_progress)
+    end = u.now() if u.train_s0 is not None else 0.0
+    for m in u.members:
+        res = m.result
+        res.eval_s = round(m.eval_s, 3)
+        res.train_s = round(max(0.0, m.left_at if m.left_at is not None else end), 3)
+        res.examples_per_s = round(m.seen / res.train_s, 2) if res.train_s > 0 else 0.0
+    return [m.result for m in u.members]
+
+
+def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None = None, cache=None,
+             runtime: Runtime = Runtime(), on_progress: Callable | None = None,
+             after_prepare: Callable[[R.Prepared], None] | None = None,
+             on_restart: Callable[[list[int], str, int], None] | None = None) -> list[R.TrialResult]:
+    """Prepare the unit (data, tokenizer and the first member's model: every member starts from
+    it, as each member's own seed would build it) and train it.
+
+    Out of memory, the unit is split in two halves, each trained afresh from the start; a
+    member left alone runs as its solo trial (``runner.run_trial``: it halves its micro-batch
+    next, keeping the effective batch). ``on_restart(members, why, grad_accum)`` is told first,
+    with the positions of the members that start again (and the gradient accumulation they
+    start with), so their earlier evaluations can be discarded."""
+    t0 = time.perf_counter()
+    check_unit(configs)
+    on_evals = list(on_evals or [None] * len(configs))
+    p = R.prepare(configs[0], source, cache, runtime)
+    if after_prepare is not None:
+        after_prepare(p)
+    try:
+        return run_fused(p, configs, on_evals, on_progress, t_start=t0)
+    except Exception as e:   # noqa: BLE001 (anything but out-of-memory is raised again)
+        if not is_out_of_memory(e):
+            raise
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+    del p   # outside the except block: its traceback no longer holds the failed step's tensors
+    free_memory()
+    return _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why)
+
+
+def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why) -> list[R.TrialResult]:
+    half = (len(configs) + 1) // 2
+    results: list[R.TrialResult] = []
+    for lo, hi in ((0, half), (half, len(configs))):
+        if lo == hi:
+            continue
+        if on_restart is not None:
+            on_restart(list(range(lo, hi)), why, configs[lo].grad_accum)
+        tell = None if on_restart is None else (lambda ms, w, a, lo=lo: on_restart([lo + m for m in ms], w, a))
+        if hi - lo == 1:
+            part = [R.run_trial(configs[lo], source, on_eval=on_evals[lo], cache=cache, runtime=runtime,
+                                after_prepare=after_prepare,
+                                on_restart=None if tell is None else (lambda c, w, tell=tell: tell([0], w, c.grad_accum)))]
+        else:
+            part = run_unit(configs[lo:hi], source, on_evals[lo:hi], cache, runtime, on_progress, after_prepare, tell)
+        for res in part:
+            res.note = "; ".join(x for x in (f"out of memory with {len(configs)} members fused ({why}): trained in "
+                                             f"units of {hi - lo}", res.note) if x)
+        results += part
+    return results
