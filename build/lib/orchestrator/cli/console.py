@@ -14,8 +14,7 @@ from ..results import live
 from ..results.load import load_run
 from ..results.render import to_markdown
 from ..results.tables import glue_table
-from ..store import location as storage
-from ..store import records as store
+from ..store import location as storage, records as store
 
 
 def newest_run(root: str = "results") -> Path:

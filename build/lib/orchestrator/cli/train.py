@@ -16,13 +16,7 @@ from ..data.transfer import TRAIN, teacher_directory_problem, user_path
 from ..errors import UserError
 from ..fileio import atomic_write_json, check_writable_dir
 from ..registry.models import resolve
-from .args import (
-    data_arguments,
-    device_arguments,
-    non_negative_float,
-    positive_float,
-    positive_int,
-)
+from .args import data_arguments, device_arguments, non_negative_float, positive_float, positive_int
 from .console import Progress, evaluation_table
 from .preflight import check_device
 

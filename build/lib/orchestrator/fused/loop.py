@@ -27,23 +27,9 @@ import torch
 from ..config import Runtime, TrialConfig
 from ..errors import UserError
 from ..train import runner as R
-from ..train.device import (
-    free_memory,
-    is_out_of_memory,
-    keep_large_blocks,
-    precision,
-    use_bf16,
-)
+from ..train.device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
 from .adamw import StackedAdamW
-from .stacked import (
-    WORDS,
-    StackedBert,
-    Vocabulary,
-    WordGrads,
-    load_member,
-    stack_parameters,
-    stackable,
-)
+from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, load_member, stack_parameters, stackable
 from .units import unit_key
 
 GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)

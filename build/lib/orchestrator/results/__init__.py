@@ -1,11 +1,25 @@
 """A run's results: its result store as DataFrames, the best configuration per (model, task),
-the leaderboard tables and their files. Pure of torch and ray; matplotlib only when pictures
-are drawn.
+the leaderboard tables and their files. Pure of torch and Ray; matplotlib only when pictures are
+drawn.
 
-* ``load``: records -> per-trial and per-evaluation frames -> :class:`board.Leaderboard`;
-* ``select``: the best configuration per (model, task) (the rules are in its doc);
-* ``score``: the GLUE Score rule; ``columns``: table columns from the task definitions;
-* ``tables``, ``compact``, ``reference``: the tables, the published figures beside ours;
-* ``render``: Markdown, LaTeX and HTML of a table; ``report``: the documents of all of them;
-* ``figures``: the pictures; ``export``: the files of ``glue-sweep leaderboard``.
+load        records -> per-trial and per-evaluation frames -> ``board.Leaderboard``
+board       the ``Leaderboard`` (results, configs, models), model labels
+values      cell values (``finite``, ``fmt``)
+select      the best configuration per (model, task) from the frames (the rules are in its doc)
+best        a run's best configuration of one model for a task, its seed and record (submit, teacher)
+score       the GLUE Score rule
+columns     table columns from the task definitions
+tables      the printed tables
+compact     the compact-models table (DistilBERT, TinyBERT, MiniLM, ...)
+reference   the published figures beside ours
+kinds       kinds of training side by side per student; the teacher's reference row
+tidy        every evaluation as one tidy frame (``trials.csv``)
+curves      learning curves of each group's best configuration (pure)
+compare     several runs side by side
+render      Markdown, LaTeX and HTML of a table
+report      the documents of all the tables
+formats     export formats and their parsing
+figures     matplotlib figures, PNG/PDF/SVG (imported only to draw)
+export      the files of ``glue-sweep leaderboard``
+live        the live view of a sweep from its records (counts, running trials, best, ETA; rich)
 """

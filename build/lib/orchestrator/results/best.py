@@ -15,8 +15,7 @@ from typing import Iterable
 from ..config import TrialConfig
 from ..errors import UserError
 from ..registry.tasks import Task, get_task
-from ..store import location as storage
-from ..store import records as store
+from ..store import location as storage, records as store
 from .load import load_run
 from .select import epoch_key, usable_evals
 from .values import finite

@@ -23,8 +23,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..fileio import atomic_write_text
-from ..store import location as storage
-from ..store import records as store
+from ..store import location as storage, records as store
 from .board import Leaderboard
 from .compact import compact_values
 from .compare import compare_frame

@@ -15,8 +15,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..registry.tasks import all_tasks, get_task
-from ..store import location as storage
-from ..store import records as store
+from ..store import location as storage, records as store
 from .board import Leaderboard, model_label, models_frame
 from .kinds import read_teachers
 from .select import best_per_group, lr_key, rank_configs

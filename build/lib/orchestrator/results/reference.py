@@ -14,14 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .board import Leaderboard
-from .columns import (
-    BENCHMARK,
-    metric_columns,
-    metric_label,
-    table_tasks,
-    task_of_column,
-    wide_column_for,
-)
+from .columns import BENCHMARK, metric_columns, metric_label, table_tasks, task_of_column, wide_column_for
 from .tables import glue_wide
 from .values import MISSING, PARTIAL_MARK, finite, fmt, names
 

@@ -10,13 +10,7 @@ import pandas as pd
 
 from ..registry.models import HIDDEN, LAYERS, NAMED
 from .board import Leaderboard
-from .columns import (
-    display_columns,
-    metric_columns,
-    table_headers,
-    table_tasks,
-    wide_columns,
-)
+from .columns import display_columns, metric_columns, table_headers, table_tasks, wide_columns
 from .score import (
     glue_score_from_wide,
     left_out_of_second_score,

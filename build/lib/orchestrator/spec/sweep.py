@@ -22,37 +22,12 @@ import yaml
 from pydantic import ValidationError
 
 from .. import shipped, yamlstrict
-from ..config import (
-    MAX_BATCH_SIZE,
-    MAX_EPOCHS,
-    Trial,
-    TrialConfig,
-    display_name,
-    make_trial,
-)
+from ..config import MAX_BATCH_SIZE, MAX_EPOCHS, Trial, TrialConfig, display_name, make_trial
 from ..data import transfer as distillation
 from ..errors import UserError
-from ..registry.models import (
-    HIDDEN,
-    LAYERS,
-    ModelSpec,
-    miniature_hub_id,
-    miniature_name,
-    miniatures,
-    resolve,
-)
+from ..registry.models import HIDDEN, LAYERS, ModelSpec, miniature_hub_id, miniature_name, miniatures, resolve
 from ..registry.tasks import Task, all_tasks, get_task
-from .schema import (
-    Data,
-    ModelEntry,
-    Search,
-    SweepSpec,
-    Where,
-    as_list,
-    explain,
-    number,
-    one_line,
-)
+from .schema import Data, ModelEntry, Search, SweepSpec, Where, as_list, explain, number, one_line
 
 MAX_BYTES = yamlstrict.MAX_BYTES
 MAX_TRIALS = 100_000       # a grid larger than this is refused before it is expanded

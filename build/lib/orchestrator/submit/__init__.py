@@ -31,14 +31,7 @@ predict    submit(): re-train, predict, write and validate the zip
 """
 
 from .choose import Choice, Plan, plan
-from .files import (
-           EXIT_INCOMPLETE,
-           HEADER,
-           SubmissionFile,
-           incomplete_name,
-           is_incomplete_name,
-           submission_files,
-)
+from .files import EXIT_INCOMPLETE, HEADER, SubmissionFile, incomplete_name, is_incomplete_name, submission_files
 from .predict import submit, train_and_predict, write_zip
 from .validate import CheckReport, check_file, check_zip
 

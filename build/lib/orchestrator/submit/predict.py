@@ -14,8 +14,7 @@ from ..errors import UserError
 from ..registry.models import load_tokenizer
 from ..results.select import epoch_key
 from ..train import teacher as teachers
-from ..train.runner import predict as model_predict
-from ..train.runner import run_trial
+from ..train.runner import predict as model_predict, run_trial
 from .choose import Choice, Plan, plan, slug
 from .files import HEADER, SubmissionFile, incomplete_name, submission_files
 from .validate import CheckReport, check_zip

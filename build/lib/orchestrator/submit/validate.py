@@ -8,14 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from .files import (
-    HEADER,
-    INCOMPLETE_SUFFIX,
-    SubmissionFile,
-    is_incomplete_name,
-    submission_files,
-    unavailable,
-)
+from .files import HEADER, INCOMPLETE_SUFFIX, SubmissionFile, is_incomplete_name, submission_files, unavailable
 
 MAX_ROW_MESSAGES = 3          # per file and kind of problem; then "... and N more"
 

@@ -1,12 +1,19 @@
-"""Runs a sweep's trials as Ray Tune experiments (needs Ray; the runner does not).
+"""Runs a sweep's trials as Ray Tune experiments (needs Ray; the trial runner does not).
 
-driver      run(): lock, resume, cache warm-up, one Tuner per job
-jobs        the trials still to run, as Tune configurations (grid, optuna studies)
-trainable   the Tune function trainable around the trial runner (in the workers)
-recorder    the Tune callback that writes the result store (in the driver)
-asha        grouped early stopping: one ASHA per (model, task)
-cluster     Ray start or connection, dashboard login, the one-driver lock
-hooks       extension points for fault-injection tests
+driver      run(): checks, lock, resume (reuse, failed retried), cache warm-up, one Tuner per job
+tune_jobs   the trials still to run, as Tune configurations (grid, optuna studies)
+trainable   the Tune trainable (in the workers): a solo trial or a fused unit, one reporter
+recorder    the Tune callback that writes the result store (in the driver), progress lines
+rungs       grouped ASHA's decisions, pure: rungs per (model, task), Ray's ASHA rules
+asha        grouped ASHA in a sweep: the keeper actor every trial asks after each evaluation
+cluster     Ray start or connection (addresses checked), resources that fit a node, dashboard login, lock
+paths       where a sweep's store, lock and Tune state live; its data paths made absolute
+shipping    what travels with the trials: encoded features, data fingerprints, vocabulary
+ray_job     ``submit-job``: the sweep as a Ray Job (staged working_dir, env, submission id)
+dashboard   what a trial shows in the Ray dashboard: actor name, log lines, gauges
+hooks       ``GLUE_SWEEP_HOOKS`` extension points (fault-injection tests)
+
+Importing this package imports nothing else (a worker pays only for what it uses).
 """
 
 import os

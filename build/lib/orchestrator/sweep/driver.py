@@ -32,25 +32,11 @@ from ..fileio import check_writable_dir
 from ..results import live
 from ..spec.resources import gpu_memory_bytes, trial_gpu_share
 from ..spec.sweep import Sweep
-from ..store import location as storage
-from ..store import records as store
-from ..store.identity import (
-    check_reuse,
-    data_fingerprint,
-    identity_fields,
-    trial_fingerprint,
-)
+from ..store import location as storage, records as store
+from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
 from ..train import teacher
 from .asha import start_keeper
-from .cluster import (
-    RunLock,
-    auto_address,
-    check_address,
-    check_fits,
-    dashboard_info,
-    print_dashboard,
-    start_ray,
-)
+from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, print_dashboard, start_ray
 from .dashboard import named
 from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder

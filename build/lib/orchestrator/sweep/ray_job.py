@@ -70,9 +70,7 @@ def absolute_spec(sweep: Sweep) -> str:
 
 
 def client(address: str | None):
-    from ray.job_submission import (
-        JobSubmissionClient,  # Ray: heavy, only this command needs it
-    )
+    from ray.job_submission import JobSubmissionClient  # Ray: heavy, only this command needs it
 
     if address and address.startswith("ray://"):
         raise UserError(f"{address}: give the Ray dashboard address for job submission, "

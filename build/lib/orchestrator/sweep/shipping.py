@@ -25,14 +25,7 @@ from pathlib import Path
 from ..config import TrialConfig
 from ..data.features import Encoded, feature_key, features
 from ..data.sources import source_from
-from ..registry.models import (
-    SHIPPED_MODELS_ENV,
-    entry_of,
-    load_tokenizer,
-    local_path,
-    resolve,
-    uncased_vocab,
-)
+from ..registry.models import SHIPPED_MODELS_ENV, entry_of, load_tokenizer, local_path, resolve, uncased_vocab
 from ..registry.tasks import get_task
 
 VOCAB_ENV = "GLUE_SWEEP_VOCAB"

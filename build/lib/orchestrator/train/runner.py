@@ -29,16 +29,8 @@ from ..registry import metrics as M
 from ..registry.models import ModelSpec, load_model, load_tokenizer, resolve
 from ..registry.tasks import Task, get_task
 from .batches import Collator, batch_order, train_subset
-from .device import (
-    free_memory,
-    grad_scaler,
-    is_out_of_memory,
-    precision,
-    set_memory_share,
-    use_bf16,
-)
-from .distill import loss_fn as distill_loss_fn
-from .distill import run_stages, student_train
+from .device import free_memory, grad_scaler, is_out_of_memory, precision, set_memory_share, use_bf16
+from .distill import loss_fn as distill_loss_fn, run_stages, student_train
 
 
 @dataclass
