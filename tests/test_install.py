@@ -34,9 +34,11 @@ def installed(tmp_path_factory) -> Path:
 
 
 def run(site: Path, args: list[str], cwd: Path, timeout: int = 60, **env) -> subprocess.CompletedProcess:
+    """``args`` run by this Python, or by the wheel's own ``glue-sweep`` script when they start with it."""
     e = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env}
     e.pop("GLUE_SWEEP_TASKS_DIR", None)
-    return subprocess.run([sys.executable, *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+    cmd = [str(site / "bin" / "glue-sweep"), *args[1:]] if args[0] == "glue-sweep" else [sys.executable, *args]
+    return subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
 
 
 def test_the_installed_package_is_the_wheel_and_carries_its_data(installed, tmp_path):
@@ -52,10 +54,10 @@ def test_the_installed_package_is_the_wheel_and_carries_its_data(installed, tmp_
 
 
 def test_plan_finds_a_shipped_sweep_by_name_from_an_empty_directory(installed, tmp_path):
-    r = run(installed, ["-m", "orchestrator.cli.main", "plan", "paper"], cwd=tmp_path)
+    r = run(installed, ["glue-sweep", "plan", "paper"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "4,320" in r.stdout or "4320" in r.stdout, r.stdout[:2000]   # 24 x 9 x 20 trials
-    r = run(installed, ["-m", "orchestrator.cli.main", "plan", "no-such-sweep"], cwd=tmp_path)
+    r = run(installed, ["glue-sweep", "plan", "no-such-sweep"], cwd=tmp_path)
     assert r.returncode == 2 and "paper" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
@@ -69,7 +71,7 @@ epochs: 1
 max_train_examples: 64
 data: {{glue_dir: {real_glue_dir}}}
 """)
-    r = run(installed, ["-m", "orchestrator.cli.main", "run", "one.yaml"], cwd=tmp_path, timeout=400,
+    r = run(installed, ["glue-sweep", "run", "one.yaml"], cwd=tmp_path, timeout=400,
             RAY_AUTH_MODE="token", PYTHONUNBUFFERED="1")
     assert r.returncode == 0, r.stderr[-3000:]
     rec = json.loads(next((tmp_path / "results" / "one" / "trials").glob("*.json")).read_text())

@@ -44,7 +44,7 @@ from .shipping import Shipment, pack, ship_soft_labels
 from .trainable import trainable
 from .tune_jobs import Job, grid_jobs, optuna_jobs, trial_of
 
-EXIT_FAILED = 3   # the sweep ended with failed trials (README: exit codes)
+EXIT_FAILED = 3   # the sweep ended with failed trials (docs/faults.md: exit codes)
 TEACHER_KEYS = ("task", "teacher", "directory", "fingerprint", "transfer", "rows", "max_length", "metrics", "score")
 
 
