@@ -8,6 +8,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -24,8 +25,12 @@ def installed(tmp_path_factory) -> Path:
     """The project built as a wheel and installed (no dependencies: the test's venv has them) into
     a directory of its own, away from the source tree."""
     tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"   # built from a copy: the build leaves nothing in the source tree
+    top = {".git", ".venv", "results", "build", "dist", "bench", "tests", ".cache"}
+    shutil.copytree(REPO, src, ignore=lambda d, names: [n for n in names if (Path(d) == REPO and n in top)
+                                                        or n.endswith(".egg-info") or n == "__pycache__"])
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(REPO)],
+    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), str(src)],
                    check=True, capture_output=True, text=True, timeout=300)
     wheel = next((tmp / "dist").glob("glue_sweep-*.whl"))
     subprocess.run(pip + ["install", "--no-deps", "--target", str(tmp / "site"), str(wheel)],
