@@ -6,16 +6,19 @@ silently replace the first. Here only ``true``/``false`` are booleans, integers 
 (or ``0o``/``0x``), floats are YAML 1.2's (``1e-4`` is a number), everything else is a string;
 a repeated key, a recursive anchor, more than ``MAX_ALIASES`` aliases, a document expanding to
 more than ``MAX_NODES`` nodes (a billion-laughs file) or larger than ``MAX_BYTES`` is an error
-with its line. Pure: PyYAML only.
+with its line. Sweep files (``spec``) and task files (``registry.tasks``) are read here
+(:func:`read`), and their pydantic schemas' errors become one ``file:line`` line here
+(:func:`explain`). Pure: PyYAML only (pydantic's errors are read as plain data).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+import types
+import typing
 
 import yaml
-from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 
 from .errors import UserError
@@ -26,6 +29,10 @@ MAX_NODES = 200_000
 
 _REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
              "tag:yaml.org,2002:timestamp"}
+
+
+class Refused(yaml.MarkedYAMLError):
+    """Valid YAML that breaks a rule of this loader (a repeated key, a recursive anchor, too big)."""
 
 
 class StrictLoader(yaml.SafeLoader):
@@ -39,10 +46,10 @@ class StrictLoader(yaml.SafeLoader):
             event = self.peek_event()
             self._aliases += 1
             if event.anchor in self._open_anchors:
-                raise ComposerError(None, None, f"recursive anchor &{event.anchor} (an alias inside itself)",
-                                    event.start_mark)
+                raise Refused(None, None, f"recursive anchor &{event.anchor} (an alias inside itself)",
+                              event.start_mark)
             if self._aliases > MAX_ALIASES:
-                raise ComposerError(None, None, f"more than {MAX_ALIASES} aliases", event.start_mark)
+                raise Refused(None, None, f"more than {MAX_ALIASES} aliases", event.start_mark)
             return super().compose_node(parent, index)
         anchor = self.peek_event().anchor
         if anchor is not None:
@@ -68,11 +75,11 @@ class StrictLoader(yaml.SafeLoader):
                 try:
                     first = seen.get(key)
                 except TypeError:
-                    raise ConstructorError(None, None, f"a key must be a scalar, not {type(key).__name__}",
-                                           key_node.start_mark) from None
+                    raise Refused(None, None, f"a key must be a scalar, not {type(key).__name__}",
+                                  key_node.start_mark) from None
                 if first is not None:
-                    raise ConstructorError(None, None, f"duplicate key {key!r} (first on line {first})",
-                                           key_node.start_mark)
+                    raise Refused(None, None, f"duplicate key {key!r} (first on line {first})",
+                                  key_node.start_mark)
                 seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep)
 
@@ -102,8 +109,8 @@ def _check_size(root) -> None:
         for c in children:
             n += size(c)
             if n > MAX_NODES:
-                raise ComposerError(None, None, f"the document expands to more than {MAX_NODES:,} values "
-                                                f"(aliases nested too deep)", node.start_mark)
+                raise Refused(None, None, f"the document expands to more than {MAX_NODES:,} values "
+                                          f"(aliases nested too deep)", node.start_mark)
         sizes[id(node)] = n
         return n
 
@@ -141,6 +148,24 @@ def load_with_node(text: str):
 
 def compose(text: str):
     return yaml.compose(text, Loader=StrictLoader)
+
+
+def read(text: str, path: str, what: str):
+    """(the document, its node graph) of a file's text (``what`` it is, for messages); a broken
+    file is one UserError naming ``path:line``: ``not valid YAML (...)``, or the rule it breaks
+    (``duplicate key 'x' (first on line 3)``)."""
+    if len(text) > MAX_BYTES:
+        raise UserError(f"{path}: {len(text):,} characters: {what} is at most {MAX_BYTES:,}")
+    try:
+        return load_with_node(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        problem = one_line(getattr(e, "problem", None) or e)
+        raise UserError(f"{where}: {problem}" if isinstance(e, Refused) else
+                        f"{where}: not valid YAML ({problem})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not valid YAML (anchors nested too deeply)") from None
 
 
 # ----------------------------------------------------------------------------- errors with lines
@@ -185,3 +210,56 @@ def _lines(text: str, node=None) -> dict[tuple, int]:
     except (yaml.YAMLError, RecursionError):
         pass
     return out
+
+
+def explain(err, where: Where, schema: type, what: str) -> UserError:
+    """A pydantic ``ValidationError`` of ``schema`` (the model of a whole file: ``what`` it is)
+    as one line: ``file:line: unknown key 'x' (did you mean 'y'?)``, ``file: missing key 'x'``,
+    ``file:line: what is wrong``. Reads the error's plain data: no pydantic import here."""
+    errors = err.errors()
+    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])   # a typo first, as it explains more
+    loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+    inside = lambda keys: f" in {'/'.join(map(str, keys))}" if keys else ""   # noqa: E731
+    if e["type"] == "extra_forbidden":
+        key, parent = loc[-1], loc[:-1]
+        allowed = sorted(getattr(_model_at(schema, parent), "model_fields", ()))
+        near = difflib.get_close_matches(str(key), allowed, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        return UserError(f"{where(*loc)}: unknown key {str(key)!r}{inside(parent)}{hint}")
+    if e["type"] in ("missing", "missing_argument"):
+        return UserError(f"{where(*loc[:-1]) if len(loc) > 1 else where.path}: missing key '{loc[-1]}'"
+                         f"{inside(loc[:-1])}")
+    msg = e["msg"].removeprefix("Value error, ")
+    if e["type"] in ("model_type", "model_attributes_type", "dict_type", "dataclass_type"):
+        msg = f"{'/'.join(map(str, loc)) or what} must be a mapping"
+    elif loc and not msg.startswith(str(loc[-1])):
+        msg = f"{'/'.join(map(str, loc))}: {msg}"
+    return UserError(f"{where(*loc)}: {one_line(msg)}")
+
+
+def _model_at(schema, loc: tuple):
+    """The pydantic model whose keys sit at ``loc`` (keys and list indices) in a document of ``schema``."""
+    t = schema
+    for key in loc:
+        t = _unwrap(t)
+        if hasattr(t, "model_fields"):
+            t = t.model_fields[key].annotation if key in t.model_fields else None
+        elif typing.get_origin(t) in (list, dict):
+            t = typing.get_args(t)[-1]          # list[X] or dict[str, X]: X
+        else:
+            return None
+    t = _unwrap(t)
+    return t if hasattr(t, "model_fields") else None
+
+
+def _unwrap(t):
+    """``Annotated[X, ...]`` -> X; ``X | None`` -> X (the first arm that is a model or a container)."""
+    while True:
+        origin = typing.get_origin(t)
+        if origin is typing.Annotated:
+            t = typing.get_args(t)[0]
+        elif origin in (typing.Union, types.UnionType):
+            arms = [a for a in typing.get_args(t) if a is not type(None)]
+            t = next((a for a in arms if hasattr(_unwrap(a), "model_fields") or typing.get_origin(_unwrap(a))), arms[0])
+        else:
+            return t

@@ -1,18 +1,16 @@
-"""The sweep file's schema: pydantic models with ``extra="forbid"``, and the mapping of their
-errors to one line naming the file and the line (``file:line: unknown key 'x' (did you mean
-'y'?)``). What needs the registries (models, tasks, data) is checked in ``spec``. Pure."""
+"""The sweep file's schema: pydantic models with ``extra="forbid"``; ``yamlstrict.explain`` turns
+their errors into one line naming the file and the line (``file:line: unknown key 'x' (did you
+mean 'y'?)``), as it does for task files. What needs the registries (models, tasks, data) is
+checked in ``spec``. Pure."""
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from ..config import INITS
-from ..errors import UserError
-from ..yamlstrict import Where, one_line
 
 MAX_SEEDS = 1000
 
@@ -20,7 +18,9 @@ MAX_SEEDS = 1000
 # ----------------------------------------------------------------------------- value checks
 
 def number(v, kind=float, positive=True):
-    """A number from the spec (YAML 1.1 reads 1e-4 as a string: floats may be strings)."""
+    """A number from the spec. The loader is YAML 1.2, so a plain ``1e-4`` is already a float; a
+    string reaches here only when the file quotes it (``"1e-4"``), and is read as the number it
+    spells (as before), while ``1:30`` or ``fast`` is refused."""
     if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (kind is int and not isinstance(v, int)):
         raise ValueError(f"expected {'a whole number' if kind is int else 'a number'}, got {v!r}")
     try:
@@ -177,35 +177,3 @@ class SweepSpec(_Strict):
     trust_remote_code: Bool = False
     distill: Distill | None = None
     fuse: Annotated[str, _one_of("auto", "off", what="fuse")] = "off"
-
-
-# ----------------------------------------------------------------------------- errors with lines
-
-def _schema_keys(model: type[BaseModel]) -> list[str]:
-    return sorted(model.model_fields)
-
-
-_SECTIONS = {"search": Search, "scheduler": Scheduler, "resources": Resources, "data": Data, "distill": Distill}
-
-
-def explain(err: ValidationError, where: Where) -> UserError:
-    """pydantic's first error as today's one line: ``file:line: what (did you mean ...)``."""
-    errors = err.errors()
-    e = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])   # a typo first, as it explains more
-    loc = tuple(x for x in e["loc"] if not (isinstance(x, str) and x.startswith("function-")))
-    if e["type"] == "extra_forbidden":
-        key, parent = loc[-1], loc[:-1]
-        model = SweepSpec if not parent else (ModelEntry if parent[0] == "models" else _SECTIONS[parent[0]])
-        allowed = _schema_keys(model)
-        near = difflib.get_close_matches(str(key), allowed, n=1)
-        hint = f" (did you mean '{near[0]}'?)" if near else f"; allowed: {', '.join(allowed)}"
-        inside = f" in {'/'.join(map(str, parent))}" if parent else ""
-        return UserError(f"{where(*loc)}: unknown key {str(key)!r}{inside}{hint}")
-    if e["type"] == "missing" and len(loc) == 1:
-        return UserError(f"{where.path}: missing key '{loc[0]}'")
-    msg = e["msg"].removeprefix("Value error, ")
-    if e["type"] in ("model_type", "model_attributes_type", "dict_type"):
-        msg = f"{'/'.join(map(str, loc)) or 'the sweep'} must be a mapping"
-    elif loc and not msg.startswith(str(loc[-1])):
-        msg = f"{'/'.join(map(str, loc))}: {msg}"
-    return UserError(f"{where(*loc)}: {one_line(msg)}")

@@ -18,7 +18,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from .. import shipped, yamlstrict
@@ -27,7 +26,8 @@ from ..data import transfer as distillation
 from ..errors import UserError
 from ..registry.models import HIDDEN, LAYERS, ModelSpec, miniature_hub_id, miniature_name, miniatures, resolve
 from ..registry.tasks import Task, all_tasks, get_task
-from .schema import Data, ModelEntry, Search, SweepSpec, Where, as_list, explain, number, one_line
+from ..yamlstrict import Where, explain
+from .schema import Data, ModelEntry, Search, SweepSpec, as_list, number
 
 MAX_BYTES = yamlstrict.MAX_BYTES
 MAX_TRIALS = 100_000       # a grid larger than this is refused before it is expanded
@@ -346,16 +346,7 @@ def load(path: str | os.PathLike, results_root: str | None = None) -> Sweep:
 def read_yaml(text: str, path: str, with_node: bool = False):
     """The spec as a mapping, read strictly (``yamlstrict``: YAML 1.2 scalars, no repeated key,
     bounded aliases and size)."""
-    if len(text) > MAX_BYTES:
-        raise UserError(f"{path}: {len(text):,} characters: a sweep spec is at most {MAX_BYTES:,}")
-    try:
-        raw, node = yamlstrict.load_with_node(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else path
-        raise UserError(f"{where}: not valid YAML ({one_line(getattr(e, 'problem', None) or e)})") from None
-    except RecursionError:
-        raise UserError(f"{path}: not valid YAML (anchors nested too deeply)") from None
+    raw, node = yamlstrict.read(text, path, "a sweep spec")
     if not isinstance(raw, dict):
         raise UserError(f"{path}: a sweep spec must be a mapping of keys (name, models, tasks, ...)")
     return (raw, node) if with_node else raw
@@ -368,7 +359,7 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:
-        raise explain(e, where) from None
+        raise explain(e, where, SweepSpec, "the sweep") from None
     name = _name(spec.name, where)
     _checks(spec, where)
     models = _models(spec, raw["models"], where)
