@@ -141,7 +141,7 @@ def test_a_new_task_is_a_new_file(tmp_path):
     (lambda s: s.replace("kind: classification", "kind: regression"), "needs 'label_range'"),
     (lambda s: s.replace("metrics: [accuracy]", "metrics: [bleu]"), "unknown metric"),
     (lambda s: s.replace("{file: Toy/train.tsv}", "{file: Toy/train.tsv, weight: 2}"), "unknown key"),
-    (lambda s: s.replace("{file: Toy/train.tsv}", "{eval: false}"), "missing 'file'"),
+    (lambda s: s.replace("{file: Toy/train.tsv}", "{eval: false}"), "toy.yaml:7: missing key 'file' in splits/train"),
     (lambda s: s.replace("dev: validation", "validation: validation"), "same splits"),
     (lambda s: s.replace("config: toy,", "config: toy, mirror: x,"), "unknown key"),
     (lambda s: s + "  : [\n", "not valid YAML"),

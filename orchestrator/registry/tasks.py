@@ -7,6 +7,10 @@ things, and its metrics. Adding a task is adding a file; nothing here names a ta
 A task may belong to a benchmark (``benchmark: glue``): it is then a column of that benchmark's
 table, at ``order``, and counts in the benchmark's Score unless it is ``diagnostic``; a task
 marked ``also_scored_without`` gets a second Score without it beside the first.
+
+A file is read as sweep files are: by ``yamlstrict`` (YAML 1.2, a repeated key is an error with
+its line) into pydantic models (:class:`TaskFile`, an unknown key is ``file:line`` with a
+did-you-mean), every error one line naming ``file:line``.
 """
 
 from __future__ import annotations
@@ -15,20 +19,18 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictInt, StrictStr, ValidationError
 
-from .. import shipped
+from .. import shipped, yamlstrict
 from ..errors import UserError
+from ..yamlstrict import Where, explain
 from .metrics import METRICS
 
 TASKS_DIR = Path(os.environ.get("GLUE_SWEEP_TASKS_DIR") or shipped("tasks"))
 
-_TASK_KEYS = {"name", "aliases", "kind", "labels", "label_names", "label_range", "metrics",
-              "predict_with", "avg_tokens", "text_columns", "label_column", "index_column", "splits", "hub",
-              "benchmark", "order", "diagnostic", "also_scored_without"}
-_SPLIT_KEYS = {"file", "columns", "eval", "labelled", "tag", "rows"}
-_HUB_KEYS = {"config", "text_columns", "splits", "repo"}
+KINDS = ("classification", "regression")
 
 
 @dataclass(frozen=True)
@@ -95,81 +97,105 @@ class Task:
         return [f"{m}_{s.tag or s.name}" for s in splits for m in self.metrics]
 
 
-def _parse(path: Path) -> Task:
-    where = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"{where}: not valid YAML ({e})") from None
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: a task definition must be a mapping")
-    unknown = set(raw) - _TASK_KEYS
-    if unknown:
-        raise UserError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_TASK_KEYS)}")
-    for key in ("name", "kind", "metrics", "text_columns", "splits", "hub"):
-        if key not in raw:
-            raise UserError(f"{where}: missing key '{key}'")
-    kind = raw["kind"]
-    if kind not in ("classification", "regression"):
-        raise UserError(f"{where}: kind must be classification or regression, not {kind!r}")
-    if kind == "classification" and not raw.get("labels"):
-        raise UserError(f"{where}: a classification task needs 'labels'")
-    if kind == "regression" and not raw.get("label_range"):
-        raise UserError(f"{where}: a regression task needs 'label_range'")
-    for m in raw["metrics"]:
+# ----------------------------------------------------------------------------- the file's schema
+
+def _check(test, message: str):
+    """A before-validator: ``message`` (with the value) unless ``test(value)``."""
+    def check(v):
+        if not test(v):
+            raise ValueError(f"{message}, not {v!r}")
+        return v
+    return BeforeValidator(check)
+
+
+def _known_metrics(names: list[str]) -> list[str]:
+    for m in names:
         if m not in METRICS:
-            raise UserError(f"{where}: unknown metric {m!r}; known: {sorted(METRICS)}")
-    splits = {}
-    for name, s in raw["splits"].items():
-        unknown = set(s) - _SPLIT_KEYS
-        if unknown:
-            raise UserError(f"{where}: split {name}: unknown key(s) {sorted(unknown)}")
-        if "file" not in s:
-            raise UserError(f"{where}: split {name}: missing 'file'")
-        splits[name] = Split(name=name, file=s["file"],
-                             columns=tuple(s["columns"]) if s.get("columns") else None,
-                             eval=bool(s.get("eval", False)), labelled=bool(s.get("labelled", True)),
-                             tag=s.get("tag"), rows=s.get("rows"))
-    hub = raw["hub"]
-    unknown = set(hub) - _HUB_KEYS
-    if unknown:
-        raise UserError(f"{where}: hub: unknown key(s) {sorted(unknown)}")
-    missing = set(hub.get("splits", {})) ^ set(splits)
-    if missing:
-        raise UserError(f"{where}: hub.splits and splits must name the same splits (differ in {sorted(missing)})")
-    return Task(
-        name=raw["name"], kind=kind, metrics=tuple(raw["metrics"]),
-        text_columns=tuple(raw["text_columns"]), label_column=raw.get("label_column", "label"),
-        index_column=raw.get("index_column", "index"), splits=splits,
-        hub_config=hub["config"], hub_text_columns=tuple(hub.get("text_columns", raw["text_columns"])),
-        hub_splits=dict(hub["splits"]), hub_repo=hub.get("repo", "nyu-mll/glue"),
-        labels=tuple(str(x) for x in raw.get("labels", ())),
-        label_names=tuple(raw.get("label_names", ())),
-        label_range=tuple(raw["label_range"]) if raw.get("label_range") else None,
-        predict_with=raw.get("predict_with"), aliases=tuple(raw.get("aliases", ())),
-        avg_tokens=int(raw.get("avg_tokens", 40)), **_benchmark(raw, where),
-    )
+            raise ValueError(f"unknown metric {m!r}; known: {sorted(METRICS)}")
+    return names
 
 
-def _benchmark(raw: dict, where: str) -> dict:
-    """The benchmark keys of a definition, checked."""
-    out = {}
-    if raw.get("benchmark") is not None:
-        if not isinstance(raw["benchmark"], str) or not raw["benchmark"].strip():
-            raise UserError(f"{where}: benchmark must be a name, not {raw['benchmark']!r}")
-        out["benchmark"] = raw["benchmark"].strip().lower()
-    if raw.get("order") is not None:
-        if isinstance(raw["order"], bool) or not isinstance(raw["order"], int):
-            raise UserError(f"{where}: order must be a whole number, not {raw['order']!r}")
-        out["order"] = raw["order"]
+def _flag(what: str):
+    return _check(lambda v: isinstance(v, bool), f"{what} must be true or false")
+
+
+Names = list[StrictStr]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitFile(_Strict):
+    file: StrictStr
+    columns: Names | None = None
+    eval: Annotated[bool, _flag("eval")] = False
+    labelled: Annotated[bool, _flag("labelled")] = True
+    tag: StrictStr | None = None
+    rows: StrictInt | None = None
+
+
+class HubFile(_Strict):
+    config: StrictStr
+    text_columns: Names | None = None
+    splits: dict[str, StrictStr] = {}
+    repo: StrictStr = "nyu-mll/glue"
+
+
+class TaskFile(_Strict):
+    """A file of ``tasks/`` as written (read by ``yamlstrict``; rules between keys in :func:`_parse`)."""
+    name: StrictStr
+    aliases: Names = []
+    kind: Annotated[str, _check(lambda v: v in KINDS, "kind must be classification or regression")]
+    labels: list[Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, (str, int, float)) else v)]] = []
+    label_names: Names = []
+    label_range: tuple[float, float] | None = None
+    metrics: Annotated[Names, AfterValidator(_known_metrics)]
+    predict_with: StrictStr | None = None
+    avg_tokens: StrictInt = 40
+    text_columns: Names
+    label_column: StrictStr = "label"
+    index_column: StrictStr = "index"
+    splits: dict[str, SplitFile]
+    hub: HubFile
+    benchmark: Annotated[str, _check(lambda v: isinstance(v, str) and v.strip(), "benchmark must be a name")] | None = None
+    order: Annotated[int, _check(lambda v: isinstance(v, int) and not isinstance(v, bool),
+                                 "order must be a whole number")] | None = None
+    diagnostic: Annotated[bool, _flag("diagnostic")] | None = None
+    also_scored_without: Annotated[bool, _flag("also_scored_without")] | None = None
+
+
+def _parse(path: Path) -> Task:
+    text = path.read_text(encoding="utf-8")
+    raw, node = yamlstrict.read(text, str(path), "a task definition")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a task definition must be a mapping")
+    where = Where(str(path), text, node)
+    try:
+        f = TaskFile.model_validate(raw)
+    except ValidationError as e:
+        raise explain(e, where, TaskFile, "the task definition") from None
+    if f.kind == "classification" and not f.labels:
+        where.fail(("kind",), "a classification task needs 'labels'")
+    if f.kind == "regression" and not f.label_range:
+        where.fail(("kind",), "a regression task needs 'label_range'")
+    differ = set(f.hub.splits) ^ set(f.splits)
+    if differ:
+        where.fail(("hub", "splits"), f"hub.splits and splits must name the same splits (differ in {sorted(differ)})")
     for key in ("diagnostic", "also_scored_without"):
-        if key in raw:
-            if not isinstance(raw[key], bool):
-                raise UserError(f"{where}: {key} must be true or false, not {raw[key]!r}")
-            if "benchmark" not in out:
-                raise UserError(f"{where}: {key} needs a benchmark")
-            out[key] = raw[key]
-    return out
+        if getattr(f, key) is not None and f.benchmark is None:
+            where.fail((key,), f"{key} needs a benchmark")
+    splits = {name: Split(name=name, file=s.file, columns=tuple(s.columns) if s.columns else None, eval=s.eval,
+                          labelled=s.labelled, tag=s.tag, rows=s.rows) for name, s in f.splits.items()}
+    return Task(
+        name=f.name, kind=f.kind, metrics=tuple(f.metrics), text_columns=tuple(f.text_columns),
+        label_column=f.label_column, index_column=f.index_column, splits=splits,
+        hub_config=f.hub.config, hub_text_columns=tuple(f.hub.text_columns or f.text_columns),
+        hub_splits=dict(f.hub.splits), hub_repo=f.hub.repo, labels=tuple(f.labels),
+        label_names=tuple(f.label_names), label_range=f.label_range, predict_with=f.predict_with,
+        aliases=tuple(f.aliases), avg_tokens=f.avg_tokens,
+        benchmark=f.benchmark.strip().lower() if f.benchmark is not None else None, order=f.order,
+        diagnostic=bool(f.diagnostic), also_scored_without=bool(f.also_scored_without))
 
 
 @functools.lru_cache(maxsize=None)
