@@ -3,7 +3,9 @@
 A trial is ``Trial(id, group, config)``. ``TrialConfig`` is built and validated here only: the
 sweep expansion, ``glue-sweep train``, optuna's samples, the cache warm-up and ``submit`` all
 construct it (or read it back with ``TrialConfig.from_dict``), and a result record stores
-``config.to_dict()`` under ``"trial"``. Pure: no torch, no Ray.
+``config.to_dict()`` under ``"trial"``. Its fields are checked as the sweep and task files' keys
+are, by pydantic (a pydantic dataclass: one field validator running each field's :class:`Rule`).
+Pure: no torch, no Ray.
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import NamedTuple
+
+from pydantic import field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from .errors import UserError
 
@@ -28,83 +33,114 @@ MAX_BATCH_SIZE = 8192
 
 
 @dataclass(frozen=True)
+class Rule:
+    """What one trial setting accepts: its kind (``whole``, ``number``, ``name``, ``names``,
+    ``choice``, ``flag``), its bounds, its name in messages. pydantic runs it (TrialConfig's one
+    field validator) and returns the normalised value; ``cli.args`` reads it for the flag's type."""
+    kind: str
+    what: str
+    positive: bool = True          # whole, number: > 0 (else >= 0, or any whole number for a seed)
+    low: float | None = None       # at least (with high: "between low and high")
+    high: float | None = None      # at most
+    below: float | None = None     # less than
+    choices: tuple[str, ...] = ()
+    optional: bool = False         # None is a value (unset)
+
+    def __call__(self, v):
+        if v is None and self.optional:
+            return None
+        if self.kind == "name":
+            if not isinstance(v, str) or not v.strip():
+                raise UserError(f"{self.what} must be a non-empty name, not {v!r}")
+            return v
+        if self.kind == "names":
+            if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(x, str) and x for x in v):
+                raise UserError(f"{self.what} must be a list of names, not {v!r}")
+            return tuple(v)
+        if self.kind == "flag":
+            if not isinstance(v, bool):
+                raise UserError(f"{self.what} must be true or false, not {v!r}")
+            return v
+        if self.kind == "choice":
+            if v not in self.choices:
+                raise UserError(f"{self.what} must be {', '.join(self.choices[:-1])} or {self.choices[-1]}, not {v!r}")
+            return v
+        v = _whole(v, self.what, self.positive) if self.kind == "whole" else _number(v, self.what, self.positive)
+        if self.low is not None and not self.low <= v <= self.high:
+            raise UserError(f"{self.what} must be between {self.low:g} and {self.high:g}, not {v!r}")
+        if self.high is not None and not v <= self.high:
+            raise UserError(f"{self.what} must be at most {self.high:g}, not {v!r}")
+        if self.below is not None and not v < self.below:
+            raise UserError(f"{self.what} must be below {self.below:g}, not {v!r}")
+        return v
+
+
+def setting(rule: Rule, default=MISSING, help: str | None = None, flag: str | None = None, cli: bool = True,
+            group: str | None = None):
+    """A field of :class:`TrialConfig`: its rule and what ``glue-sweep train``'s flag for it says
+    (``flag``: its name when not ``--kebab-case`` of the field's; ``cli=False``: no flag of its own;
+    ``group``: the help section it is listed in)."""
+    return field(default=default, metadata={"rule": rule, "help": help, "flag": flag, "cli": cli, "group": group})
+
+
+@pydantic_dataclass(frozen=True)
 class TrialConfig:
     """One fine-tuning run, fully specified. ``model`` is what the model registry resolves (a
-    miniature name, a hub id or a directory; the sweep passes the resolved reference)."""
-    model: str
-    task: str
-    batch_size: int
-    learning_rate: float
-    epochs: float = 4.0
-    seed: int = 0
-    init: str = "pretrained"
-    max_train_examples: int | None = None
-    max_length: int = 128
-    eval_every: float | None = None        # epochs between evaluations (e.g. 0.5); None: once an epoch
-    eval_every_steps: int | None = None    # or every N optimizer steps
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    eval_batch_size: int = 256
-    group_by_length: bool = True
-    grad_accum: int = 1                    # > 1 after an out-of-memory restart (same effective batch)
-    trust_remote_code: bool = False
-    training: str = "fine-tune"            # one of TRAININGS
-    teacher: str | None = None             # distillation: the teacher (a directory, or run:<dir>:<model>)
-    transfer: tuple[str, ...] = ()         # distillation: the transfer data ("train", extra TSV files)
-    temperature: float = 1.0               # distillation: softmax temperature of teacher and student
-    alpha: float = 0.0                     # distillation: weight of the gold-label loss
+    miniature name, a hub id or a directory; the sweep passes the resolved reference). Each field
+    is a :func:`setting`: its :class:`Rule` checks it when a config is built (pydantic's one field
+    validator), rules between fields are in ``__post_init__``, and ``glue-sweep train`` makes a flag
+    of each (``cli.args.config_arguments``), so a new setting is added here once."""
+    model: str = setting(Rule("name", "model"), help="BERT-Tiny, L-4_H-256, all-MiniLM-L6-v2, a hub id or a directory")
+    task: str = setting(Rule("name", "task"), help="a task name or alias")
+    batch_size: int = setting(Rule("whole", "batch size", high=MAX_BATCH_SIZE), help="training batch size")
+    learning_rate: float = setting(Rule("number", "learning rate", below=1), help="peak learning rate", flag="--lr")
+    epochs: float = setting(Rule("number", "epochs", high=MAX_EPOCHS), 4.0, help="training epochs")
+    seed: int = setting(Rule("whole", "seed", positive=False), 0, help="random seed")
+    init: str = setting(Rule("choice", "init", choices=INITS), "pretrained",
+                        help="start from the pre-trained weights or from random ones")
+    max_train_examples: int | None = setting(Rule("whole", "max train examples", optional=True), None,
+                                             help="train on the first N examples only (default: all)")
+    max_length: int = setting(Rule("whole", "max length", low=8, high=512), 128, help="tokens per example")
+    eval_every: float | None = setting(Rule("number", "eval every N epochs", optional=True), None,
+                                       help="epochs between evaluations, e.g. 0.5 (default: once an epoch)")
+    eval_every_steps: int | None = setting(Rule("whole", "eval every N steps", optional=True), None,
+                                           help="or evaluate every N optimizer steps")
+    warmup_ratio: float = setting(Rule("number", "warmup ratio", positive=False), 0.1,
+                                  help="share of the steps with a linear warm-up")
+    weight_decay: float = setting(Rule("number", "weight decay", positive=False), 0.01, help="AdamW's weight decay")
+    max_grad_norm: float = setting(Rule("number", "max grad norm", positive=False), 1.0,
+                                   help="gradient clipping norm")
+    eval_batch_size: int = setting(Rule("whole", "eval batch size"), 256, help="evaluation batch size")
+    group_by_length: bool = setting(Rule("flag", "group_by_length"), True,
+                                    help="batch examples of similar length together")
+    grad_accum: int = setting(Rule("whole", "gradient accumulation"), 1,   # > 1 after an out-of-memory restart
+                              help="micro-batches per optimizer step, of one effective batch")
+    trust_remote_code: bool = setting(Rule("flag", "trust_remote_code"), False,
+                                      help="allow a checkpoint's own code to run")
+    training: str = setting(Rule("choice", "training", choices=TRAININGS), "fine-tune", cli=False)
+    # distillation: the teacher (a directory, or run:<dir>:<model>), the transfer data ("train", extra TSV
+    # files), the softmax temperature of teacher and student, the weight of the gold-label loss
+    teacher: str | None = setting(Rule("name", "teacher", optional=True), None, cli=False)
+    transfer: tuple[str, ...] = setting(Rule("names", "transfer"), (), cli=False)
+    temperature: float = setting(Rule("number", "temperature"), 1.0, help="softmax temperature",
+                                 group="distillation")
+    alpha: float = setting(Rule("number", "alpha", positive=False), 0.0,
+                           help="weight of the gold-label loss, 0 for soft labels only", group="distillation")
+
+    @field_validator("*", mode="plain")
+    @classmethod
+    def _check(cls, v, info):
+        return _RULES[info.field_name](v)
 
     def __post_init__(self) -> None:
-        _set = lambda k, v: object.__setattr__(self, k, v)   # noqa: E731 (frozen: normalise once)
-        for key in ("model", "task"):
-            if not isinstance(getattr(self, key), str) or not getattr(self, key).strip():
-                raise UserError(f"{key} must be a non-empty name, not {getattr(self, key)!r}")
-        _set("batch_size", _whole(self.batch_size, "batch size"))
-        _set("learning_rate", _number(self.learning_rate, "learning rate"))
-        _set("epochs", _number(self.epochs, "epochs"))
-        if not self.learning_rate < 1:
-            raise UserError(f"learning rate must be below 1, not {self.learning_rate!r}")
-        if self.epochs > MAX_EPOCHS:
-            raise UserError(f"epochs must be at most {MAX_EPOCHS}, not {self.epochs!r}")
-        if self.batch_size > MAX_BATCH_SIZE:
-            raise UserError(f"batch size must be at most {MAX_BATCH_SIZE}, not {self.batch_size!r}")
-        _set("seed", _whole(self.seed, "seed", positive=False))
-        if self.init not in INITS:
-            raise UserError(f"init must be pretrained or random, not {self.init!r}")
-        if self.max_train_examples is not None:
-            _set("max_train_examples", _whole(self.max_train_examples, "max train examples"))
-        _set("max_length", _whole(self.max_length, "max length"))
-        if not 8 <= self.max_length <= 512:
-            raise UserError(f"max length must be between 8 and 512, not {self.max_length!r}")
-        if self.eval_every is not None:
-            _set("eval_every", _number(self.eval_every, "eval every N epochs"))
-        if self.eval_every_steps is not None:
-            _set("eval_every_steps", _whole(self.eval_every_steps, "eval every N steps"))
-        _set("eval_batch_size", _whole(self.eval_batch_size, "eval batch size"))
-        _set("grad_accum", _whole(self.grad_accum, "gradient accumulation"))
+        """Rules between fields (each field's own rule has run)."""
         if self.batch_size % self.grad_accum:
             raise UserError(f"gradient accumulation {self.grad_accum} must divide the batch size {self.batch_size}")
-        for key in ("warmup_ratio", "weight_decay", "max_grad_norm"):
-            _set(key, _number(getattr(self, key), key.replace("_", " "), positive=False))
-        for key in ("group_by_length", "trust_remote_code"):
-            if not isinstance(getattr(self, key), bool):
-                raise UserError(f"{key} must be true or false, not {getattr(self, key)!r}")
-        self._check_distillation(_set)
-
-    def _check_distillation(self, _set) -> None:
-        if self.training not in TRAININGS:
-            raise UserError(f"training must be {', '.join(TRAININGS)}, not {self.training!r}")
-        _set("temperature", _number(self.temperature, "temperature"))
-        _set("alpha", _number(self.alpha, "alpha", positive=False))
-        if isinstance(self.transfer, str) or not all(isinstance(x, str) and x for x in self.transfer):
-            raise UserError(f"transfer must be a list of names, not {self.transfer!r}")
-        _set("transfer", tuple(self.transfer))
         if self.training == "fine-tune":
             if self.teacher is not None or self.transfer or self.temperature != 1.0 or self.alpha != 0.0:
                 raise UserError("teacher, transfer, temperature and alpha are distillation settings: "
                                 "a fine-tune trial takes none")
-        elif not (isinstance(self.teacher, str) and self.teacher and self.transfer):
+        elif not (self.teacher and self.transfer):
             raise UserError(f"a {self.training} trial needs a teacher and transfer data")
 
     @property
@@ -124,13 +160,16 @@ class TrialConfig:
         extra = sorted(set(d) - known)
         if extra:
             raise UserError(f"unknown trial setting(s): {', '.join(extra)}")
-        try:
-            return cls(**d)
-        except TypeError as e:   # a required field missing
-            raise UserError(f"incomplete trial configuration: {e}") from None
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in d]
+        if missing:
+            raise UserError(f"incomplete trial configuration: missing {', '.join(missing)}")
+        return cls(**d)
 
     def replace(self, **changes) -> "TrialConfig":
         return TrialConfig.from_dict({**self.to_dict(), **changes})
+
+
+_RULES = {f.name: f.metadata["rule"] for f in fields(TrialConfig)}
 
 
 @dataclass(frozen=True)

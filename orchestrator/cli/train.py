@@ -10,13 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import INITS, Runtime, TrialConfig, make_trial
+from ..config import Runtime, TrialConfig, make_trial
 from ..data.sources import source_from
 from ..data.transfer import TRAIN, teacher_directory_problem, user_path
 from ..errors import UserError
 from ..fileio import atomic_write_json, check_writable_dir
 from ..registry.models import resolve
-from .args import data_arguments, device_arguments, non_negative_float, positive_float, positive_int
+from ..registry.tasks import all_tasks
+from .args import config_arguments, config_values, data_arguments, device_arguments
 from .console import Progress, evaluation_table
 from .preflight import check_device
 
@@ -25,27 +26,15 @@ TEACHER_RECORD = ("directory", "fingerprint", "score", "metrics", "rows", "trans
 
 def add_train_command(sub) -> None:
     t = sub.add_parser("train", help="fine-tune (or distil) one model on one task with one configuration")
-    t.add_argument("--model", required=True, help="BERT-Tiny, L-4_H-256, all-MiniLM-L6-v2, a hub id or a directory")
-    t.add_argument("--task", required=True, help="CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI")
-    t.add_argument("--batch-size", type=positive_int, required=True)
-    t.add_argument("--lr", type=positive_float, required=True, help="peak learning rate")
-    t.add_argument("--epochs", type=positive_float, default=4)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--max-train-examples", type=positive_int, default=None)
-    t.add_argument("--init", choices=INITS, default="pretrained")
-    t.add_argument("--eval-every-steps", type=positive_int, default=None)
-    t.add_argument("--max-length", type=positive_int, default=128)
-    data_arguments(t)
-    device_arguments(t)
     d = t.add_argument_group("Pre-trained Distillation (train on a fine-tuned teacher's soft labels)")
+    t.set_defaults(settings=config_arguments(t, TrialConfig, groups={"distillation": d}, helps={"task": _task_help()}))
+    data_arguments(t)
+    device_arguments(t, trust_remote_code=False)   # a TrialConfig field: its flag is made above
     d.add_argument("--teacher", default=None, metavar="DIR",
                    help="a fine-tuned model directory (saved with its tokenizer): the student learns its soft labels "
                         "on the training inputs (computed once, cached like a sweep's)")
     d.add_argument("--transfer-file", action="append", default=[], metavar="TSV",
                    help="extra unlabelled transfer data (a TSV whose header names the task's text columns); repeatable")
-    d.add_argument("--temperature", type=positive_float, default=None, help="softmax temperature (default 1)")
-    d.add_argument("--alpha", type=non_negative_float, default=None,
-                   help="weight of the gold-label loss (default 0: soft labels only)")
     d.add_argument("--then-finetune", action="store_true", help="then train the same epochs on the gold labels")
     t.add_argument("--save-model", action="store_true", help="also write the trained model (safetensors)")
     t.add_argument("--out", default=None, help="where metrics.json goes (default: results/train/<trial>)")
@@ -53,45 +42,51 @@ def add_train_command(sub) -> None:
     t.set_defaults(func=cmd_train)
 
 
-def distillation(a: argparse.Namespace) -> dict:
-    """The distillation settings of a ``train`` command ({} without ``--teacher``); bad ones are one line."""
-    if not a.teacher:
-        given = [f for f, v in (("--temperature", a.temperature), ("--alpha", a.alpha),
-                                ("--then-finetune", a.then_finetune or None), ("--transfer-file", a.transfer_file or None))
+def _task_help() -> str:
+    """The trainable tasks of the task registry (a broken task file is reported when a task is looked up)."""
+    try:
+        return ", ".join(t.name for t in all_tasks().values() if t.trainable) + " (or an alias)"
+    except UserError:
+        return "a task name or alias"
+
+
+def distillation(args: argparse.Namespace) -> dict:
+    """The distillation settings of a ``train`` command besides ``--temperature`` and ``--alpha``
+    (TrialConfig's flags): {} without ``--teacher``; bad ones are one line."""
+    if not args.teacher:
+        given = [f for f, v in (("--temperature", args.temperature), ("--alpha", args.alpha),
+                                ("--then-finetune", args.then_finetune or None),
+                                ("--transfer-file", args.transfer_file or None))
                  if v is not None]
         if given:
             raise UserError(f"{', '.join(given)}: distillation settings need --teacher DIR")
         return {}
-    why = teacher_directory_problem(a.teacher)
+    why = teacher_directory_problem(args.teacher)
     if why:
         raise UserError(why)
     files = []
-    for f in a.transfer_file:
+    for f in args.transfer_file:
         p = user_path(f)
         if not p.is_file():
             raise UserError(f"--transfer-file {f} does not exist")
         files.append(str(p.resolve()))
-    return dict(training="distill+fine-tune" if a.then_finetune else "distill",
-                teacher=str(user_path(a.teacher).resolve()), transfer=[TRAIN, *files],
-                temperature=1.0 if a.temperature is None else a.temperature, alpha=a.alpha or 0.0)
+    return dict(training="distill+fine-tune" if args.then_finetune else "distill",
+                teacher=str(user_path(args.teacher).resolve()), transfer=[TRAIN, *files])
 
 
-def cmd_train(a) -> int:
+def cmd_train(args) -> int:
     from ..train import teacher
     from ..train.distill import run_stages
     from ..train.runner import prepare, run
 
     t0 = time.perf_counter()
-    spec = resolve(a.model)
-    cfg = TrialConfig(model=spec.ref, task=a.task, batch_size=a.batch_size, learning_rate=a.lr, epochs=a.epochs,
-                      seed=a.seed, init=a.init, max_train_examples=a.max_train_examples, max_length=a.max_length,
-                      eval_every_steps=a.eval_every_steps, trust_remote_code=a.trust_remote_code,
-                      **distillation(a))
-    source = source_from(a.glue_dir, a.hub)
+    spec = resolve(args.model)
+    cfg = TrialConfig(**{**config_values(args, args.settings), "model": spec.ref}, **distillation(args))
+    source = source_from(args.glue_dir, args.hub)
     trial = make_trial(cfg, spec.name)
-    out = Path(a.out) if a.out else Path("results") / "train" / trial.id
+    out = Path(args.out) if args.out else Path("results") / "train" / trial.id
     check_writable_dir(out, "--out directory")   # before an epoch is spent on results nobody can keep
-    check_device(a.device)
+    check_device(args.device)
     record = {"trial_id": trial.id, "group": trial.group, "trial": cfg.to_dict(), "data": source.describe(),
               "training": cfg.training, "status": "running", "evals": []}
     soft = None
@@ -101,20 +96,21 @@ def cmd_train(a) -> int:
                              "soft_labels": str(soft)}
         print(f"teacher {cfg.teacher}: dev score {meta['score']:.2f}; soft labels of {meta['rows']} rows "
               f"({soft})", file=sys.stderr)
-    runtime = Runtime(device=a.device, threads=a.threads, save_dir=str(out / "model") if a.save_model else None,
+    runtime = Runtime(device=args.device, threads=args.threads,
+                      save_dir=str(out / "model") if args.save_model else None,
                       soft_labels=str(soft) if soft else None)
     p = prepare(cfg, source, runtime=runtime)   # every input check happens here, before anything is written
     print(f"{trial.id}: {len(p.train)} training examples{' (transfer set)' if cfg.distilled else ''}, "
           f"{p.model.num_parameters():,} parameters, device {p.device}, data from {source.describe()}", file=sys.stderr)
 
     def on_eval(ev):
-        print(("\n" if sys.stderr.isatty() and not a.quiet else ""), end="", file=sys.stderr)
+        print(("\n" if sys.stderr.isatty() and not args.quiet else ""), end="", file=sys.stderr)
         print(f"epoch {ev.epoch:g}: " + "  ".join(f"{k} {v:.2f}" for k, v in ev.metrics.items())
               + f"  score {ev.score:.2f}", file=sys.stderr)
         record["evals"].append(vars(ev))
         atomic_write_json(out / "metrics.json", record)
 
-    res = run_stages(run, p, on_eval, Progress(a.quiet, a.epochs, a.batch_size), t0)   # distill+fine-tune: two
+    res = run_stages(run, p, on_eval, Progress(args.quiet, cfg.epochs, cfg.batch_size), t0)   # distill+fine-tune: two
     record.update(status=res.status, note=res.note, n_params=res.n_params, train_examples=res.train_examples,
                   steps=res.steps, startup_s=res.startup_s, train_s=res.train_s, eval_s=res.eval_s,
                   examples_per_s=res.examples_per_s)

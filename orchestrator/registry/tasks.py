@@ -158,7 +158,8 @@ class TaskFile(_Strict):
     index_column: StrictStr = "index"
     splits: dict[str, SplitFile]
     hub: HubFile
-    benchmark: Annotated[str, _check(lambda v: isinstance(v, str) and v.strip(), "benchmark must be a name")] | None = None
+    benchmark: Annotated[str, _check(lambda v: isinstance(v, str) and v.strip(),
+                                     "benchmark must be a name")] | None = None
     order: Annotated[int, _check(lambda v: isinstance(v, int) and not isinstance(v, bool),
                                  "order must be a whole number")] | None = None
     diagnostic: Annotated[bool, _flag("diagnostic")] | None = None
