@@ -153,40 +153,41 @@ def add_speed_command(sub) -> None:
     p.set_defaults(func=cmd_speed)
 
 
-def cmd_speed(a) -> int:
-    log = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
-    result = speed.run(a.models, a.batch_sizes, a.seq_len, a.quick, a.device, a.threads, a.refresh, a.out,
-                       a.speedup_batch, a.json, log=log)
+def cmd_speed(args) -> int:
+    log = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    result = speed.run(args.models, batch_sizes=args.batch_sizes, seq_len=args.seq_len, quick=args.quick,
+                       device=args.device, threads=args.threads, refresh=args.refresh, out=args.out,
+                       speedup_batch=args.speedup_batch, json_out=args.json, log=log)
     print(speed.render(result))
-    if a.out:
-        print(f"wrote speed-ups at batch size {a.speedup_batch or max(result['batch_sizes'])} to {a.out} "
-              f"(glue-sweep leaderboard RUN --speedups {a.out})", file=sys.stderr)
+    if args.out:
+        print(f"wrote speed-ups at batch size {args.speedup_batch or max(result['batch_sizes'])} to {args.out} "
+              f"(glue-sweep leaderboard RUN --speedups {args.out})", file=sys.stderr)
     return 0
 
 
-def cmd_plan(a) -> int:
-    print(render(load(a.sweep)))
+def cmd_plan(args) -> int:
+    print(render(load(args.sweep)))
     return 0
 
 
-def cmd_dashboard(a) -> int:
-    print("\n".join(dashboard_lines(a.run or newest_run())))
+def cmd_dashboard(args) -> int:
+    print("\n".join(dashboard_lines(args.run or newest_run())))
     return 0
 
 
-def cmd_status(a) -> int:
-    run = a.run or newest_run()   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
-    if not a.watch:
+def cmd_status(args) -> int:
+    run = args.run or newest_run()   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
+    if not args.watch:
         print(status_text(run))
         return 0
-    return watch(run, a.watch)
+    return watch(run, args.watch)
 
 
-def cmd_leaderboard(a) -> int:
-    if len(a.run) > 1:
-        return _compare(a)
-    run = a.run[0] if a.run else newest_run()
-    lb, written = export(run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
+def cmd_leaderboard(args) -> int:
+    if len(args.run) > 1:
+        return _compare(args)
+    run = args.run[0] if args.run else newest_run()
+    lb, written = export(run, args.format, args.out, args.final_epoch, read_speedups(args.speedups))
     for p in lb.problems:
         print(f"glue-sweep: skipped {p}", file=sys.stderr)
     print(to_markdown(glue_table(lb)))
@@ -197,35 +198,35 @@ def cmd_leaderboard(a) -> int:
     return 0
 
 
-def _compare(a) -> int:
-    names = run_names(a.run)
-    boards = {n: load_run(r, final_epoch=a.final_epoch) for n, r in zip(names, a.run)}
+def _compare(args) -> int:
+    names = run_names(args.run)
+    boards = {n: load_run(r, final_epoch=args.final_epoch) for n, r in zip(names, args.run)}
     table = compare_table(boards)
     print(to_markdown(table))
-    if a.out:
-        written = write_comparison(boards, table, Path(a.out))
-        print(f"wrote {len(written)} file(s) to {a.out}", file=sys.stderr)
+    if args.out:
+        written = write_comparison(boards, table, Path(args.out))
+        print(f"wrote {len(written)} file(s) to {args.out}", file=sys.stderr)
     return 0
 
 
-def cmd_run(a) -> int:
-    if not a.insecure_dashboard:   # must be in the environment before Ray is imported
+def cmd_run(args) -> int:
+    if not args.insecure_dashboard:   # must be in the environment before Ray is imported
         os.environ.setdefault("RAY_AUTH_MODE", "token")
-    s = load(a.sweep, results_root=a.results)
-    if not a.address:   # a local Ray listens on loopback only (set before Ray is imported)
+    s = load(args.sweep, results_root=args.results)
+    if not args.address:   # a local Ray listens on loopback only (set before Ray is imported)
         os.environ.update(LOCAL_ONLY_ENV)
     from ..sweep import driver
 
-    return driver.run(s, address=a.address, storage_uri=a.storage, secure=not a.insecure_dashboard,
-                      retry_failed=a.retry_failed)
+    return driver.run(s, address=args.address, storage_uri=args.storage, secure=not args.insecure_dashboard,
+                      retry_failed=args.retry_failed)
 
 
-def cmd_submit_job(a) -> int:
+def cmd_submit_job(args) -> int:
     if (Path.home() / ".ray" / "auth_token").is_file():   # the Jobs API wants Ray's token (set before Ray is imported)
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     from ..sweep import ray_job as job
 
-    return job.command(load(a.sweep), a.address, a.storage, a.python, a.wait)
+    return job.command(load(args.sweep), args.address, args.storage, args.python, args.wait)
 
 
 def main(argv=None) -> int:
@@ -234,22 +235,19 @@ def main(argv=None) -> int:
     if not (sys.argv[1:] if argv is None else argv):   # no command: the usage and every command, not an error line
         parser.print_help()
         return EXIT_USAGE
-    a = parser.parse_args(argv)
+    args = parser.parse_args(argv)
     try:
-        return a.func(a)
+        return args.func(args)
     except UserError as e:
         print("glue-sweep: error: " + error_line(str(e)), file=sys.stderr)   # always one line
         return EXIT_USAGE
     except OSError as e:   # a file or directory the command could not use: one line with its path
-        if isinstance(e, BrokenPipeError):
+        if isinstance(e, BrokenPipeError):   # output piped into head and closed: not an error
             sys.stderr.close()
             return 0
         where = f"{e.filename}: " if e.filename else ""
         print("glue-sweep: error: " + error_line(f"{where}{e.strerror or e}"), file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # output piped into head and closed: not an error
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:   # on its own line, never glued to a progress line
         print(("\n" if sys.stderr.isatty() else "") + "glue-sweep: interrupted", file=sys.stderr)
         return 130

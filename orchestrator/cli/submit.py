@@ -50,13 +50,13 @@ def _print_missing(missing: dict[str, str] | list[str]) -> None:
         print(f"  missing {name}" + (f": {why}" if why else ""), file=sys.stderr)
 
 
-def cmd_submit(a) -> int:
+def cmd_submit(args) -> int:
     from .. import submit as submission
-    source = source_from(a.glue_dir, a.hub)
-    if a.check:
-        if a.run or a.model:
+    source = source_from(args.glue_dir, args.hub)
+    if args.check:
+        if args.run or args.model:
             raise UserError("--check ZIP takes no RUN or --model")
-        rep = submission.check_zip(a.check, source)
+        rep = submission.check_zip(args.check, source)
         for p in rep.problems:
             print(f"{rep.path}: {p}", file=sys.stderr)
         if rep.missing:
@@ -67,13 +67,14 @@ def cmd_submit(a) -> int:
         print(f"{rep.path}: {'valid but INCOMPLETE' if rep.missing else 'valid'}: {len(rep.rows)} file(s), "
               f"{sum(rep.rows.values())} rows checked against {source.describe()}")
         return submission.EXIT_INCOMPLETE if rep.missing else 0
-    if not a.run or not a.model:
+    if not args.run or not args.model:
         raise UserError("submit needs RUN and --model M (or --check ZIP)")
-    if not (a.glue_dir or a.hub):   # the data the run itself read, unless told otherwise
-        glue_dir, hub = store.data_source(a.run)
+    if not (args.glue_dir or args.hub):   # the data the run itself read, unless told otherwise
+        glue_dir, hub = store.data_source(args.run)
         if glue_dir or hub:
             source = source_from(glue_dir, hub)
-    path, rep, pl = submission.submit(a.run, a.model, source, a.out, a.final_epoch, a.device, a.threads, a.trust_remote_code)
+    path, rep, pl = submission.submit(args.run, args.model, source, args.out, args.final_epoch, args.device,
+                                      args.threads, args.trust_remote_code)
     if pl.missing:
         print(f"{path}: INCOMPLETE submission: {len(pl.missing)} of {len(submission.submission_files())} files missing:",
               file=sys.stderr)

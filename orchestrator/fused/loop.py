@@ -26,7 +26,7 @@ import torch
 
 from ..config import Runtime, TrialConfig
 from ..errors import UserError
-from ..train import runner as R
+from ..train import runner
 from ..train.device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
 from .adamw import StackedAdamW
 from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, load_member, stack_parameters, stackable
@@ -47,7 +47,7 @@ def check_unit(configs: list[TrialConfig]) -> None:
 class _Member:
     config: TrialConfig
     on_eval: Callable | None
-    result: R.TrialResult
+    result: runner.TrialResult
     row: int                          # position in the stack while it trains
     loss_count: int = 0
     left_at: float | None = None      # unit training seconds when it left
@@ -56,18 +56,20 @@ class _Member:
 
 
 class _Unit:
-    def __init__(self, p: R.Prepared, configs: list[TrialConfig], on_evals, t_start: float, check_every: int | None):
+    def __init__(self, p: runner.Prepared, configs: list[TrialConfig], on_evals, t_start: float,
+                 check_every: int | None):
         self.p, self.t_start = p, t_start
         n_params = sum(x.numel() for x in p.model.parameters())
         self.members = [_Member(c, (on_evals or [None] * len(configs))[i],
-                                R.TrialResult(status="completed", n_params=n_params, train_examples=len(p.train)), i)
+                                runner.TrialResult(status="completed", n_params=n_params,
+                                                   train_examples=len(p.train)), i)
                         for i, c in enumerate(configs)]
         word_weight = dict(p.model.named_parameters())[WORDS]
         trains_words = word_weight.requires_grad
         self.words = Vocabulary(p.train.input_ids, word_weight, len(configs)) if trains_words and not STACK_ALL_WORDS else None
         self.train = self.words.compact(p.train) if self.words is not None else p.train
         self.params = stack_parameters(p.model, len(configs), self.words)
-        decayed = {n for n, t in p.model.named_parameters() if t.requires_grad and not R.no_decay(n, t)}
+        decayed = {n for n, t in p.model.named_parameters() if t.requires_grad and not runner.no_decay(n, t)}
         self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay)
         self.words_wd = p.config.weight_decay if WORDS in decayed else 0.0
         self.net = StackedBert(p.model.config, p.task.num_labels)
@@ -78,7 +80,7 @@ class _Unit:
         self.bad = torch.zeros(len(configs), dtype=torch.bool, device=p.device)
         # bf16 where the GPU has it, else fp32 (fp16 would need a loss scale per member)
         self.autocast = precision(p.device)[1] if use_bf16(p.device) else contextlib.nullcontext
-        self.eval_autocast = R.autocast_for(p.device)
+        self.eval_autocast = runner.autocast_for(p.device)
         self.train_s0: float | None = None
         self.eval_total = 0.0             # seconds all members spent being evaluated
 
@@ -144,10 +146,10 @@ class _Unit:
         for m in self.alive:
             t0 = time.perf_counter()
             load_member(self.p.model, self.params, m.row, self.words)
-            metrics, score = R.evaluate(self.p, self.eval_autocast)
+            metrics, score = runner.evaluate(self.p, self.eval_autocast)
             m.eval_s += time.perf_counter() - t0
             self.eval_total += time.perf_counter() - t0
-            ev = R.Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
+            ev = runner.Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
                               train_loss=means[m.row], elapsed_s=round(time.perf_counter() - self.t_start, 3))
             m.result.evals.append(ev)
             if m.on_eval is not None and m.on_eval(ev) is False:
@@ -161,13 +163,13 @@ class _Unit:
 
 def _train(u: _Unit, on_progress) -> int:
     p, cfg = u.p, u.p.config
-    steps_per_epoch, total_steps, eval_every = R.schedule(cfg, len(p.train))
-    factor = R.lr_factor(total_steps, cfg.warmup_ratio)
-    collate = R.Collator(u.train, p.use_token_types, p.device, pin=p.device.type == "cuda")
+    steps_per_epoch, total_steps, eval_every = runner.schedule(cfg, len(p.train))
+    factor = runner.lr_factor(total_steps, cfg.warmup_ratio)
+    collate = runner.Collator(u.train, p.use_token_types, p.device, pin=p.device.type == "cuda")
     labels_all = torch.from_numpy(p.train.labels)
     rng, micro, step = np.random.default_rng(cfg.seed), cfg.batch_size // cfg.grad_accum, 0
     while step < total_steps and u.alive:
-        for rows in R.batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length):
+        for rows in runner.batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length):
             if u.train_s0 is None:
                 u.train_s0 = time.perf_counter()
                 for m in u.members:
@@ -199,9 +201,9 @@ def _train(u: _Unit, on_progress) -> int:
     return step
 
 
-def run_fused(p: R.Prepared, configs: list[TrialConfig], on_evals: list[Callable] | None = None,
+def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Callable] | None = None,
               on_progress: Callable | None = None, t_start: float | None = None,
-              check_every: int | None = None) -> list[R.TrialResult]:
+              check_every: int | None = None) -> list[runner.TrialResult]:
     """Train the members ``configs`` (``p`` prepared for the first; all share its weights and
     batches) as one stacked model. Returns each member's ``TrialResult``, in order."""
     check_unit([p.config, *configs])
@@ -227,8 +229,8 @@ def run_fused(p: R.Prepared, configs: list[TrialConfig], on_evals: list[Callable
 
 def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None = None, cache=None,
              runtime: Runtime = Runtime(), on_progress: Callable | None = None,
-             after_prepare: Callable[[R.Prepared], None] | None = None,
-             on_restart: Callable[[list[int], str, int], None] | None = None) -> list[R.TrialResult]:
+             after_prepare: Callable[[runner.Prepared], None] | None = None,
+             on_restart: Callable[[list[int], str, int], None] | None = None) -> list[runner.TrialResult]:
     """Prepare the unit (data, tokenizer and the first member's model: every member starts from
     it, as each member's own seed would build it) and train it.
 
@@ -240,7 +242,7 @@ def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None
     t0 = time.perf_counter()
     check_unit(configs)
     on_evals = list(on_evals or [None] * len(configs))
-    p = R.prepare(configs[0], source, cache, runtime)
+    p = runner.prepare(configs[0], source, cache, runtime)
     if after_prepare is not None:
         after_prepare(p)
     try:
@@ -254,9 +256,10 @@ def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None
     return _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why)
 
 
-def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why) -> list[R.TrialResult]:
+def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart,
+           why) -> list[runner.TrialResult]:
     half = (len(configs) + 1) // 2
-    results: list[R.TrialResult] = []
+    results: list[runner.TrialResult] = []
     for lo, hi in ((0, half), (half, len(configs))):
         if lo == hi:
             continue
@@ -264,7 +267,7 @@ def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare
             on_restart(list(range(lo, hi)), why, configs[lo].grad_accum)
         tell = None if on_restart is None else (lambda ms, w, a, lo=lo: on_restart([lo + m for m in ms], w, a))
         if hi - lo == 1:
-            part = [R.run_trial(configs[lo], source, on_eval=on_evals[lo], cache=cache, runtime=runtime,
+            part = [runner.run_trial(configs[lo], source, on_eval=on_evals[lo], cache=cache, runtime=runtime,
                                 after_prepare=after_prepare,
                                 on_restart=None if tell is None else (lambda c, w, tell=tell: tell([0], w, c.grad_accum)))]
         else:

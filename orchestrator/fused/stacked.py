@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 from transformers.activations import ACT2FN
 
 PREFIX = "bert."
@@ -89,8 +89,8 @@ class WordGrads:
         self.parts: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def lookup(self, weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-        """``F.embedding(flat, weight.reshape(-1, H))``, its gradient kept for ``grad``."""
-        leaf = F.embedding(flat, weight.detach().reshape(-1, weight.shape[-1]))
+        """``functional.embedding(flat, weight.reshape(-1, H))``, its gradient kept for ``grad``."""
+        leaf = functional.embedding(flat, weight.detach().reshape(-1, weight.shape[-1]))
         if torch.is_grad_enabled():
             leaf.requires_grad_()
             self.parts.append((flat.reshape(-1), leaf))
@@ -164,7 +164,7 @@ def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
-    return torch.addcmul(b.unsqueeze(1), F.layer_norm(x, x.shape[-1:], eps=eps), w.unsqueeze(1))
+    return torch.addcmul(b.unsqueeze(1), functional.layer_norm(x, x.shape[-1:], eps=eps), w.unsqueeze(1))
 
 
 class StackedBert:
@@ -180,7 +180,7 @@ class StackedBert:
         self.word_grads: WordGrads | None = None   # set: the word embeddings' gradient goes there
 
     def _drop(self, x: torch.Tensor, p: float, shape: tuple[int, ...]) -> torch.Tensor:
-        """Dropout with one mask for all members, drawn as the solo trial draws it: ``F.dropout``
+        """Dropout with one mask for all members, drawn as the solo trial draws it: ``functional.dropout``
         of a tensor of the solo trial's ``shape`` (``x`` is ``[K, *shape]`` in another view).
 
         The trials of a unit share their seed, so their solo runs draw the same masks at every
@@ -190,11 +190,11 @@ class StackedBert:
         tracks its solo trial to float rounding."""
         if not (self.training and p > 0):
             return x
-        # float32, so that bf16 activations are scaled by 1/(1-p) with one rounding, as F.dropout does
-        if x.device.type == "cpu":   # F.dropout's own steps on CPU (the same draw), without its ones
+        # float32, so that bf16 activations are scaled by 1/(1-p) with one rounding, as functional.dropout does
+        if x.device.type == "cpu":   # functional.dropout's own steps on CPU (the same draw), without its ones
             mask = torch.empty(shape, dtype=torch.float32).bernoulli_(1 - p).div_(1 - p)
         else:                        # CUDA's fused dropout draws differently: let it draw
-            mask = F.dropout(torch.ones(shape, dtype=torch.float32, device=x.device), p, True)
+            mask = functional.dropout(torch.ones(shape, dtype=torch.float32, device=x.device), p, True)
         return (x.view(-1, *shape) * mask).to(x.dtype).view(x.shape)
 
     def _embed(self, P: dict, input_ids, token_type_ids) -> torch.Tensor:
@@ -207,7 +207,7 @@ class StackedBert:
             if name == "word" and self.word_grads is not None:
                 out.append(self.word_grads.lookup(w, flat))
             else:
-                out.append(F.embedding(flat, w.reshape(-1, w.shape[-1])))       # [K, B*L, H]
+                out.append(functional.embedding(flat, w.reshape(-1, w.shape[-1])))       # [K, B*L, H]
         x = out[0] + out[1] + out[2]
         x = _layer_norm(x, P[PREFIX + "embeddings.LayerNorm.weight"], P[PREFIX + "embeddings.LayerNorm.bias"],
                         self.c.layer_norm_eps)
@@ -257,5 +257,5 @@ class StackedBert:
         if self.num_labels == 1:
             return ((logits[..., 0].float() - labels.float().unsqueeze(0)) ** 2).mean(dim=1)
         k, b, c = logits.shape
-        ce = F.cross_entropy(logits.float().reshape(k * b, c), labels.repeat(k), reduction="none")
+        ce = functional.cross_entropy(logits.float().reshape(k * b, c), labels.repeat(k), reduction="none")
         return ce.view(k, b).mean(dim=1)

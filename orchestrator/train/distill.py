@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.nn import functional
 
 from ..config import TrialConfig
 from ..data import features as feats
@@ -35,15 +35,16 @@ def distill_loss(logits: torch.Tensor, targets: torch.Tensor, regression: bool, 
     teacher, gold, has_gold = targets[:, :c].float(), targets[:, c], targets[:, c + 1]
     n_gold = has_gold.sum().clamp(min=1.0)
     if regression:
-        soft = F.mse_loss(logits[:, 0], teacher[:, 0])
+        soft = functional.mse_loss(logits[:, 0], teacher[:, 0])
         hard = (((logits[:, 0] - gold) ** 2) * has_gold).sum() / n_gold
     else:
         t = temperature
-        p_teacher = F.softmax(teacher / t, dim=-1)
-        kl = (p_teacher * (F.log_softmax(teacher / t, dim=-1) - F.log_softmax(logits / t, dim=-1))).sum(-1)
+        p_teacher = functional.softmax(teacher / t, dim=-1)
+        log_ratio = functional.log_softmax(teacher / t, dim=-1) - functional.log_softmax(logits / t, dim=-1)
+        kl = (p_teacher * log_ratio).sum(-1)
         soft = kl.mean() * t * t
         gold_ids = torch.where(has_gold > 0, gold, torch.zeros_like(gold)).long()
-        hard = (F.cross_entropy(logits, gold_ids, reduction="none") * has_gold).sum() / n_gold
+        hard = (functional.cross_entropy(logits, gold_ids, reduction="none") * has_gold).sum() / n_gold
     return soft + alpha * hard if alpha else soft
 
 

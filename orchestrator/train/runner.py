@@ -25,7 +25,7 @@ import torch
 from ..config import Runtime, TrialConfig
 from ..data import features as feats
 from ..errors import UserError
-from ..registry import metrics as M
+from ..registry import metrics as task_metrics
 from ..registry.models import ModelSpec, load_model, load_tokenizer, resolve
 from ..registry.tasks import Task, get_task
 from .batches import Collator, batch_order, train_subset
@@ -204,8 +204,9 @@ def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
     for split in p.task.eval_splits:
         enc = p.evals[split.name]
         preds = predict(p, enc, autocast=autocast)
-        result.update(M.compute(p.task.metrics, preds, enc.labels, suffix=(split.tag or split.name) if multi else ""))
-    return result, M.headline(result)
+        result.update(task_metrics.compute(p.task.metrics, preds, enc.labels,
+                                           suffix=(split.tag or split.name) if multi else ""))
+    return result, task_metrics.headline(result)
 
 
 def forward_backward(model, rows: np.ndarray, micro: int, collate: Collator, labels_all, device, autocast,

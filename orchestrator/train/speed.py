@@ -260,7 +260,7 @@ def render(result: dict) -> str:
 
 # ----------------------------------------------------------------------------- the command
 
-def run(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool = False, device: str | None = None,
+def run(models, *, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool = False, device: str | None = None,
         threads: int | None = None, refresh: bool = False, out: str | None = None, speedup_batch: int | None = None,
         json_out: str | None = None, log=None) -> dict:
     """``glue-sweep speed`` (its options: ``cli.add_speed_command``): measure on ``threads`` torch threads (default: torch's), then write

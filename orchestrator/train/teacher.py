@@ -46,7 +46,7 @@ from ..data.transfer import (
     teacher_directory_problem,
 )
 from ..errors import UserError
-from ..registry import metrics as M
+from ..registry import metrics as task_metrics
 from ..registry.loading import quiet
 from ..registry.tasks import Task, get_task
 from ..results.best import Best, best_configs
@@ -135,8 +135,9 @@ def dev_scores(model, task: Task, source, tokenizer, max_length: int, device) ->
         enc = feats.features(task, split.name, source, tokenizer, max_length)
         logits = predict_logits(model, enc, device)
         preds = logits[:, 0] if task.is_regression else logits.argmax(-1)
-        result.update(M.compute(task.metrics, preds, enc.labels, suffix=(split.tag or split.name) if multi else ""))
-    return result, M.headline(result)
+        result.update(task_metrics.compute(task.metrics, preds, enc.labels,
+                                           suffix=(split.tag or split.name) if multi else ""))
+    return result, task_metrics.headline(result)
 
 
 def transfer_fingerprints(d: Distill, task: Task, source, cap: int | None) -> list[str]:
