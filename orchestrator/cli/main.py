@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..results.tables import glue_table
 from ..spec.plan import render
 from ..spec.sweep import load
 from ..train import speed
+from . import logs
 from .args import positive_float
 from .console import dashboard_lines, error_line, newest_run, status_text, watch
 from .preflight import LOCAL_ONLY_ENV
@@ -24,6 +26,8 @@ from .submit import add_submit_command
 from .train import add_train_command
 
 EXIT_USAGE = 2
+
+log = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +39,10 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
                                                "build the leaderboards.")
+    talk = p.add_mutually_exclusive_group()   # before the command: glue-sweep -q run ...
+    talk.add_argument("-v", "--verbose", dest="log_verbose", action="store_true", help="also the debugging lines")
+    talk.add_argument("-q", "--quiet", dest="log_quiet", action="store_true",
+                      help="warnings and errors only, no progress lines (results are still printed)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (add_train_command, add_plan_command, add_run_command, add_job_command, add_dashboard_command,
                 add_status_command,
@@ -154,13 +162,14 @@ def add_speed_command(sub) -> None:
 
 
 def cmd_speed(a) -> int:
-    log = None if a.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    if a.quiet:
+        logs.quiet_progress()
     result = speed.run(a.models, a.batch_sizes, a.seq_len, a.quick, a.device, a.threads, a.refresh, a.out,
-                       a.speedup_batch, a.json, log=log)
+                       a.speedup_batch, a.json)
     print(speed.render(result))
     if a.out:
-        print(f"wrote speed-ups at batch size {a.speedup_batch or max(result['batch_sizes'])} to {a.out} "
-              f"(glue-sweep leaderboard RUN --speedups {a.out})", file=sys.stderr)
+        log.info(f"wrote speed-ups at batch size {a.speedup_batch or max(result['batch_sizes'])} to {a.out} "
+                 f"(glue-sweep leaderboard RUN --speedups {a.out})")
     return 0
 
 
@@ -188,12 +197,12 @@ def cmd_leaderboard(a) -> int:
     run = a.run[0] if a.run else newest_run()
     lb, written = export(run, a.format, a.out, a.final_epoch, read_speedups(a.speedups))
     for p in lb.problems:
-        print(f"glue-sweep: skipped {p}", file=sys.stderr)
+        log.warning(f"glue-sweep: skipped {p}")
     print(to_markdown(glue_table(lb)))
     if len(lb.results) and lb.results["partial"].any():
         print("(* partial: some trials are still running)")
     where = sorted({str(p.parent) for p in written})
-    print(f"wrote {len(written)} file(s) to {', '.join(where)}", file=sys.stderr)
+    log.info(f"wrote {len(written)} file(s) to {', '.join(where)}")
     return 0
 
 
@@ -204,7 +213,7 @@ def _compare(a) -> int:
     print(to_markdown(table))
     if a.out:
         written = write_comparison(boards, table, Path(a.out))
-        print(f"wrote {len(written)} file(s) to {a.out}", file=sys.stderr)
+        log.info(f"wrote {len(written)} file(s) to {a.out}")
     return 0
 
 
@@ -235,6 +244,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     a = parser.parse_args(argv)
+    with logs.configured(logs.level(a.log_verbose, a.log_quiet)):
+        return _command(a)
+
+
+def _command(a) -> int:
     try:
         return a.func(a)
     except UserError as e:
