@@ -27,7 +27,7 @@ from .train import add_train_command
 
 EXIT_USAGE = 2
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("orchestrator.cli.main")   # by name: python -m runs this module as __main__
 
 
 class _Parser(argparse.ArgumentParser):
