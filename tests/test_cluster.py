@@ -8,7 +8,6 @@ The two-node Ray Job test (a worker node that sees no data) is in tests/faults/t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -82,7 +81,7 @@ def test_a_worker_with_no_data_cache_or_vocabulary_trains_from_the_shipment(tmp_
 
     cfg = TrialConfig(model="google/bert_uncased_L-2_H-128_A-2", task="SST-2", batch_size=32, learning_rate=1e-4,
                       epochs=1, init="random", max_train_examples=64)
-    ship = pack([cfg], str(real_glue_dir), None, out=open(os.devnull, "w"))
+    ship = pack([cfg], str(real_glue_dir), None)
     assert ship.vocab and len(ship.encoded) == 2      # train and dev, once each
     # the worker: no GLUE files, an empty feature cache, no vocabulary of its own
     ship.glue_dir = str(tmp_path / "no-such-glue")
@@ -107,7 +106,7 @@ def test_a_worker_without_the_model_loads_the_shipped_weights(tmp_path, monkeypa
     cfg = TrialConfig(model="all-MiniLM-L6-v2", task="SST-2", batch_size=32, learning_rate=1e-4, epochs=1,
                       max_train_examples=32)
     original = models.local_path(models.resolve(cfg.model))
-    ship = pack([cfg], str(real_glue_dir), None, out=open(os.devnull, "w"))
+    ship = pack([cfg], str(real_glue_dir), None)
     assert set(ship.models) == {"all-MiniLM-L6-v2"} and "model.safetensors" in ship.models["all-MiniLM-L6-v2"]
     # the worker: no packaged model, no MODELS_DIR, no GLUE files
     monkeypatch.setattr(models, "packaged_minilm", lambda: None)

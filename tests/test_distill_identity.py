@@ -6,8 +6,8 @@ labels, the re-trained teacher and finished students reused)."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -73,7 +73,7 @@ def test_directory_teacher_moved_is_reused_replaced_in_place_is_not(glue_dir, tm
     moved = shutil.copytree(first, tmp_path / "elsewhere" / "teacher-copy")
     moved_sweep = sweep_of(moved, glue_dir, tmp_path)
     assert prepared(moved_sweep) == (path, 0)                     # same content: the cached soft labels
-    kept = reusable(moved_sweep, "run", records, fp_of(moved_sweep, glue_dir), True, io.StringIO())
+    kept = reusable(moved_sweep, "run", records, fp_of(moved_sweep, glue_dir), True)
     assert len(kept) == len(records) == 2                          # finished students kept at the new path
 
     saved_teacher(first, 4)                                        # the same directory, other weights
@@ -81,13 +81,13 @@ def test_directory_teacher_moved_is_reused_replaced_in_place_is_not(glue_dir, tm
     assert runs == 1 and new_path != path
     assert not np.allclose(T.load_soft(new_path).logits, T.load_soft(path).logits)
     with pytest.raises(UserError, match=r"__pd was run with another teacher or transfer data for SST-2"):
-        reusable(sweep, "run", records, fp_of(sweep, glue_dir), True, io.StringIO())
+        reusable(sweep, "run", records, fp_of(sweep, glue_dir), True)
     baseline = [r for r in records if r["trial"]["training"] == "fine-tune"]
-    assert reusable(sweep, "run", baseline, fp_of(sweep, glue_dir), True, io.StringIO()) == baseline   # plain students unaffected
+    assert reusable(sweep, "run", baseline, fp_of(sweep, glue_dir), True) == baseline   # plain students unaffected
 
 
 def test_students_recorded_before_teacher_fingerprints_are_reused_only_at_the_same_path(glue_dir, tmp_path,
-                                                                                        one_thread, capsys):
+                                                                                        one_thread, caplog):
     teacher = saved_teacher(tmp_path / "teacher", 3)
     sweep = sweep_of(teacher, glue_dir, tmp_path)
     data_fp = data_fingerprints(sweep, source_from(str(glue_dir)))["SST-2"]
@@ -96,12 +96,12 @@ def test_students_recorded_before_teacher_fingerprints_are_reused_only_at_the_sa
     payload = json.dumps({"recipe": RECIPE_VERSION, "trial": t.config.to_dict(), "data": data_fp}, sort_keys=True)
     old.update(status="completed", evals=[], data_fingerprint=data_fp,   # as the sweep recorded it before
                settings_hash=hashlib.sha256(payload.encode()).hexdigest()[:16])
-    out = io.StringIO()
-    assert reusable(sweep, "run", [old], fp_of(sweep, glue_dir), True, out) == [old]
-    assert "1 distilled record(s) in run predate teacher fingerprints" in out.getvalue()
+    caplog.set_level(logging.WARNING, logger="orchestrator.sweep.driver")
+    assert reusable(sweep, "run", [old], fp_of(sweep, glue_dir), True) == [old]
+    assert any("1 distilled record(s) in run predate teacher fingerprints" in m for m in caplog.messages)
     moved = sweep_of(shutil.copytree(teacher, tmp_path / "moved"), glue_dir, tmp_path)
     with pytest.raises(UserError, match="another teacher"):
-        reusable(moved, "run", [old], fp_of(moved, glue_dir), True, out)
+        reusable(moved, "run", [old], fp_of(moved, glue_dir), True)
 
 
 def teacher_run(run_dir, lr: float, score: float) -> str:
@@ -131,7 +131,7 @@ def test_run_teacher_known_by_its_best_configuration_and_data_not_the_runs_path(
     assert prepared(spec(copy)) == (path, 0) and trained == [1e-4]   # the same teacher: nothing re-trained
     moved = spec(copy)
     records = finished_records(spec(tmp_path / "teacher-run"), fp_of(spec(tmp_path / "teacher-run"), glue_dir))
-    assert reusable(moved, "run", records, fp_of(moved, glue_dir), True, io.StringIO()) == records
+    assert reusable(moved, "run", records, fp_of(moved, glue_dir), True) == records
 
     teacher_run(copy, 3e-4, 60.0)                  # the teacher's sweep again: another configuration is best
     assert T.soft_keys(spec(copy), source_from(str(glue_dir))) != T.soft_keys(spec(tmp_path / "teacher-run"),
@@ -139,4 +139,4 @@ def test_run_teacher_known_by_its_best_configuration_and_data_not_the_runs_path(
     new_path, runs = prepared(spec(copy))
     assert trained == [1e-4, 3e-4] and runs == 1 and new_path != path
     with pytest.raises(UserError, match="another teacher"):
-        reusable(spec(copy), "run", records, fp_of(spec(copy), glue_dir), True, io.StringIO())
+        reusable(spec(copy), "run", records, fp_of(spec(copy), glue_dir), True)

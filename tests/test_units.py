@@ -6,6 +6,7 @@ solo trials."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -61,7 +62,7 @@ def test_the_recorder_writes_one_record_per_member(real_glue_dir, tmp_path):
     job = grid_jobs(sw, [])[0][0]
     unit = next(t for t in job.trials if t.get("members"))
     trial = SimpleNamespace(trial_id="u1", config={"trial": unit, "runtime": {}}, status="RUNNING", error_file=None)
-    rec = StoreRecorder(sw.name, sw.run_dir, {}, out=open("/dev/null", "w"))
+    rec = StoreRecorder(sw.name, sw.run_dir, {})
     rec.on_trial_start(0, [trial], trial)
     for i in range(len(unit["members"])):
         ev = {"epoch": 1.0, "step": 6, "metrics": {"accuracy": 50.0 + i}, "score": 50.0 + i, "train_loss": 0.7,
@@ -77,11 +78,9 @@ def test_the_recorder_writes_one_record_per_member(real_glue_dir, tmp_path):
     assert sorted(r["evals"][0]["score"] for r in recs.values()) == [50.0, 51.0, 52.0]
 
 
-def test_the_progress_counts_a_unit_as_its_members(real_glue_dir, tmp_path):
+def test_the_progress_counts_a_unit_as_its_members(real_glue_dir, tmp_path, caplog):
     """Running and pending count trials, a fused unit as its members not yet finished, so the
     counts add up to the sweep (they counted units, and added up to less)."""
-    import io
-
     from orchestrator.sweep.recorder import StoreRecorder
     from orchestrator.sweep.tune_jobs import grid_jobs
 
@@ -90,14 +89,14 @@ def test_the_progress_counts_a_unit_as_its_members(real_glue_dir, tmp_path):
     units = [t for t in job.trials if t.get("members")][:2]
     a, b = (SimpleNamespace(trial_id=f"u{i}", config={"trial": u, "runtime": {}}, status="PENDING", error_file=None)
             for i, u in enumerate(units))
-    out = io.StringIO()
-    rec = StoreRecorder(sw.name, sw.run_dir, {}, out=out)
+    caplog.set_level(logging.INFO, logger="orchestrator.sweep.recorder")
+    rec = StoreRecorder(sw.name, sw.run_dir, {})
     n = len(units[0]["members"])
     assert n == len(units[1]["members"]) == 3
 
     def line():
         rec._progress([a, b], force=True)
-        return out.getvalue().splitlines()[-1].split("trials: ")[1]
+        return caplog.messages[-1].split("trials: ")[1]
     assert line() == "0 finished; 0 running, 6 pending"
     a.status = "RUNNING"
     rec.on_trial_start(0, [a, b], a)
@@ -115,7 +114,7 @@ def test_a_member_that_starts_again_after_out_of_memory_keeps_only_its_new_evalu
     sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
     unit = next(t for t in grid_jobs(sw, [])[0][0].trials if t.get("members"))
     trial = SimpleNamespace(trial_id="u1", config={"trial": unit, "runtime": {}}, status="RUNNING", error_file=None)
-    rec = StoreRecorder(sw.name, sw.run_dir, {}, out=open("/dev/null", "w"))
+    rec = StoreRecorder(sw.name, sw.run_dir, {})
     rec.on_trial_start(0, [trial], trial)
 
     def report(score, restarts, accum=1, status="running"):
@@ -143,7 +142,7 @@ def test_a_member_stopped_early_keeps_its_record_when_its_unit_is_retried(real_g
     sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n").replace("epochs: 1", "epochs: 2"))
     unit = next(t for t in grid_jobs(sw, [])[0][0].trials if t.get("members"))
     trial = SimpleNamespace(trial_id="u1", config={"trial": unit, "runtime": {}}, status="RUNNING", error_file=None)
-    rec = StoreRecorder(sw.name, sw.run_dir, {}, out=open("/dev/null", "w"))
+    rec = StoreRecorder(sw.name, sw.run_dir, {})
     rec.on_trial_start(0, [trial], trial)
     for i, status in enumerate(["running", "stopped", "running"]):
         ev = {"epoch": 1.0, "step": 6, "metrics": {"accuracy": 50.0 + i}, "score": 50.0 + i, "train_loss": 0.7,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..results.tables import glue_table
 from ..spec.plan import render
 from ..spec.sweep import load
 from ..train import speed
+from . import logs
 from .args import positive_float
 from .console import dashboard_lines, error_line, newest_run, status_text, watch
 from .preflight import LOCAL_ONLY_ENV
@@ -24,6 +26,8 @@ from .submit import add_submit_command
 from .train import add_train_command
 
 EXIT_USAGE = 2
+
+log = logging.getLogger("orchestrator.cli.main")   # by name: python -m runs this module as __main__
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +39,10 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="glue-sweep", description="Fine-tune compact BERT models on GLUE, sweep the paper's grid, "
                                                "build the leaderboards.")
+    talk = p.add_mutually_exclusive_group()   # before the command: glue-sweep -q run ...
+    talk.add_argument("-v", "--verbose", dest="log_verbose", action="store_true", help="also the debugging lines")
+    talk.add_argument("-q", "--quiet", dest="log_quiet", action="store_true",
+                      help="warnings and errors only, no progress lines (results are still printed)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (add_train_command, add_plan_command, add_run_command, add_job_command, add_dashboard_command,
                 add_status_command,
@@ -154,14 +162,15 @@ def add_speed_command(sub) -> None:
 
 
 def cmd_speed(args) -> int:
-    log = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    if args.quiet:
+        logs.quiet_progress()
     result = speed.run(args.models, batch_sizes=args.batch_sizes, seq_len=args.seq_len, quick=args.quick,
                        device=args.device, threads=args.threads, refresh=args.refresh, out=args.out,
-                       speedup_batch=args.speedup_batch, json_out=args.json, log=log)
+                       speedup_batch=args.speedup_batch, json_out=args.json)
     print(speed.render(result))
     if args.out:
-        print(f"wrote speed-ups at batch size {args.speedup_batch or max(result['batch_sizes'])} to {args.out} "
-              f"(glue-sweep leaderboard RUN --speedups {args.out})", file=sys.stderr)
+        log.info(f"wrote speed-ups at batch size {args.speedup_batch or max(result['batch_sizes'])} to {args.out} "
+                 f"(glue-sweep leaderboard RUN --speedups {args.out})")
     return 0
 
 
@@ -189,12 +198,12 @@ def cmd_leaderboard(args) -> int:
     run = args.run[0] if args.run else newest_run()
     lb, written = export(run, args.format, args.out, args.final_epoch, read_speedups(args.speedups))
     for p in lb.problems:
-        print(f"glue-sweep: skipped {p}", file=sys.stderr)
+        log.warning(f"glue-sweep: skipped {p}")
     print(to_markdown(glue_table(lb)))
     if len(lb.results) and lb.results["partial"].any():
         print("(* partial: some trials are still running)")
     where = sorted({str(p.parent) for p in written})
-    print(f"wrote {len(written)} file(s) to {', '.join(where)}", file=sys.stderr)
+    log.info(f"wrote {len(written)} file(s) to {', '.join(where)}")
     return 0
 
 
@@ -205,7 +214,7 @@ def _compare(args) -> int:
     print(to_markdown(table))
     if args.out:
         written = write_comparison(boards, table, Path(args.out))
-        print(f"wrote {len(written)} file(s) to {args.out}", file=sys.stderr)
+        log.info(f"wrote {len(written)} file(s) to {args.out}")
     return 0
 
 
@@ -236,6 +245,11 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     args = parser.parse_args(argv)
+    with logs.configured(logs.level(args.log_verbose, args.log_quiet)):
+        return _command(args)
+
+
+def _command(args) -> int:
     try:
         return args.func(args)
     except UserError as e:

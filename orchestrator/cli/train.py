@@ -91,7 +91,7 @@ def cmd_train(args) -> int:
               "training": cfg.training, "status": "running", "evals": []}
     soft = None
     if cfg.distilled:   # the teacher's soft labels: from the cache, or predicted now (once)
-        soft, meta = teacher.for_config(cfg, source, log=lambda m: print(m, file=sys.stderr, flush=True))
+        soft, meta = teacher.for_config(cfg, source)
         record["teacher"] = {"teacher": cfg.teacher, **{k: meta[k] for k in TEACHER_RECORD if k in meta},
                              "soft_labels": str(soft)}
         print(f"teacher {cfg.teacher}: dev score {meta['score']:.2f}; soft labels of {meta['rows']} rows "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 
 FEATURE_VERSION = "1"
+
+log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
@@ -130,12 +133,13 @@ def features(task, split: str, source, tokenizer, max_length: int = 128, cache: 
                 stats["hits"] = stats.get("hits", 0) + 1
             return enc
         except Exception:  # a damaged cache file is rebuilt, never trusted
+            log.debug(f"features: {path} is damaged: tokenising {task.name} {split} again")
             path.unlink(missing_ok=True)
     enc = encode(source.load(task, split), tokenizer, max_length)
     try:
         _save(enc, path)
-    except OSError:
-        pass  # an unwritable cache costs speed, not correctness
+    except OSError as e:
+        log.debug(f"features: cannot cache {path} ({e.strerror or e})")  # costs speed, not correctness
     if stats is not None:
         stats["misses"] = stats.get("misses", 0) + 1
     return enc

@@ -7,6 +7,7 @@ an ``orchestrator.config.TrialConfig``.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 
@@ -18,6 +19,8 @@ ASSUMED_MFU = 0.30             # model FLOPs utilisation assumed where none was 
 UNKNOWN_PARAMS = 110_000_000   # a model of unknown size is sized as BERT-Base
 CUDA_CONTEXT_BYTES = 0.5e9     # a worker's CUDA context
 DEFAULT_GPU_BYTES = 16 * 2**30  # the smallest common training GPU: too small a guess only packs less
+
+log = logging.getLogger(__name__)
 
 
 def model_params(model: str) -> tuple[int, int] | None:
@@ -80,6 +83,7 @@ def gpu_memory_bytes() -> float:
                                  capture_output=True, text=True, timeout=10).stdout.split()
             if out:
                 return float(out[0]) * 2**20
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            pass
+        except (OSError, ValueError, subprocess.TimeoutExpired) as e:
+            log.debug(f"nvidia-smi gave no GPU memory ({e})")
+    log.debug(f"GPU memory unknown: trials sized for {DEFAULT_GPU_BYTES / 2**30:.0f} GiB")
     return DEFAULT_GPU_BYTES

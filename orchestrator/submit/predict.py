@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -19,6 +19,8 @@ from .choose import Choice, Plan, plan, slug
 from .files import HEADER, SubmissionFile, incomplete_name, submission_files
 from .validate import CheckReport, check_zip
 
+log = logging.getLogger(__name__)
+
 
 def predict(p, f: SubmissionFile, source, tokenizer) -> list[str]:
     """The rows (``index<TAB>prediction``) of one file, in the test file's order."""
@@ -27,16 +29,15 @@ def predict(p, f: SubmissionFile, source, tokenizer) -> list[str]:
     return [f"{idx}\t{f.format(v)}" for idx, v in zip(enc.index, preds)]
 
 
-def train_and_predict(choice: Choice, source, device=None, threads=None, trust_remote_code=False,
-                      log=None) -> tuple[dict[str, str], float | None]:
+def train_and_predict(choice: Choice, source, device=None, threads=None,
+                      trust_remote_code=False) -> tuple[dict[str, str], float | None]:
     """Re-train a choice up to its epoch and predict its files: (file name -> text, the
     re-trained dev score at that epoch). A distilled student learns again from its teacher's soft
     labels (the soft-label cache's, or computed again from the teacher its record names)."""
-    log = log or (lambda msg: None)
     cfg = choice.config()
     if trust_remote_code and not cfg.trust_remote_code:
         cfg = cfg.replace(trust_remote_code=True)
-    soft = str(teachers.for_config(cfg, source, log)[0]) if cfg.distilled else None
+    soft = str(teachers.for_config(cfg, source)[0]) if cfg.distilled else None
     runtime = Runtime(device=device, threads=threads, soft_labels=soft)
     stop = epoch_key(choice.stop_epoch)
     seen = {}
@@ -52,7 +53,7 @@ def train_and_predict(choice: Choice, source, device=None, threads=None, trust_r
         return True
 
     def on_restart(new_cfg, why):
-        log(f"  out of memory ({why}): again with gradient accumulation {new_cfg.grad_accum}")
+        log.info(f"  out of memory ({why}): again with gradient accumulation {new_cfg.grad_accum}")
 
     # run_trial: an out-of-memory error restarts with smaller micro-batches, as in the sweep.
     res = run_trial(cfg, source, on_eval=on_eval, after_prepare=after_prepare, on_restart=on_restart, runtime=runtime)
@@ -60,7 +61,7 @@ def train_and_predict(choice: Choice, source, device=None, threads=None, trust_r
     if res.status == "diverged":
         raise Diverged(res.note)
     if "score" not in seen:
-        log(f"  note: the re-training never evaluated at epoch {choice.stop_epoch:g}; using its final weights")
+        log.info(f"  note: the re-training never evaluated at epoch {choice.stop_epoch:g}; using its final weights")
     tokenizer = load_tokenizer(p.spec, cfg.init, cfg.trust_remote_code)
     out = {f.name: HEADER + "\n" + "\n".join(predict(p, f, source, tokenizer)) + "\n" for f in choice.files}
     del p
@@ -99,11 +100,10 @@ def write_zip(texts: dict[str, str], out: Path, source, incomplete: bool) -> Che
 
 
 def submit(run_dir, model: str, source, out: str | Path | None = None, final_epoch: bool = False, device=None,
-           threads=None, trust_remote_code: bool = False, log=None) -> tuple[Path, CheckReport, Plan]:
+           threads=None, trust_remote_code: bool = False) -> tuple[Path, CheckReport, Plan]:
     """Re-train, predict, write and validate a submission zip (see the module doc).
     Returns the path written (``*_INCOMPLETE.zip`` when files are missing), its check report
     and the plan (``plan.missing``: file -> why)."""
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     pl = plan(run_dir, model, source, final_epoch)
     target = Path(out) if out else Path(f"glue_submission_{slug(pl.model)}.zip")
     if target.suffix.lower() != ".zip":
@@ -111,24 +111,24 @@ def submit(run_dir, model: str, source, out: str | Path | None = None, final_epo
     if target.exists() and target.is_dir():
         raise UserError(f"--out {target} is a directory")
     for n in pl.notes:
-        log(f"note: {n}")
+        log.info(f"note: {n}")
     if not pl.choices:
         raise UserError(f"nothing to submit for {pl.model}: " + "; ".join(f"{k}: {v}" for k, v in pl.missing.items()))
     texts: dict[str, str] = {}
     for c in pl.choices:
-        log(f"{c.task.name}: re-training {pl.model} with {c.describe()}")
+        log.info(f"{c.task.name}: re-training {pl.model} with {c.describe()}")
         try:
-            got, score = train_and_predict(c, source, device, threads, trust_remote_code, log)
+            got, score = train_and_predict(c, source, device, threads, trust_remote_code)
         except Diverged as e:
             for f in c.files:
                 pl.missing[f.name] = f"re-training {c.task.name} diverged ({e})"
-            log(f"  diverged ({e}); {', '.join(f.name for f in c.files)} will be missing")
+            log.warning(f"  diverged ({e}); {', '.join(f.name for f in c.files)} will be missing")
             continue
         pl.dev_scores[c.task.name] = (c.dev_score, score)
         if score is not None:
-            log(f"  dev score {score:.2f} (the sweep recorded {c.dev_score:.2f})")
+            log.info(f"  dev score {score:.2f} (the sweep recorded {c.dev_score:.2f})")
         for name, text in got.items():
-            log(f"  {name}: {text.count(chr(10)) - 1} rows")
+            log.info(f"  {name}: {text.count(chr(10)) - 1} rows")
         texts.update(got)
     if not texts:
         raise UserError(f"nothing to submit for {pl.model}: " + "; ".join(f"{k}: {v}" for k, v in pl.missing.items()))

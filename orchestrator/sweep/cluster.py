@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +24,8 @@ from ..train.device import ALLOC_CONF
 FORWARD_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 FORWARD_PREFIX = "GLUE_SWEEP_"   # every GLUE_SWEEP_* setting travels too (hooks read theirs) ...
 LOCAL_ONLY = ("GLUE_SWEEP_CACHE", "GLUE_SWEEP_VOCAB", "GLUE_SWEEP_TASKS_DIR")   # ... but these paths
+
+log = logging.getLogger(__name__)
 
 
 def worker_env() -> dict:
@@ -200,15 +202,16 @@ def dashboard_info(url: str, secure: bool) -> dict:
             "pid": os.getpid(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def print_dashboard(info: dict, out=sys.stderr) -> None:
+def log_dashboard(info: dict) -> None:
+    """The dashboard's address and how to log in, when the sweep starts."""
     if not info.get("url"):
         return
-    print(f"Ray dashboard: {info['url']}", file=out)
+    log.info(f"Ray dashboard: {info['url']}")
     if info["auth"] == "token":
-        print(f"  token auth on: log in with the token in {info['token_file']} (or `ray get-auth-token`; "
-              f"`make dashboard` prints both)", file=out)
+        log.info(f"  token auth on: log in with the token in {info['token_file']} (or `ray get-auth-token`; "
+                 f"`make dashboard` prints both)")
     port = urlparse(info["url"]).port or 8265
-    print(f"  on a remote head node: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open http://127.0.0.1:{port}",
-          file=out)
+    log.info(f"  on a remote head node: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open "
+             f"http://127.0.0.1:{port}")
 
 

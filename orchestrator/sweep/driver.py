@@ -12,8 +12,8 @@ anywhere with the same ``--storage`` resumes the same sweep.
 
 from __future__ import annotations
 
-import io
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -36,7 +36,7 @@ from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
 from ..train import teacher
 from .asha import start_keeper
-from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, print_dashboard, start_ray
+from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, log_dashboard, start_ray
 from .dashboard import named
 from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
@@ -45,6 +45,7 @@ from .trainable import trainable
 from .tune_jobs import Job, grid_jobs, optuna_jobs, trial_of
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (docs/faults.md: exit codes)
+log = logging.getLogger(__name__)
 TEACHER_KEYS = ("task", "teacher", "directory", "fingerprint", "transfer", "rows", "max_length", "metrics", "score")
 
 
@@ -91,22 +92,25 @@ def wanted(sweep: Sweep, records: list[dict], fp_of) -> dict[str, tuple[TrialCon
 
 
 def reusable(sweep: Sweep, loc: storage.Location, records: list[dict], fp_of, retry_failed: bool,
-             out) -> list[dict]:
+             say: bool = True) -> list[dict]:
     """The records a re-run keeps (refusing, in one line, records run with other settings);
-    failed ones are dropped when they are to be retried. ``fp_of``: :func:`fingerprints`."""
+    failed ones are dropped when they are to be retried. ``fp_of``: :func:`fingerprints`.
+    ``say``: log its warnings and notes (else only check)."""
     want = wanted(sweep, records, fp_of)
     final = [r for r in records if r["status"] in store.FINAL]
-    for line in check_reuse(loc, final, want):
-        print(line, file=out)
+    warnings = check_reuse(loc, final, want)
     others = sum(1 for r in records if r["trial_id"] not in want)
-    if others and sweep.mode == "grid":
-        print(f"note: {others} record(s) in {loc} are not trials of this spec; they are kept "
-              f"(and the tables show them)", file=out)
+    if say:
+        for line in warnings:
+            log.warning(line)
+        if others and sweep.mode == "grid":
+            log.info(f"note: {others} record(s) in {loc} are not trials of this spec; they are kept "
+                     f"(and the tables show them)")
     return [r for r in records if not (retry_failed and r["status"] == "failed")]
 
 
 def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None, resume: bool = True,
-        secure: bool = True, retry_failed: bool = True, out=sys.stderr) -> int:
+        secure: bool = True, retry_failed: bool = True) -> int:
     """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
     (address, data, settings of finished records) runs before anything is written."""
     if address:
@@ -117,29 +121,28 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
     glue_dir, hub = data_paths(sweep)
     source = source_from(glue_dir, hub)
     fp_of = fingerprints(data_fingerprints(sweep, source), teacher.soft_keys(sweep, source) if sweep.distill else {})
-    reusable(sweep, loc, store.read_records(loc)[0], fp_of, retry_failed, io.StringIO())   # refuse early
-    soft = teacher.prepare(sweep, out=out, source=source) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
+    reusable(sweep, loc, store.read_records(loc)[0], fp_of, retry_failed, say=False)   # refuse early
+    soft = teacher.prepare(sweep, source=source) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
     with RunLock(lock_dir(loc), str(loc)):
         records, problems = store.read_records(loc)
         for p in problems:
-            print(f"warning: ignoring unusable record {p} (its trial runs again)", file=out)
-        kept = reusable(sweep, loc, records, fp_of, retry_failed, out)
+            log.warning(f"warning: ignoring unusable record {p} (its trial runs again)")
+        kept = reusable(sweep, loc, records, fp_of, retry_failed)
         retry = sorted(r["trial_id"] for r in records if r["status"] == "failed") if retry_failed else []
         jobs, total, finished = (grid_jobs if sweep.mode == "grid" else optuna_jobs)(sweep, kept)
-        print(f"sweep {sweep.name}: {'optuna, ' if sweep.mode == 'optuna' else ''}{total} trials, {finished} already "
-              f"finished, {total - finished} to run"
-              + (f" ({len(retry)} failed before: retried; --no-retry-failed keeps them)" if retry else "")
-              + f"; results in {loc}/trials/", file=out)
+        log.info(f"sweep {sweep.name}: {'optuna, ' if sweep.mode == 'optuna' else ''}{total} trials, {finished} "
+                 f"already finished, {total - finished} to run"
+                 + (f" ({len(retry)} failed before: retried; --no-retry-failed keeps them)" if retry else "")
+                 + f"; results in {loc}/trials/")
         if soft:
             _save_teachers(loc, soft)
         if not jobs:   # the failed trials kept (--no-retry-failed) still fail the run
-            return report_failed(sweep, loc, out, _grid_ids(sweep) if sweep.mode == "grid"
+            return report_failed(sweep, loc, _grid_ids(sweep) if sweep.mode == "grid"
                                  else {r["trial_id"] for r in kept})
-        shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub, out)
+        shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub)
         shipment.spec_text = Path(sweep.path).read_text(encoding="utf-8") if Path(sweep.path).is_file() else None
         identity = (lambda cfg: identity_fields(cfg, fp_of(cfg)))
-        return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, out,
-                         total)
+        return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, total)
 
 
 def _save_teachers(loc: storage.Location, soft: dict) -> None:
@@ -160,16 +163,16 @@ def _grid_ids(sweep: Sweep) -> set[str]:
     return {t.id for t in sweep.trials()}
 
 
-def report_failed(sweep: Sweep, loc: storage.Location, out, ids: set[str]) -> int:
+def report_failed(sweep: Sweep, loc: storage.Location, ids: set[str]) -> int:
     """The exit code of a sweep that ran to its end: EXIT_FAILED, naming each failed trial (of
     ``ids``: the grid's trials, or the optuna samples of this run) with its first error line."""
     failed = [r for r in store.read_records(loc)[0] if r["status"] == "failed" and r["trial_id"] in ids]
     if not failed:
         return 0
-    print(f"{len(failed)} trial(s) failed (run the same command again to retry them):", file=out)
+    log.error(f"{len(failed)} trial(s) failed (run the same command again to retry them):")
     for r in failed:
         first = next((l for l in str(r.get("error") or "").splitlines() if l.strip()), "no error recorded")
-        print(f"  {r['trial_id']}: {first[:300]}", file=out)
+        log.error(f"  {r['trial_id']}: {first[:300]}")
     return EXIT_FAILED
 
 
@@ -212,7 +215,7 @@ def _resources(sweep: Sweep, has_gpu):
     return resources
 
 
-def _search(sweep: Sweep, job: Job, out, db_dir: Path) -> tuple[dict, object, int]:
+def _search(sweep: Sweep, job: Job, db_dir: Path) -> tuple[dict, object, int]:
     """(the job's parameter space without the runtime, its search algorithm, samples)."""
     if job.trials is not None:
         return {"trial": tune.grid_search(job.trials)}, None, 1
@@ -223,16 +226,16 @@ def _search(sweep: Sweep, job: Job, out, db_dir: Path) -> tuple[dict, object, in
     search_alg = OptunaSearch(metric="score", mode="max", seed=1000 * seed + len(job.seen), storage=db, study_name=name,
                               points_to_evaluate=[c for c, _ in job.seen] or None,
                               evaluated_rewards=[r for _, r in job.seen] or None)
-    print(f"optuna study {job.study['group'].replace('|', ' / ')} seed {seed}: {job.samples} trial(s), "
-          f"{len(job.seen)} known", file=out)
+    log.info(f"optuna study {job.study['group'].replace('|', ' / ')} seed {seed}: {job.samples} trial(s), "
+             f"{len(job.seen)} known")
     space = {"trial": job.study, "batch_size": tune.choice(sweep.batch_sizes),
              "learning_rate": tune.loguniform(sweep.learning_rates[0], sweep.learning_rates[1])}
     return space, search_alg, job.samples
 
 
 def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, recorder: StoreRecorder,
-           storage_path: str, out, keeper: str | None = None) -> tune.Tuner:
-    space, search_alg, samples = _search(sweep, job, out, Path(storage_path).parent)
+           storage_path: str, keeper: str | None = None) -> tune.Tuner:
+    space, search_alg, samples = _search(sweep, job, Path(storage_path).parent)
     return tune.Tuner(
         tune.with_resources(named(tune.with_parameters(trainable, shipment=shipment, keeper=keeper)), resources),
         param_space=space,
@@ -250,7 +253,7 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, record
 
 
 def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
-              shipment: Shipment, secure, identity, out, total: int) -> int:
+              shipment: Shipment, secure, identity, total: int) -> int:
     _, url = start_ray(address, None, secure)
     view = None
     try:
@@ -260,17 +263,17 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         _save_spec(sweep, loc, shipment)
         info = dashboard_info(url, secure)
         loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
-        print_dashboard(info, out)
+        log_dashboard(info)
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
-        view = live.Screen(sweep.name, records, total, out) if out.isatty() else None
-        recorder = StoreRecorder(sweep.name, loc, attempts, finished, out, identity=identity, view=view,
+        view = live.Screen(sweep.name, records, total, sys.stderr) if sys.stderr.isatty() else None
+        recorder = StoreRecorder(sweep.name, loc, attempts, finished, identity=identity, view=view,
                                  to_run=total - len(finished))
         stay_in_job()   # after the spec is saved: a job's spec path is relative to its working directory
         keeper = start_keeper(sweep, records)   # grouped ASHA: every trial and fused member asks it
         interrupted = False
         for k, job in enumerate(jobs):
-            _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc), out,
+            _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc),
                    keeper.name if keeper else None).fit()
             if recorder.write_error:
                 raise UserError(f"{recorder.write_error}; the sweep stopped. Finished records are kept: "
@@ -283,7 +286,7 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         if view:
             view.stop(list(recorder.records.values()))
             view = None
-        return _finish(sweep, loc, recorder, interrupted, out)
+        return _finish(sweep, loc, recorder, interrupted)
     finally:
         if view:
             view.stop()
@@ -321,13 +324,13 @@ def best_summary(loc) -> str:
                      for r in res.itertuples() if r.score == r.score)
 
 
-def _finish(sweep: Sweep, loc: storage.Location, recorder: StoreRecorder, interrupted: bool, out) -> int:
-    print(f"sweep {sweep.name} {'stopped' if interrupted else 'finished'}: "
-          + (", ".join(f"{v} {k}" for k, v in recorder.counts.items() if v) or "no trial finished"), file=out)
+def _finish(sweep: Sweep, loc: storage.Location, recorder: StoreRecorder, interrupted: bool) -> int:
+    log.info(f"sweep {sweep.name} {'stopped' if interrupted else 'finished'}: "
+             + (", ".join(f"{v} {k}" for k, v in recorder.counts.items() if v) or "no trial finished"))
     if recorder.best:
-        print(best_summary(loc), file=out)
+        log.info(best_summary(loc))
     if interrupted:
-        print("the sweep is unfinished (interrupted): run the same command again to finish it", file=out)
+        log.warning("the sweep is unfinished (interrupted): run the same command again to finish it")
         return 130
     ids = _grid_ids(sweep) if sweep.mode == "grid" else {r["trial_id"] for r in recorder.records.values()}
-    return report_failed(sweep, loc, out, ids)
+    return report_failed(sweep, loc, ids)

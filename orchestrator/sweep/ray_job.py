@@ -17,10 +17,10 @@ job of the same sweep and storage is refused while the first is pending or runni
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +34,8 @@ from .cluster import LOCAL_ONLY
 PACKAGE = Path(__file__).resolve().parent.parent
 JOB_ENV = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "RAY_AUTH_MODE")
 ACTIVE = ("PENDING", "RUNNING")
+
+log = logging.getLogger(__name__)
 
 
 def job_env() -> dict[str, str]:
@@ -83,9 +85,8 @@ def client(address: str | None):
         raise UserError(f"cannot reach the Ray Jobs API at {where}: {first[:300]}") from None
 
 
-def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: str = "python",
-           out=sys.stderr) -> tuple[object, str]:
-    """Submit the sweep as a Ray Job; returns (client, submission id). Prints how to follow it."""
+def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: str = "python") -> tuple[object, str]:
+    """Submit the sweep as a Ray Job; returns (client, submission id). Logs how to follow it."""
     store_root = storage_uri or storage.absolute(sweep.results)
     if not storage.is_uri(store_root):
         store_root = storage.absolute(store_root)
@@ -104,23 +105,25 @@ def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: s
                      metadata={"glue_sweep": sweep.name, "storage": store_root})
     url = c.get_address()
     run = storage.at(store_root).join(sweep.name)
-    print(f"submitted sweep {sweep.name} as Ray Job {sid} to {url}", file=out)
-    print(f"  follow it:  ray job logs --address {url} -f {sid}", file=out)
-    print(f"  stop it:    ray job stop --address {url} {sid}", file=out)
-    print(f"  dashboard:  {url}/#/jobs/{sid}", file=out)
-    print(f"  results:    glue-sweep status {run}   (leaderboard and submit read the same location)", file=out)
+    log.info(f"submitted sweep {sweep.name} as Ray Job {sid} to {url}")
+    log.info(f"  follow it:  ray job logs --address {url} -f {sid}")
+    log.info(f"  stop it:    ray job stop --address {url} {sid}")
+    log.info(f"  dashboard:  {url}/#/jobs/{sid}")
+    log.info(f"  results:    glue-sweep status {run}   (leaderboard and submit read the same location)")
     return c, sid
 
 
-def wait(c, sid: str, out=sys.stderr, poll: float = 2.0) -> int:
-    """Wait for the job to end, print its log; 0 when it succeeded."""
+def wait(c, sid: str, poll: float = 2.0) -> int:
+    """Wait for the job to end, log its log; 0 when it succeeded."""
     while True:
         status = str(c.get_job_status(sid))
         if status not in ACTIVE:
             break
         time.sleep(poll)
-    print(c.get_job_logs(sid), end="", file=out)
-    print(f"Ray Job {sid}: {status}", file=out)
+    text = c.get_job_logs(sid)
+    if text:
+        log.info(text.rstrip("\n"))
+    (log.info if status == "SUCCEEDED" else log.error)(f"Ray Job {sid}: {status}")
     return 0 if status == "SUCCEEDED" else 1
 
 

@@ -2,7 +2,7 @@
 
 Each Tune event becomes the trial's record (``store.write_record``, atomic), so workers need no
 shared filesystem and a crash of a worker or of the driver never leaves a torn record. It also
-prints the sweep's progress and each group's new best score. Once the store cannot be written
+logs the sweep's progress and each group's new best score. Once the store cannot be written
 (a full disk, say), ``StopOnWriteError`` stops every trial: results nobody can keep are not
 worth computing.
 """
@@ -10,8 +10,8 @@ worth computing.
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -22,12 +22,13 @@ from ..store import records as store
 from . import hooks
 from .tune_jobs import members, trial_of
 
+log = logging.getLogger(__name__)
+
 
 class StoreRecorder(tune.Callback):
     def __init__(self, sweep_name: str, run_dir, prior_attempts: dict[str, int],
-                 finished: set[str] = frozenset(), out=sys.stderr, identity=None, view=None,
-                 to_run: int | None = None):
-        self.sweep_name, self.run_dir, self.prior_attempts, self.out = sweep_name, run_dir, prior_attempts, out
+                 finished: set[str] = frozenset(), identity=None, view=None, to_run: int | None = None):
+        self.sweep_name, self.run_dir, self.prior_attempts = sweep_name, run_dir, prior_attempts
         self.identity = identity               # TrialConfig -> the record's identity fields (identity.py)
         self.view = view   # a live.Screen on a terminal: the progress is drawn there, not printed
         self.to_run = to_run   # trials this run has to finish (Tune creates its trials as it goes)
@@ -132,9 +133,8 @@ class StoreRecorder(tune.Callback):
             t = rec["trial"]
             if self.view:
                 return
-            print(f"[{time.strftime('%H:%M:%S')}] best so far, {g.replace('|', ' / ')}: {ev['score']:.2f} "
-                  f"(bs {t['batch_size']}, lr {fmt_lr(t['learning_rate'])}, epoch {ev['epoch']:g})",
-                  file=self.out, flush=True)
+            log.info(f"[{time.strftime('%H:%M:%S')}] best so far, {g.replace('|', ' / ')}: {ev['score']:.2f} "
+                     f"(bs {t['batch_size']}, lr {fmt_lr(t['learning_rate'])}, epoch {ev['epoch']:g})")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         for rec in self._all(trial):
@@ -154,7 +154,7 @@ class StoreRecorder(tune.Callback):
         if self.view:
             self.view.log(line)
         else:
-            print(line, file=self.out, flush=True)
+            log.warning(line)
 
     def _progress(self, trials, force=False):
         if self.view:
@@ -172,8 +172,7 @@ class StoreRecorder(tune.Callback):
         if self.to_run is not None:
             pending = max(0, self.to_run - sum(counts.values()) - running)
         done = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-        print(f"[{time.strftime('%H:%M:%S')}] trials: {done or '0 finished'}; {running} running, {pending} pending",
-              file=self.out, flush=True)
+        log.info(f"[{time.strftime('%H:%M:%S')}] trials: {done or '0 finished'}; {running} running, {pending} pending")
 
     def summary(self) -> str:
         return "\n".join(f"  {g.replace('|', ' / ')}: best dev score {s:.2f} ({tid})"

@@ -14,9 +14,9 @@ itself (the same absolute path or hub id, which that node must then have).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -30,6 +30,8 @@ from ..registry.tasks import get_task
 
 VOCAB_ENV = "GLUE_SWEEP_VOCAB"
 MODEL_SHIP_LIMIT = 512 * 2**20   # bytes of one local model's files shipped to the workers
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,7 +51,7 @@ class Shipment:
             + sum(len(b) for files in self.models.values() for b in files.values())
 
 
-def ship_model(ship: Shipment, cfg: TrialConfig, out) -> None:
+def ship_model(ship: Shipment, cfg: TrialConfig) -> None:
     """A pretrained model that lies on the driver's disk (MODELS_DIR, a directory, the packaged
     offline model) travels with the trials when it is at most ``MODEL_SHIP_LIMIT`` bytes; a
     larger one must be on every worker node (its MODELS_DIR or the same path)."""
@@ -61,8 +63,8 @@ def ship_model(ship: Shipment, cfg: TrialConfig, out) -> None:
     files = [f for f in sorted(path.rglob("*")) if f.is_file()]
     size = sum(f.stat().st_size for f in files)
     if size > MODEL_SHIP_LIMIT:
-        print(f"note: {path} ({size / 2**20:.0f} MiB) is over the {MODEL_SHIP_LIMIT // 2**20} MiB shipping limit: "
-              f"every worker node needs its own copy (MODELS_DIR or the same path)", file=out)
+        log.info(f"note: {path} ({size / 2**20:.0f} MiB) is over the {MODEL_SHIP_LIMIT // 2**20} MiB shipping "
+                 f"limit: every worker node needs its own copy (MODELS_DIR or the same path)")
         return
     ship.models[name] = {f.relative_to(path).as_posix(): f.read_bytes() for f in files}
 
@@ -73,7 +75,7 @@ def needs_vocab(cfg: TrialConfig) -> bool:
     return cfg.init == "random" and entry_of(spec) is not None and local_path(spec) is None
 
 
-def pack(configs: list[TrialConfig], glue_dir: str | None, hub: str | None, out=sys.stderr) -> Shipment:
+def pack(configs: list[TrialConfig], glue_dir: str | None, hub: str | None) -> Shipment:
     """Tokenise every (task, vocabulary) the trials need once (the cache warm-up) and keep the
     encoded splits for the workers."""
     source = source_from(glue_dir, hub)
@@ -88,15 +90,15 @@ def pack(configs: list[TrialConfig], glue_dir: str | None, hub: str | None, out=
         tok = load_tokenizer(resolve(cfg.model), cfg.init, cfg.trust_remote_code)
         if ship.vocab is None and needs_vocab(cfg):
             ship.vocab = uncased_vocab().read_text(encoding="utf-8")
-        ship_model(ship, cfg, out)
+        ship_model(ship, cfg)
         for split in ["train"] + [s.name for s in task.eval_splits]:
             ship.prints[(task.name, split)] = source.fingerprint(task, split)
             fkey = feature_key(task, split, source, tok, cfg.max_length)
             if fkey not in ship.encoded:
                 ship.encoded[fkey] = features(task, split, source, tok, cfg.max_length, stats=stats)
-    print(f"features ready in {time.perf_counter() - t0:.1f}s ({stats.get('misses', 0)} tokenised, "
-          f"{stats.get('hits', 0)} from cache); {len(ship.encoded)} split(s), {ship.nbytes() / 2**20:.1f} MiB "
-          f"shipped to the workers through Ray's object store", file=out)
+    log.info(f"features ready in {time.perf_counter() - t0:.1f}s ({stats.get('misses', 0)} tokenised, "
+             f"{stats.get('hits', 0)} from cache); {len(ship.encoded)} split(s), {ship.nbytes() / 2**20:.1f} MiB "
+             f"shipped to the workers through Ray's object store")
     return ship
 
 

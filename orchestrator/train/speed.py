@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
 import platform
 import statistics
@@ -49,6 +50,8 @@ BATCH_SIZES = (1, 128)
 # (warm-up passes, min rounds, min timed seconds per model, max rounds)
 FULL = (1, 3, 1.0, 30)
 QUICK = (1, 3, 0.1, 10)
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- machine
@@ -147,7 +150,7 @@ def time_models(models: dict, batch: int, seq_len: int, device, plan=FULL) -> di
     return times
 
 
-def _time_specs(order: list, batch_sizes: list[int], seq_len: int, quick: bool, dev, log) -> dict:
+def _time_specs(order: list, batch_sizes: list[int], seq_len: int, quick: bool, dev) -> dict:
     """Cache entries of every model of ``order`` at every batch size; ``order[0]`` is the
     reference every speed-up is over."""
     built, sizes, entries = {}, {}, {}
@@ -166,14 +169,13 @@ def _time_specs(order: list, batch_sizes: list[int], seq_len: int, quick: bool, 
                 "throughput": b / sec, "latency_ms": sec * 1e3,
                 "median_ms": statistics.median(times[spec.ref]) * 1e3, "iters": len(times[spec.ref]),
                 "quick": quick, "reference_throughput": ref_thr, "speedup": (b / sec) / ref_thr, "measured_at": now}
-            if log:
-                log(f"{spec.name}: batch {b}: {b / sec:,.1f} examples/s ({sec * 1e3:,.1f} ms/batch fastest, "
-                    f"{statistics.median(times[spec.ref]) * 1e3:,.1f} median of {len(times[spec.ref])})")
+            log.info(f"{spec.name}: batch {b}: {b / sec:,.1f} examples/s ({sec * 1e3:,.1f} ms/batch fastest, "
+                     f"{statistics.median(times[spec.ref]) * 1e3:,.1f} median of {len(times[spec.ref])})")
     return entries
 
 
 def measure(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool = False, device: str | None = None,
-            refresh: bool = False, use_cache: bool = True, log=None) -> dict:
+            refresh: bool = False, use_cache: bool = True) -> dict:
     """Measure (or read from the cache) every model; returns ``{"machine": ..., "seq_len": ...,
     "models": [row, ...]}``, a row per model in the order given: model, ref, params_total,
     params_non_embedding, and ``batches``: {batch: {throughput, latency_ms, median_ms, iters,
@@ -203,9 +205,11 @@ def measure(models, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool
         return e is not None and not refresh and (quick or not e.get("quick"))
 
     todo = [s for s in specs if not all(usable(s, b) for b in batch_sizes)]
+    log.debug(f"speed: {len(specs) - len(todo)} of {len(specs)} model(s) from the cache {path}"
+              + (" (--refresh: none reused)" if refresh else ""))
     if todo:
         ref = resolve(REFERENCE)
-        entries.update(_time_specs([ref] + [s for s in todo if s.ref != ref.ref], batch_sizes, seq_len, quick, dev, log))
+        entries.update(_time_specs([ref] + [s for s in todo if s.ref != ref.ref], batch_sizes, seq_len, quick, dev))
         if use_cache:
             atomic_write_json(path, {"machine": m, "entries": entries})
     rows: dict[str, dict] = {}
@@ -262,7 +266,7 @@ def render(result: dict) -> str:
 
 def run(models, *, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool = False, device: str | None = None,
         threads: int | None = None, refresh: bool = False, out: str | None = None, speedup_batch: int | None = None,
-        json_out: str | None = None, log=None) -> dict:
+        json_out: str | None = None) -> dict:
     """``glue-sweep speed`` (its options: ``cli.add_speed_command``): measure on ``threads`` torch threads (default: torch's), then write
     ``{model: speed-up}`` at ``speedup_batch`` (default: the largest) to ``out`` and every
     figure to ``json_out``, where given. Returns :func:`measure`'s result."""
@@ -272,7 +276,7 @@ def run(models, *, batch_sizes=BATCH_SIZES, seq_len: int = SEQ_LEN, quick: bool 
         raise UserError(f"--speedup-batch {speedup_batch} is not one of --batch-sizes {list(batch_sizes)}")
     if threads:
         torch.set_num_threads(threads)
-    result = measure(models, batch_sizes, seq_len, quick, device, refresh, log=log)
+    result = measure(models, batch_sizes, seq_len, quick, device, refresh)
     if out:
         atomic_write_json(out, speedups(result, speedup_batch))
     if json_out:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,8 @@ from ..results.best import Best, best_configs
 from ..store.identity import RECIPE_VERSION, data_fingerprint
 from .distill import concat
 from .runner import Collator, run_trial, save, train_subset
+
+log = logging.getLogger(__name__)
 
 
 def fingerprint(directory: str | Path) -> str:
@@ -163,8 +165,8 @@ def soft_key_of(d: Distill, task: Task, source, max_length: int, cap: int | None
     return soft_key(resolve(d, task, source).key, task.name, transfer_fingerprints(d, task, source, cap), max_length)
 
 
-def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None, stats: dict | None = None,
-                log=None) -> tuple[Path, dict]:
+def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None,
+                stats: dict | None = None) -> tuple[Path, dict]:
     """(the cache file of the teacher's soft labels for ``task``, their metadata), re-training a
     ``{run, model}`` teacher (once) and predicting them on a miss."""
     stats = stats if stats is not None else {}
@@ -178,11 +180,11 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
             return path, soft.meta
         except UserError:
             path.unlink(missing_ok=True)   # a damaged entry is recomputed, never trusted
-    directory = str(teacher_directory(d, task, teacher, source, log))
+    directory = str(teacher_directory(d, task, teacher, source))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load(directory, task, device)
     enc = transfer_set(d, task, source, tokenizer, max_length, cap)
-    (log or (lambda m: None))(f"teacher {d.teacher.identity}: predicting {len(enc)} {task.name} transfer rows")
+    log.info(f"teacher {d.teacher.identity}: predicting {len(enc)} {task.name} transfer rows")
     logits = predict_logits(model, enc, device)
     stats["teacher_runs"] = stats.get("teacher_runs", 0) + 1
     metrics, score = dev_scores(model, task, source, tokenizer, max_length, device)
@@ -193,12 +195,12 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
     return path, meta
 
 
-def teacher_directory(d: Distill, task: Task, teacher: TeacherRef, source, log=None) -> Path:
+def teacher_directory(d: Distill, task: Task, teacher: TeacherRef, source) -> Path:
     """The teacher's model directory for ``task``: as given, or the run's configuration re-trained once
     (kept under the cache by its re-training's key)."""
     if teacher.choice is None or (teacher.directory / "config.json").is_file():
         return teacher.directory
-    (log or (lambda m: None))(f"teacher {d.teacher.identity}: re-training {task.name} with {teacher.choice.describe()}")
+    log.info(f"teacher {d.teacher.identity}: re-training {task.name} with {teacher.choice.describe()}")
     _retrain(teacher.choice.config(), teacher.choice.stop_epoch, source, teacher.directory)
     return teacher.directory
 
@@ -220,12 +222,11 @@ def _retrain(cfg, stop_epoch: float, source, out: Path) -> None:
         raise
 
 
-def prepare(sweep, stats: dict | None = None, out=sys.stderr, source=None) -> dict[str, tuple[Path, dict]]:
+def prepare(sweep, stats: dict | None = None, source=None) -> dict[str, tuple[Path, dict]]:
     """Every task's soft labels for a sweep with a ``distill`` block: task -> (cache file, metadata).
     ``source``: the data source the driver already opened (else the sweep's own)."""
-    log = lambda m: print(m, file=out, flush=True)   # noqa: E731
     source = source if source is not None else source_from(sweep.glue_dir, sweep.hub)
-    return {task.name: soft_labels(sweep.distill, task, source, sweep.max_length, sweep.max_train_examples, stats, log)
+    return {task.name: soft_labels(sweep.distill, task, source, sweep.max_length, sweep.max_train_examples, stats)
             for task in sweep.tasks}
 
 
@@ -235,8 +236,8 @@ def soft_keys(sweep, source) -> dict[str, str]:
             for task in sweep.tasks}
 
 
-def for_config(config, source, log=None, stats: dict | None = None) -> tuple[Path, dict]:
+def for_config(config, source, stats: dict | None = None) -> tuple[Path, dict]:
     """The soft labels one distilled trial configuration reads (``train --teacher``, ``submit``):
     from the cache, or computed now as a sweep would."""
     return soft_labels(from_config(config), get_task(config.task), source, config.max_length,
-                       config.max_train_examples, stats, log)
+                       config.max_train_examples, stats)
