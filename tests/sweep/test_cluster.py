@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_sweep import CLI, REPO, env, records, run_cli, write_spec
+from test_driver import CLI, REPO, env, records, run_cli, write_spec
 
 from orchestrator.config import TrialConfig, make_trial
 from orchestrator.errors import UserError
