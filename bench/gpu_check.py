@@ -2,7 +2,7 @@
 
 On a CUDA machine (about 15 minutes on one H100):
 
-1. the GPU tests (``tests/test_fused.py``, ``tests/test_device.py``; they run on CUDA when there
+1. the GPU tests (``tests/fused/test_loop.py``, ``tests/train/test_device.py``; they run on CUDA when there
    is one);
 2. ``bench.gpu``: MFU of the BERT-Base shape (bf16 where the GPU has it), packed BERT-Tiny
    processes against one, per-shape throughput (with NVIDIA MPS if its daemon runs: start it
@@ -124,7 +124,7 @@ def run_checks(a, device) -> dict:
     r: dict = {"device": torch.cuda.get_device_name(0) if on_gpu else "cpu", "mps": mps_running() if on_gpu else None,
                "precision": D.precision(device)[0], "torch": torch.__version__, "started": time.strftime("%F %T")}
     py, glue = sys.executable, ["--glue-dir", a.glue_dir] if a.glue_dir else []
-    tests = ["tests/test_fused.py", "tests/test_device.py"] if on_gpu else ["tests/test_device.py"]
+    tests = ["tests/fused/test_loop.py", "tests/train/test_device.py"] if on_gpu else ["tests/train/test_device.py"]
     r["tests"] = sh([py, "-m", "pytest", "-q", "-x", *tests], 900)
     gpu_args = [] if on_gpu else ["--only", "mfu,shapes", "--shapes", "BERT-Tiny", "--mfu-batch", "2", "--mfu-steps", "1"]
     r["bench_gpu"] = sh([py, "-m", "bench.gpu", "--out", str(out / "gpu"), *gpu_args, *glue], 1200)

@@ -1,6 +1,12 @@
 """Shared fixtures: the real GLUE data (../shared/glue_data or $GLUE_DIR) completed with
 generated MNLI/QQP/QNLI-train files, a feature cache private to the test session, and an
-editable copy of the task definitions."""
+editable copy of the task definitions.
+
+Tests mirror the package: tests/<package>/test_<module>.py (tests/test_<module>.py for the top-level
+modules), the cross-cutting suites as markers (bad_input, hardening, safety, faults) on tests beside
+their modules. Test files are imported by basename (pytest's default import mode, this directory on
+sys.path for the helpers: glue_fixtures, synthetic, hostile, dashboard_proxy), so every test file's
+name is unique across tests/."""
 
 from __future__ import annotations
 

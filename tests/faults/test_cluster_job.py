@@ -18,8 +18,8 @@ import pytest
 import orchestrator
 from orchestrator.registry.models import packaged_minilm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_sweep import REPO, _wait_for, env, free_port, records, run_cli, write_spec  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sweep"))
+from test_driver import REPO, _wait_for, env, free_port, records, run_cli, write_spec  # noqa: E402
 
 RAY = str(Path(sys.executable).parent / "ray")
 # Every port the two nodes listen on is chosen free: other clusters on this machine keep theirs.

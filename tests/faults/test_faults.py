@@ -3,7 +3,7 @@ each compared with a fault-free run of the same sweep. After every fault the swe
 resumes) with every trial exactly once, the finished trials' results equal to the fault-free
 run's (the trials are deterministic on CPU: same seed, one thread), and the same leaderboard.
 
-The reduced suite that `make test` runs lives in tests/test_sweep.py (driver SIGKILL and
+The reduced suite that `make test` runs lives in tests/sweep/test_driver.py (driver SIGKILL and
 resume, worker SIGKILL, a raising trial, a NaN trial, out-of-memory)."""
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from orchestrator.results.load import load_run
 from orchestrator.results.tables import glue_table
 from orchestrator.store import records as store
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from test_sweep import CLI, REPO, _wait_for, env, free_port, local_cluster, records, run_cli, write_spec  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sweep"))
+from test_driver import CLI, REPO, _wait_for, env, free_port, local_cluster, records, run_cli, write_spec  # noqa: E402
 
 TIMING = {"elapsed_s", "updated_at", "attempts", "error", "node", "note"}
 

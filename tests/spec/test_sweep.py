@@ -10,7 +10,7 @@ from orchestrator.errors import UserError
 from orchestrator.spec import sweep as S
 from orchestrator.spec.plan import estimate, render
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def parse(text: str):

@@ -25,7 +25,7 @@ import pytest
 
 from orchestrator.store import records as store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SESSION = f"glue-sweep-watch-{os.getpid()}"
 FIRST = "BERT-Tiny (random init) / SST-2 / bs 16 / lr 1e-4 / seed 0"
 

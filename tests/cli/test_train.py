@@ -16,7 +16,7 @@ import torch
 from orchestrator.cli.main import main
 from orchestrator.config import TrialConfig
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FAST = ["--model", "BERT-Tiny", "--init", "random", "--batch-size", "16", "--lr", "1e-3", "--max-train-examples", "48",
         "--max-length", "64", "--threads", "1", "--device", "cpu", "--quiet"]
 

@@ -7,12 +7,20 @@ The two-node Ray Job test (a worker node that sees no data) is in tests/faults/t
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from test_sweep import CLI, REPO, env, records, run_cli, write_spec
+from conftest import BAD_INPUT_CASES
+from hostile import BASE, SETTINGS, _cli, cli, one_line
+from hypothesis import given, settings, strategies as st
+from test_driver import CLI, REPO, env, records, run_cli, write_spec
 
 from orchestrator.config import TrialConfig, make_trial
 from orchestrator.errors import UserError
@@ -246,3 +254,126 @@ def test_two_sweeps_started_at_once_both_finish_with_their_own_results(tmp_path,
     assert urls[0] != urls[1]                         # two dashboards, two ports
     st = run_cli(["status", uri.replace("concurrent", "concurrent/beta")])
     assert st.returncode == 0 and "2 trials: 2 completed" in st.stdout
+
+
+# --- bad input (marker bad_input), hardening (marker hardening), safety (marker safety) -----
+
+@pytest.mark.bad_input
+@settings(max_examples=50, **SETTINGS)
+@given(st.sampled_from(["", "ray://", "tcp://", "http://"]), st.sampled_from(["127.0.0.1", "[::1]", "", "[::1", ":"]),
+       st.text(alphabet="0123456789-+:abx[]", max_size=8))
+def test_malformed_addresses_are_refused_in_one_line(tmp_path_factory, monkeypatch, scheme, host, port):
+    BAD_INPUT_CASES["cluster addresses"] = BAD_INPUT_CASES.get("cluster addresses", 0) + 1
+    root = tmp_path_factory.mktemp("addr")
+    (root / "glue" / "SST-2").mkdir(parents=True)
+    (root / "glue" / "SST-2" / "train.tsv").write_text("sentence\tlabel\nbad\t9\n")   # refused at the latest here
+    spec = root / "s.yaml"
+    spec.write_text(f"name: a\nmodels: [BERT-Tiny]\ntasks: [SST-2]\nresults: {root / 'results'}\n"
+                    f"data: {{glue_dir: {root / 'glue'}}}\n")
+    rc, out, err = _cli(["run", str(spec), "--address", f"{scheme}{host}:{port}" if port or host else scheme or "x:"])
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("glue-sweep: error:"), err
+    assert not (root / "results").exists()
+
+
+@pytest.mark.hardening
+@pytest.mark.parametrize("address", ["127.0.0.1:notaport", "127.0.0.1:99999", "ray://host:-1", "[::1", ":"])
+def test_malformed_addresses_are_one_line(tmp_path, address, real_glue_dir):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(BASE + f"results: {tmp_path / 'results'}\ndata: {{glue_dir: {real_glue_dir}}}\n")
+    rc, _, err = cli(["run", spec, "--address", address])
+    assert rc == 2, err
+    one_line(err)
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.hardening
+def test_address_auto_with_a_stale_cluster_file_fails_at_once(tmp_path, monkeypatch, real_glue_dir):
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    (tmp_path / "ray").mkdir()
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    from orchestrator.sweep.cluster import auto_address
+
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="stale"):
+        auto_address()
+    (tmp_path / "ray" / "ray_current_cluster").unlink()
+    with pytest.raises(UserError, match="no running Ray cluster"):
+        auto_address()
+    assert time.monotonic() - t0 < 15
+
+
+@pytest.mark.hardening
+def test_disk_full_at_lock_time_is_one_line_and_leaves_no_lock(tmp_path, monkeypatch):
+    from orchestrator.sweep.cluster import RunLock
+
+    def full(*a):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(UserError, match="cannot lock .*No space left"):
+        with RunLock(tmp_path / "results" / "m"):
+            pass
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.hardening
+def test_cpus_per_trial_beyond_every_node_is_one_line(monkeypatch):
+    from orchestrator.sweep import cluster
+
+    monkeypatch.setattr(cluster.ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 2.0}},
+                                                       {"Alive": False, "Resources": {"CPU": 64.0}}])
+    cluster.check_fits("s.yaml", 2, "auto")
+    with pytest.raises(UserError, match="cpus_per_trial 3 is more than any node .* 2 CPUs"):
+        cluster.check_fits("s.yaml", 3, "auto")
+    with pytest.raises(UserError, match="gpus_per_trial 1"):
+        cluster.check_fits("s.yaml", 1, 1.0)
+
+
+PROBE = r"""
+import json, os, stat, sys, urllib.request, urllib.error
+os.environ["RAY_AUTH_MODE"] = "token"
+from orchestrator.cli.preflight import LOCAL_ONLY_ENV   # what `glue-sweep run` sets for a local Ray (no Ray import)
+os.environ.update(LOCAL_ONLY_ENV)
+import psutil
+from orchestrator.sweep.cluster import start_ray, dashboard_info
+import ray
+ctx, url = start_ray(None, 1, secure=True)
+mine = {p.pid: p.name() for p in psutil.Process().children(recursive=True)}   # this Ray's processes only
+listeners = sorted({(c.laddr.ip, mine[c.pid]) for c in psutil.net_connections("tcp")
+                    if c.status == "LISTEN" and c.pid in mine})
+info = dashboard_info(url, True)
+token = open(info["token_file"]).read().strip()
+def get(headers):
+    req = urllib.request.Request(url + "/api/version", headers=headers)
+    try:
+        return urllib.request.urlopen(req, timeout=10).status
+    except urllib.error.HTTPError as e:
+        return e.code
+port = int(url.rsplit(":", 1)[1])
+binds = sorted({c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port})
+print(json.dumps({"url": url, "no_token": get({}), "bad_token": get({"Authorization": "Bearer nope"}),
+                  "token": get({"Authorization": "Bearer " + token}), "binds": binds, "listeners": listeners,
+                  "token_mode": stat.S_IMODE(os.stat(info["token_file"]).st_mode)}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.safety
+def test_local_ray_listens_on_loopback_only_and_the_dashboard_needs_the_token(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    r = subprocess.run([sys.executable, "-c", PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["url"].startswith("http://127.0.0.1:")
+    assert got["binds"] == ["127.0.0.1"]
+    assert got["no_token"] == 401 and got["bad_token"] in (401, 403)   # refused either way
+    assert got["token"] == 200
+    # every listener of the local Ray (GCS, raylet, workers, agents, both Prometheus metrics
+    # exporters) is on loopback, and the login token is readable by its owner only
+    names = {n for _, n in got["listeners"]}
+    assert {"gcs_server", "raylet"} <= names, got["listeners"]
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1", "::1") for ip, _ in got["listeners"]), got["listeners"]
+    assert got["token_mode"] == 0o600

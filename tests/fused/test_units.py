@@ -21,7 +21,7 @@ from orchestrator.fused.units import plan_units
 from orchestrator.spec import sweep as S
 from orchestrator.store import records as store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def sweep_text(glue_dir, results, extra="", models="[{name: BERT-Tiny, init: random}]") -> str:

@@ -22,7 +22,7 @@ import pytest
 from orchestrator.spec import sweep as S
 from orchestrator.store import records as store
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "orchestrator.cli.main"]
 
 

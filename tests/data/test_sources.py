@@ -11,6 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import BAD_INPUT_CASES
+from hostile import SETTINGS
+from hypothesis import given, settings, strategies as st
 
 from orchestrator.data.sources import GlueDir, Hub, source_from
 from orchestrator.errors import UserError
@@ -380,3 +383,72 @@ def test_hub_unreachable_offline_is_user_error():
         pytest.skip("needs HF_HUB_OFFLINE=1")
     with pytest.raises(UserError, match="cannot load RTE dev"):
         Hub("no-such-org-xyz/no-such-glue").load(get_task("RTE"), "dev")
+
+
+# --- bad input (marker bad_input) and hardening (marker hardening) -------------------------
+
+row_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=40)
+
+
+@st.composite
+def rte_files(draw):
+    """An RTE train.tsv, correct or damaged in one of the ways real files are."""
+    rows = [["index", "sentence1", "sentence2", "label"]]
+    for i in range(draw(st.integers(0, 6))):
+        rows.append([str(i), draw(row_text), draw(row_text),
+                     draw(st.sampled_from(["entailment", "not_entailment", "neutral", "", "1", "ENTAILMENT"]))])
+    kind = draw(st.sampled_from(["as is", "truncate", "extra tab", "no header", "bad utf8", "empty", "huge", "crlf"]))
+    lines = ["\t".join(r) for r in rows]
+    if kind == "truncate" and len(lines) > 1:
+        k = draw(st.integers(1, len(lines) - 1))
+        lines[k] = lines[k].rsplit("\t", 1)[0]
+    elif kind == "extra tab" and len(lines) > 1:
+        lines[-1] += "\t"
+    elif kind == "no header":
+        lines = lines[1:]
+    elif kind == "empty":
+        lines = []
+    elif kind == "huge" and len(lines) > 1:
+        lines[1] = "\t".join(["0", "x" * 1_000_000, "y", "entailment"])
+    data = "\n".join(lines).encode()
+    if kind == "crlf":
+        data = data.replace(b"\n", b"\r\n")
+    if kind == "bad utf8":
+        data = data + b"\n7\t\xff\xfe broken\tz\tentailment"
+    return data
+
+
+@pytest.mark.bad_input
+@settings(max_examples=300, **SETTINGS)
+@given(rte_files())
+def test_tsv_files_load_or_fail_naming_file_and_line(tmp_path_factory, data):
+    BAD_INPUT_CASES["TSV files"] = BAD_INPUT_CASES.get("TSV files", 0) + 1
+    root = tmp_path_factory.mktemp("glue")
+    (root / "RTE").mkdir()
+    (root / "RTE" / "train.tsv").write_bytes(data)
+    task = get_task("RTE")
+    try:
+        d = GlueDir(root).load(task, "train")
+    except UserError as e:
+        msg = str(e)
+        assert "RTE/train.tsv" in msg and "\n" not in msg, msg
+        return
+    # accepted: every row is well formed and every label one of RTE's
+    lines = [l for l in data.decode("utf-8").replace("\r\n", "\n").split("\n")[1:] if l != ""]
+    assert len(d) == len(lines) and set(d.labels.tolist()) <= {0, 1}
+
+
+@pytest.mark.hardening
+def test_feature_fingerprint_changes_with_the_content(tmp_path, real_glue_dir):
+    d = tmp_path / "glue" / "RTE"
+    d.mkdir(parents=True)
+    lines = (real_glue_dir / "RTE" / "train.tsv").read_text().splitlines()[:20]
+    (d / "train.tsv").write_text("\n".join(lines) + "\n")
+    src, task = GlueDir(tmp_path / "glue"), get_task("RTE")
+    before = src.fingerprint(task, "train")
+    st = (d / "train.tsv").stat()
+    text = "\n".join(lines[:1] + lines[1:][::-1]) + "\n"   # the same rows, another order: same size
+    assert len(text) == st.st_size
+    (d / "train.tsv").write_text(text)
+    os.utime(d / "train.tsv", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert src.fingerprint(task, "train") != before

@@ -1,6 +1,7 @@
 """Sweeps that resume: a driver killed mid-sweep and finished by another (another working
 directory, HOME and the same storage), a killed trial worker retried, an optuna study resumed
-from what it knows. Split from test_sweep.py so that the suite's workers share the slow runs.
+from what it knows. Split from test_driver.py so that the suite's workers share the slow runs;
+part of `make faults` only (marker ``faults``).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import signal
 import subprocess
 
 import pytest
-from test_sweep import CLI, REPO, _finished, _wait_for, env, records, run_cli, write_spec
+from test_driver import CLI, REPO, _finished, _wait_for, env, records, run_cli, write_spec
 
 from orchestrator.spec import sweep as S
 from orchestrator.store import location as storage, records as store
+
+pytestmark = pytest.mark.faults
 
 
 def test_driver_sigkill_then_a_driver_elsewhere_finishes_exactly_once(tmp_path, real_glue_dir, s3_server):

@@ -25,7 +25,7 @@ from orchestrator.errors import UserError
 from orchestrator.registry import loading as LD, models as MD
 from orchestrator.train import runner as R
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TINY_ID = "google/bert_uncased_L-2_H-128_A-2"
 
 
