@@ -1,7 +1,7 @@
 """AdamW for K stacked members: one learning rate per member, each member's own gradient
 clipping (its global norm over all its parameters), the same betas, epsilon, decoupled weight
 decay and bias correction as ``torch.optim.AdamW`` (which each member matches to float
-rounding: ``tests/test_fused.py``).
+rounding: ``tests/fused/test_loop.py``).
 
 A parameter is one tensor ``[K, ...]`` holding every member's copy. The update of one member
 is linear in its learning rate, so members differ only in the scalar each kernel is given:

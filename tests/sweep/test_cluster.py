@@ -179,7 +179,7 @@ def test_job_working_dir_carries_the_package_tasks_and_an_absolute_spec(tmp_path
     (tmp_path / "glue").symlink_to(real_glue_dir)
     sweep = S.parse("name: j\nmodels: [BERT-Tiny]\ntasks: [SST-2]\ndata: {glue_dir: glue}\nresults: out\n")
     wd = job.stage(job.absolute_spec(sweep), tmp_path / "wd")
-    assert (wd / "orchestrator" / "cli.py").is_file() and (wd / "tasks" / "sst2.yaml").is_file()
+    assert (wd / "orchestrator" / "cli" / "main.py").is_file() and (wd / "tasks" / "sst2.yaml").is_file()
     assert not list(wd.rglob("__pycache__"))
     shipped = S.load(wd / "sweep.yaml")
     assert shipped.glue_dir == str(tmp_path / "glue") and shipped.results == str(tmp_path / "out")
