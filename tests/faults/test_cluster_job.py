@@ -127,4 +127,4 @@ def test_job_on_two_nodes_where_the_worker_sees_no_data(tmp_path, real_glue_dir)
     assert scores(store / "jobsweep") == scores(tmp_path / "local" / "jobsweep")
     assert (store / "jobsweep" / "sweep.yaml").is_file() and (store / "jobsweep" / "data.json").is_file()
     st = run_cli(["status", str(store / "jobsweep")])
-    assert st.returncode == 0 and "4 trials recorded: 4 completed" in st.stdout
+    assert st.returncode == 0 and "4 trials: 4 completed" in st.stdout
