@@ -156,3 +156,14 @@ def test_cli_subcommands_exist():
             bad += [f"{_rel(doc)}:{n} glue-sweep {c}" for c in _COMMAND.findall(piece) if c not in commands]
     if bad:
         pytest.fail(f"{len(bad)} glue-sweep subcommand(s) the CLI does not have: " + "; ".join(bad), pytrace=False)
+
+
+def test_the_readme_is_a_doorway():
+    """README.md: at most 12 kB, the two commands first, and a link to every page of docs/."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.encode()) <= 12_288, f"README.md is {len(readme.encode()):,} bytes (at most 12,288)"
+    first_block = readme.split("```")[1]
+    assert "make sweep" in first_block and "make test" in first_block
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    unlinked = [p for p in pages if f"(docs/{p}" not in readme]
+    assert not unlinked, f"README.md links no docs/ page for: {unlinked}"
