@@ -1,7 +1,9 @@
 """GLUE metrics as GLUE computes them, scaled x100 like the paper tables.
 
 Pure functions over numpy arrays: predictions are class ids (or floats for STS-B),
-labels likewise. No `evaluate` (it fetches metric scripts from the hub at run time).
+labels likewise. No `evaluate` (it fetches metric scripts from the hub at run time), and no
+scipy or scikit-learn: the formulas are theirs (``tests/registry/test_metrics.py`` checks them
+against both), written in numpy so that a sweep worker does not import either.
 """
 
 from __future__ import annotations
@@ -9,8 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 
 def _nan_safe(x: float) -> float:
@@ -19,36 +19,68 @@ def _nan_safe(x: float) -> float:
 
 
 def accuracy(preds, labels) -> float:
-    return 100.0 * float(accuracy_score(labels, preds))
+    return 100.0 * float(np.mean(np.asarray(preds) == np.asarray(labels)))
 
 
 def f1(preds, labels) -> float:
-    """F1 of the positive class (label 1), as GLUE reports it for MRPC and QQP."""
-    return 100.0 * float(f1_score(labels, preds, pos_label=1, average="binary", zero_division=0.0))
+    """F1 of the positive class (label 1), as GLUE reports it for MRPC and QQP (0 when there
+    is no positive prediction nor label)."""
+    preds, labels = np.asarray(preds) == 1, np.asarray(labels) == 1
+    tp, wrong = int(np.sum(preds & labels)), int(np.sum(preds != labels))
+    return 100.0 * (2 * tp / (2 * tp + wrong) if tp + wrong else 0.0)
+
+
+def _matthews(preds, labels) -> float:
+    """Matthews correlation over any number of classes (Gorodkin's R_K, scikit-learn's formula)."""
+    classes, both = np.unique(np.concatenate([labels, preds]), return_inverse=True)
+    t, p = both[:len(labels)], both[len(labels):]
+    k, n = len(classes), len(labels)
+    t_sum, p_sum = np.bincount(t, minlength=k).astype(np.float64), np.bincount(p, minlength=k).astype(np.float64)
+    correct = float(np.sum(t == p))
+    cov_tp = correct * n - t_sum @ p_sum
+    cov_pp, cov_tt = n * n - p_sum @ p_sum, n * n - t_sum @ t_sum
+    return 0.0 if cov_pp * cov_tt == 0 else float(cov_tp / math.sqrt(cov_tt * cov_pp))
 
 
 def mcc(preds, labels) -> float:
     """Matthews correlation (CoLA)."""
-    return 100.0 * _nan_safe(matthews_corrcoef(labels, preds))
+    return 100.0 * _nan_safe(_matthews(np.asarray(preds), np.asarray(labels)))
 
 
 def r3(preds, labels) -> float:
     """R3: Matthews correlation generalised to three classes (the AX diagnostic)."""
-    return 100.0 * _nan_safe(matthews_corrcoef(labels, preds))
+    return 100.0 * _nan_safe(_matthews(np.asarray(preds), np.asarray(labels)))
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    sx = x[order]
+    starts = np.flatnonzero(np.r_[True, sx[1:] != sx[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    avg = (starts + ends + 1) / 2.0                     # mean of the 1-based ranks starts+1 .. ends
+    out = np.empty(len(x), dtype=np.float64)
+    out[order] = np.repeat(avg, ends - starts)
+    return out
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float(np.clip((a @ b) / math.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
 
 
 def pearson(preds, labels) -> float:
     preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     if preds.std() == 0 or labels.std() == 0:
         return 0.0
-    return 100.0 * _nan_safe(pearsonr(preds, labels)[0])
+    return 100.0 * _nan_safe(_correlation(preds, labels))
 
 
 def spearman(preds, labels) -> float:
     preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     if preds.std() == 0 or labels.std() == 0:
         return 0.0
-    return 100.0 * _nan_safe(spearmanr(preds, labels)[0])
+    return 100.0 * _nan_safe(_correlation(_ranks(preds), _ranks(labels)))
 
 
 METRICS = {"accuracy": accuracy, "f1": f1, "mcc": mcc, "r3": r3, "pearson": pearson, "spearman": spearman}

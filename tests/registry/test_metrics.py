@@ -147,3 +147,31 @@ def test_correlations_are_finite_and_bounded(pairs):
     for fn in (M.pearson, M.spearman):
         v = fn(x, y)
         assert math.isfinite(v) and -100.0 - 1e-6 <= v <= 100.0 + 1e-6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2)), min_size=1, max_size=60))
+def test_class_metrics_equal_scikit_learns(pairs):
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    preds, labels = np.array([p for p, _ in pairs]), np.array([l for _, l in pairs])
+    assert M.accuracy(preds, labels) == pytest.approx(100 * accuracy_score(labels, preds))
+    assert M.mcc(preds, labels) == pytest.approx(100 * matthews_corrcoef(labels, preds), abs=1e-9)
+    b_preds, b_labels = np.minimum(preds, 1), np.minimum(labels, 1)
+    want = f1_score(b_labels, b_preds, pos_label=1, average="binary", zero_division=0.0)
+    assert M.f1(b_preds, b_labels) == pytest.approx(100 * want, abs=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.floats(-3, 3, allow_nan=False)), min_size=3, max_size=60))
+def test_correlations_equal_scipys_ties_included(pairs):
+    from scipy.stats import pearsonr, spearmanr
+
+    preds = np.array([float(p) for p, _ in pairs])   # few distinct values: many ties
+    labels = np.array([round(l, 1) for _, l in pairs])
+    if preds.std() == 0 or labels.std() == 0:
+        assert M.pearson(preds, labels) == 0.0 and M.spearman(preds, labels) == 0.0
+        return
+    assert M.pearson(preds, labels) == pytest.approx(100 * pearsonr(preds, labels)[0], abs=1e-7)
+    rho = spearmanr(preds, labels)[0]
+    assert M.spearman(preds, labels) == pytest.approx(0.0 if math.isnan(rho) else 100 * rho, abs=1e-7)
