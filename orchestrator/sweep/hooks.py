@@ -1,10 +1,12 @@
-"""Extension points of a running sweep, for tests that inject faults.
+"""Extension points of a running sweep, for tests that inject faults and benchmarks that time it.
 
 ``GLUE_SWEEP_HOOKS`` names a module (a dotted name, or a path to a ``.py`` file) whose
 functions the sweep calls at fixed points; production code defines none:
 
 * ``trial_start(trial)`` in the worker, before the trial prepares (may raise or sleep);
 * ``after_prepare(trial, prepared)`` in the worker, once the model is built (may wrap it);
+* ``trial_end(trial, result)`` in the worker, when the trial (or each member of a fused unit)
+  has trained and reported its last (``bench.engine`` times the workers with it);
 * ``before_record_write(record, writes_so_far)`` in the driver, before each record write
   (may raise ``OSError``).
 

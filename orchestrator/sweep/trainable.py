@@ -110,6 +110,7 @@ def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> No
     res = run_trial(trial.config, ShippedSource(shipment), on_eval=rep.on_eval(0), after_prepare=rep.after_prepare,
                     on_restart=lambda new_cfg, why: rep.restarted(0, new_cfg.grad_accum), runtime=runtime)
     rep.end(0, res)
+    hooks.call("trial_end", trial, res)
 
 
 def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
@@ -136,3 +137,4 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
                            runtime=runtime, after_prepare=rep.after_prepare, on_restart=on_restart)
     for i, res in zip(todo, results):
         rep.end(i, res)
+        hooks.call("trial_end", trials[i], res)
