@@ -1,6 +1,6 @@
 """The baseline of ``bench.engine``: a bare Ray Tune function trainable calling the same runner
-in-process (``runner.run_trial``), with Tune's defaults (actors reused), the same trials and
-the same CPUs as the glue-sweep run. Started by ``bench.engine`` in its own process."""
+in-process (``runner.run_trial``), with Tune's defaults (a new actor per trial) or ``--reuse``
+(``reuse_actors=True``), the same trials and the same CPUs as the glue-sweep run. Started by ``bench.engine`` in its own process."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--trials", required=True, help="a JSON file: the TrialConfig dicts to run")
     ap.add_argument("--glue-dir", required=True)
     ap.add_argument("--cpus", type=int, required=True)
+    ap.add_argument("--reuse", action="store_true", help="reuse_actors=True (Tune's default: False)")
     a = ap.parse_args()
     trials = json.loads(open(a.trials).read())
     ray.init(num_cpus=a.cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
@@ -42,6 +43,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tune.Tuner(tune.with_resources(trainable, {"cpu": 1}),
                    param_space={"trial": tune.grid_search(trials), "glue_dir": a.glue_dir},
+                   tune_config=tune.TuneConfig(reuse_actors=a.reuse),
                    run_config=tune.RunConfig(storage_path=d, verbose=0)).fit()
     ray.shutdown()
 

@@ -1,6 +1,7 @@
 """What a sweep costs around its trials: 32 nearly-empty trials (BERT-Tiny random init, 16 training
 rows of RTE, 1 epoch, 1 CPU each) run as a glue-sweep sweep (``glue-sweep run``, solo trials) and
-as a bare Ray Tune function trainable calling the same runner in-process (``bench._bare_tune``),
+as a bare Ray Tune function trainable calling the same runner in-process (``bench._bare_tune``:
+``bare`` with Tune's defaults, a new actor per trial; ``bare-reuse`` with ``reuse_actors=True``),
 one after the other on the same CPUs.
 
 Each trial's worker writes its start and end (wall clock, pid, the runner's start-up, training
@@ -74,7 +75,7 @@ def run_variant(variant: str, repo: Path, glue_dir: str, cpus: int, work: Path, 
         trials = work / "trials.json"
         trials.write_text(json.dumps(bare_trials()))
         cmd = [sys.executable, "-m", "bench._bare_tune", "--trials", str(trials), "--glue-dir", glue_dir,
-               "--cpus", str(cpus)]
+               "--cpus", str(cpus)] + (["--reuse"] if variant == "bare-reuse" else [])
         cwd = REPO
     t0, t1, rc, tail = _run(cmd, env, cwd, timeout)
     if rc != 0:
@@ -126,7 +127,8 @@ def main() -> None:
     ap.add_argument("--out", default="bench/out/engine")
     ap.add_argument("--glue-dir", default=default_glue_dir())
     ap.add_argument("--cpus", type=int, default=os.cpu_count())
-    ap.add_argument("--variants", default="glue-sweep,bare", help="comma-separated: glue-sweep, bare")
+    ap.add_argument("--variants", default="glue-sweep,bare-reuse,bare",
+                    help="comma-separated: glue-sweep, bare-reuse, bare")
     ap.add_argument("--repo", default=str(REPO), help="the checkout the glue-sweep variant runs from")
     ap.add_argument("--label", default="", help="a suffix of the glue-sweep variant's name in the report")
     ap.add_argument("--timeout", type=float, default=1800)

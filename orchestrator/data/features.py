@@ -4,7 +4,10 @@ The cache key is the data's content fingerprint, the tokenizer's own definition 
 vocabulary, normaliser and special tokens; not its padding or truncation settings) and the
 maximum length, so every model sharing a vocabulary (all 24 miniatures use the uncased one)
 reuses one encoding, and a trial with a warm cache reads no raw data and tokenises nothing.
-Arrays are stored ragged (flat ids + offsets) in an ``.npz`` read without pickle.
+Arrays are stored ragged (flat ids + offsets) in an ``.npz`` read without pickle. A process keeps
+the splits it read last (``MEMO_SPLITS``, while their cache file is unchanged) and each tokenizer's
+fingerprint, so a worker that runs trial after trial reads and hashes neither again (the arrays are
+never written to in place).
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import json
 import logging
 import os
 import tempfile
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 FEATURE_VERSION = "1"
+MEMO_SPLITS = 8   # encoded splits a process keeps in memory (the largest, MNLI's train split, is about 60 MB)
+
+_memo: OrderedDict[Path, tuple] = OrderedDict()   # path -> (its file's signature when read, Encoded)
+_fingerprints: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +64,21 @@ class Encoded:
 
 def tokenizer_fingerprint(tokenizer) -> str:
     """What decides the ids a tokenizer produces, hashed: two tokenizers with the same
-    vocabulary and normalisation share features whatever their padding settings."""
+    vocabulary and normalisation share features whatever their padding settings. Computed once
+    per tokenizer object."""
+    try:
+        return _fingerprints[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    fp = _tokenizer_fingerprint(tokenizer)
+    try:
+        _fingerprints[tokenizer] = fp
+    except TypeError:   # not weakly referable: hashed again next time
+        pass
+    return fp
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
         spec = json.loads(backend.to_str())
@@ -121,6 +144,28 @@ def features(task, split: str, source, tokenizer, max_length: int = 128, cache: 
     ``stats`` (if given) counts ``hits`` and ``misses``."""
     key = feature_key(task, split, source, tokenizer, max_length)
     path = (cache or cache_dir()) / "features" / f"{task.name}-{split}-{max_length}-{key}.npz"
+    seen = _memo.get(path)
+    if seen is not None and seen[0] == _signature(path):   # the cache file as it was read (or still absent)
+        _memo.move_to_end(path)
+        if stats is not None:
+            stats["hits"] = stats.get("hits", 0) + 1
+        return seen[1]
+    enc = _features(task, split, source, tokenizer, max_length, path, key, stats)
+    _memo[path] = (_signature(path), enc)
+    while len(_memo) > MEMO_SPLITS:
+        _memo.popitem(last=False)
+    return enc
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+def _features(task, split, source, tokenizer, max_length, path: Path, key: str, stats: dict | None) -> Encoded:
     shipped = source.encoded(key) if hasattr(source, "encoded") and not path.is_file() else None
     if shipped is not None:
         if stats is not None:

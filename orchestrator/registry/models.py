@@ -309,10 +309,20 @@ def load_tokenizer(spec: ModelSpec, init: str = "pretrained", trust_remote_code:
     """The model's tokenizer: its own files (local copy or hub); for a registry row built
     untrained with no local copy, the uncased WordPiece vocabulary. A row's local copy with only
     ``vocab.txt`` (TinyBERT) gets a WordPiece tokenizer from it."""
+    row, where = entry_of(spec), local_path(spec)
+    key = (spec, str(where), init, trust_remote_code)
+    if key not in _tokenizers:   # once per process: a worker running trial after trial loads it once
+        _tokenizers[key] = _load_tokenizer(spec, row, where, init, trust_remote_code)
+    return _tokenizers[key]
+
+
+_tokenizers: dict = {}
+
+
+def _load_tokenizer(spec: ModelSpec, row, where, init: str, trust_remote_code: bool):
     from . import loading
 
     loading.quiet()
-    row, where = entry_of(spec), local_path(spec)
     if where is None and init == "random" and row is not None:
         return loading.wordpiece(random_init_vocab(row))
     fallback = where / "vocab.txt" if where is not None and row is not None else None

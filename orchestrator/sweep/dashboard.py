@@ -1,6 +1,8 @@
-"""What a running trial shows in the Ray dashboard: its actor is named after the trial (model /
-task / batch size / learning rate / seed, in the actor list and on its page), each dev
-evaluation is a line of the trial's worker log (stderr: the Logs tab the dashboard opens first),
+"""What a running trial shows in the Ray dashboard. A worker (actor) runs trial after trial; it is
+named after its first trial (model / task / batch size / learning rate / seed, in the actor list
+and on its page), and announces every trial it starts with Ray's ``:actor_name:`` log line, so the
+log lines that follow carry that trial's name (in the driver's and the dashboard's log views).
+Each dev evaluation is a line of the worker's log (stderr: the Logs tab the dashboard opens first),
 and the scores are ``ray.util.metrics`` gauges (``glue_sweep_dev_score``, ``glue_sweep_epoch``)
 for a Prometheus that scrapes the cluster."""
 
@@ -25,8 +27,8 @@ def trial_title(trial: Trial) -> str:
 
 
 def named(fn):
-    """``fn`` as a Tune trainable class whose actors are named after their trial. Ray takes the
-    name (``repr``) once, when the actor is created, so the driver does not reuse actors."""
+    """``fn`` as a Tune trainable class whose actors are named after their first trial (Ray takes
+    the name, ``repr``, once, when the actor is created; :func:`announce` names the later ones)."""
     base = wrap_function(fn)
 
     class GlueTrial(base):
@@ -44,6 +46,14 @@ def _gauge(name: str, description: str) -> metrics.Gauge:
     if name not in _gauges:
         _gauges[name] = metrics.Gauge(name, description=description, tag_keys=TAGS)
     return _gauges[name]
+
+
+def announce(trial: Trial) -> None:
+    """The trial a reused worker starts now: Ray's log monitor takes a ``:actor_name:`` line as the
+    actor's name for the lines after it, in both of the worker's logs."""
+    line = f":actor_name:{trial_title(trial)}"
+    print(line, flush=True)
+    print(line, file=sys.stderr, flush=True)
 
 
 def log_evaluation(trial: Trial, ev) -> None:

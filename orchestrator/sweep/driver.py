@@ -241,7 +241,9 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, record
         param_space=space,
         tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=search_alg, num_samples=samples,
                                     max_concurrent_trials=sweep.max_concurrent,
-                                    reuse_actors=False,   # an actor's dashboard name is its first trial's
+                                    # a worker runs trial after trial: imports, CUDA context, tokenizer and
+                                    # features stay warm (trials of equal resource requests share workers)
+                                    reuse_actors=True,
                                     trial_name_creator=lambda t: trial_of(t.config).id,
                                     trial_dirname_creator=lambda t: trial_of(t.config).id[:120]),
         run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}-{k}", storage_path=storage_path,

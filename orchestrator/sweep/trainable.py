@@ -14,8 +14,10 @@ The data come with the trial (``shipping.Shipment``, through ``tune.with_paramet
 trial with no GPU reserved runs on the CPU whatever the node has (Ray does not hide the GPUs
 from a worker that reserved none).
 
-For the Ray dashboard (:mod:`.dashboard`): the trial's actor is named after the trial, each
-evaluation is a line of the worker's log and a ``ray.util.metrics`` gauge.
+A worker runs trial after trial (the driver reuses actors): torch, the tokenizer, the features
+and the CUDA context stay warm between trials. For the Ray dashboard (:mod:`.dashboard`): a
+worker announces each trial it starts, and each evaluation is a line of the worker's log and a
+``ray.util.metrics`` gauge labelled with the trial.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ..fused.loop import run_unit
 from ..train.runner import run_trial
 from . import hooks
 from .asha import STATUS, Judge
-from .dashboard import log_evaluation
+from .dashboard import announce, log_evaluation
 from .shipping import Shipment, ShippedSource, soft_labels_file, use_models, use_vocab
 from .tune_jobs import trial_of
 
@@ -102,6 +104,7 @@ def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> No
     if config["trial"].get("members"):
         return unit_trainable(config, shipment, judge)
     trial = trial_of(config)
+    announce(trial)
     hooks.call("trial_start", trial)
     rep = Reporter([trial], judge, fused=False)
     use_vocab(shipment)
@@ -116,6 +119,7 @@ def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> No
 def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
     """A fused unit: its members trained as one stacked model (``fused.loop.run_unit``)."""
     trials = [trial_of({**config, "trial": m}) for m in config["trial"]["members"]]
+    announce(trials[0])
     hooks.call("trial_start", trials[0])
     gone = judge.stopped(len(trials))
     todo = [i for i in range(len(trials)) if not gone[i]]

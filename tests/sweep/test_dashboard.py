@@ -83,7 +83,7 @@ def statuses(run: Path) -> dict[str, str]:
 def sweep(tmp_path, real_glue_dir):
     spec = tmp_path / "watch.yaml"
     spec.write_text(f"name: watch\nmodels: [{{name: BERT-Tiny, init: random}}]\ntasks: [SST-2]\n"
-                    f"search: {{batch_size: [16], learning_rate: [1e-4, 5e-5, 3e-5]}}\nepochs: 2\n"
+                    f"search: {{batch_size: [16], learning_rate: [1e-4, 5e-5, 3e-5]}}\nfuse: off\nepochs: 2\n"
                     f"max_train_examples: 200\nresults: {tmp_path / 'results'}\ndata: {{glue_dir: {real_glue_dir}}}\n")
     env = {"HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO),
            "GLUE_SWEEP_HOOKS": str(REPO / "tests" / "faults" / "plugin.py"), "GLUE_SWEEP_FAULTS": "sleep:lr3e-5:120,stall:lr1e-4:30",
@@ -130,12 +130,13 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
     try:
         want = {FIRST, FIRST.replace("1e-4", "5e-5"), FIRST.replace("1e-4", "3e-5")}
 
-        def named_actors():   # an actor has its name once it is created
+        def named_actors():   # a worker is named after its first trial once it is created
             got = api(url, "/api/v0/actors", detail=1)["data"]["result"]["result"]
-            return got if want <= {a["repr_name"] for a in got} else None
+            return got if FIRST in {a["repr_name"] for a in got} else None
 
         actors = wait(named_actors, timeout=90)
         first = next(a for a in actors if a["repr_name"] == FIRST)
+        assert {a["repr_name"] for a in actors if a["class_name"] == "GlueTrial"} <= want
         screenshot(f"{url}/#/actors", tmp_path / "actors.png", tmp_path / "profile")
         screenshot(f"{url}/#/actors/{first['actor_id']}", tmp_path / "actor.png", tmp_path / "profile")
     finally:
@@ -146,6 +147,11 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
     log = logs[-1].read_text()
     assert f":actor_name:{FIRST}" in log
     assert f"[{FIRST}] epoch 1 step" in log and f"[{FIRST}] epoch 2 step" in log and "score" in log
+    # a reused worker announces each trial it starts: every trial's name heads its lines in some worker's log
+    session = logs[-1].parent
+    every = "".join(p.read_text(errors="replace") for p in session.glob("worker-*.err"))
+    for title in want:
+        assert f":actor_name:{title}" in every and f"[{title}] epoch 1 step" in every, title
 
     # after the end: the view stops, counts add up, the end summary names the winner
     end = wait(lambda: screen_with("EXIT="), timeout=300)
