@@ -34,6 +34,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from ..errors import UserError
 from ..registry.models import approx_params, entry_of, resolve, shape_of
 from ..registry.tasks import get_task
 
@@ -91,8 +92,10 @@ POINT = Assumptions(call_us=10.0, mfu=ASSUMED_MFU, kernel_us=1.0, worker_s=8.0, 
 HIGH = Assumptions(call_us=15.0, mfu=0.20, kernel_us=2.0, worker_s=11.0, trial_gpu_s=1.0, packing=0.4)
 
 
-def assumption_text(lo: Assumptions = LOW, pt: Assumptions = POINT, hi: Assumptions = HIGH) -> list[str]:
-    """The assumptions of a range, one phrase each: least-most (point)."""
+def assumption_text(lo: Assumptions = LOW, pt: Assumptions = POINT, hi: Assumptions = HIGH,
+                    paddings: tuple[float, ...] = (ASSUMED_PADDING,)) -> list[str]:
+    """The assumptions of a range, one phrase each: least-most (point); ``paddings``: the padding
+    factors the work items use."""
     def r(field: str, unit: str = "", scale: float = 1.0) -> str:
         a, b = sorted((getattr(lo, field) * scale, getattr(hi, field) * scale))
         return f"{a:g}-{b:g}{unit} ({getattr(pt, field) * scale:g}{unit})"
@@ -100,10 +103,12 @@ def assumption_text(lo: Assumptions = LOW, pt: Assumptions = POINT, hi: Assumpti
             f"MFU {r('mfu', '%', 100)} of the H100's bf16 peak",
             f"an operator call at least {r('kernel_us', ' us')} of GPU time",
             f"a worker's start {r('worker_s', ' s')} (process, imports, CUDA context), workers reused",
-            f"a trial's start as measured on CPU plus {r('trial_gpu_s', ' s')}",
+            f"a trial's start as measured on CPU ({STARTUP_MEASURED[0][1]:g} s BERT-Tiny, {STARTUP_MEASURED[1][1]:g} s "
+            f"BERT-Base) plus {r('trial_gpu_s', ' s')}",
             f"packed workers overlapping {r('packing', '%', 100)} (n at once run 1 + (n - 1) x that as fast "
             "as one), a CPU core each, up to the GPU's compute",
-            f"padding {ASSUMED_PADDING:g}"]
+            (f"padding {ASSUMED_PADDING:g}" if set(paddings) <= {ASSUMED_PADDING} else
+             f"padding as measured, {min(paddings):.2f}-{max(paddings):.2f}")]
 
 
 def calls_from(doc: dict) -> tuple[Calls, Calls]:
@@ -226,7 +231,7 @@ def stackable(model: str) -> bool:
     """Whether ``fuse: auto`` stacks ``model`` (a BERT-architecture registry model), as fused.units decides."""
     try:
         entry = entry_of(resolve(model))
-    except Exception:   # a name the registry refuses: not stackable
+    except UserError:   # a name the registry refuses: not stackable
         return False
     return entry is not None and entry.arch.model_type == "bert"
 
@@ -312,6 +317,7 @@ def estimate_range(works: list[Work], shares: list[float], fractions: list[float
     out = {name: gpu_hours(works, shares, a, fractions, calls) for name, a in (("low", LOW), ("point", POINT),
                                                                                    ("high", HIGH))}
     return {"low": out["low"]["hours"], "point": out["point"]["hours"], "high": out["high"]["hours"],
-            "detail": out, "assumptions": assumption_text(), "items": len(works),
+            "detail": out, "assumptions": assumption_text(paddings=tuple({w.padding for w in works})),
+            "items": len(works),
             "steps": sum(w.steps * w.members for w in works)}
 

@@ -61,8 +61,9 @@ def cost_line(sweep: Sweep) -> str:
     c = cost_estimate(sweep)
     how = (f"fuse {c['fuse']}, " + ("with ideal ASHA halving" if c["early_stopping"] else "without early stopping"))
     line = (f"estimate: {_hours(c)} on one H100 ({how}; {c['items']:,} "
-            f"{'units and solo trials' if c['fuse'] == 'auto' else 'trials'}, {c['steps'] / 1e6:,.1f} M optimizer "
-            f"steps, {c['detail']['point']['host_bound_fraction']:.0%} of them bound by host time")
+            f"{'units and solo trials' if c['fuse'] == 'auto' else 'trials'}, {_count(c['steps'])} optimizer "
+            f"steps{' at most' if c['early_stopping'] else ''}, {_share(c['detail']['point']['host_bound_fraction'])} "
+            f"of them bound by host time")
     if c["fuse"] == "off":
         other = cost_estimate(sweep, fuse="auto")
         if other["items"] < c["items"]:
@@ -72,8 +73,17 @@ def cost_line(sweep: Sweep) -> str:
     return line + f") (assumptions: {'; '.join(c['assumptions'])})"
 
 
+def _share(x: float) -> str:
+    return "over 99%" if 0.99 < x < 1 else f"{x:.0%}"
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:,.1f} M" if n >= 1e6 else f"{n:,.0f}"
+
+
 def _hours(c: dict) -> str:
-    return f"{c['low']:,.2g}-{c['high']:,.2g} H100-hours (point {c['point']:,.2g})"
+    h = lambda x: f"{x:,.0f}" if x >= 10 else f"{x:.2g}"   # noqa: E731
+    return f"{h(c['low'])}-{h(c['high'])} H100-hours (point {h(c['point'])})"
 
 
 def render(sweep: Sweep) -> str:
