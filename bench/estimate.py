@@ -232,7 +232,8 @@ def trials_from_sweep(sweep, padding: dict[tuple[str, int], float], default_padd
         if t.max_train_examples:
             n = min(n, t.max_train_examples)
         out.append(TrialCost(model=trial.label, shape=tuple(shape), n_nonemb=params[1],
-                             gpu_share=trial_gpu_share(t, H100_MEMORY_BYTES), task=task.name, batch=t.batch_size, epochs=t.epochs, train_rows=n,
+                             gpu_share=trial_gpu_share(t, H100_MEMORY_BYTES), task=task.name, batch=t.batch_size,
+                             epochs=t.epochs, train_rows=n,
                              eval_rows=sum(s.rows or 0 for s in task.eval_splits),
                              eval_passes=t.epochs / (t.eval_every or 1), avg_tokens=task.avg_tokens,
                              padding=padding.get((task.name, t.batch_size), default_padding)))

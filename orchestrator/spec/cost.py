@@ -8,8 +8,8 @@ from the low and the high assumptions (``LOW``, ``HIGH``), the point from ``POIN
 * host time of a step = operator calls x time per call (PyTorch eager dispatch and kernel
   launch); operator calls = a + b x layers, solo or fused (``SOLO_CALLS``, ``FUSED_CALLS``;
   counted on CPU with ``bench``'s operator counter).
-* device time of a step = FLOPs / (H100 bf16 peak x MFU), but at least calls x the GPU time of
-  the smallest kernel.
+* device time of a step = FLOPs / (H100 bf16 peak x MFU), but at least calls x the least GPU
+  time of an operator call.
 * a step takes max(host, device): a small model's step is bound by its host time.
 * evaluation: each batch of 256 a forward pass (a third of a step's calls and of its FLOPs per
   token), every member of a fused unit evaluated on its own.
@@ -22,10 +22,10 @@ from the low and the high assumptions (``LOW``, ``HIGH``), the point from ``POIN
 * early stopping: synchronous successive halving per (model, task) (``successive_halving``);
   a fused unit steps while any member goes on (assumed: to its end), so only its device time and
   its members' evaluations shrink.
-* packing: a trial at a GPU share s runs beside 1/s - 1 others (n = 1/s in all); packed workers (each its
-  own CPU process, a core each assumed free) overlap their host time, n of them running
-  1 + (n - 1) x ``Assumptions.packing`` times as fast as one, up to the GPU's compute: a trial
-  costs max(wall / that gain, device-busy time) GPU-seconds.
+* packing: a trial at a GPU share s runs beside 1/s - 1 others (n = 1/s in all); packed
+  workers (each its own CPU process, a core each assumed free) overlap their host time, n of
+  them running 1 + (n - 1) x ``Assumptions.packing`` times as fast as one, up to the GPU's
+  compute: a trial costs max(wall / that gain, device-busy time) GPU-seconds.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class Calls:
 # per linear layer): the K = 4 fit is used for every K (assumed).
 SOLO_CALLS = Calls(68.0, 75.0)
 FUSED_CALLS = Calls(88.0, 100.0)
+CALLS = (SOLO_CALLS, FUSED_CALLS)   # the defaults: (solo, fused)
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,14 @@ class Assumptions:
     """One end of the range. ``call_us``: host time per operator call (eager dispatch + launch,
     a modern x86 host; CUDA graphs or compilation would cut it, not modelled). ``mfu``: model
     FLOPs utilisation of the device work. ``kernel_us``: the least GPU time of one operator call
-    (a small kernel takes 1-3 us; views and reshapes launch none: assumed). ``worker_s``: a worker's start: process start (0.5 / 1 / 2 s, assumed), the
-    trainable's imports (5.5-5.9 s measured on a 2-core CPU machine; 3 / 5 / 6 s taken) and the
-    CUDA context (1 / 2 / 3 s, assumed). ``trial_gpu_s``: a trial's start beyond the CPU-measured
-    one (weights and data to the device, first allocations; assumed). ``packing``: how much of
-    the ideal overlap n packed workers reach: together they run 1 + (n - 1) x packing times as
-    fast as one (MPS lets their kernels run side by side; without it the GPU time-slices between
-    them; not measured yet: assumed)."""
+    (a small kernel takes 1-3 us; views and reshapes launch none: assumed). ``worker_s``: a
+    worker's start: process start (0.5 / 1 / 2 s, assumed), the trainable's imports (5.5-5.9 s
+    measured on a 2-core CPU machine; 3 / 5 / 6 s taken) and the CUDA context (1 / 2 / 3 s,
+    assumed). ``trial_gpu_s``: a trial's start beyond the CPU-measured one (weights and data to
+    the device, first allocations; assumed). ``packing``: how much of the ideal overlap n packed
+    workers reach: together they run 1 + (n - 1) x packing times as fast as one (MPS lets their
+    kernels run side by side; without it the GPU time-slices between them; not measured yet:
+    assumed)."""
     call_us: float
     mfu: float
     kernel_us: float
@@ -113,7 +115,7 @@ def assumption_text(lo: Assumptions = LOW, pt: Assumptions = POINT, hi: Assumpti
 
 def calls_from(doc: dict) -> tuple[Calls, Calls]:
     """(solo, fused) call fits from ``{"solo": {"a": .., "b": ..}, "fused": {"a": .., "b": ..}}``."""
-    return Calls(float(doc["solo"]["a"]), float(doc["solo"]["b"])), Calls(float(doc["fused"]["a"]), float(doc["fused"]["b"]))
+    return tuple(Calls(float(doc[k]["a"]), float(doc[k]["b"])) for k in ("solo", "fused"))
 
 
 def train_flops(layers: int, hidden: int, n_nonemb: int, tokens: float, seq: float) -> float:
@@ -149,7 +151,7 @@ class Work:
         return self.label, self.task
 
 
-def step_seconds(w: Work, a: Assumptions, calls: tuple[Calls, Calls] = (SOLO_CALLS, FUSED_CALLS)) -> tuple[float, float]:
+def step_seconds(w: Work, a: Assumptions, calls: tuple[Calls, Calls] = CALLS) -> tuple[float, float]:
     """(host, device) seconds of one training step of ``w`` (all its members)."""
     c = (calls[1] if w.members > 1 else calls[0])(w.layers)
     seq = w.avg_tokens * w.padding
@@ -157,7 +159,7 @@ def step_seconds(w: Work, a: Assumptions, calls: tuple[Calls, Calls] = (SOLO_CAL
     return c * a.call_us * 1e-6, max(flops / (H100_BF16_FLOPS * a.mfu), c * a.kernel_us * 1e-6)
 
 
-def utilisation(w: Work, a: Assumptions = POINT, calls: tuple[Calls, Calls] = (SOLO_CALLS, FUSED_CALLS)) -> float:
+def utilisation(w: Work, a: Assumptions = POINT, calls: tuple[Calls, Calls] = CALLS) -> float:
     """The fraction of a training step the GPU is busy: device / max(host, device)."""
     host, dev = step_seconds(w, a, calls)
     return dev / max(host, dev)
@@ -188,7 +190,7 @@ class Seconds:
         return self.train_busy + self.eval_busy
 
 
-def seconds(w: Work, a: Assumptions, calls: tuple[Calls, Calls] = (SOLO_CALLS, FUSED_CALLS),
+def seconds(w: Work, a: Assumptions, calls: tuple[Calls, Calls] = CALLS,
             fraction: float = 1.0) -> Seconds:
     """Seconds of ``w`` under ``a``, with early stopping leaving ``fraction`` of its epochs (a
     fused unit's host time stays whole: it steps while any member does)."""
@@ -291,7 +293,7 @@ def halving_fractions(works: list[Work], grace: float | None, rf: float) -> list
 
 
 def gpu_hours(works: list[Work], shares: list[float], a: Assumptions, fractions: list[float] | None = None,
-              calls: tuple[Calls, Calls] = (SOLO_CALLS, FUSED_CALLS)) -> dict:
+              calls: tuple[Calls, Calls] = CALLS) -> dict:
     """GPU-hours of the items run in order on one GPU, each at its share: max(wall / packing
     gain, device-busy) seconds per item, plus a worker start each time the share changes."""
     total = busy = host_steps = steps = 0.0
@@ -312,7 +314,7 @@ def gpu_hours(works: list[Work], shares: list[float], a: Assumptions, fractions:
 
 
 def estimate_range(works: list[Work], shares: list[float], fractions: list[float] | None = None,
-                   calls: tuple[Calls, Calls] = (SOLO_CALLS, FUSED_CALLS)) -> dict:
+                   calls: tuple[Calls, Calls] = CALLS) -> dict:
     """Low, point and high GPU-hours (shares fixed: the sweep sizes them at the point)."""
     out = {name: gpu_hours(works, shares, a, fractions, calls) for name, a in (("low", LOW), ("point", POINT),
                                                                                    ("high", HIGH))}
