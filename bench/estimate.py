@@ -12,14 +12,21 @@ For every trial of the sweep's grid (``orchestrator.spec.sweep``), with official
   step time = a + b x tokens, fitted per shape over the measured lengths (with one length,
   a = 0: tokens / tokens/s); a trial takes steps x a + tokens x b. Evaluation takes 1/3 of
   that per token and per batch of 256 (a forward pass is about 1/3 of a training step's FLOPs).
-* packing: trials of a model that takes a fractional GPU (``orchestrator.spec.resources.gpu_share``:
-  0.125 / 0.25 / 0.5) run that many at once; their time is divided by the measured packing gain
+* packing: trials that take a fractional GPU (``orchestrator.spec.resources.trial_gpu_share``
+  on an H100: 0.125 / 0.25 / 0.5) run that many at once; their time is divided by the measured packing gain
   (``gpu.json``: K BERT-Tiny trials against one alone), capped at 1/gpu_share, or by
   1/gpu_share when no gain was measured (stated as such).
 * early stopping: ASHA per (model, task) with grace period g, reduction factor r and max
   epochs R, counted as synchronous successive halving (n configurations run to rung g, the
   best n/r continue to g r, ... the survivors to R): the ideal-halving fraction of epochs, the
   same for every trial of a group. Real asynchronous ASHA promotes a little more.
+
+Beside it, always, the project's cost model (``orchestrator.spec.cost``, as ``glue-sweep plan``
+prints it): a range of H100-hours that counts each worker's and each trial's start, and per step
+the larger of host time (operator calls x time per call) and device time, without and with
+``fuse: auto``, without and with early stopping; its operator-call fits come from
+``bench/results/ops-cpu.json`` (``bench.ops``) when that file exists (``--ops``), else the
+module's defaults, and its padding factors from the measurement below.
 
 When the throughput file is from a CPU run (no GPU measured), or when no file is given, the
 H100 figure falls back to FLOPs (6 x non-embedding parameters x tokens + 12 x layers x hidden
@@ -53,37 +60,18 @@ from orchestrator.data.features import features
 from orchestrator.data.sources import source_from
 from orchestrator.registry.models import load_tokenizer, resolve, shape_of
 from orchestrator.registry.tasks import get_task
-from orchestrator.spec import plan
-from orchestrator.spec.resources import ASSUMED_MFU, H100_BF16_FLOPS as H100_PEAK, gpu_share, model_params
+from orchestrator.spec import cost, plan
+from orchestrator.spec.cost import (ASSUMED_PADDING, EVAL_BATCH, EVAL_FRACTION, H100_MEMORY_BYTES,  # noqa: F401
+                                    successive_halving, train_flops)
+from orchestrator.spec.resources import ASSUMED_MFU, H100_BF16_FLOPS as H100_PEAK, model_params, trial_gpu_share
 from orchestrator.spec.sweep import load
 from orchestrator.train.runner import batch_order, train_subset
 
-ASSUMED_PADDING = 1.25      # used only where the padding factor cannot be measured
-EVAL_BATCH = 256
-EVAL_FRACTION = 1 / 3       # forward only: about a third of a training step's FLOPs
+OPS_JSON = Path(__file__).parent / "results" / "ops-cpu.json"   # bench.ops's operator-call fits, when present
 MEASURED_GPUS = ("H100", "H200", "GH200")
 
 
 # --------------------------------------------------------------------------- pure computation
-
-def successive_halving(n_configs: int, grace: float, rf: float, max_t: float) -> dict:
-    """Epochs run by synchronous successive halving: every configuration runs to the first
-    rung (``grace``); at each rung the best 1/rf (at least one) continue to the next rung
-    (rung x rf), the survivors of the last rung below ``max_t`` run to ``max_t``."""
-    rungs, r = [], grace
-    while r < max_t:
-        rungs.append(r)
-        r *= rf
-    alive, prev, run, stages = n_configs, 0.0, 0.0, []
-    for r in rungs:
-        run += alive * (r - prev)
-        stages.append({"rung": r, "configs": alive})
-        prev, alive = r, max(1, int(alive // rf))
-    run += alive * (max_t - prev)
-    stages.append({"rung": max_t, "configs": alive})
-    full = n_configs * max_t
-    return {"epochs_run": run, "epochs_full": full, "fraction": run / full if full else 1.0, "stages": stages}
-
 
 def fit_step_model(points: list[dict]) -> tuple[float, float]:
     """(a, b) with step seconds = a + b x tokens per step, least squares over the measured
@@ -98,11 +86,6 @@ def fit_step_model(points: list[dict]) -> tuple[float, float]:
         if a >= 0 and b > 0:
             return a, b
     return 0.0, sum(ys) / sum(xs)
-
-
-def train_flops(layers: int, hidden: int, n_nonemb: int, tokens: float, seq: float) -> float:
-    """Training FLOPs of ``tokens`` tokens in sequences of mean length ``seq``."""
-    return 6.0 * n_nonemb * tokens + 12.0 * layers * hidden * seq * tokens
 
 
 @dataclass
@@ -248,8 +231,9 @@ def trials_from_sweep(sweep, padding: dict[tuple[str, int], float], default_padd
         n = task.splits["train"].rows or 0
         if t.max_train_examples:
             n = min(n, t.max_train_examples)
-        out.append(TrialCost(model=trial.label, shape=tuple(shape), n_nonemb=params[1], gpu_share=gpu_share(params[0]),
-                             task=task.name, batch=t.batch_size, epochs=t.epochs, train_rows=n,
+        out.append(TrialCost(model=trial.label, shape=tuple(shape), n_nonemb=params[1],
+                             gpu_share=trial_gpu_share(t, H100_MEMORY_BYTES), task=task.name, batch=t.batch_size,
+                             epochs=t.epochs, train_rows=n,
                              eval_rows=sum(s.rows or 0 for s in task.eval_splits),
                              eval_passes=t.epochs / (t.eval_every or 1), avg_tokens=task.avg_tokens,
                              padding=padding.get((task.name, t.batch_size), default_padding)))
@@ -356,6 +340,38 @@ def cpu_hours(trials: list[TrialCost], tp: dict, grace: float, rf: float) -> dic
                      if tp["packing_gain"] else f"machine hours assume {cores} trials at once scale linearly")}
 
 
+def cost_model(sweep, padding: dict, ops_path: str | Path | None) -> dict:
+    """The cost model's ranges (fuse off / auto x without / with early stopping), with the
+    operator-call fits of ``ops_path`` when it exists."""
+    calls, src = (cost.SOLO_CALLS, cost.FUSED_CALLS), "the cost model's defaults"
+    if ops_path and Path(ops_path).exists():
+        calls, src = cost.calls_from(json.loads(Path(ops_path).read_text())), str(ops_path)
+    out = {"calls_source": src, "solo_calls": asdict(calls[0]), "fused_calls": asdict(calls[1])}
+    for fuse in ("off", "auto"):
+        for es in (False, True):
+            c = plan.cost_estimate(sweep, fuse=fuse, padding=padding, calls=calls, early_stopping=es)
+            out[f"fuse_{fuse}{'_early_stopping' if es else ''}"] = {
+                k: c[k] for k in ("low", "point", "high", "items", "steps", "shares")} | {
+                "host_bound_fraction": c["detail"]["point"]["host_bound_fraction"],
+                "busy_hours_point": c["detail"]["point"]["busy_hours"]}
+            out["assumptions"] = c["assumptions"]
+    return out
+
+
+def render_cost_model(c: dict) -> list[str]:
+    lines = ["", "## One H100: the cost model (an estimate)", "",
+             "Per step the larger of host time and device time; worker and trial start-ups; packing "
+             f"(`orchestrator.spec.cost`). Operator calls per step: {c['calls_source']}.", "",
+             "| | H100-hours (low-high) | point | work items | host-bound steps |", "|---|---:|---:|---:|---:|"]
+    for key, name in (("fuse_off", "fuse off"), ("fuse_off_early_stopping", "fuse off, early stopping"),
+                      ("fuse_auto", "fuse auto"), ("fuse_auto_early_stopping", "fuse auto, early stopping")):
+        v = c[key]
+        lines.append(f"| {name} | {v['low']:,.1f}-{v['high']:,.1f} | {v['point']:,.1f} | {v['items']:,} | "
+                     f"{v['host_bound_fraction']:.0%} |")
+    lines += ["", "Assumptions: " + "; ".join(c["assumptions"]) + "."]
+    return lines
+
+
 def render(sweep_name: str, r: dict, padding_note: str) -> str:
     h = r["h100"]
     lines = [f"# Compute estimate: sweep {sweep_name}", "",
@@ -394,6 +410,8 @@ def render(sweep_name: str, r: dict, padding_note: str) -> str:
                   f"on this {c['machine_cores']}-core machine {c['machine_hours_full']:,.0f} h ({c['machine_hours_full'] / 24:,.0f} days) "
                   f"and {c['machine_hours_early_stopping']:,.0f} h",
                   f"- {c['note']}"]
+    if r.get("cost_model"):
+        lines += render_cost_model(r["cost_model"])
     lines += ["", "Early stopping is counted as " + r["early_stopping"]["note"] + "."]
     return "\n".join(lines) + "\n"
 
@@ -409,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--glue-dir", default=default_glue_dir())
     p.add_argument("--grace", type=float, default=None, help="default: the sweep's, else 1")
     p.add_argument("--reduction-factor", type=float, default=None, help="default: the sweep's, else 2")
+    p.add_argument("--ops", default=str(OPS_JSON), help="operator-call fits of bench.ops (used when the file exists)")
     p.add_argument("--out", default="bench/out/estimate")
     return p
 
@@ -431,14 +450,13 @@ def main(argv=None) -> int:
     grace = a.grace or (sweep.grace_period if sweep.scheduler == "asha" else 1.0)
     rf = a.reduction_factor or (sweep.reduction_factor if sweep.scheduler == "asha" else 2.0)
     r = build(trials, tp, gj, a.mfu, grace, rf)
-    r["plan_py_h100_hours"] = plan.estimate(sweep)["h100_hours"]
+    r["cost_model"] = cost_model(sweep, padding, a.ops)
     r["padding"] = {"note": note, "by_task": pinfo,
                     "factors": {f"{t}|{bs}": f for (t, bs), f in sorted(padding.items())}}
     r["inputs"] = {"sweep": a.sweep, "throughputs": a.throughputs, "gpu_json": a.gpu_json,
                    "throughput_device": tp and tp["device_name"], "throughput_device_type": tp and tp["device_type"]}
     r["early_stopping"]["by_group_size"] = {str(k): v for k, v in r["early_stopping"]["by_group_size"].items()}
-    md = render(sweep.name, r, note) + (f"\nFor comparison, `glue-sweep plan` (6 x N x unpadded tokens, assumed 30% MFU, "
-                                        f"no attention term): {r['plan_py_h100_hours']:,.1f} H100-hours without early stopping.\n")
+    md = render(sweep.name, r, note)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "estimate.json").write_text(json.dumps(r, indent=2) + "\n")

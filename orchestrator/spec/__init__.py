@@ -4,5 +4,6 @@
 schema      the sweep file's pydantic models; pydantic errors as ``file:line`` lines
 sweep       YAML -> resolved ``Sweep`` (models, tasks, data), grid expansion, shipped sweeps by name
 plan        ``glue-sweep plan``: trials and compute from the spec alone
-resources   parameter counts, memory estimate, GPU share, peak figures
+cost        the cost model: a sweep's H100-hours as a range, counting start-ups and per-step host time
+resources   parameter counts, memory estimate, GPU share (memory and expected utilisation), peak figures
 """

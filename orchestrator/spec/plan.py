@@ -6,7 +6,8 @@ from collections import Counter
 
 from ..config import fmt_lr
 from ..registry.tasks import all_tasks, get_task
-from .resources import ASSUMED_MFU, H100_BF16_FLOPS, model_params
+from . import cost
+from .resources import model_params, trial_gpu_share
 from .sweep import Sweep
 
 
@@ -33,7 +34,56 @@ def estimate(sweep: Sweep) -> dict:
         tokens_eval = dev * evals * task.avg_tokens
         flops += 6 * p[1] * tokens_train + 2 * p[1] * tokens_eval
     return {"trials": len(trials), "train_examples": int(train_ex), "eval_examples": int(eval_ex), "flops": flops,
-            "h100_hours": flops / (H100_BF16_FLOPS * ASSUMED_MFU) / 3600, "unknown_size": sorted(unknown)}
+            "unknown_size": sorted(unknown)}
+
+
+def cost_estimate(sweep: Sweep, fuse: str | None = None, padding: dict | None = None,
+                  calls: tuple[cost.Calls, cost.Calls] = (cost.SOLO_CALLS, cost.FUSED_CALLS),
+                  early_stopping: bool | None = None, grace: float | None = None, rf: float | None = None) -> dict:
+    """The cost model's H100-hours of a grid sweep on one H100 (``cost.estimate_range``): its
+    trials or fused units (``fuse``, default the sweep's), each at the GPU share the sweep gives it
+    on an H100, with the sweep's early stopping (``early_stopping``: force it on or off)."""
+    works, firsts, unknown = cost.works_of(sweep, fuse, padding)
+    shares = [trial_gpu_share(t, cost.H100_MEMORY_BYTES, w.members) for w, t in zip(works, firsts)]
+    es = sweep.scheduler == "asha" if early_stopping is None else early_stopping
+    grace = grace or (sweep.grace_period if sweep.scheduler == "asha" else 1.0)
+    rf = rf or (sweep.reduction_factor if sweep.scheduler == "asha" else 2.0)
+    fractions = cost.halving_fractions(works, grace if es else None, rf)
+    out = cost.estimate_range(works, shares, fractions, calls)
+    out.update(fuse=fuse or sweep.fuse, early_stopping=es, unknown_size=unknown,
+               shares={s: shares.count(s) for s in sorted(set(shares))})
+    return out
+
+
+def cost_line(sweep: Sweep) -> str:
+    """``estimate: ...``: the cost model's range on one H100, its assumptions, and the other
+    fuse setting's range where fusing would change anything."""
+    c = cost_estimate(sweep)
+    how = (f"fuse {c['fuse']}, " + ("with ideal ASHA halving" if c["early_stopping"] else "without early stopping"))
+    line = (f"estimate: {_hours(c)} on one H100 ({how}; {c['items']:,} "
+            f"{'units and solo trials' if c['fuse'] == 'auto' else 'trials'}, {_count(c['steps'])} optimizer "
+            f"steps{' at most' if c['early_stopping'] else ''}, {_share(c['detail']['point']['host_bound_fraction'])} "
+            f"of them bound by host time")
+    if c["fuse"] == "off":
+        other = cost_estimate(sweep, fuse="auto")
+        if other["items"] < c["items"]:
+            line += f"; with fuse: auto {_hours(other)}"
+    if c["unknown_size"]:
+        line += f"; sizes unknown for {', '.join(c['unknown_size'])}, left out"
+    return line + f") (assumptions: {'; '.join(c['assumptions'])})"
+
+
+def _share(x: float) -> str:
+    return "over 99%" if 0.99 < x < 1 else f"{x:.0%}"
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e6:,.1f} M" if n >= 1e6 else f"{n:,.0f}"
+
+
+def _hours(c: dict) -> str:
+    h = lambda x: f"{x:,.0f}" if x >= 10 else f"{x:.2g}"   # noqa: E731
+    return f"{h(c['low'])}-{h(c['high'])} H100-hours (point {h(c['point'])})"
 
 
 def render(sweep: Sweep) -> str:
@@ -85,8 +135,8 @@ def render(sweep: Sweep) -> str:
     out.append(f"  examples processed (at most, official GLUE sizes): {e['train_examples']:,} training, "
                f"{e['eval_examples']:,} dev")
     note = f" (sizes unknown for {', '.join(e['unknown_size'])})" if e["unknown_size"] else ""
-    out.append(f"  compute: about {_flops(e['flops'])} (6 x non-embedding parameters x tokens), "
-               f"{e['h100_hours']:,.2g} H100-hours at {ASSUMED_MFU:.0%} of bf16 peak, without early stopping{note}")
+    out.append(f"  compute: about {_flops(e['flops'])} (6 x non-embedding parameters x tokens){note}")
+    out.append("  " + cost_line(sweep))
     return "\n".join(out)
 
 

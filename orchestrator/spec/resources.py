@@ -1,6 +1,11 @@
 """Trial sizing: parameter counts, a trial's GPU memory, its share of a GPU, the GPU's memory,
 and the H100 figures compute estimates use. Pure: no torch, no Ray.
 
+A trial's (or fused unit's) GPU share is what its work needs of the GPU: the larger of the
+fraction of the GPU's memory its memory estimate needs and the fraction of a step the GPU is
+busy (``cost.utilisation``, at the cost model's point assumptions, for an H100), rounded up to
+an eighth, a quarter, a half or the whole GPU.
+
 Models are named as the registry resolves them (a name, a hub id or a directory); a trial is
 an ``orchestrator.config.TrialConfig``.
 """
@@ -13,9 +18,10 @@ import subprocess
 
 from ..config import TrialConfig
 from ..registry.models import approx_params, resolve, shape_of
+from .cost import ASSUMED_MFU, H100_BF16_FLOPS, utilisation, work_of  # noqa: F401 (the H100 figures, re-exported)
 
-H100_BF16_FLOPS = 989e12       # dense bf16 peak of one H100 (SXM)
-ASSUMED_MFU = 0.30             # model FLOPs utilisation assumed where none was measured
+SHARES = (0.125, 0.25, 0.5, 1.0)   # the shares a trial may take
+MEMORY_HEADROOM = 0.9           # a trial's memory estimate must fit in this fraction of its share
 UNKNOWN_PARAMS = 110_000_000   # a model of unknown size is sized as BERT-Base
 CUDA_CONTEXT_BYTES = 0.5e9     # a worker's CUDA context
 DEFAULT_GPU_BYTES = 16 * 2**30  # the smallest common training GPU: too small a guess only packs less
@@ -54,24 +60,24 @@ def trial_memory_bytes(config: TrialConfig) -> float | None:
     return memory_bytes(config.model, config.batch_size, config.max_length)
 
 
-def gpu_share(n_params: int, mem_bytes: float | None = None, gpu_mem_bytes: float | None = None) -> float:
-    """Fraction of one GPU a trial takes: by size, eight BERT-Tiny-sized trials (up to 6M
-    parameters) share a GPU, four up to 12M, two up to 45M, BERT-Base gets one; then doubled
-    until the trial's memory estimate fits in 90% of its share of the GPU's memory."""
-    share = 0.125 if n_params <= 6e6 else 0.25 if n_params <= 12e6 else 0.5 if n_params <= 45e6 else 1.0
-    if mem_bytes and gpu_mem_bytes:
-        while share < 1 and mem_bytes > 0.9 * share * gpu_mem_bytes:
-            share *= 2
-    return share
+def gpu_share(busy: float, mem_bytes: float | None = None, gpu_mem_bytes: float | None = None) -> float:
+    """Fraction of one GPU a trial takes: the larger of ``busy`` (the fraction of a step the GPU
+    is busy) and the fraction of the GPU's memory (``gpu_mem_bytes``, else ``DEFAULT_GPU_BYTES``)
+    in whose ``MEMORY_HEADROOM`` its memory estimate fits, rounded up to one of ``SHARES``."""
+    need = busy
+    if mem_bytes:
+        need = max(need, mem_bytes / (MEMORY_HEADROOM * (gpu_mem_bytes or DEFAULT_GPU_BYTES)))
+    return next((s for s in SHARES if need <= s), 1.0)
 
 
 def trial_gpu_share(config: TrialConfig, gpu_mem_bytes: float | None = None, members: int = 1) -> float:
-    """:func:`gpu_share` of a trial, by its model's size and its memory estimate; of a fused unit
-    of ``members`` such trials, by their sizes and memory together (one CUDA context)."""
-    mem = trial_memory_bytes(config)
-    if mem is not None:
-        mem = members * (mem - CUDA_CONTEXT_BYTES) + CUDA_CONTEXT_BYTES
-    return gpu_share(members * param_count(config.model), mem, gpu_mem_bytes)
+    """:func:`gpu_share` of a trial, or of a fused unit of ``members`` such trials (their memory
+    together in one process, one CUDA context; one step's host time for all): by its expected
+    utilisation and its memory estimate. A model of unknown size takes a whole GPU."""
+    mem, work = trial_memory_bytes(config), work_of(config, members=members)
+    if mem is None or work is None:
+        return 1.0
+    return gpu_share(utilisation(work), members * (mem - CUDA_CONTEXT_BYTES) + CUDA_CONTEXT_BYTES, gpu_mem_bytes)
 
 
 def gpu_memory_bytes() -> float:

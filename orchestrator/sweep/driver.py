@@ -35,6 +35,7 @@ from ..spec.sweep import Sweep
 from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
 from ..train import teacher
+from . import mps
 from .asha import start_keeper
 from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, log_dashboard, start_ray
 from .dashboard import named
@@ -262,6 +263,8 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         has_gpu = GpuWatch()
         resources = _resources(sweep, has_gpu)
         check_fits(sweep.path, _trial_cpus(sweep, has_gpu()), sweep.gpus_per_trial if has_gpu() else 0)
+        if has_gpu():
+            log.info(mps.describe())
         _save_spec(sweep, loc, shipment)
         info = dashboard_info(url, secure)
         loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")

@@ -30,7 +30,7 @@ from ray import tune
 from ..config import Runtime, Trial
 from ..fused.loop import run_unit
 from ..train.runner import run_trial
-from . import hooks
+from . import hooks, mps
 from .asha import STATUS, Judge
 from .dashboard import announce, log_evaluation
 from .shipping import Shipment, ShippedSource, soft_labels_file, use_models, use_vocab
@@ -39,9 +39,12 @@ from .tune_jobs import trial_of
 
 def placement(soft_labels: str | None = None) -> Runtime:
     """Device, threads and GPU share of this worker from what Ray reserved for it: no GPU
-    reserved, the CPU; a fraction of a GPU, its memory capped at that fraction."""
+    reserved, the CPU; a fraction of a GPU, its memory capped at that fraction and, where NVIDIA
+    MPS runs, its threads too (set here, before the worker's first CUDA call)."""
     assigned = ray.get_runtime_context().get_assigned_resources()
     cpus, gpu = assigned.get("CPU", 1), assigned.get("GPU", 0)
+    if ray.get_gpu_ids():
+        mps.apply_share(gpu)
     return Runtime(device=None if ray.get_gpu_ids() else "cpu", threads=max(1, int(cpus)), soft_labels=soft_labels,
                    gpu_share=gpu if 0 < gpu < 1 else None)
 

@@ -143,3 +143,21 @@ def test_padding_factor():
     lengths = np.array([5, 10] * 32)
     f = E.padding_factor(lengths, 64)   # one batch, all padded to 10
     assert f == pytest.approx(640 / 480)
+
+
+def test_estimate_cost_model_reads_the_operator_counts(tmp_path):
+    from orchestrator.spec.sweep import parse
+
+    sweep = parse("name: x\nmodels: [BERT-Tiny]\ntasks: [RTE]\nsearch: {batch_size: [32], learning_rate: [1e-4, 3e-5]}\n")
+    default = E.cost_model(sweep, {}, tmp_path / "absent.json")
+    assert default["calls_source"] == "the cost model's defaults" and default["solo_calls"] == {"a": 68.0, "b": 75.0}
+    ops = tmp_path / "ops-cpu.json"
+    ops.write_text(json.dumps({"solo": {"a": 136, "b": 150}, "fused": {"a": 88, "b": 100}}))
+    counted = E.cost_model(sweep, {}, ops)
+    assert counted["calls_source"] == str(ops)
+    assert counted["fuse_off"]["point"] > default["fuse_off"]["point"]           # twice the calls of a solo step
+    assert counted["fuse_auto"]["items"] == 1 and default["fuse_off"]["items"] == 2
+    for v in (counted["fuse_off"], counted["fuse_auto_early_stopping"]):
+        assert v["low"] <= v["point"] <= v["high"]
+    md = "\n".join(E.render_cost_model(counted))
+    assert "the cost model (an estimate)" in md and "| fuse auto, early stopping |" in md and "per operator call" in md

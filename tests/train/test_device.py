@@ -56,6 +56,7 @@ def test_a_packed_trial_caps_its_gpu_memory_at_its_share(monkeypatch):
     assert calls == [(0.25, "cuda:0")]
     # in a sweep, the share is what Ray reserved for the trial's worker
     from orchestrator.sweep import trainable as T
+    monkeypatch.setenv("CUDA_MPS_PIPE_DIRECTORY", "/nonexistent")   # MPS off here (tests/sweep/test_mps.py)
     for reserved, share in (({"CPU": 2.0, "GPU": 0.25}, 0.25), ({"CPU": 1.0, "GPU": 1.0}, None)):
         monkeypatch.setattr(T.ray, "get_runtime_context",
                             lambda r=reserved: types.SimpleNamespace(get_assigned_resources=lambda: r))
