@@ -28,6 +28,9 @@ LOCAL_ONLY = ("GLUE_SWEEP_CACHE", "GLUE_SWEEP_VOCAB", "GLUE_SWEEP_TASKS_DIR")   
 log = logging.getLogger(__name__)
 
 
+WARM_UP = "orchestrator.sweep.trainable.warm_up"
+
+
 def worker_env() -> dict:
     env = {k: v for k, v in os.environ.items()
            if v and (k in FORWARD_ENV or k.startswith(FORWARD_PREFIX)) and k not in LOCAL_ONLY}
@@ -175,7 +178,9 @@ def start_ray(address: str | None, num_cpus: int | None, secure: bool):
     # In a Ray Job the job's runtime_env (working_dir, env_vars: job.py) already applies to every
     # worker; a second one here would conflict with it.
     in_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
-    kw = dict(runtime_env=None if in_job else {"env_vars": worker_env()}, log_to_driver=False, logging_level="ERROR")
+    # Every worker imports the trainable when it starts (not when its first trial arrives).
+    kw = dict(runtime_env=None if in_job else {"env_vars": worker_env(), "worker_process_setup_hook": WARM_UP},
+              log_to_driver=False, logging_level="ERROR")
     try:
         if address:
             address = auto_address() if address == "auto" else address

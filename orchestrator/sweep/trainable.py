@@ -37,6 +37,12 @@ from .shipping import Shipment, ShippedSource, soft_labels_file, use_models, use
 from .tune_jobs import trial_of
 
 
+def warm_up() -> None:
+    """Ray's ``worker_process_setup_hook`` (``cluster.start_ray``): a worker process imports this
+    module (torch, transformers, the runner) as soon as it starts, while the driver is still
+    setting up, so a trial placed on it starts without paying for the imports."""
+
+
 def placement(soft_labels: str | None = None) -> Runtime:
     """Device, threads and GPU share of this worker from what Ray reserved for it: no GPU
     reserved, the CPU; a fraction of a GPU, its memory capped at that fraction and, where NVIDIA
