@@ -104,6 +104,7 @@ export: setup
 #   gpu       MFU of the BERT-Base shape, packed BERT-Tiny trials, per-shape throughput (reduced on CPU)
 #   estimate  GPU-hours of sweeps/paper.yaml on one H100, with and without early stopping
 #   fused-*   a fused unit of 4 learning rates against the 4 trials one after another and packed
+#   engine    32 nearly-empty trials as a sweep and as a bare Tune trainable: start-up, wall per trial
 BENCH_ENV = HF_HUB_OFFLINE=1 GLUE_DIR=$(GLUE_DIR)
 
 bench: setup
@@ -120,6 +121,7 @@ bench: setup
 		--max-train-examples 4000 --batch-size 32 --epochs 1 --threads 2 --repeats 3 --choice --out bench/out/fused-tiny
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.fused --model all-MiniLM-L6-v2 --init pretrained --task SST-2 \
 		--max-train-examples 1000 --batch-size 32 --epochs 1 --threads 2 --repeats 2 --out bench/out/fused-minilm
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.engine --glue-dir $(GLUE_DIR) --out bench/out/engine
 	$(VENV)/bin/python -m bench.summary --out bench/out
 
 # The GPU path on one machine without Ray: tests, MFU, fused/solo/packed throughput, kernel
