@@ -9,7 +9,7 @@ model (its weights, each member's perturbed by its own noise) scored on the task
 The two take turns ``--repeats`` times; each way's fastest run counts (on a shared machine the
 least disturbed). Both ways' predictions are compared row by row.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.fused_eval --model BERT-Tiny --init random --out bench/out/fused-eval-tiny
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.fused_eval --model BERT-Tiny --init random --repeats 5
 
 Writes ``<out>/fused_eval.json`` and ``<out>/fused_eval.md``.
 """
@@ -86,7 +86,8 @@ def measure(a) -> dict:
                 differ += int((got[name][i] != ref).sum())
     best = {name: min(ts) for name, ts in times.items()}
     best_cpu = {name: min(ts) for name, ts in cpu.items()}
-    return {"config": vars(a), "environment": environment(torch, p.device), "load_before": load_before, "load_after": loadavg(),
+    return {"config": vars(a), "environment": environment(torch, p.device), "load_before": load_before,
+            "load_after": loadavg(),
             "dev_rows": {name: len(e) for name, e in p.evals.items()},
             "rows_per_member_batch": member_batch(cfg.eval_batch_size, a.k),
             "seconds": times, "best_s": best, "speedup": round(best["member_by_member"] / best["stacked"], 3),

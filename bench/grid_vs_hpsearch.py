@@ -80,7 +80,8 @@ def sweep_spec(a, scheduler: str) -> str:
             f"search:\n  mode: grid\n  batch_size: [{', '.join(str(b) for b in a.batch_sizes)}]\n"
             f"  learning_rate: [{', '.join(f'{x:g}' for x in a.learning_rates)}]\n"
             f"epochs: {a.epochs:g}\n" + (f"max_train_examples: {a.max_train_examples}\n" if a.max_train_examples else "")
-            + f"seeds: [{a.seed}]\n{sched}fuse: {a.fuse}\nresources:\n  cpus_per_trial: 1\ndata:\n  glue_dir: {a.glue_dir}\n")
+            + f"seeds: [{a.seed}]\n{sched}fuse: {a.fuse}\n"
+            f"resources:\n  cpus_per_trial: 1\ndata:\n  glue_dir: {a.glue_dir}\n")
 
 
 def run_ours(a, work: Path, scheduler: str) -> dict:
@@ -324,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rates", type=_floats, default=PAPER_LEARNING_RATES)
     p.add_argument("--eval-batch-size", type=int, default=128)
     p.add_argument("--fuse", default="off", choices=("off", "auto"),
-                   help="ours: off, one trial per process as the Trainer runs them (the recorded report); auto, fused units")
+                   help="ours: off, one trial per process as the Trainer runs them (the recorded report); "
+                        "auto, fused units")
     p.add_argument("--sides", type=_sides, default=["ours", "hf-ray"],
                    help="comma-separated, run in this order: ours (every configuration to the end), ours-asha "
                         "(ASHA per (model, task), grace 1 epoch, reduction factor 2), hf-ray")
