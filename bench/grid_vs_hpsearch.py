@@ -3,9 +3,9 @@
 The same grid (by default the paper's 5 batch sizes x 4 learning rates = 20 configurations)
 on one task, one model, one seed, run twice from a cold start:
 
-* ``ours``    ``glue-sweep run`` on a generated sweep spec (Ray Tune, one CPU per trial, the
-              runner's dynamic padding and length grouping, no checkpoints; optionally ASHA per
-              (model, task): side ``ours-asha``);
+* ``ours``    ``glue-sweep run`` on a generated sweep spec (Ray Tune, one CPU per trial, one trial
+              per process unless ``--fuse auto``, the runner's dynamic padding and length
+              grouping, no checkpoints; optionally ASHA per (model, task): side ``ours-asha``);
 * ``hf-ray``  ``transformers.Trainer.hyperparameter_search(backend="ray")`` over the same grid
               (``tune.grid_search`` on learning rate and batch size), the Trainer set up as
               ``run_glue.py`` sets it up by default (every example padded to 128,
@@ -80,7 +80,8 @@ def sweep_spec(a, scheduler: str) -> str:
             f"search:\n  mode: grid\n  batch_size: [{', '.join(str(b) for b in a.batch_sizes)}]\n"
             f"  learning_rate: [{', '.join(f'{x:g}' for x in a.learning_rates)}]\n"
             f"epochs: {a.epochs:g}\n" + (f"max_train_examples: {a.max_train_examples}\n" if a.max_train_examples else "")
-            + f"seeds: [{a.seed}]\n{sched}resources:\n  cpus_per_trial: 1\ndata:\n  glue_dir: {a.glue_dir}\n")
+            + f"seeds: [{a.seed}]\n{sched}fuse: {a.fuse}\n"
+            f"resources:\n  cpus_per_trial: 1\ndata:\n  glue_dir: {a.glue_dir}\n")
 
 
 def run_ours(a, work: Path, scheduler: str) -> dict:
@@ -323,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", type=_ints, default=PAPER_BATCH_SIZES)
     p.add_argument("--learning-rates", type=_floats, default=PAPER_LEARNING_RATES)
     p.add_argument("--eval-batch-size", type=int, default=128)
+    p.add_argument("--fuse", default="off", choices=("off", "auto"),
+                   help="ours: off, one trial per process as the Trainer runs them (the recorded report); "
+                        "auto, fused units")
     p.add_argument("--sides", type=_sides, default=["ours", "hf-ray"],
                    help="comma-separated, run in this order: ours (every configuration to the end), ours-asha "
                         "(ASHA per (model, task), grace 1 epoch, reduction factor 2), hf-ray")

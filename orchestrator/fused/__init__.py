@@ -5,4 +5,5 @@ units       which grid trials train as one fused unit (``fuse: auto|off``); pure
 loop        a fused unit's loop: members, their callbacks, leaving the stack, out-of-memory split
 stacked     K BERT classifiers as one model: stacked weights, batched matmuls, shared dropout masks
 adamw       AdamW over stacked members: a learning rate and gradient clipping per member
+evaluation  every member's dev predictions from one stacked forward per batch, scored as solo
 """

@@ -4,11 +4,11 @@ The trials of one (model, task, batch size, seed, ...) cell see the same batches
 order (the order follows the seed and the batch size alone), start from the same weights (the
 same seed builds the same classifier head) and differ only in the learning rate. So they train
 as one ``stacked.StackedBert``: one forward and backward pass per step for all members, one
-``adamw.StackedAdamW`` step with each member's learning rate and gradient clipping. Every
-member is evaluated with the solo trial's own code (its weights copied into the transformers
-model, ``runner.evaluate``) and its evaluations go to its own callback, so each member yields
-the ``TrialResult`` its solo trial would. A member whose loss turns NaN or infinite, or whose
-callback returns False, leaves the stack; the others go on.
+``adamw.StackedAdamW`` step with each member's learning rate and gradient clipping. The members
+are evaluated together (``evaluation.Evaluator``: one stacked forward per dev batch, each
+member's metrics by the solo trial's code) and each member's evaluations go to its own
+callback, so each member yields the ``TrialResult`` its solo trial would. A member whose loss
+turns NaN or infinite, or whose callback returns False, leaves the stack; the others go on.
 
 On a GPU the step never waits for the host: losses accumulate on the device and are checked for
 NaN every ``check_every`` steps and at evaluations (on CPU every step, as a solo trial does).
@@ -29,7 +29,8 @@ from ..errors import UserError
 from ..train import runner
 from ..train.device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
 from .adamw import StackedAdamW
-from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, load_member, stack_parameters, stackable
+from .evaluation import Evaluator
+from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, stack_parameters, stackable
 from .units import unit_key
 
 GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)
@@ -51,7 +52,7 @@ class _Member:
     row: int                          # position in the stack while it trains
     loss_count: int = 0
     left_at: float | None = None      # unit training seconds when it left
-    eval_s: float = 0.0
+    eval_s: float = 0.0               # seconds of the unit's evaluations while it trained
     seen: int = 0
 
 
@@ -81,8 +82,9 @@ class _Unit:
         # bf16 where the GPU has it, else fp32 (fp16 would need a loss scale per member)
         self.autocast = precision(p.device)[1] if use_bf16(p.device) else contextlib.nullcontext
         self.eval_autocast = runner.autocast_for(p.device)
+        self.scorer = Evaluator(p, self.words)
         self.train_s0: float | None = None
-        self.eval_total = 0.0             # seconds all members spent being evaluated
+        self.eval_total = 0.0             # seconds spent in evaluations
 
     @property
     def alive(self) -> list[_Member]:
@@ -140,15 +142,16 @@ class _Unit:
         return batch_losses.index_select(0, torch.tensor(keep, dtype=torch.long, device=batch_losses.device))
 
     def evaluate(self, step: int, steps_per_epoch: int) -> None:
-        """Score every member still training; each evaluation goes to its own callback."""
+        """Score every member still training (all at once); each evaluation goes to its own callback."""
         means = (self.loss_sum / max(1, self.alive[0].loss_count if self.alive else 1)).tolist()
+        t0 = time.perf_counter()
+        scores = self.scorer.evaluate(self.params, self.eval_autocast)
+        spent = time.perf_counter() - t0
+        self.eval_total += spent
         stopped = []
         for m in self.alive:
-            t0 = time.perf_counter()
-            load_member(self.p.model, self.params, m.row, self.words)
-            metrics, score = runner.evaluate(self.p, self.eval_autocast)
-            m.eval_s += time.perf_counter() - t0
-            self.eval_total += time.perf_counter() - t0
+            metrics, score = scores[m.row]
+            m.eval_s += spent
             ev = runner.Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
                               train_loss=means[m.row], elapsed_s=round(time.perf_counter() - self.t_start, 3))
             m.result.evals.append(ev)

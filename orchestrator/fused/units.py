@@ -3,9 +3,9 @@ torch, no Ray.
 
 Trials that differ only in their learning rate (same model, task, batch size, seed, epochs,
 ...) see the same batches from the same initial weights, so they can train as one stacked
-model. ``fuse: auto`` groups them when the model is a BERT-architecture registry model (grouped ASHA
-still decides per member: a stopped member leaves its unit's stack, ``sweep.asha``); ``fuse:
-off`` keeps one trial per process.
+model. ``fuse: auto`` (a grid sweep's default) groups them when the model is a BERT-architecture
+registry model (grouped ASHA still decides per member: a stopped member leaves its unit's stack,
+``sweep.asha``); ``fuse: off`` keeps one trial per process, as an optuna sweep always does.
 """
 
 from __future__ import annotations

@@ -176,4 +176,4 @@ class SweepSpec(_Strict):
     keep_best_checkpoint: Bool = False
     trust_remote_code: Bool = False
     distill: Distill | None = None
-    fuse: Annotated[str, _one_of("auto", "off", what="fuse")] = "off"
+    fuse: Annotated[str, _one_of("auto", "off", what="fuse")] | None = None   # left out: a grid auto, optuna off

@@ -68,7 +68,8 @@ class Sweep:
     trust_remote_code: bool
     raw: dict = field(default_factory=dict)
     distill: distillation.Distill | None = None   # Pre-trained Distillation settings, when the spec has them
-    fuse: str = "off"                        # auto: learning rates of one cell train as one fused unit
+    fuse: str = "auto"                       # auto (a grid's default): the learning rates of one cell train as one
+                                             # fused unit; off (an optuna sweep's only way): one trial per process
 
     @property
     def run_dir(self) -> Path:
@@ -272,6 +273,9 @@ def _checks(spec: SweepSpec, where: Where) -> None:
         where.fail(("data",), "give glue_dir or hub, not both")
     if spec.distill is not None and spec.search.mode != "grid":
         where.fail(("distill",), "distillation sweeps run in grid mode (search: {mode: grid})")
+    if spec.fuse == "auto" and spec.search.mode != "grid":
+        where.fail(("fuse",), "fuse: auto fuses a grid's learning rates; an optuna sweep runs one trial per process "
+                              "(leave fuse out)")
 
 
 def _name(raw, where: Where) -> str:
@@ -376,7 +380,8 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
                   cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
                   max_concurrent=res.max_concurrent, glue_dir=glue_dir, hub=hub, results=results,
                   retries=spec.retries, keep_best_checkpoint=spec.keep_best_checkpoint,
-                  trust_remote_code=spec.trust_remote_code, raw=raw, fuse=spec.fuse,
+                  trust_remote_code=spec.trust_remote_code, raw=raw,
+                  fuse=spec.fuse or ("auto" if spec.search.mode == "grid" else "off"),
                   distill=distillation.resolve(spec.distill, where, [t.name for t in tasks]) if spec.distill else None)
     if sweep.mode == "grid":
         sweep.trials()  # raises on repeats

@@ -184,29 +184,39 @@ def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, aut
     model = p.model
     was_training = model.training
     model.eval()
-    collate = Collator(enc, p.use_token_types, p.device, pin=p.device.type == "cuda")
-    order = np.argsort(enc.lengths, kind="stable")
     preds = np.zeros(len(enc), dtype=np.float64 if regression else np.int64)
     with torch.inference_mode(), autocast():
-        for i in range(0, len(order), p.config.eval_batch_size):
-            rows = order[i:i + p.config.eval_batch_size]
-            logits = model(**collate(rows)).logits.float()
+        for rows, batch in dev_batches(p, enc, p.config.eval_batch_size):
+            logits = model(**batch).logits.float()
             out = logits[:, 0] if regression else logits.argmax(-1)
             preds[rows] = out.cpu().numpy()
     model.train(was_training)
     return preds
 
 
-def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
-    """Scores every dev split; returns (metrics x100, the task's headline score)."""
+def dev_batches(p: Prepared, enc: feats.Encoded, batch_size: int):
+    """``(rows, batch)`` for the rows of ``enc`` as they are evaluated: sorted by length (little
+    padding), ``batch_size`` at a time, each batch collated on ``p.device``."""
+    collate = Collator(enc, p.use_token_types, p.device, pin=p.device.type == "cuda")
+    order = np.argsort(enc.lengths, kind="stable")
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        yield rows, collate(rows)
+
+
+def score(p: Prepared, preds: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
+    """(metrics x100, the task's headline score) of predictions on every dev split, by split name."""
     result: dict[str, float] = {}
     multi = len(p.evals) > 1
     for split in p.task.eval_splits:
-        enc = p.evals[split.name]
-        preds = predict(p, enc, autocast=autocast)
-        result.update(task_metrics.compute(p.task.metrics, preds, enc.labels,
+        result.update(task_metrics.compute(p.task.metrics, preds[split.name], p.evals[split.name].labels,
                                            suffix=(split.tag or split.name) if multi else ""))
     return result, task_metrics.headline(result)
+
+
+def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
+    """Scores every dev split; returns (metrics x100, the task's headline score)."""
+    return score(p, {s.name: predict(p, p.evals[s.name], autocast=autocast) for s in p.task.eval_splits})
 
 
 def forward_backward(model, rows: np.ndarray, micro: int, collate: Collator, labels_all, device, autocast,

@@ -30,6 +30,7 @@ def test_generated_sweep_is_the_paper_grid(tmp_path, glue_dir, scheduler):
                                                                  for lr in G.PAPER_LEARNING_RATES}
     assert {t.task for t in trials} == {"SST-2"} and {t.max_train_examples for t in trials} == {500}
     assert s.scheduler == scheduler and {t.epochs for t in trials} == {2}
+    assert s.fuse == "off"   # like the Trainer's search, one trial per process unless --fuse auto
 
 
 def test_sides_are_checked():

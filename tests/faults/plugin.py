@@ -16,6 +16,9 @@ own worker processes):
 * ``nodropout:<substring>``: its model trains without dropout (a fused unit's members then
   track their solo trials, so both give the same scores);
 * ``enospc:<n>``: every record write of the driver after the first n fails with ENOSPC.
+
+``nan``, ``oom`` and ``stall`` wrap the trial's own model, which a fused unit's stacked model
+never calls: sweeps that inject them say ``fuse: off``.
 """
 
 from __future__ import annotations

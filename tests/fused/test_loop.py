@@ -59,14 +59,15 @@ def fused(configs, src, on_evals=None, dropout=no_dropout):
     """Run a unit; returns its results and each member's weights at its last evaluation."""
     p = dropout(R.prepare(configs[0], src))
     weights: dict[int, dict] = {}
+    evaluate = FU._Unit.evaluate
 
-    def grab(k, inner):
-        def cb(ev):
-            weights[k] = {n: t.detach().clone() for n, t in p.model.named_parameters()}   # member k's, loaded
-            return None if inner is None else inner(ev)
-        return cb
-    inner = on_evals or [None] * len(configs)
-    return FU.run_fused(p, configs, [grab(k, inner[k]) for k in range(len(configs))]), weights
+    def grab(u, step, steps_per_epoch):
+        for m in u.alive:   # each member's weights in the model's own layout, as evaluated
+            weights[u.members.index(m)] = stacked.member(p.model, u.params, m.row, u.words)
+        evaluate(u, step, steps_per_epoch)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(FU._Unit, "evaluate", grab)
+        return FU.run_fused(p, configs, on_evals), weights
 
 
 @pytest.mark.parametrize("task,dropout", [("RTE", no_dropout), ("STS-B", no_dropout), ("RTE", keep_dropout)],

@@ -49,9 +49,18 @@ def test_only_bert_architecture_models_fuse(real_glue_dir, tmp_path):
 
 
 def test_the_fuse_key(real_glue_dir, tmp_path):
-    assert S.parse(sweep_text(real_glue_dir, tmp_path)).fuse == "off"
+    """auto unless a grid says off; an optuna sweep runs one trial per process (auto refused there)."""
+    assert S.parse(sweep_text(real_glue_dir, tmp_path)).fuse == "auto"
+    assert S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: off\n")).fuse == "off"
     with pytest.raises(UserError, match=r"<sweep>:9: fuse must be auto or off"):
         S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: sometimes\n"))
+    optuna = sweep_text(real_glue_dir, tmp_path).replace(
+        "{batch_size: [16, 32], learning_rate: [1e-4, 5e-5, 3e-5]}",
+        "{mode: optuna, trials: 4, batch_size: [16, 32], learning_rate: {low: 1e-5, high: 1e-4}}")
+    assert S.parse(optuna).fuse == S.parse(optuna + "fuse: off\n").fuse == "off"
+    with pytest.raises(UserError, match=r"^<sweep>:9: fuse: auto fuses a grid's learning rates; an optuna sweep runs "
+                                        r"one trial per process \(leave fuse out\)$"):
+        S.parse(optuna + "fuse: auto\n")
 
 
 def test_the_recorder_writes_one_record_per_member(real_glue_dir, tmp_path):

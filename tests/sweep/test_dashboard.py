@@ -83,8 +83,9 @@ def statuses(run: Path) -> dict[str, str]:
 def sweep(tmp_path, real_glue_dir):
     spec = tmp_path / "watch.yaml"
     spec.write_text(f"name: watch\nmodels: [{{name: BERT-Tiny, init: random}}]\ntasks: [SST-2]\n"
-                    f"search: {{batch_size: [16], learning_rate: [1e-4, 5e-5, 3e-5]}}\nfuse: off\nepochs: 2\n"
-                    f"max_train_examples: 200\nresults: {tmp_path / 'results'}\ndata: {{glue_dir: {real_glue_dir}}}\n")
+                    f"search: {{batch_size: [16], learning_rate: [1e-4, 5e-5, 3e-5]}}\nepochs: 2\n"
+                    f"max_train_examples: 200\nresults: {tmp_path / 'results'}\ndata: {{glue_dir: {real_glue_dir}}}\n"
+                    "fuse: off\n")   # solo trials: the injected sleep and stall reach a trial through its own model
     env = {"HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO),
            "GLUE_SWEEP_HOOKS": str(REPO / "tests" / "faults" / "plugin.py"), "GLUE_SWEEP_FAULTS": "sleep:lr3e-5:120,stall:lr1e-4:30",
            "COLUMNS": "160", "LINES": "50"}
