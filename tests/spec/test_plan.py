@@ -12,7 +12,8 @@ ESTIMATE = re.compile(r"estimate: ([\d.,]+)-([\d.,]+) H100-hours \(point ([\d.,]
 
 
 def test_plan_prints_the_range_and_its_assumptions():
-    sweep = parse("name: x\nmodels: [BERT-Tiny]\ntasks: [RTE]\nsearch: {batch_size: [32], learning_rate: [1e-4, 3e-5]}\n")
+    sweep = parse("name: x\nmodels: [BERT-Tiny]\ntasks: [RTE]\nsearch: {batch_size: [32], learning_rate: [1e-4, 3e-5]}\n"
+                  "fuse: off\n")
     text = plan.render(sweep)
     lines = [x for x in text.splitlines() if "estimate:" in x]
     assert len(lines) == 1
@@ -33,7 +34,8 @@ def test_early_stopping_and_unknown_sizes():
     assert es["early_stopping"] and es["point"] < full["point"]
     unknown = parse("name: x\nmodels: [org/unknown-model, BERT-Tiny]\ntasks: [RTE]\n")
     assert "sizes unknown for org/unknown-model, left out" in plan.cost_line(unknown)
-    assert plan.cost_estimate(unknown)["items"] == 20
+    assert plan.cost_estimate(unknown)["items"] == 5   # fuse: auto (a grid's default): 5 units of 4 learning rates
+    assert plan.cost_estimate(unknown, fuse="off")["items"] == 20
 
 
 def test_the_plan_uses_the_cost_models_defaults():

@@ -151,8 +151,9 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
     # a reused worker announces each trial it starts: every trial's name heads its lines in some worker's log
     session = logs[-1].parent
     every = "".join(p.read_text(errors="replace") for p in session.glob("worker-*.err"))
-    for title in want:
-        assert f":actor_name:{title}" in every and f"[{title}] epoch 1 step" in every, title
+    for title in want:   # (the 3e-5 trial is still asleep in its fault: announced, not yet evaluated)
+        assert f":actor_name:{title}" in every, title
+        assert ("lr 3e-5" in title) or f"[{title}] epoch 1 step" in every, title
 
     # after the end: the view stops, counts add up, the end summary names the winner
     end = wait(lambda: screen_with("EXIT="), timeout=300)
