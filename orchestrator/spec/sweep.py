@@ -69,6 +69,7 @@ class Sweep:
     raw: dict = field(default_factory=dict)
     distill: distillation.Distill | None = None   # Pre-trained Distillation settings, when the spec has them
     fuse: str = "off"                        # auto: learning rates of one cell train as one fused unit
+    compile: bool = False                    # trials compile their training step (TrialConfig.compile)
 
     @property
     def run_dir(self) -> Path:
@@ -87,7 +88,7 @@ class Sweep:
         cfg = TrialConfig(model=spec.ref, task=task, batch_size=batch_size, learning_rate=learning_rate,
                           epochs=self.epochs, seed=seed, init=init, max_train_examples=self.max_train_examples,
                           max_length=self.max_length, eval_every=self.eval_every if self.eval_every < 1 else None,
-                          trust_remote_code=self.trust_remote_code, **kd)
+                          trust_remote_code=self.trust_remote_code, compile=self.compile, **kd)
         return make_trial(cfg, spec.name)
 
     def trials(self) -> list[Trial]:
@@ -376,7 +377,7 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
                   cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
                   max_concurrent=res.max_concurrent, glue_dir=glue_dir, hub=hub, results=results,
                   retries=spec.retries, keep_best_checkpoint=spec.keep_best_checkpoint,
-                  trust_remote_code=spec.trust_remote_code, raw=raw, fuse=spec.fuse,
+                  trust_remote_code=spec.trust_remote_code, raw=raw, fuse=spec.fuse, compile=spec.compile,
                   distill=distillation.resolve(spec.distill, where, [t.name for t in tasks]) if spec.distill else None)
     if sweep.mode == "grid":
         sweep.trials()  # raises on repeats
