@@ -1,14 +1,30 @@
-"""How a trial's rows become batches: the fixed training sample of a capped trial, one epoch's
-batch order (random, fixed by the seed, grouped by length) and the collator that pads a batch
-to its own longest row. The order depends on the seed and the batch size alone, so trials
-that differ only in their learning rate see the same batches (``fused`` relies on it)."""
+"""How a trial's rows become batches on the device: the fixed training sample of a capped
+trial, one epoch's batch order (random, fixed by the seed, grouped by length), the width each
+training batch is padded to (its bucket), and the rows themselves, moved to the device once and
+gathered there by index. The order depends on the seed and the batch size alone, so trials
+that differ only in their learning rate see the same batches (``fused`` relies on it).
+
+Buckets: a training batch is padded to its longest row rounded up to a multiple of
+``bucket_step(max_length)`` (an eighth of the maximum length, 16 at 128), and a batch with fewer
+rows than the batch size (an epoch's last) to the widest bucket, so a trial's batches take at
+most nine shapes: few enough for a compiled step (and CUDA graphs) per shape.
+``bench/buckets.py`` measures what the rounding costs over padding each batch to its own
+longest row (``bench/results/buckets-cpu.md``).
+
+Evaluation batches (``padded_batches``) are cut once, sorted by length and padded to their own
+longest row each: they are not compiled, so they take no buckets.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 from ..data import features as feats
+
+BUCKETS = 8   # bucket widths up to the maximum length (an epoch's short batch adds one shape)
 
 
 def train_subset(n: int, max_examples: int | None) -> np.ndarray:
@@ -35,31 +51,88 @@ def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, 
     return [out[k] for k in rng.permutation(len(out))]
 
 
-class Collator:
-    """Pads a batch of rows of an ``Encoded`` split to its own longest row."""
+def bucket_step(max_length: int) -> int:
+    """The multiple a batch's width is rounded up to: an eighth of the maximum length, a multiple of 8."""
+    return 8 * math.ceil(max_length / (8 * BUCKETS))
 
-    def __init__(self, enc: feats.Encoded, use_token_types: bool, device, pin: bool):
-        self.enc, self.use_token_types, self.device, self.pin = enc, use_token_types, device, pin
-        self.lengths = enc.lengths
+
+def batch_widths(lengths: np.ndarray, batches: list[np.ndarray], batch_size: int, max_length: int) -> list[int]:
+    """The width each batch is padded to: its longest row rounded up to its bucket (at most the
+    widest bucket); a batch of fewer than ``batch_size`` rows, the widest bucket."""
+    step = bucket_step(max_length)
+    top = min(max_length, step * math.ceil(int(lengths.max(initial=1)) / step))
+    return [top if len(b) < batch_size else min(top, step * math.ceil(int(lengths[b].max()) / step))
+            for b in batches]
+
+
+class DeviceRows:
+    """An ``Encoded`` split on the device, once: the ids and token types flat (ragged, as the
+    cache stores them), the offsets, lengths and labels. ``gather`` pads a batch of rows to a
+    width given by the host, by index on the device: no Python loop over rows, no copy from
+    the host, no value read back."""
+
+    def __init__(self, enc: feats.Encoded, use_token_types: bool, device):
+        self.device, self.use_token_types = device, use_token_types
+        self.n, self.longest = len(enc), int(enc.lengths.max(initial=1))
+        self.ids = torch.from_numpy(np.append(enc.input_ids, 0).astype(np.int64)).to(device)   # one pad cell at the end
+        self.types = torch.from_numpy(np.append(enc.token_type_ids, 0).astype(np.int64)).to(device)
+        self.starts = torch.from_numpy(enc.offsets[:-1].astype(np.int64)).to(device)
+        self.lengths = torch.from_numpy(enc.lengths.astype(np.int64)).to(device)
+        self.labels = None if enc.labels is None else torch.from_numpy(np.asarray(enc.labels)).to(device)
+        self.pad = len(enc.input_ids)   # the index of the pad cell
+
+    def rows(self, rows: np.ndarray) -> torch.Tensor:
+        """Row indices as a device tensor (one copy; an epoch's are copied at once by ``epoch``)."""
+        return torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(self.device)
+
+    def gather(self, rows: torch.Tensor, width: int) -> dict:
+        """The rows ``rows`` (a device tensor) padded to ``width`` (at least their longest row):
+        ``input_ids``, ``attention_mask`` and (when the model takes them) ``token_type_ids``, [B, width]."""
+        pos = torch.arange(width, device=self.device)
+        real = pos < self.lengths.index_select(0, rows).unsqueeze(1)
+        idx = (self.starts.index_select(0, rows).unsqueeze(1) + pos).masked_fill_(~real, self.pad)
+        batch = {"input_ids": self.ids[idx], "attention_mask": real.long()}
+        if self.use_token_types:
+            batch["token_type_ids"] = self.types[idx]
+        return batch
+
+    def parts(self, rows: torch.Tensor, width: int, micro: int) -> list[tuple[dict, torch.Tensor | None, float]]:
+        """One training batch as micro-batches of ``micro`` rows: (inputs, labels, share of the batch)."""
+        n = rows.shape[0]
+        out = []
+        for m in range(0, n, micro):
+            part = rows[m:m + micro]
+            labels = None if self.labels is None else self.labels.index_select(0, part)
+            out.append((self.gather(part, width), labels, part.shape[0] / n))
+        return out
+
+    def epoch(self, batches: list[np.ndarray], widths: list[int]) -> list[tuple[torch.Tensor, int]]:
+        """An epoch's batches as (row indices on the device, width): its order copied to the device at once."""
+        flat = self.rows(np.concatenate(batches)) if batches else self.rows(np.zeros(0, np.int64))
+        out, at = [], 0
+        for b, w in zip(batches, widths):
+            out.append((flat[at:at + len(b)], w))
+            at += len(b)
+        return out
+
+
+def padded_batches(enc: feats.Encoded, use_token_types: bool, device, batch_size: int) -> list[tuple[np.ndarray, dict]]:
+    """An evaluation split cut once: rows sorted by length, in batches of ``batch_size``, each
+    padded to its own longest row, on the device; (rows, inputs) per batch."""
+    rows_on = DeviceRows(enc, use_token_types, device)
+    order = np.argsort(enc.lengths, kind="stable")
+    lengths = enc.lengths
+    return [(order[i:i + batch_size], rows_on.gather(rows_on.rows(order[i:i + batch_size]),
+                                                     int(lengths[order[i:i + batch_size]].max())))
+            for i in range(0, len(order), batch_size)]
+
+
+class Collator:
+    """Pads a batch of rows of an ``Encoded`` split to its own longest row, on the device (the
+    split is moved there once)."""
+
+    def __init__(self, enc: feats.Encoded, use_token_types: bool, device, pin: bool = False):
+        self.on_device, self.lengths = DeviceRows(enc, use_token_types, device), enc.lengths
 
     def __call__(self, rows: np.ndarray) -> dict:
-        lens = self.lengths[rows]
-        width = int(lens.max())
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        types = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for k, r in enumerate(rows):
-            s, e = self.enc.offsets[r], self.enc.offsets[r + 1]
-            ids[k, :e - s] = self.enc.input_ids[s:e]
-            types[k, :e - s] = self.enc.token_type_ids[s:e]
-            mask[k, :e - s] = 1
-        batch = {"input_ids": ids, "attention_mask": mask}
-        if self.use_token_types:
-            batch["token_type_ids"] = types
-        out = {}
-        for k, v in batch.items():
-            t = torch.from_numpy(v)
-            if self.pin:
-                t = t.pin_memory()
-            out[k] = t.to(self.device, non_blocking=True)
-        return out
+        return self.on_device.gather(self.on_device.rows(rows), int(self.lengths[rows].max()))
