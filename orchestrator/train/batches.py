@@ -4,12 +4,13 @@ training batch is padded to (its bucket), and the rows themselves, moved to the 
 gathered there by index. The order depends on the seed and the batch size alone, so trials
 that differ only in their learning rate see the same batches (``fused`` relies on it).
 
-Buckets: a training batch is padded to its longest row rounded up to a multiple of
-``bucket_step(max_length)`` (an eighth of the maximum length, 16 at 128), and a batch with fewer
-rows than the batch size (an epoch's last) to the widest bucket, so a trial's batches take at
-most nine shapes: few enough for a compiled step (and CUDA graphs) per shape.
-``bench/buckets.py`` measures what the rounding costs over padding each batch to its own
-longest row (``bench/results/buckets-cpu.md``).
+Buckets: a training batch is padded to the narrowest of its split's bucket widths that holds
+its longest row: at most eight multiples of 8, chosen from the rows' lengths to pad least
+(``buckets``), so the widths sit where the rows are; a batch with fewer rows than the batch size
+(an epoch's last) goes to the widest bucket. A trial's batches take at most nine shapes: few enough for a
+compiled step (and CUDA graphs) per shape. ``bench/buckets.py`` measures what the rounding
+costs over padding each batch to its own longest row, against fixed multiples of 8, 16 and 32
+(``bench/results/buckets-cpu.md``).
 
 Evaluation batches (``padded_batches``) are cut once, sorted by length and padded to their own
 longest row each: they are not compiled, so they take no buckets.
@@ -24,7 +25,7 @@ import torch
 
 from ..data import features as feats
 
-BUCKETS = 8   # bucket widths up to the maximum length (an epoch's short batch adds one shape)
+BUCKETS = 8   # bucket widths at most (an epoch's short batch adds no width, one shape)
 
 
 def train_subset(n: int, max_examples: int | None) -> np.ndarray:
@@ -51,18 +52,57 @@ def batch_order(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, 
     return [out[k] for k in rng.permutation(len(out))]
 
 
-def bucket_step(max_length: int) -> int:
-    """The multiple a batch's width is rounded up to: an eighth of the maximum length, a multiple of 8."""
-    return 8 * math.ceil(max_length / (8 * BUCKETS))
+def buckets(lengths: np.ndarray, max_length: int) -> np.ndarray:
+    """A split's bucket widths: at most ``BUCKETS`` multiples of 8, the widest holding the longest
+    row (at most ``max_length``), chosen to pad its rows least: of all such sets, the one with the
+    fewest padding tokens when each row is padded to the narrowest width that holds it (exact, by
+    dynamic programming over the multiples of 8). Depends on the data alone, not on the seed."""
+    if not len(lengths):
+        return np.array([8], dtype=np.int64)
+    top = int(min(max_length, 8 * math.ceil(int(lengths.max()) / 8)))
+    cands = np.unique(np.append(np.arange(8, top, 8), top))                     # ascending, top last
+    counts = np.bincount(np.minimum(lengths, top), minlength=top + 1)
+    n_le = np.cumsum(counts)                                                    # rows of length <= x
+    tok_le = np.cumsum(counts * np.arange(top + 1))                             # their tokens
+    c = len(cands)
+
+    def cost(i: int, j: int) -> int:   # rows in (cands[i], cands[j]] padded to cands[j]; i = -1: from 0
+        lo = cands[i] if i >= 0 else 0
+        rows, toks = n_le[cands[j]] - n_le[lo], tok_le[cands[j]] - tok_le[lo]
+        return int(rows * cands[j] - toks)
+
+    inf = float("inf")
+    best = [[inf] * c for _ in range(BUCKETS + 1)]      # best[k][j]: k widths, the widest cands[j]
+    back = [[-1] * c for _ in range(BUCKETS + 1)]
+    for j in range(c):
+        best[1][j] = cost(-1, j)
+    for k in range(2, BUCKETS + 1):
+        for j in range(c):
+            for i in range(j):
+                v = best[k - 1][i] + cost(i, j)
+                if v < best[k][j]:
+                    best[k][j], back[k][j] = v, i
+    k = min(range(1, BUCKETS + 1), key=lambda k: (best[k][c - 1], k))
+    out, j = [], c - 1
+    while j >= 0 and k >= 1:
+        out.append(int(cands[j]))
+        j, k = back[k][j], k - 1
+    return np.array(sorted(out), dtype=np.int64)
 
 
-def batch_widths(lengths: np.ndarray, batches: list[np.ndarray], batch_size: int, max_length: int) -> list[int]:
-    """The width each batch is padded to: its longest row rounded up to its bucket (at most the
-    widest bucket); a batch of fewer than ``batch_size`` rows, the widest bucket."""
-    step = bucket_step(max_length)
-    top = min(max_length, step * math.ceil(int(lengths.max(initial=1)) / step))
-    return [top if len(b) < batch_size else min(top, step * math.ceil(int(lengths[b].max()) / step))
-            for b in batches]
+def batch_widths(lengths: np.ndarray, batches: list[np.ndarray], batch_size: int, max_length: int,
+                 step: int | None = None) -> list[int]:
+    """The width each batch is padded to: the narrowest bucket (``buckets``) that holds its longest
+    row; a batch of fewer than ``batch_size`` rows (an epoch's last), the widest bucket. With
+    ``step``, buckets are the multiples of ``step`` instead."""
+    longest = np.array([int(lengths[b].max()) for b in batches], dtype=np.int64)
+    if step:
+        edges = np.arange(step, step * math.ceil(max(1, int(lengths.max(initial=1))) / step) + 1, step)
+        edges = np.unique(np.minimum(edges, max_length))
+    else:
+        edges = buckets(lengths, max_length)
+    widths = edges[np.searchsorted(edges, longest)] if len(batches) else longest
+    return [int(edges[-1]) if len(b) < batch_size else int(w) for b, w in zip(batches, widths)]
 
 
 class DeviceRows:

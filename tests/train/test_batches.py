@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from orchestrator.data.features import Encoded
-from orchestrator.train.batches import (DeviceRows, Collator, batch_order, batch_widths, bucket_step,
+from orchestrator.train.batches import (DeviceRows, Collator, batch_order, batch_widths, buckets,
                                         padded_batches)
 
 
@@ -30,7 +30,7 @@ def test_a_trial_sees_at_most_ten_batch_shapes_over_four_epochs(batch_size, grou
         order = batch_order(lengths, batch_size, rng, group)
         widths = batch_widths(lengths, order, batch_size, 128)
         for b, w in zip(order, widths):
-            assert int(lengths[b].max()) <= w <= 128 and w % bucket_step(128) == 0
+            assert int(lengths[b].max()) <= w <= 128 and w % 8 == 0
             shapes.add((len(b), w))
             widths_seen.add(w)
     assert len(shapes) <= 10, sorted(shapes)
@@ -38,12 +38,26 @@ def test_a_trial_sees_at_most_ten_batch_shapes_over_four_epochs(batch_size, grou
         assert len(widths_seen) == 8   # every bucket is used: 16, 32, ..., 128
 
 
-def test_bucket_widths_follow_the_maximum_length():
-    assert [bucket_step(m) for m in (8, 64, 128, 100, 512)] == [8, 8, 16, 16, 64]
+def test_buckets_are_the_eight_widths_that_pad_least():
+    uniform = np.random.default_rng(0).integers(1, 129, size=5000)
+    assert buckets(uniform, 128).tolist() == [16, 32, 48, 64, 80, 96, 112, 128]
+    assert buckets(np.array([5, 5, 5]), 128).tolist() == [8]
+    assert buckets(np.array([3, 17, 40, 100, 5]), 100).tolist() == [8, 24, 40, 100]   # capped at the maximum length
+    # short sentences get narrow buckets, and no set of 8 multiples of 8 pads less (checked against all of them)
+    short = np.random.default_rng(1).geometric(0.08, size=3000).clip(1, 128)
+    got = buckets(short, 128)
+    assert len(got) <= 8 and got[-1] >= short.max() and all(w % 8 == 0 for w in got)
+
+    def padding(widths):
+        w = np.asarray(sorted(widths))
+        return int((w[np.searchsorted(w, short)] - short).sum())
+    from itertools import combinations
+    top = int(got[-1])
+    assert padding(got) == min(padding(list(c) + [top]) for c in combinations(range(8, top, 8), 7))
     lengths = np.array([3, 17, 40, 100, 5])
     order = [np.array([0, 4]), np.array([1, 2]), np.array([3])]
-    assert batch_widths(lengths, order, 2, 100) == [16, 48, 100]   # the short batch: the widest bucket, capped
-    assert batch_widths(lengths[[0, 4, 1]], [np.array([0, 1]), np.array([2])], 2, 128) == [16, 32]
+    assert batch_widths(lengths, order, 2, 100) == [8, 40, 100]          # the short batch: the widest bucket
+    assert batch_widths(lengths, order, 2, 128, step=16) == [16, 48, 112]
 
 
 def test_the_device_gather_pads_as_the_host_does():
