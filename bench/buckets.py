@@ -54,6 +54,7 @@ def simulate(lengths: np.ndarray, batch_size: int, max_length: int, epochs: int,
 def measure(a) -> dict:
     from orchestrator.data import features as feats
     from orchestrator.data.sources import GlueDir
+    from orchestrator.errors import UserError
     from orchestrator.registry.models import load_tokenizer, resolve
     from orchestrator.registry.tasks import get_task
 
@@ -64,8 +65,8 @@ def measure(a) -> dict:
         task = get_task(name)
         try:
             lengths = feats.features(task, "train", src, tokenizer, a.max_length).lengths
-        except Exception as e:   # noqa: BLE001 (a task whose training file is absent is reported, not fatal)
-            tasks.append({"task": name, "missing": str(e).splitlines()[0][:200]})
+        except UserError:   # a task whose training file is absent is reported, not fatal
+            tasks.append({"task": name, "missing": "its training file is not in the GLUE directory"})
             continue
         tasks.append({"task": name, "rows": len(lengths), "mean_length": round(float(lengths.mean()), 1),
                       "max_length_seen": int(lengths.max()),
@@ -88,7 +89,7 @@ def render(r: dict) -> str:
           "the widest bucket.", ""]
     for t in r["tasks"]:
         if "missing" in t:
-            md += [f"## {t['task']}: no training data here ({t['missing']})", ""]
+            md += [f"## {t['task']}: not measured ({t['missing']})", ""]
             continue
         md += [f"## {t['task']}: {t['rows']} rows, mean length {t['mean_length']}, longest {t['max_length_seen']}, "
                f"buckets {t['batch_sizes'][0]['buckets']}", "",
