@@ -3,10 +3,11 @@
 The paper's recipe: AdamW (weight decay 0.01, not on biases and LayerNorm), linear warm-up
 over the first 10% of steps then linear decay to 0, gradient clipping at 1.0, max sequence
 length 128, 4 epochs, the checkpoint's own dropout. Batches are grouped by length (order still
-random per epoch and fixed by the seed) and padded to their bucket (``batches``: the longest row
-rounded up to an eighth of the maximum length, so a trial sees at most nine batch shapes). The
-training rows and labels go to the device once and each batch is gathered there by index; the
-dev split(s) are padded once (sorted by length, cut into batches). A step (``step.train_step``)
+random per epoch and fixed by the seed) and padded to their bucket (``batches``: the narrowest
+of at most eight widths fitted to the task's lengths that holds the batch's longest row, so a
+trial sees at most nine batch shapes). The training rows and labels go to the device once and
+each batch is gathered there by index; the dev split(s) are padded once (sorted by length, cut
+into batches, kept in ``Prepared.dev_batches``). A step (``step.train_step``)
 never waits for the device; the loop checks the loss for NaN every step on CPU and every
 ``GPU_CHECK_EVERY`` steps on a GPU. The dev split(s) are scored after every epoch (optionally
 every N steps) and each evaluation goes to ``on_eval``; the sweep plugs Ray Tune's reporting in
