@@ -16,7 +16,8 @@ is gathered there (``batches.DeviceRows``, padded to its bucket, as a solo trial
 learning rates are device tensors), and losses accumulate on the device and are checked for NaN
 every ``check_every`` steps and at evaluations (on CPU every step, as a solo trial does). With
 ``TrialConfig.compile`` the step is compiled (``train.step.compiled``); the word-embedding
-gradient is then the embedding's own and AdamW the foreach arithmetic.
+gradient is then the embedding's own and AdamW the foreach arithmetic. Its graphs hold the
+unit's own optimizer and model objects, so a later unit compiles its own (a solo step's are reused).
 """
 
 from __future__ import annotations
@@ -105,8 +106,10 @@ class _Unit:
 
     def train_step(self, parts, schedule: Schedule) -> torch.Tensor:
         """One step of every member on one batch (micro-batches ``parts``); each member's mean loss, [K]."""
-        return self.step_fn(self.net, self.params, self.opt, self.words, self.words_wd, schedule, parts,
-                            self.p.config.max_grad_norm, self.autocast)
+        losses = self.step_fn(self.net, self.params, self.opt, self.words, self.words_wd, schedule.factor, parts,
+                              self.p.config.max_grad_norm, self.autocast)
+        schedule.advance()   # outside a compiled step: the schedule's length is the trial's
+        return losses
 
     def leave(self, members: list[_Member], status: str, note: str = "") -> None:
         for m in members:
@@ -162,11 +165,11 @@ class _Unit:
 
 
 def fused_step(net: StackedBert, params: dict, opt: StackedAdamW, words: Vocabulary | None, words_wd: float,
-               schedule: Schedule, parts, max_grad_norm: float, autocast=contextlib.nullcontext) -> torch.Tensor:
+               factor: torch.Tensor, parts, max_grad_norm: float, autocast=contextlib.nullcontext) -> torch.Tensor:
     """One optimizer step of a stacked unit on one batch given as micro-batches ``parts``
     ((inputs, labels, share of the batch) each): every member's gradients, its own clipping, AdamW
-    at its learning rate times the schedule's factor, the untrained word rows' decay, the
-    schedule moved on. Returns each member's mean loss, [K], a device tensor."""
+    at its learning rate times the schedule's ``factor`` (a device tensor), the untrained word
+    rows' decay. Returns each member's mean loss, [K], a device tensor."""
     total = None
     for batch, labels, share in parts:
         with autocast():
@@ -177,11 +180,10 @@ def fused_step(net: StackedBert, params: dict, opt: StackedAdamW, words: Vocabul
     if net.word_grads is not None:
         params[WORDS].grad = net.word_grads.grad(params[WORDS])
     opt.clip_(max_grad_norm)
-    opt.step(schedule.factor)
+    opt.step(factor)
     if words is not None:
         words.decay(opt.lr, words_wd)
     opt.zero_grad()
-    schedule.advance()
     return total
 
 

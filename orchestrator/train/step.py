@@ -10,12 +10,16 @@ reads it only to check for NaN (every step on CPU, every ``GPU_CHECK_EVERY`` on 
 
 ``compiled`` (``TrialConfig.compile``) returns the step under ``torch.compile`` with
 ``fullgraph=True`` (on CUDA ``mode="reduce-overhead"``: CUDA graphs), one callable per process
-and model configuration, so a worker's later trials reuse its graphs: one per batch shape,
-which the buckets (``batches``) keep to nine. Compiled, the backward pass is traced
+and model configuration, taking tensors and the model only, so a worker's later trials of the
+same model reuse its graphs (tested): one per batch shape, which the buckets (``batches``) keep
+to nine. Compiled, the backward pass is traced
 (``trace_autograd_ops``) and the AdamW update is foreach arithmetic on the optimizer's own
 state (``adamw_foreach``): ``torch.optim.AdamW.step`` breaks the graph on purpose and the fused
-kernel with a tensor learning rate cannot be traced. Results equal the eager step's to float
-rounding.
+kernel with a tensor learning rate cannot be traced. Dropout draws eager's random numbers
+(inductor's ``fallback_random``), so results equal the eager step's to float rounding, dropout
+on or off (``tests/train/test_compile.py`` with ``aot_eager``; inductor on CPU gave the eager
+losses to 1e-6 with dropout on). The schedule moves on outside the graph. The CUDA-graph mode
+is not measured yet.
 """
 
 from __future__ import annotations
@@ -116,30 +120,37 @@ def train_step(model, optimizer, schedule: Schedule, lr: torch.Tensor, peak: flo
     return total
 
 
-def adamw_foreach(optimizer, lr: torch.Tensor) -> None:
-    """``optimizer``'s AdamW update (its groups' betas, eps, weight decay; its state) as foreach
-    arithmetic with the learning rate a tensor: what a compiled step runs in place of ``step``."""
-    for group in optimizer.param_groups:
-        params = [p for p in group["params"] if p.grad is not None]
-        if not params:
-            continue
-        b1, b2 = group["betas"]
-        states = [optimizer.state[p] for p in params]
-        steps = states[0]["step"]
-        for s in states:
-            s["step"].add_(1)
-        ps = [p.detach() for p in params]
+def adamw_groups(optimizer) -> list[tuple]:
+    """``optimizer``'s groups as plain values for ``adamw_foreach``: (parameters, first and second
+    moments, step counts, weight decay, betas, eps) each; its state made first (``init_state``)."""
+    init_state(optimizer)
+    out = []
+    for g in optimizer.param_groups:
+        ps = [p for p in g["params"] if p.requires_grad]
+        st = [optimizer.state[p] for p in ps]
+        out.append((ps, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st], [s["step"] for s in st],
+                    g["weight_decay"], *g["betas"], g["eps"]))
+    return out
+
+
+def adamw_foreach(groups: list[tuple], lr: torch.Tensor) -> None:
+    """AdamW (``torch.optim.AdamW``'s update, decoupled weight decay, bias correction) over
+    ``adamw_groups`` as foreach arithmetic with the learning rate a tensor: what a compiled step
+    runs in place of ``optimizer.step``, on the optimizer's own state."""
+    for params, m, v, steps, wd, b1, b2, eps in groups:
         grads = [p.grad for p in params]
-        m, v = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-        torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
+        ps = [p.detach() for p in params]
+        torch._foreach_add_(steps, 1)
+        step = steps[0]
+        torch._foreach_mul_(ps, 1 - lr * wd)
         torch._foreach_lerp_(m, grads, 1 - b1)
         torch._foreach_mul_(v, b2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
         denom = torch._foreach_sqrt(v)
-        torch._foreach_div_(denom, torch.sqrt(1 - torch.pow(b2, steps)))
-        torch._foreach_add_(denom, group["eps"])
+        torch._foreach_div_(denom, torch.sqrt(1 - torch.pow(b2, step)))
+        torch._foreach_add_(denom, eps)
         upd = torch._foreach_div(m, denom)
-        torch._foreach_mul_(upd, lr / (1 - torch.pow(b1, steps)))
+        torch._foreach_mul_(upd, lr / (1 - torch.pow(b1, step)))
         torch._foreach_sub_(ps, upd)
 
 
@@ -158,19 +169,26 @@ def _clip(grads: list[torch.Tensor], max_norm: float) -> None:
     torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
 
 
-def _compiled_solo(model, optimizer, schedule: Schedule, lr, peak, parts, max_grad_norm, autocast, loss_fn):
+def _amp(autocast) -> tuple[str, torch.dtype] | None:
+    """(device type, dtype) of an autocast factory (``device.precision``'s), None for none."""
+    cm = autocast()
+    return (cm.device, cm.fast_dtype) if isinstance(cm, torch.autocast) else None
+
+
+def _compiled_solo(model, groups: list[tuple], lr: torch.Tensor, parts, max_grad_norm: float, amp, loss_fn):
+    """Forward, backward, clipping and AdamW of one batch: the compiled part of a solo step. Its
+    arguments are tensors, lists, numbers and the model (no optimizer or schedule object), so a
+    later trial of the same model configuration reuses its graphs."""
     total = None
     for batch, labels, share in parts:
-        with autocast():
+        with torch.autocast(amp[0], dtype=amp[1]) if amp is not None else contextlib.nullcontext():
             loss = _loss(model, batch, labels, loss_fn)
         (loss * share).backward()
         part = loss.detach().float() * share
         total = part if total is None else total + part
-    params = [p for p in model.parameters() if p.grad is not None]
+    params = [p for g in groups for p in g[0]]
     _clip([p.grad for p in params], max_grad_norm)
-    adamw_foreach(optimizer, lr)
-    schedule.advance()
-    sync_lr(lr, schedule, peak)
+    adamw_foreach(groups, lr)
     for p in params:
         p.grad = None
     return total
@@ -193,7 +211,10 @@ def compiled(what: str, fn: Callable, key: str, device, backend: str | None = No
     per batch shape (``dynamic=False``), on CUDA with CUDA graphs."""
     import torch._dynamo
 
+    import torch._inductor.config
+
     torch._dynamo.config.trace_autograd_ops = True          # the backward pass inside the graph
+    torch._inductor.config.fallback_random = True           # dropout draws eager's random numbers: results as eager
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)   # one graph a shape
     backend = backend or "inductor"
     mode = "reduce-overhead" if torch.device(device).type == "cuda" and backend == "inductor" else None
@@ -210,9 +231,15 @@ def solo_step(model, compile: bool = False, backend: str | None = None) -> Calla
     key = f"{type(model).__name__}:{model.config.to_json_string(use_diff=False)}"
     fn = compiled("solo", _compiled_solo, key, next(model.parameters()).device, backend)
 
+    groups: dict = {}   # id(optimizer) -> (optimizer, its adamw_groups)
+
     def step(model, optimizer, schedule, lr, peak, parts, max_grad_norm, autocast=contextlib.nullcontext,
              loss_fn=None, scaler=None):
-        init_state(optimizer)
+        if groups.get("opt") is not optimizer:
+            groups["opt"], groups["groups"] = optimizer, adamw_groups(optimizer)
         _settle_problem_type(model, parts[0][1])
-        return fn(model, optimizer, schedule, lr, peak, parts, max_grad_norm, autocast, loss_fn)
+        total = fn(model, groups["groups"], lr, parts, max_grad_norm, _amp(autocast), loss_fn)
+        schedule.advance()                   # outside the graph: its length is the trial's, not the model's
+        sync_lr(lr, schedule, peak, optimizer)
+        return total
     return step

@@ -74,6 +74,10 @@ def test_the_solo_step_compiles_once_per_shape_and_trains_as_eager(src):
     losses, weights = solo_run(p, solo_step(p.model, True, backend=backend))
     assert 1 <= backend.graphs <= len(shapes(epoch))
     assert dict(torch._dynamo.utils.counters["graph_break"]) == {}
+    graphs = backend.graphs   # a later trial of the same model (another seed and learning rate) reuses them
+    solo_run(no_dropout(R.prepare(cfg(compile=True, seed=1, learning_rate=3e-4), src)),
+             solo_step(p.model, True, backend=backend))
+    assert backend.graphs == graphs
     ref_losses, ref_weights = solo_run(no_dropout(R.prepare(cfg(), src)), solo_step(p.model, False))
     assert losses == pytest.approx(ref_losses, rel=1e-4)
     for n, w in ref_weights.items():
