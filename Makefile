@@ -122,6 +122,8 @@ bench: setup
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.fused --model all-MiniLM-L6-v2 --init pretrained --task SST-2 \
 		--max-train-examples 1000 --batch-size 32 --epochs 1 --threads 2 --repeats 2 --out bench/out/fused-minilm
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.engine --glue-dir $(GLUE_DIR) --out bench/out/engine
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.buckets --glue-dir $(GLUE_DIR) --out bench/out/buckets
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.ops --out bench/out/ops
 	$(VENV)/bin/python -m bench.summary --out bench/out
 
 # The GPU path on one machine without Ray: tests, MFU, fused/solo/packed throughput, kernel

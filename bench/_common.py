@@ -48,3 +48,9 @@ def progress(label: str, every_s: float = 20.0):
 def fmt(x, spec: str = ".2f", missing: str = "-") -> str:
     """A number for a report table; ``missing`` for None."""
     return missing if x is None else format(x, spec)
+
+
+def git_line(env: dict) -> str:
+    """The commit a report was measured at (``environment()["git"]``), short, and whether the tree had changes."""
+    g = env.get("git") or {}
+    return f"{str(g.get('commit'))[:10]}{' with local changes' if g.get('modified') else ''}"

@@ -61,6 +61,8 @@ class Probe:
         self.tokens += int(ids.numel())
         self.widths.append(int(ids.shape[1]))
         mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 4:     # the runner's prepared additive mask [B, 1, 1, L]: 0 where real
+            mask = mask[:, 0, 0, :] == 0
         self.real_tokens.append(mask.sum() if mask is not None else ids.numel())
 
     def _post(self, module, args, kwargs, output):

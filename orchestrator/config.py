@@ -117,6 +117,10 @@ class TrialConfig:
                               help="micro-batches per optimizer step, of one effective batch")
     trust_remote_code: bool = setting(Rule("flag", "trust_remote_code"), False,
                                       help="allow a checkpoint's own code to run")
+    # how the step runs, not what it computes (equal to float rounding): not part of a trial's identity
+    compile: bool = setting(Rule("flag", "compile"), False,
+                            help="compile the training step (torch.compile, one graph per batch shape; CUDA graphs "
+                                 "on a GPU)")
     training: str = setting(Rule("choice", "training", choices=TRAININGS), "fine-tune", cli=False)
     # distillation: the teacher (a directory, or run:<dir>:<model>), the transfer data ("train", extra TSV
     # files), the softmax temperature of teacher and student, the weight of the gold-label loss

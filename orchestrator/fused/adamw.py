@@ -12,11 +12,14 @@ learning rates broadcast along the member axis. ``keep`` drops members that left
 Clipping costs no pass of its own over the gradients: ``clip_`` takes every member's norm and
 the step applies the factor, as the fused kernel's gradient scale
 (it divides each gradient as it reads it) or, without it, in the foreach arithmetic.
+
+No step reads a value back to the host or lifts a Python number into a tensor: the step count
+and the members' learning rates (``lr``: each member's peak times the schedule's factor, a
+device tensor or a float) are device tensors updated in place. The foreach arithmetic is what a
+compiled step runs (the fused kernel with a tensor learning rate cannot be traced).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -34,7 +37,10 @@ class StackedAdamW:
         self.weight_decay, self.betas, self.eps = weight_decay, betas, eps
         self.exp_avg = {n: torch.zeros_like(p) for n, p in params.items()}
         self.exp_avg_sq = {n: torch.zeros_like(p) for n, p in params.items()}
-        self.steps = 0
+        device = next(iter(params.values())).device
+        self.step_t = torch.zeros((), dtype=torch.float32, device=device)     # steps taken
+        self.lr_peak = torch.tensor(self.lrs, dtype=torch.float32, device=device)   # [K]
+        self.lr = self.lr_peak.clone()             # [K]: this step's learning rates
         self.fused = hasattr(torch, "_fused_adamw_") if fused is None else fused
         self.coef: torch.Tensor | None = None      # each member's clipping factor for the next step
         self._views: dict = {}                     # (member, names) -> views of params and moments
@@ -46,7 +52,6 @@ class StackedAdamW:
     def grads(self) -> list[torch.Tensor]:
         return [p.grad for p in self.params.values() if p.grad is not None]
 
-    @torch.no_grad()
     def clip_(self, max_norm: float) -> torch.Tensor:
         """Each member's gradients are to be scaled to global norm at most ``max_norm`` (as
         ``clip_grad_norm_`` does for one model); the next ``step`` applies it. Returns the
@@ -56,45 +61,43 @@ class StackedAdamW:
         self.coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
         return total
 
-    @torch.no_grad()
-    def step(self, factor: float) -> None:
-        """One AdamW step; member k's learning rate is ``lrs[k] * factor`` (the schedule's factor)."""
-        self.steps += 1
+    def step(self, factor) -> None:
+        """One AdamW step; member k's learning rate is ``lrs[k] * factor`` (the schedule's factor, a
+        float or a device tensor)."""
+        self.step_t.add_(1)
+        torch.mul(self.lr_peak, factor, out=self.lr)
         names = [n for n, p in self.params.items() if p.grad is not None]
         for decay in (True, False):
             group = [n for n in names if (n in self.decayed) == decay]
             if group:
                 wd = self.weight_decay if decay else 0.0
-                (self._fused if self.fused else self._foreach)(group, factor, wd)
+                (self._fused if self.fused else self._foreach)(group, wd)
         self.coef = None
 
     def _member_views(self, k: int, names: list[str]) -> tuple[list, list, list]:
         key = (k, tuple(names))
         if key not in self._views:
-            self._views[key] = ([self.params[n][k] for n in names], [self.exp_avg[n][k] for n in names],
+            self._views[key] = ([self.params[n].detach()[k] for n in names], [self.exp_avg[n][k] for n in names],
                                 [self.exp_avg_sq[n][k] for n in names])
         return self._views[key]
 
-    def _fused(self, names: list[str], factor: float, wd: float) -> None:
+    def _fused(self, names: list[str], wd: float) -> None:
         b1, b2 = self.betas
-        p0 = self.params[names[0]]
-        step = torch.tensor(float(self.steps), device=p0.device)
         # the kernel divides each gradient by its scale: 1 / (clipping factor)
         scales = None if self.coef is None else (1.0 / self.coef).to(torch.float32)
-        for k, lr in enumerate(self.lrs):
+        for k in range(self.k):
             params, exp_avg, exp_avg_sq = self._member_views(k, names)
             torch._fused_adamw_(params, [self.params[n].grad[k] for n in names], exp_avg, exp_avg_sq, [],
-                                [step] * len(names), lr=lr * factor, beta1=b1, beta2=b2, weight_decay=wd,
+                                [self.step_t] * len(names), lr=self.lr[k], beta1=b1, beta2=b2, weight_decay=wd,
                                 eps=self.eps, amsgrad=False, maximize=False,
                                 grad_scale=None if scales is None else scales[k])
 
-    def _foreach(self, names: list[str], factor: float, wd: float) -> None:
+    def _foreach(self, names: list[str], wd: float) -> None:
         b1, b2 = self.betas
-        p0 = self.params[names[0]]
-        lr = torch.tensor(self.lrs, dtype=p0.dtype, device=p0.device) * factor
-        bc1, bc2_sqrt = 1 - b1 ** self.steps, math.sqrt(1 - b2 ** self.steps)
+        lr = self.lr
+        bc1, bc2_sqrt = 1 - torch.pow(b1, self.step_t), torch.sqrt(1 - torch.pow(b2, self.step_t))
         for n in names:
-            p, g, m, v = self.params[n], self.params[n].grad, self.exp_avg[n], self.exp_avg_sq[n]
+            p, g, m, v = self.params[n].detach(), self.params[n].grad, self.exp_avg[n], self.exp_avg_sq[n]
             if self.coef is not None:
                 g = g * _col(self.coef.to(g.dtype), g.ndim)
             lr_k = _col(lr, p.ndim)
@@ -120,5 +123,6 @@ class StackedAdamW:
             self.exp_avg[n] = self.exp_avg[n].index_select(0, idx)
             self.exp_avg_sq[n] = self.exp_avg_sq[n].index_select(0, idx)
         self.lrs = [self.lrs[r] for r in rows]
+        self.lr_peak, self.lr = self.lr_peak.index_select(0, idx), self.lr.index_select(0, idx)
         self.coef = None if self.coef is None else self.coef.index_select(0, idx.to(self.coef.device))
         self._views = {}

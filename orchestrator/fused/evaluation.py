@@ -74,7 +74,7 @@ class Evaluator:
             with autocast():
                 for name, enc in self.evals.items():
                     preds = np.zeros((k, len(enc)), dtype=np.float64 if regression else np.int64)
-                    for rows, batch in runner.dev_batches(self.p, enc, per):
+                    for rows, batch in runner.dev_batches(self.p, enc, per, for_model=False):
                         logits = self.net.logits(P, batch["input_ids"], batch["attention_mask"],
                                                  batch.get("token_type_ids")).float()
                         preds[:, rows] = (logits[..., 0] if regression else logits.argmax(-1)).cpu().numpy()

@@ -10,8 +10,14 @@ member's metrics by the solo trial's code) and each member's evaluations go to i
 callback, so each member yields the ``TrialResult`` its solo trial would. A member whose loss
 turns NaN or infinite, or whose callback returns False, leaves the stack; the others go on.
 
-On a GPU the step never waits for the host: losses accumulate on the device and are checked for
-NaN every ``check_every`` steps and at evaluations (on CPU every step, as a solo trial does).
+On a GPU the step never waits for the host: the training rows are on the device and each batch
+is gathered there (``batches.DeviceRows``, padded to its bucket, as a solo trial's), the step
+(``fused_step``) reads nothing back and lifts no Python number (the schedule's factor and the
+learning rates are device tensors), and losses accumulate on the device and are checked for NaN
+every ``check_every`` steps and at evaluations (on CPU every step, as a solo trial does). With
+``TrialConfig.compile`` the step is compiled (``train.step.compiled``); the word-embedding
+gradient is then the embedding's own and AdamW the foreach arithmetic. Its graphs hold the
+unit's own optimizer and model objects, so a later unit compiles its own (a solo step's are reused).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import torch
 from ..config import Runtime, TrialConfig
 from ..errors import UserError
 from ..train import runner
+from ..train.batches import DeviceRows, batch_widths
+from ..train.step import Schedule, compiled
 from ..train.device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
 from .adamw import StackedAdamW
 from .evaluation import Evaluator
@@ -58,7 +66,7 @@ class _Member:
 
 class _Unit:
     def __init__(self, p: runner.Prepared, configs: list[TrialConfig], on_evals, t_start: float,
-                 check_every: int | None):
+                 check_every: int | None, backend: str | None = None):
         self.p, self.t_start = p, t_start
         n_params = sum(x.numel() for x in p.model.parameters())
         self.members = [_Member(c, (on_evals or [None] * len(configs))[i],
@@ -71,11 +79,15 @@ class _Unit:
         self.train = self.words.compact(p.train) if self.words is not None else p.train
         self.params = stack_parameters(p.model, len(configs), self.words)
         decayed = {n for n, t in p.model.named_parameters() if t.requires_grad and not runner.no_decay(n, t)}
-        self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay)
+        compile_ = p.config.compile
+        self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay,
+                                fused=False if compile_ else None)
         self.words_wd = p.config.weight_decay if WORDS in decayed else 0.0
         self.net = StackedBert(p.model.config, p.task.num_labels)
-        if trains_words:
+        if trains_words and not compile_:
             self.net.word_grads = WordGrads()
+        self.step_fn = (compiled("fused", fused_step, f"{p.model.config.to_json_string(use_diff=False)}", p.device,
+                                 backend) if compile_ else fused_step)
         self.loss_sum = torch.zeros(len(configs), dtype=torch.float64, device=p.device)
         self.check_every = check_every or (1 if p.device.type == "cpu" else GPU_CHECK_EVERY)
         self.bad = torch.zeros(len(configs), dtype=torch.bool, device=p.device)
@@ -94,21 +106,12 @@ class _Unit:
         """Training seconds so far (evaluations excluded)."""
         return time.perf_counter() - self.train_s0 - self.eval_total
 
-    def forward_backward(self, rows: np.ndarray, micro: int, collate, labels_all) -> torch.Tensor:
-        """Every member's gradients for one batch (in micro-batches); each member's mean loss, [K]."""
-        total = None
-        for m in range(0, len(rows), micro):
-            part = rows[m:m + micro]
-            batch = collate(part)
-            labels = labels_all[part].to(self.p.device, non_blocking=True)
-            with self.autocast():
-                losses = self.net.losses(self.params, batch, labels)
-            (losses * (len(part) / len(rows))).sum().backward()
-            part_loss = losses.detach().double() * (len(part) / len(rows))
-            total = part_loss if total is None else total + part_loss
-        if self.net.word_grads is not None:
-            self.params[WORDS].grad = self.net.word_grads.grad(self.params[WORDS])
-        return total
+    def train_step(self, parts, schedule: Schedule) -> torch.Tensor:
+        """One step of every member on one batch (micro-batches ``parts``); each member's mean loss, [K]."""
+        losses = self.step_fn(self.net, self.params, self.opt, self.words, self.words_wd, schedule.factor, parts,
+                              self.p.config.max_grad_norm, self.autocast)
+        schedule.advance()   # outside a compiled step: the schedule's length is the trial's
+        return losses
 
     def leave(self, members: list[_Member], status: str, note: str = "") -> None:
         for m in members:
@@ -164,33 +167,51 @@ class _Unit:
             self.leave(stopped, "stopped")
 
 
+def fused_step(net: StackedBert, params: dict, opt: StackedAdamW, words: Vocabulary | None, words_wd: float,
+               factor: torch.Tensor, parts, max_grad_norm: float, autocast=contextlib.nullcontext) -> torch.Tensor:
+    """One optimizer step of a stacked unit on one batch given as micro-batches ``parts``
+    ((inputs, labels, share of the batch) each): every member's gradients, its own clipping, AdamW
+    at its learning rate times the schedule's ``factor`` (a device tensor), the untrained word
+    rows' decay. Returns each member's mean loss, [K], a device tensor."""
+    total = None
+    for batch, labels, share in parts:
+        with autocast():
+            losses = net.losses(params, batch, labels)
+        (losses * share).sum().backward()
+        part = losses.detach().double() * share
+        total = part if total is None else total + part
+    if net.word_grads is not None:
+        params[WORDS].grad = net.word_grads.grad(params[WORDS])
+    opt.clip_(max_grad_norm)
+    opt.step(factor)
+    if words is not None:
+        words.decay(opt.lr, words_wd)
+    opt.zero_grad()
+    return total
+
+
 def _train(u: _Unit, on_progress) -> int:
     p, cfg = u.p, u.p.config
     steps_per_epoch, total_steps, eval_every = runner.schedule(cfg, len(p.train))
-    factor = runner.lr_factor(total_steps, cfg.warmup_ratio)
-    collate = runner.Collator(u.train, p.use_token_types, p.device, pin=p.device.type == "cuda")
-    labels_all = torch.from_numpy(p.train.labels)
+    sched = Schedule(total_steps, cfg.warmup_ratio, p.device)
+    data = DeviceRows(u.train, p.use_token_types, p.device)
     rng, micro, step = np.random.default_rng(cfg.seed), cfg.batch_size // cfg.grad_accum, 0
     while step < total_steps and u.alive:
-        for rows in runner.batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length):
+        order = runner.batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length)
+        for rows, width in data.epoch(order, batch_widths(p.train.lengths, order, cfg.batch_size, cfg.max_length)):
             if u.train_s0 is None:
                 u.train_s0 = time.perf_counter()
                 for m in u.members:
                     m.result.startup_s = round(u.train_s0 - u.t_start, 3)
-            losses = u.forward_backward(rows, micro, collate, labels_all)
+            losses = u.train_step(data.parts(rows, width, micro), sched)
             end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps
             evaluating = end_of_epoch or bool(eval_every and (step + 1) % eval_every == 0)
             if (step + 1) % u.check_every == 0 or evaluating:
-                losses = u.check_finite(losses, step)
+                losses = u.check_finite(losses, step)   # a member that diverged leaves (its step discarded with it)
                 if not u.alive:
                     break
             else:
                 u.bad |= ~torch.isfinite(losses)
-            u.opt.clip_(cfg.max_grad_norm)
-            u.opt.step(factor(step))
-            if u.words is not None:
-                u.words.decay([lr * factor(step) for lr in u.opt.lrs], u.words_wd)
-            u.opt.zero_grad()
             step += 1
             u.loss_sum += losses
             for m in u.alive:
@@ -206,9 +227,10 @@ def _train(u: _Unit, on_progress) -> int:
 
 def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Callable] | None = None,
               on_progress: Callable | None = None, t_start: float | None = None,
-              check_every: int | None = None) -> list[runner.TrialResult]:
+              check_every: int | None = None, backend: str | None = None) -> list[runner.TrialResult]:
     """Train the members ``configs`` (``p`` prepared for the first; all share its weights and
-    batches) as one stacked model. Returns each member's ``TrialResult``, in order."""
+    batches) as one stacked model. Returns each member's ``TrialResult``, in order. ``backend``:
+    ``torch.compile``'s, when the trials compile their step (default inductor)."""
     check_unit([p.config, *configs])
     if not stackable(p.model):
         raise UserError(f"model {p.config.model} is not a BERT classifier: it cannot be fused")
@@ -218,7 +240,7 @@ def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Cal
         raise UserError("a fused unit does not save models: run the trial alone to keep its weights")
     if p.device.type == "cpu":
         keep_large_blocks()
-    u = _Unit(p, configs, on_evals, time.perf_counter() if t_start is None else t_start, check_every)
+    u = _Unit(p, configs, on_evals, time.perf_counter() if t_start is None else t_start, check_every, backend)
     u.p.model.train()
     _train(u, on_progress)
     end = u.now() if u.train_s0 is not None else 0.0
@@ -280,3 +302,9 @@ def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare
                                              f"units of {hi - lo}", res.note) if x)
         results += part
     return results
+
+
+def training_unit(p: runner.Prepared, configs: list[TrialConfig], backend: str | None = None) -> _Unit:
+    """A fused unit ready to take steps (``unit.train_step(parts, schedule)``), for tests and benchmarks."""
+    check_unit([p.config, *configs])
+    return _Unit(p, configs, None, time.perf_counter(), None, backend)

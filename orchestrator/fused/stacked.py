@@ -48,7 +48,7 @@ class Vocabulary:
         rows = np.union1d(np.unique(train_ids), [0])           # sorted, so the padding id stays 0
         self.rows = torch.from_numpy(rows).to(weight.device)
         self.base = weight.detach().clone()                    # [V, H]: every member's start
-        self.scale = torch.ones(k, dtype=torch.float64)        # each member's decay of the rest
+        self.scale = torch.ones(k, dtype=torch.float64, device=weight.device)   # each member's decay of the rest
         self.lookup = np.zeros(weight.shape[0], dtype=np.int32)
         self.lookup[rows] = np.arange(len(rows), dtype=np.int32)
 
@@ -59,13 +59,15 @@ class Vocabulary:
     def stacked(self, k: int) -> torch.Tensor:
         return self.base.index_select(0, self.rows).unsqueeze(0).repeat(k, 1, 1).contiguous()
 
-    def decay(self, lrs: list[float], wd: float) -> None:
-        """After an AdamW step with these learning rates (the schedule's factor applied)."""
+    def decay(self, lrs: torch.Tensor, wd: float) -> None:
+        """After an AdamW step with these learning rates ([K], the schedule's factor applied; a
+        device tensor, so the step lifts nothing to the device)."""
         if wd:
-            self.scale *= 1 - torch.tensor(lrs, dtype=torch.float64) * wd
+            lrs = lrs if isinstance(lrs, torch.Tensor) else torch.tensor(lrs, dtype=torch.float64)
+            self.scale.mul_(1 - lrs.to(self.scale) * wd)
 
     def keep(self, rows: list[int]) -> None:
-        self.scale = self.scale[torch.tensor(rows, dtype=torch.long)]
+        self.scale = self.scale[torch.tensor(rows, dtype=torch.long, device=self.scale.device)]
 
     @torch.no_grad()
     def write(self, out: torch.Tensor, trained: torch.Tensor, k: int) -> torch.Tensor:

@@ -175,5 +175,6 @@ class SweepSpec(_Strict):
     retries: NonNegInt = 2
     keep_best_checkpoint: Bool = False
     trust_remote_code: Bool = False
+    compile: Bool = False                  # every trial's training step under torch.compile
     distill: Distill | None = None
     fuse: Annotated[str, _one_of("auto", "off", what="fuse")] | None = None   # left out: a grid auto, optuna off

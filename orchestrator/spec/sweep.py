@@ -70,6 +70,7 @@ class Sweep:
     distill: distillation.Distill | None = None   # Pre-trained Distillation settings, when the spec has them
     fuse: str = "auto"                       # auto (a grid's default): the learning rates of one cell train as one
                                              # fused unit; off (an optuna sweep's only way): one trial per process
+    compile: bool = False                    # trials compile their training step (TrialConfig.compile)
 
     @property
     def run_dir(self) -> Path:
@@ -88,7 +89,7 @@ class Sweep:
         cfg = TrialConfig(model=spec.ref, task=task, batch_size=batch_size, learning_rate=learning_rate,
                           epochs=self.epochs, seed=seed, init=init, max_train_examples=self.max_train_examples,
                           max_length=self.max_length, eval_every=self.eval_every if self.eval_every < 1 else None,
-                          trust_remote_code=self.trust_remote_code, **kd)
+                          trust_remote_code=self.trust_remote_code, compile=self.compile, **kd)
         return make_trial(cfg, spec.name)
 
     def trials(self) -> list[Trial]:
@@ -381,7 +382,7 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
                   max_concurrent=res.max_concurrent, glue_dir=glue_dir, hub=hub, results=results,
                   retries=spec.retries, keep_best_checkpoint=spec.keep_best_checkpoint,
                   trust_remote_code=spec.trust_remote_code, raw=raw,
-                  fuse=spec.fuse or ("auto" if spec.search.mode == "grid" else "off"),
+                  fuse=spec.fuse or ("auto" if spec.search.mode == "grid" else "off"), compile=spec.compile,
                   distill=distillation.resolve(spec.distill, where, [t.name for t in tasks]) if spec.distill else None)
     if sweep.mode == "grid":
         sweep.trials()  # raises on repeats

@@ -26,6 +26,9 @@ from ..config import TrialConfig, fmt_lr
 from ..errors import UserError
 
 RECIPE_VERSION = 1
+# Settings that change how a trial runs, not what it computes (beyond float rounding): left out of
+# its identity, so a record is reused whichever way it ran (and records from before they existed match).
+EXECUTION_ONLY = ("compile",)
 
 
 def data_fingerprint(source, task) -> str:
@@ -41,7 +44,9 @@ def trial_fingerprint(data_fp: str, soft_key: str | None = None) -> str:
 
 def _settings(trial: dict) -> dict:
     """A record's (or configuration's) settings as identity compares them: a distilled trial's
-    teacher and transfer files by content (in the fingerprint), not by path."""
+    teacher and transfer files by content (in the fingerprint), not by path. Execution-only
+    settings (``EXECUTION_ONLY``) are left out."""
+    trial = _runs_the_same(trial)
     if trial.get("training", "fine-tune") == "fine-tune":
         return trial
     out = {k: v for k, v in trial.items() if k != "teacher"}
@@ -49,9 +54,13 @@ def _settings(trial: dict) -> dict:
     return out
 
 
+def _runs_the_same(trial: dict) -> dict:
+    return {k: v for k, v in trial.items() if k not in EXECUTION_ONLY}
+
+
 def settings_hash(config: TrialConfig, data_fp: str, by_content: bool = True) -> str:
     """``by_content=False``: the hash as written before teacher fingerprints (teacher and transfer paths included)."""
-    trial = _settings(config.to_dict()) if by_content else config.to_dict()
+    trial = _settings(config.to_dict()) if by_content else _runs_the_same(config.to_dict())
     payload = json.dumps({"recipe": RECIPE_VERSION, "trial": trial, "data": data_fp}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -63,7 +72,8 @@ def identity_fields(config: TrialConfig, data_fp: str) -> dict:
 
 def _differences(had: dict, now: TrialConfig, by_content: bool = True) -> list[str]:
     out = []
-    had, want = (_settings(had), _settings(now.to_dict())) if by_content else (had, now.to_dict())
+    had, want = ((_settings(had), _settings(now.to_dict())) if by_content
+                 else (_runs_the_same(had), _runs_the_same(now.to_dict())))
     for key, value in want.items():
         old = had.get(key)
         if old != value and not (isinstance(old, (int, float)) and isinstance(value, (int, float))

@@ -2,11 +2,17 @@
 
 The paper's recipe: AdamW (weight decay 0.01, not on biases and LayerNorm), linear warm-up
 over the first 10% of steps then linear decay to 0, gradient clipping at 1.0, max sequence
-length 128, 4 epochs, the checkpoint's own dropout. Batches are padded dynamically and grouped
-by length (order still random per epoch and fixed by the seed). The dev split(s) are scored
-after every epoch (optionally every N steps) and each evaluation goes to ``on_eval``; the
-sweep plugs Ray Tune's reporting in there. A NaN or infinite loss stops the trial as
-diverged. No checkpoint is written unless ``save_dir`` is given.
+length 128, 4 epochs, the checkpoint's own dropout. Batches are grouped by length (order still
+random per epoch and fixed by the seed) and padded to their bucket (``batches``: the narrowest
+of at most eight widths fitted to the task's lengths that holds the batch's longest row, so a
+trial sees at most nine batch shapes). The training rows and labels go to the device once and
+each batch is gathered there by index; the dev split(s) are padded once (sorted by length, cut
+into batches, kept in ``Prepared.dev_batches``). A step (``step.train_step``)
+never waits for the device; the loop checks the loss for NaN every step on CPU and every
+``GPU_CHECK_EVERY`` steps on a GPU. The dev split(s) are scored after every epoch (optionally
+every N steps) and each evaluation goes to ``on_eval``; the sweep plugs Ray Tune's reporting in
+there. A NaN or infinite loss stops the trial as diverged. No checkpoint is written unless
+``save_dir`` is given.
 """
 
 from __future__ import annotations
@@ -28,9 +34,10 @@ from ..errors import UserError
 from ..registry import metrics as task_metrics
 from ..registry.models import ModelSpec, load_model, load_tokenizer, resolve
 from ..registry.tasks import Task, get_task
-from .batches import Collator, batch_order, train_subset
+from .batches import Collator, DeviceRows, batch_order, batch_widths, padded_batches, train_subset
 from .device import free_memory, grad_scaler, is_out_of_memory, precision, set_memory_share, use_bf16
 from .distill import loss_fn as distill_loss_fn, run_stages, student_train
+from .step import Schedule, model_inputs, solo_step, tensor_lr
 
 
 @dataclass
@@ -83,6 +90,7 @@ class Prepared:
     # (cache load, or reading and tokenising), model_s (build or load), to_device_s; prepare_s in all.
     timings: dict = field(default_factory=dict)
     loss_fn: Callable | None = None           # distillation: (logits, packed targets) -> loss; None: the model's own
+    dev_batches: dict = field(default_factory=dict)   # id of an eval split -> (split, its padded batches on the device)
 
 
 def prepare(config: TrialConfig, source, cache=None, runtime: Runtime = Runtime()) -> Prepared:
@@ -139,6 +147,8 @@ def no_decay(name: str, p) -> bool:
 
 
 def make_optimizer(model, config: TrialConfig, device):
+    """AdamW over the model's trainable parameters (no decay on biases and LayerNorm); the fused kernel
+    where there is one. ``step.tensor_lr`` then makes its learning rate a device tensor."""
     decay, plain = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
@@ -153,7 +163,8 @@ def make_optimizer(model, config: TrialConfig, device):
 
 
 def lr_factor(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    """The learning rate's factor at optimizer step ``step`` (0-based): linear warm-up, linear decay."""
+    """The learning rate's factor at optimizer step ``step`` (0-based): linear warm-up, linear decay
+    (on the host; a trial's step reads ``step.Schedule``, the same on the device)."""
     warmup = int(math.ceil(total_steps * warmup_ratio))
 
     def factor(step: int) -> float:
@@ -162,10 +173,6 @@ def lr_factor(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return factor
-
-
-def linear_warmup_decay(optimizer, total_steps: int, warmup_ratio: float):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(total_steps, warmup_ratio))
 
 
 def autocast_for(device):
@@ -186,7 +193,7 @@ def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, aut
     model.eval()
     preds = np.zeros(len(enc), dtype=np.float64 if regression else np.int64)
     with torch.inference_mode(), autocast():
-        for rows, batch in dev_batches(p, enc, p.config.eval_batch_size):
+        for rows, batch in dev_batches(p, enc):
             logits = model(**batch).logits.float()
             out = logits[:, 0] if regression else logits.argmax(-1)
             preds[rows] = out.cpu().numpy()
@@ -194,14 +201,22 @@ def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, aut
     return preds
 
 
-def dev_batches(p: Prepared, enc: feats.Encoded, batch_size: int):
-    """``(rows, batch)`` for the rows of ``enc`` as they are evaluated: sorted by length (little
-    padding), ``batch_size`` at a time, each batch collated on ``p.device``."""
-    collate = Collator(enc, p.use_token_types, p.device, pin=p.device.type == "cuda")
-    order = np.argsort(enc.lengths, kind="stable")
-    for i in range(0, len(order), batch_size):
-        rows = order[i:i + batch_size]
-        yield rows, collate(rows)
+def dev_batches(p: Prepared, enc: feats.Encoded, batch_size: int | None = None,
+                for_model: bool = True) -> list[tuple[np.ndarray, dict]]:
+    """``enc`` padded once into evaluation batches on the device, sorted by length (little padding),
+    ``batch_size`` rows each (default ``eval_batch_size``), kept for the trial's dev splits:
+    (rows, inputs) per batch; ``for_model``: the model's mask prepared (else the 0/1 mask)."""
+    size = batch_size or p.config.eval_batch_size
+    key = (id(enc), size, for_model)
+    kept = p.dev_batches.get(key)
+    if kept is not None and kept[0] is enc:
+        return kept[1]
+    batches = padded_batches(enc, p.use_token_types, p.device, size)
+    if for_model:
+        batches = [(rows, model_inputs(b, p.model)) for rows, b in batches]
+    if any(e is enc for e in p.evals.values()):
+        p.dev_batches[key] = (enc, batches)
+    return batches
 
 
 def score(p: Prepared, preds: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
@@ -217,38 +232,6 @@ def score(p: Prepared, preds: dict[str, np.ndarray]) -> tuple[dict[str, float], 
 def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
     """Scores every dev split; returns (metrics x100, the task's headline score)."""
     return score(p, {s.name: predict(p, p.evals[s.name], autocast=autocast) for s in p.task.eval_splits})
-
-
-def forward_backward(model, rows: np.ndarray, micro: int, collate: Collator, labels_all, device, autocast,
-                     loss_fn=None, scaler=None, sync: bool = True):
-    """One batch's gradients in micro-batches of ``micro`` rows; its mean loss (the model's, or ``loss_fn``'s):
-    a float, or (``sync=False``, on a GPU) a tensor on the device, so the host never waits."""
-    batch_loss = 0.0
-    for m in range(0, len(rows), micro):
-        part = rows[m:m + micro]
-        batch = collate(part)
-        labels = labels_all[part].to(device, non_blocking=True)
-        with autocast():
-            loss = model(**batch, labels=labels).loss if loss_fn is None else loss_fn(model(**batch).logits, labels)
-        scaled = loss * (len(part) / len(rows))
-        (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        part_loss = loss.item() if sync else loss.detach().float()
-        batch_loss = batch_loss + part_loss * len(part) / len(rows)
-    return batch_loss
-
-
-def optimizer_step(model, optimizer, scheduler, max_grad_norm: float, scaler=None) -> None:
-    """Clip the gradients (global norm), step the optimizer and the learning rate, clear."""
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def schedule(cfg: TrialConfig, n: int) -> tuple[int, int, int | None]:
@@ -273,14 +256,15 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     n = len(p.train)
     steps_per_epoch, total_steps, eval_every = schedule(cfg, n)
     optimizer = make_optimizer(model, cfg, device)
-    scheduler = linear_warmup_decay(optimizer, total_steps, cfg.warmup_ratio)
+    sched = Schedule(total_steps, cfg.warmup_ratio, device)
+    lr = tensor_lr(optimizer, sched, cfg.learning_rate)
     mode, autocast = precision(device)
     scaler = grad_scaler(mode)
+    step_fn = solo_step(model, cfg.compile and scaler is None)
     # On a GPU the host does not wait for each step: losses stay on the device and are checked
     # for NaN every GPU_CHECK_EVERY steps and at evaluations (a progress callback needs them now).
     sync = device.type != "cuda" or on_progress is not None
-    collate = Collator(p.train, p.use_token_types, device, pin=device.type == "cuda")
-    labels_all = torch.from_numpy(p.train.labels)
+    data = DeviceRows(p.train, p.use_token_types, device)
     rng = np.random.default_rng(cfg.seed)
     micro = cfg.batch_size // cfg.grad_accum
 
@@ -291,19 +275,20 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     t_train = time.perf_counter()
     res.startup_s = round(t_train - t_start, 3)
     while step < total_steps:
-        for rows in batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length):
-            batch_loss = forward_backward(model, rows, micro, collate, labels_all, device, autocast, p.loss_fn,
-                                          scaler, sync)
+        order = batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length)
+        for rows, width in data.epoch(order, batch_widths(p.train.lengths, order, cfg.batch_size, cfg.max_length)):
+            loss = step_fn(model, optimizer, sched, lr, cfg.learning_rate, data.parts(rows, width, micro),
+                           cfg.max_grad_norm, autocast, p.loss_fn, scaler)
+            batch_loss = float(loss) if sync else loss
             end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps
             evaluating = end_of_epoch or bool(eval_every and (step + 1) % eval_every == 0)
             window = window + batch_loss
             if sync or evaluating or (step + 1) % GPU_CHECK_EVERY == 0:
                 why = divergence(window, batch_loss, sync, step + 1)
-                if why:
+                if why:   # the step's update is discarded with the trial: a diverged trial saves nothing
                     res.status, res.note = "diverged", why
                     break
                 window = 0.0
-            optimizer_step(model, optimizer, scheduler, cfg.max_grad_norm, scaler)
             step, seen, loss_sum, loss_count = step + 1, seen + len(rows), loss_sum + batch_loss, loss_count + 1
             stop = on_progress is not None and on_progress(step, total_steps, batch_loss) is False
             if evaluating and not stop:

@@ -212,3 +212,15 @@ def test_real_command_bad_input(real_glue_dir, tmp_path):
     _assert_one_error_line(proc.stderr, f"{d / 'WNLI' / 'train.tsv'}:9:")
     assert proc.stdout == ""
     assert not (tmp_path / "results").exists()
+
+
+def test_compile_is_a_flag_made_from_the_trial_setting():
+    from orchestrator.cli.args import config_values
+    from orchestrator.cli.main import build_parser
+
+    base = ["train", "--task", "RTE", "--model", "BERT-Tiny", "--batch-size", "16", "--lr", "1e-3"]
+    args = build_parser().parse_args([*base, "--compile"])
+    assert config_values(args, args.settings)["compile"] is True
+    args = build_parser().parse_args(base)
+    assert "compile" not in config_values(args, args.settings)   # the default: off
+    assert TrialConfig(model="m", task="RTE", batch_size=16, learning_rate=1e-3).compile is False

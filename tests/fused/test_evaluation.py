@@ -27,7 +27,7 @@ def cfg(**kw) -> R.TrialConfig:
 
 def stacked_logits(u, split: str) -> torch.Tensor:
     """Every member's logits for the shortest 40 rows of a dev split, stacked: [K, 40, labels]."""
-    rows, batch = next(R.dev_batches(u.p, u.scorer.evals[split], 40))
+    rows, batch = R.dev_batches(u.p, u.scorer.evals[split], 40, for_model=False)[0]
     P = dict(u.params)
     if u.words is not None:
         P[stacked.WORDS] = u.scorer.word_table(u.params[stacked.WORDS])
@@ -37,7 +37,7 @@ def stacked_logits(u, split: str) -> torch.Tensor:
 
 def solo_logits(p: R.Prepared, split: str) -> torch.Tensor:
     """The transformers model's logits for the same rows (its weights loaded): [40, labels]."""
-    rows, batch = next(R.dev_batches(p, p.evals[split], 40))
+    rows, batch = R.dev_batches(p, p.evals[split], 40)[0]
     p.model.eval()
     with torch.inference_mode():
         out = p.model(**batch).logits

@@ -43,3 +43,15 @@ def test_old_records_without_a_hash_are_reused_only_when_their_configuration_mat
     assert len(warnings) == 1 and "predate settings hashes" in warnings[0]
     with pytest.raises(UserError, match="learning_rate=1e-4 \\(now 1.5e-4\\)"):
         identity.check_reuse("run", [_record_of(cfg, None)], {"t1": (cfg.replace(learning_rate=1.5e-4), "d1")})
+
+
+def test_compiling_the_step_is_not_part_of_a_trials_identity():
+    """``compile`` changes how a trial runs, not what it computes: a record is reused either way,
+    records from before the setting existed too, and its hash is the one written before."""
+    cfg = TrialConfig(model="m", task="SST-2", batch_size=32, learning_rate=1e-4)
+    on = cfg.replace(compile=True)
+    assert identity.settings_hash(on, "d1") == identity.settings_hash(cfg, "d1")
+    assert identity.check_reuse("run", [_record_of(cfg, "d1")], {"t1": (on, "d1")}) == []
+    older = _record_of(cfg, None)
+    del older["trial"]["compile"]
+    assert len(identity.check_reuse("run", [older], {"t1": (on, "d1")})) == 1   # reused, with the usual warning
