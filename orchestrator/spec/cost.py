@@ -12,7 +12,8 @@ from the low and the high assumptions (``LOW``, ``HIGH``), the point from ``POIN
   time of an operator call.
 * a step takes max(host, device): a small model's step is bound by its host time.
 * evaluation: each batch of 256 a forward pass (a third of a step's calls and of its FLOPs per
-  token), every member of a fused unit evaluated on its own.
+  token); a fused unit's members are evaluated stacked, 256 member-rows a batch, which makes as
+  many batches as evaluating them one by one.
 * start-up: a worker's first trial pays the process start, the imports and the CUDA context
   (``Assumptions.worker_s``); every trial pays its model build and data, measured on CPU (warm
   feature cache), plus ``Assumptions.trial_gpu_s`` to put them on the GPU. Workers are reused
@@ -60,11 +61,12 @@ class Calls:
         return self.a + self.b * layers
 
 
-# Counted on CPU (bench's operator counter): a solo step 218 calls at 2 layers, 968 at 12; a fused
-# unit of 4 members 288 and 1,288. A stacked step's calls do not grow with K (one batched matmul
-# per linear layer): the K = 4 fit is used for every K (assumed).
-SOLO_CALLS = Calls(68.0, 75.0)
-FUSED_CALLS = Calls(88.0, 100.0)
+# Counted on CPU by bench.ops (bench/results/ops-cpu.json: every dispatched operator of a step,
+# forward, backward, clipping and AdamW; batch 32 x 128 tokens): a solo step 495 calls at 2 layers,
+# 2,395 at 12; a fused unit of 4 members 812 and 3,652. A stacked step's calls do not grow with K
+# (one batched matmul per linear layer): the K = 4 fit is used for every K (assumed).
+SOLO_CALLS = Calls(115.0, 190.0)
+FUSED_CALLS = Calls(244.0, 284.0)
 CALLS = (SOLO_CALLS, FUSED_CALLS)   # the defaults: (solo, fused)
 
 

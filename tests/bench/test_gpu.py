@@ -150,9 +150,9 @@ def test_estimate_cost_model_reads_the_operator_counts(tmp_path):
 
     sweep = parse("name: x\nmodels: [BERT-Tiny]\ntasks: [RTE]\nsearch: {batch_size: [32], learning_rate: [1e-4, 3e-5]}\n")
     default = E.cost_model(sweep, {}, tmp_path / "absent.json")
-    assert default["calls_source"] == "the cost model's defaults" and default["solo_calls"] == {"a": 68.0, "b": 75.0}
+    assert default["calls_source"] == "the cost model's defaults" and default["solo_calls"] == {"a": 115.0, "b": 190.0}
     ops = tmp_path / "ops-cpu.json"
-    ops.write_text(json.dumps({"solo": {"a": 136, "b": 150}, "fused": {"a": 88, "b": 100}}))
+    ops.write_text(json.dumps({"solo": {"a": 230, "b": 380}, "fused": {"a": 244, "b": 284}}))
     counted = E.cost_model(sweep, {}, ops)
     assert counted["calls_source"] == str(ops)
     assert counted["fuse_off"]["point"] > default["fuse_off"]["point"]           # twice the calls of a solo step

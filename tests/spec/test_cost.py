@@ -20,8 +20,8 @@ def _work(model: str = "BERT-Tiny", batch: int = 32, members: int = 1, **kw) -> 
 
 
 def test_call_fits_reproduce_the_counts():
-    # the documented counts: solo 218 calls at 2 layers, 968 at 12; fused (K = 4) 288 and 1,288
-    assert (C.SOLO_CALLS(2), C.SOLO_CALLS(12), C.FUSED_CALLS(2), C.FUSED_CALLS(12)) == (218, 968, 288, 1288)
+    # bench.ops' counts (bench/results/ops-cpu.json): solo 495 calls at 2 layers, 2,395 at 12; fused (K = 4) 812, 3,652
+    assert (C.SOLO_CALLS(2), C.SOLO_CALLS(12), C.FUSED_CALLS(2), C.FUSED_CALLS(12)) == (495, 2395, 812, 3652)
     solo, fused = C.calls_from({"solo": {"a": 1, "b": 2}, "fused": {"a": 3, "b": 4}})
     assert solo(10) == 21 and fused(10) == 43
 
@@ -29,14 +29,18 @@ def test_call_fits_reproduce_the_counts():
 def test_small_models_are_bound_by_host_time():
     for a in (C.LOW, C.POINT, C.HIGH):
         host, dev = C.step_seconds(_work("BERT-Tiny", 8), a)
-        assert host > 3 * dev
-        assert host == pytest.approx(218 * a.call_us * 1e-6)
+        assert host > dev
+        assert host == pytest.approx(495 * a.call_us * 1e-6)
     assert C.utilisation(_work("BERT-Tiny", 8)) < 0.2
     # BERT-Base at batch 128 on long MNLI rows: the device is the bound
     big = C.work_of(TrialConfig(model="BERT-Base", task="MNLI", batch_size=128, learning_rate=1e-4))
-    host, dev = C.step_seconds(big, C.POINT)
-    assert dev > host and C.utilisation(big) == 1.0
-    assert C.seconds(_work("BERT-Tiny", 8), C.POINT).host_bound and not C.seconds(big, C.POINT).host_bound
+    # with every dispatched operator counted (2,395 a step), eager BERT-Base is host bound too at the
+    # point assumptions; with a cheap host (CUDA graphs: ~1 us a call) the device is the bound
+    assert C.utilisation(big) > 3 * C.utilisation(_work("BERT-Tiny", 8))
+    graphs = replace(C.POINT, call_us=1.0)
+    host, dev = C.step_seconds(big, graphs)
+    assert dev > host and C.utilisation(big, graphs) == 1.0
+    assert C.seconds(_work("BERT-Tiny", 8), graphs).host_bound and not C.seconds(big, graphs).host_bound
 
 
 def test_time_grows_with_steps_and_calls():
@@ -48,7 +52,7 @@ def test_time_grows_with_steps_and_calls():
     assert C.seconds(_work(epochs=4), C.POINT).wall > C.seconds(_work(epochs=2), C.POINT).wall
     # host-bound: twice the operator calls, twice the training time
     base = C.seconds(_work(), C.POINT)
-    doubled = C.seconds(_work(), C.POINT, (C.Calls(136, 150), C.FUSED_CALLS))
+    doubled = C.seconds(_work(), C.POINT, (C.Calls(230, 380), C.FUSED_CALLS))
     assert doubled.train_wall == pytest.approx(2 * base.train_wall)
 
 

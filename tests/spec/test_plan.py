@@ -43,5 +43,5 @@ def test_the_plan_uses_the_cost_models_defaults():
     works, firsts, _ = C.works_of(sweep)
     c = plan.cost_estimate(sweep)
     assert c["point"] == C.gpu_hours(works, [0.125], C.POINT)["hours"]
-    more = plan.cost_estimate(sweep, calls=(C.Calls(2 * 68, 2 * 75), C.FUSED_CALLS))
+    more = plan.cost_estimate(sweep, calls=(C.Calls(2 * 115, 2 * 190), C.FUSED_CALLS))
     assert more["point"] > c["point"]

@@ -34,13 +34,14 @@ def test_gpu_share_by_utilisation_and_memory():
     assert RS.trial_gpu_share(_config("BERT-Tiny"), 4 * GB) == 0.25      # 0.5 GB each is too little
     # a fused unit of 4 BERT-Tiny members shares one step's host time: still an eighth, not 4 trials' size
     assert RS.trial_gpu_share(_config("BERT-Tiny"), 80 * GB, members=4) == 0.125
-    # a unit of 4 BERT-Medium members at batch 128 keeps the GPU about half busy: half a GPU, not a whole one
+    # a unit of 4 BERT-Medium members at batch 128 on SST-2 keeps the GPU about a sixth busy (its step
+    # bound by host time, every dispatched operator counted): a quarter of a GPU, not a whole one
     unit = C.work_of(_config("BERT-Medium"), members=4)
-    assert 0.25 < C.utilisation(unit) <= 0.5
-    assert RS.trial_gpu_share(_config("BERT-Medium"), 80 * GB, members=4) == 0.5
-    # 4 BERT-Base members at batch 128: the device is the bound, a whole GPU
-    assert C.utilisation(C.work_of(_config("BERT-Base"), members=4)) == 1.0
-    assert RS.trial_gpu_share(_config("BERT-Base"), 80 * GB, members=4) == 1.0
+    assert 0.125 < C.utilisation(unit) <= 0.25
+    assert RS.trial_gpu_share(_config("BERT-Medium"), 80 * GB, members=4) == 0.25
+    # 4 BERT-Base members at batch 128 on MNLI's longer rows: the device is the bound, a whole GPU
+    assert C.utilisation(C.work_of(_config("BERT-Base").replace(task="MNLI"), members=4)) == 1.0
+    assert RS.trial_gpu_share(_config("BERT-Base").replace(task="MNLI"), 80 * GB, members=4) == 1.0
     # BERT-Medium at batch 128 (about 4.1 GB) takes half of a 16 GB GPU, a whole 6 GB one
     medium = _config("BERT-Medium")
     assert RS.trial_gpu_share(medium, 16 * GB) == 0.5 and RS.trial_gpu_share(medium, 6 * GB) == 1.0
