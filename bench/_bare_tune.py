@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true", help="reuse_actors=True (Tune's default: False)")
     a = ap.parse_args()
     trials = json.loads(open(a.trials).read())
-    ray.init(num_cpus=a.cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+    ray.init(address="local", num_cpus=a.cpus, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              runtime_env={"env_vars": {k: v for k, v in os.environ.items() if k.startswith(("GLUE_SWEEP_", "HF_"))}})
     with tempfile.TemporaryDirectory() as d:
         tune.Tuner(tune.with_resources(trainable, {"cpu": 1}),
