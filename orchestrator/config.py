@@ -176,6 +176,11 @@ class TrialConfig:
 _RULES = {f.name: f.metadata["rule"] for f in fields(TrialConfig)}
 
 
+# The CUDA caching allocator's setting every worker gets unless its environment says otherwise
+# (``train.device``): expandable segments, so packed trials fragment less.
+ALLOC_CONF = "expandable_segments:True"
+
+
 @dataclass(frozen=True)
 class Runtime:
     """Where and how a trial runs; never part of its identity or its record."""

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import ray
 
 from ..errors import UserError
-from ..train.device import ALLOC_CONF
+from ..config import ALLOC_CONF
 
 # Settings that travel from the driver to every worker. Paths do not (GLUE_DIR, MODELS_DIR,
 # HF_HOME, the feature cache, the vocabulary): a node keeps its own, and the data, features and

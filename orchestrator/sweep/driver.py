@@ -16,7 +16,9 @@ import json
 import logging
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import optuna
 import ray
@@ -34,7 +36,6 @@ from ..spec.resources import gpu_memory_bytes, trial_gpu_share
 from ..spec.sweep import Sweep
 from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
-from ..train import teacher
 from . import mps
 from .asha import start_keeper
 from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, log_dashboard, start_ray
@@ -42,7 +43,6 @@ from .dashboard import named
 from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
 from .shipping import Shipment, pack, ship_soft_labels
-from .trainable import trainable
 from .tune_jobs import Job, grid_jobs, optuna_jobs, trial_of
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (docs/faults.md: exit codes)
@@ -121,6 +121,8 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
     check_writable_dir(lock_dir(loc), "results directory")
     glue_dir, hub = data_paths(sweep)
     source = source_from(glue_dir, hub)
+    if sweep.distill:   # torch and transformers, only for a distillation sweep (the driver of others starts sooner)
+        from ..train import teacher
     fp_of = fingerprints(data_fingerprints(sweep, source), teacher.soft_keys(sweep, source) if sweep.distill else {})
     reusable(sweep, loc, store.read_records(loc)[0], fp_of, retry_failed, say=False)   # refuse early
     soft = teacher.prepare(sweep, source=source) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
@@ -140,10 +142,18 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
         if not jobs:   # the failed trials kept (--no-retry-failed) still fail the run
             return report_failed(sweep, loc, _grid_ids(sweep) if sweep.mode == "grid"
                                  else {r["trial_id"] for r in kept})
-        shipment = pack([c for j in jobs for c in j.warm], glue_dir, hub)
-        shipment.spec_text = Path(sweep.path).read_text(encoding="utf-8") if Path(sweep.path).is_file() else None
+        configs = [c for j in jobs for c in j.warm]
+        spec_text = Path(sweep.path).read_text(encoding="utf-8") if Path(sweep.path).is_file() else None
+
+        def shipped() -> Shipment:
+            from . import trainable  # noqa: F401 (torch, transformers: loaded here, beside Ray's start)
+
+            shipment = pack(configs, glue_dir, hub)
+            shipment.spec_text = spec_text
+            return ship_soft_labels(shipment, soft)
+
         identity = (lambda cfg: identity_fields(cfg, fp_of(cfg)))
-        return _run_jobs(sweep, jobs, loc, kept, address, ship_soft_labels(shipment, soft), secure, identity, total)
+        return _run_jobs(sweep, jobs, loc, kept, address, shipped, secure, identity, total)
 
 
 def _save_teachers(loc: storage.Location, soft: dict) -> None:
@@ -236,6 +246,8 @@ def _search(sweep: Sweep, job: Job, db_dir: Path) -> tuple[dict, object, int]:
 
 def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, recorder: StoreRecorder,
            storage_path: str, keeper: str | None = None) -> tune.Tuner:
+    from .trainable import trainable   # torch and the runner: imported here, after Ray has started (see _run_jobs)
+
     space, search_alg, samples = _search(sweep, job, Path(storage_path).parent)
     return tune.Tuner(
         tune.with_resources(named(tune.with_parameters(trainable, shipment=shipment, keeper=keeper)), resources),
@@ -256,10 +268,19 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, record
 
 
 def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: list[dict], address,
-              shipment: Shipment, secure, identity, total: int) -> int:
-    _, url = start_ray(address, None, secure)
+              shipped: Callable[[], Shipment], secure, identity, total: int) -> int:
+    # The features are packed (tokenizer, its imports, the cache) while Ray starts.
+    packing = ThreadPoolExecutor(1, thread_name_prefix="pack")
+    shipment_f = packing.submit(shipped)
+    packing.shutdown(wait=False)
+    try:
+        _, url = start_ray(address, None, secure)
+    except BaseException:
+        shipment_f.exception()   # a packing error after a start error is the start error's business
+        raise
     view = None
     try:
+        shipment = shipment_f.result()
         has_gpu = GpuWatch()
         resources = _resources(sweep, has_gpu)
         check_fits(sweep.path, _trial_cpus(sweep, has_gpu()), sweep.gpus_per_trial if has_gpu() else 0)

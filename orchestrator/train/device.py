@@ -23,7 +23,7 @@ import sys
 
 import torch
 
-ALLOC_CONF = "expandable_segments:True"
+from ..config import ALLOC_CONF
 
 
 def set_alloc_conf(env=os.environ) -> None:
