@@ -74,27 +74,25 @@ def profile_step(layers: int, hidden: int, k: int, device, batch: int = 32, seq:
     labels = torch.randint(0, 2, (batch,), device=device)
     _, autocast = D.precision(device)
     tc = TrialConfig(model="BERT-Tiny", task="SST-2", batch_size=batch, learning_rate=1e-4)
-    if k == 1:
+    parts = [(batch_in, labels, 1.0)]
+    if k == 1:   # the runner's own step (train.step.train_step): prepared mask, device schedule, no host sync
+        from orchestrator.train.step import Schedule, tensor_lr, train_step
         opt = runner.make_optimizer(model, tc, device)
+        schedule = Schedule(1000, 0.1, device)
+        lr = tensor_lr(opt, schedule, tc.learning_rate)
 
         def step():
-            with autocast():
-                loss = model(**batch_in, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-    else:
+            train_step(model, opt, schedule, lr, tc.learning_rate, parts, 1.0, autocast)
+    else:        # the fused unit's own step (fused.loop.fused_step)
         from orchestrator.fused.adamw import StackedAdamW
+        from orchestrator.fused.loop import fused_step
         params, net = stacked.stack_parameters(model, k), stacked.StackedBert(model.config, 2)
         opt = StackedAdamW(params, [1e-4] * k, {n for n in params if "weight" in n and "LayerNorm" not in n}, 0.01)
+        factor = torch.ones((), device=device)
+        fused_autocast = autocast if D.use_bf16(device) else (lambda: torch.autocast("cpu", enabled=False))
 
         def step():
-            with (autocast() if D.use_bf16(device) else torch.autocast("cpu", enabled=False)):
-                net.losses(params, batch_in, labels).sum().backward()
-            opt.clip_(1.0)
-            opt.step(1.0)
-            opt.zero_grad()
+            fused_step(net, params, opt, None, 0.01, factor, parts, 1.0, fused_autocast)
     for _ in range(3):
         step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
