@@ -11,7 +11,7 @@ callback, so each member yields the ``TrialResult`` its solo trial would. A memb
 turns NaN or infinite, or whose callback returns False, leaves the stack; the others go on.
 
 On a GPU the step never waits for the host: the training rows are on the device and each batch
-is gathered there (``batches.DeviceRows``, padded to its bucket, as a solo trial's), the step
+is gathered there (``batches.DeviceRows``, padded as a solo trial's), the step
 (``fused_step``) reads nothing back and lifts no Python number (the schedule's factor and the
 learning rates are device tensors), and losses accumulate on the device and are checked for NaN
 every ``check_every`` steps and at evaluations (on CPU every step, as a solo trial does). With
@@ -198,7 +198,8 @@ def _train(u: _Unit, on_progress) -> int:
     rng, micro, step = np.random.default_rng(cfg.seed), cfg.batch_size // cfg.grad_accum, 0
     while step < total_steps and u.alive:
         order = runner.batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length)
-        for rows, width in data.epoch(order, batch_widths(p.train.lengths, order, cfg.batch_size, cfg.max_length)):
+        for rows, width in data.epoch(order, batch_widths(p.train.lengths, order, cfg.batch_size, cfg.max_length,
+                                                    bucketed=cfg.compile)):
             if u.train_s0 is None:
                 u.train_s0 = time.perf_counter()
                 for m in u.members:

@@ -92,11 +92,14 @@ def buckets(lengths: np.ndarray, max_length: int) -> np.ndarray:
 
 
 def batch_widths(lengths: np.ndarray, batches: list[np.ndarray], batch_size: int, max_length: int,
-                 step: int | None = None) -> list[int]:
+                 step: int | None = None, bucketed: bool = True) -> list[int]:
     """The width each batch is padded to: the narrowest bucket (``buckets``) that holds its longest
     row; a batch of fewer than ``batch_size`` rows (an epoch's last), the widest bucket. With
-    ``step``, buckets are the multiples of ``step`` instead."""
+    ``step``, buckets are the multiples of ``step`` instead. Not ``bucketed`` (a step that is not
+    compiled: a shape costs nothing, a padded token does), each batch's own longest row."""
     longest = np.array([int(lengths[b].max()) for b in batches], dtype=np.int64)
+    if not bucketed:
+        return [int(w) for w in longest]
     if step:
         edges = np.arange(step, step * math.ceil(max(1, int(lengths.max(initial=1))) / step) + 1, step)
         edges = np.unique(np.minimum(edges, max_length))

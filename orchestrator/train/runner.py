@@ -3,9 +3,10 @@
 The paper's recipe: AdamW (weight decay 0.01, not on biases and LayerNorm), linear warm-up
 over the first 10% of steps then linear decay to 0, gradient clipping at 1.0, max sequence
 length 128, 4 epochs, the checkpoint's own dropout. Batches are grouped by length (order still
-random per epoch and fixed by the seed) and padded to their bucket (``batches``: the narrowest
-of at most eight widths fitted to the task's lengths that holds the batch's longest row, so a
-trial sees at most nine batch shapes). The training rows and labels go to the device once and
+random per epoch and fixed by the seed) and padded to their own longest row, or, with
+``compile``, to their bucket (``batches``: the narrowest of at most eight widths fitted to the
+task's lengths that holds the batch's longest row, so a compiled trial sees at most nine batch
+shapes). The training rows and labels go to the device once and
 each batch is gathered there by index; the dev split(s) are padded once (sorted by length, cut
 into batches, kept in ``Prepared.dev_batches``). A step (``step.train_step``)
 never waits for the device; the loop checks the loss for NaN every step on CPU and every
@@ -276,7 +277,8 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
     res.startup_s = round(t_train - t_start, 3)
     while step < total_steps:
         order = batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length)
-        for rows, width in data.epoch(order, batch_widths(p.train.lengths, order, cfg.batch_size, cfg.max_length)):
+        for rows, width in data.epoch(order, batch_widths(p.train.lengths, order, cfg.batch_size, cfg.max_length,
+                                                    bucketed=cfg.compile)):
             loss = step_fn(model, optimizer, sched, lr, cfg.learning_rate, data.parts(rows, width, micro),
                            cfg.max_grad_norm, autocast, p.loss_fn, scaler)
             batch_loss = float(loss) if sync else loss

@@ -97,3 +97,10 @@ def test_evaluation_batches_are_sorted_padded_to_their_own_longest_row_and_cover
     assert sorted(np.concatenate([rows for rows, _ in batches]).tolist()) == list(range(300))
     widths = [b["input_ids"].shape[1] for _, b in batches]
     assert widths == sorted(widths) and [int(lengths[rows].max()) for rows, _ in batches] == widths
+
+
+def test_a_step_that_is_not_compiled_pads_each_batch_to_its_own_longest_row():
+    lengths = np.array([3, 5, 9, 17, 33, 70])
+    order = [np.array([0, 1]), np.array([2, 3]), np.array([4, 5])]
+    assert batch_widths(lengths, order, 2, 128, bucketed=False) == [5, 17, 70]
+    assert batch_widths(lengths, order[:2] + [np.array([5])], 2, 128, bucketed=False) == [5, 17, 70]
