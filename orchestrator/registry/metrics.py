@@ -64,6 +64,12 @@ def _ranks(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _constant(x: np.ndarray) -> bool:
+    """Every value equal (a correlation with it is undefined: GLUE reports 0). Not ``std() == 0``:
+    the standard deviation of equal floats can come out a rounding error above 0."""
+    return len(x) == 0 or bool(np.all(x == x[0]))
+
+
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     return float(np.clip((a @ b) / math.sqrt((a @ a) * (b @ b)), -1.0, 1.0))
@@ -71,14 +77,14 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def pearson(preds, labels) -> float:
     preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    if preds.std() == 0 or labels.std() == 0:
+    if _constant(preds) or _constant(labels):
         return 0.0
     return 100.0 * _nan_safe(_correlation(preds, labels))
 
 
 def spearman(preds, labels) -> float:
     preds, labels = np.asarray(preds, dtype=np.float64), np.asarray(labels, dtype=np.float64)
-    if preds.std() == 0 or labels.std() == 0:
+    if _constant(preds) or _constant(labels):
         return 0.0
     return 100.0 * _nan_safe(_correlation(_ranks(preds), _ranks(labels)))
 
