@@ -1,7 +1,6 @@
 """Fused training: K trials of one model and task that differ only in learning rate train as
-one stacked model, each member equal to its solo trial.
+one stacked model, each member equal to its solo trial (which trials fuse: ``spec.units``).
 
-units       which grid trials train as one fused unit (``fuse: auto|off``); pure
 loop        a fused unit's loop: members, their callbacks, leaving the stack, out-of-memory split
 stacked     K BERT classifiers as one model: stacked weights, batched matmuls, shared dropout masks
 adamw       AdamW over stacked members: a learning rate and gradient clipping per member

@@ -39,7 +39,7 @@ from ..train.device import free_memory, is_out_of_memory, keep_large_blocks, pre
 from .adamw import StackedAdamW
 from .evaluation import Evaluator
 from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, stack_parameters, stackable
-from .units import unit_key
+from ..spec.units import unit_key
 
 GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)
 STACK_ALL_WORDS = False   # True stacks every word-embedding row (bench/fused.py measures the difference)

@@ -31,13 +31,12 @@ from the low and the high assumptions (``LOW``, ``HIGH``), the point from ``POIN
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
-from ..errors import UserError
-from ..registry.models import approx_params, entry_of, resolve, shape_of
+from ..registry.models import approx_params, resolve, shape_of
 from ..registry.tasks import get_task
+from .units import plan_units
 
 H100_BF16_FLOPS = 989e12       # dense bf16 peak of one H100 (SXM)
 ASSUMED_MFU = 0.30             # model FLOPs utilisation assumed where none was measured
@@ -45,7 +44,6 @@ H100_MEMORY_BYTES = 81559 * 2**20   # an H100 80GB as nvidia-smi reports it
 ASSUMED_PADDING = 1.25         # padded / real training tokens, assumed (bench.estimate measures it)
 EVAL_BATCH = 256
 EVAL_FRACTION = 1 / 3          # an evaluation batch: forward only, a third of a step's calls and FLOPs
-FUSE_MAX_MEMBERS = 8           # members of one fused unit at most (as fused.units plans them)
 # A trial's start-up on a warm feature cache, measured on CPU (bench.startup, bench/results/make-bench-cpu.md):
 # 0.16 s for BERT-Tiny (4.39 M parameters), 1.04 s for BERT-Base (109.5 M); linear in parameters between.
 STARTUP_MEASURED = ((4_385_920, 0.16), (109_482_240, 1.04))
@@ -231,15 +229,6 @@ def successive_halving(n_configs: int, grace: float, rf: float, max_t: float) ->
     return {"epochs_run": run, "epochs_full": full, "fraction": run / full if full else 1.0, "stages": stages}
 
 
-def stackable(model: str) -> bool:
-    """Whether ``fuse: auto`` stacks ``model`` (a BERT-architecture registry model), as fused.units decides."""
-    try:
-        entry = entry_of(resolve(model))
-    except UserError:   # a name the registry refuses: not stackable
-        return False
-    return entry is not None and entry.arch.model_type == "bert"
-
-
 def work_of(t, label: str | None = None, members: int = 1, padding: dict | None = None) -> Work | None:
     """The work of trial configuration ``t`` (a fused unit of ``members`` such trials); None
     when its model's size is unknown."""
@@ -262,24 +251,14 @@ def works_of(sweep, fuse: str | None = None, padding: dict | None = None) -> tup
     auto), the trial configurations of each item's first member, and the labels of models of
     unknown size (left out). ``padding[(task, batch size)]`` overrides ``ASSUMED_PADDING``."""
     fuse = fuse or sweep.fuse
-    groups: dict = {}
-    unknown: list[str] = []
-    for trial in (sweep.trials() if sweep.mode == "grid" else []):
-        t = trial.config
-        fusable = fuse == "auto" and stackable(t.model) and not getattr(t, "distilled", False)
-        key = json.dumps({k: v for k, v in t.to_dict().items() if k != "learning_rate"}, sort_keys=True,
-                         default=str) if fusable else trial.id   # fused.units.unit_key
-        groups.setdefault(key, []).append(trial)
-    works, firsts = [], []
-    for members in groups.values():
-        for i in range(0, len(members), FUSE_MAX_MEMBERS):
-            part = members[i:i + FUSE_MAX_MEMBERS]
-            w = work_of(part[0].config, part[0].label, len(part), padding)
-            if w is None:
-                unknown.append(part[0].label)
-                continue
-            works.append(w)
-            firsts.append(part[0].config)
+    works, firsts, unknown = [], [], []
+    for part in plan_units(sweep.trials() if sweep.mode == "grid" else [], fuse):
+        w = work_of(part[0].config, part[0].label, len(part), padding)
+        if w is None:
+            unknown.append(part[0].label)
+            continue
+        works.append(w)
+        firsts.append(part[0].config)
     return works, firsts, sorted(set(unknown))
 
 

@@ -1,5 +1,5 @@
 """The Tune trainable, run in a Ray worker: a thin function around the trial runner (one trial)
-or the fused loop (a unit of members, ``fused.units.plan_units``), and the one reporter both use.
+or the fused loop (a unit of members, ``spec.units.plan_units``), and the one reporter both use.
 
 Every dev evaluation is reported (``tune.report``) with the evaluation itself as JSON, which
 the driver's recorder turns into the trial's record. A fused unit reports every member's

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import Trial, TrialConfig, display_name, make_trial
-from ..fused.units import plan_units
+from ..spec.units import plan_units
 from ..spec.sweep import Sweep
 from ..store import records as store
 

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.config import TrialConfig
-from orchestrator.fused.units import MAX_MEMBERS, plan_units
+from orchestrator.spec.units import plan_units
 from orchestrator.spec import cost as C
 from orchestrator.spec.sweep import parse
 
@@ -112,9 +112,8 @@ def test_the_range_holds_the_point():
         assert 0 < r["low"] < r["point"] < r["high"]
         assert r["steps"] == sum(w.steps * w.members for w in works)
         assert any("per operator call" in x for x in r["assumptions"])
-    # fuse: auto makes units of a cell's learning rates, as fused.units plans them
+    # fuse: auto makes units of a cell's learning rates, as spec.units plans them
     units = plan_units(sweep.trials(), "auto")
     works, _, _ = C.works_of(sweep, "auto")
     assert [w.members for w in works] == [len(u) for u in units]
     assert len(C.works_of(sweep, "off")[0]) == len(sweep.trials())
-    assert C.FUSE_MAX_MEMBERS == MAX_MEMBERS

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from orchestrator.errors import UserError
-from orchestrator.fused.units import plan_units
+from orchestrator.spec.units import plan_units
 from orchestrator.spec import sweep as S
 from orchestrator.store import records as store
 
