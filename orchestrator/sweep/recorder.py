@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ray import tune
@@ -94,7 +95,8 @@ class StoreRecorder(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         for rec in self._live(trial):
-            rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1)
+            rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1, unit=trial.trial_id,
+                       started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             self._write(rec)
         self._progress(trials)
 

@@ -48,7 +48,8 @@ class Evaluation:
     metrics: dict[str, float]    # x100, keys from Task.metric_keys()
     score: float                 # the task's headline score
     train_loss: float            # mean training loss since the previous evaluation
-    elapsed_s: float
+    elapsed_s: float             # since the trial started
+    train_s: float | None = None   # training time so far: start-up and evaluations left out
 
 
 @dataclass
@@ -294,7 +295,7 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
             step, seen, loss_sum, loss_count = step + 1, seen + len(rows), loss_sum + batch_loss, loss_count + 1
             stop = on_progress is not None and on_progress(step, total_steps, batch_loss) is False
             if evaluating and not stop:
-                ev = evaluation(p, res, step, steps_per_epoch, float(loss_sum) / max(1, loss_count), t_start)
+                ev = evaluation(p, res, step, steps_per_epoch, float(loss_sum) / max(1, loss_count), t_start, t_train)
                 loss_sum, loss_count = 0.0, 0
                 stop = on_eval is not None and on_eval(ev) is False
             if stop:
@@ -310,13 +311,14 @@ def run(p: Prepared, on_eval: Callable[[Evaluation], object] | None = None,
 
 
 def evaluation(p: Prepared, res: TrialResult, step: int, steps_per_epoch: int, train_loss: float,
-               t_start: float) -> Evaluation:
+               t_start: float, t_train: float | None = None) -> Evaluation:
     """Evaluate on the dev split now; the evaluation joins ``res``."""
     t_eval = time.perf_counter()
+    train_s = None if t_train is None else round(t_eval - t_train - res.eval_s, 3)
     metrics, score = evaluate(p, autocast_for(p.device))
     res.eval_s += time.perf_counter() - t_eval
     ev = Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
-                    train_loss=train_loss, elapsed_s=round(time.perf_counter() - t_start, 3))
+                    train_loss=train_loss, elapsed_s=round(time.perf_counter() - t_start, 3), train_s=train_s)
     res.evals.append(ev)
     return ev
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,17 @@ def sweep(tmp_path, real_glue_dir):
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
 
 
+def seconds(text: str) -> int:
+    """Seconds of a duration the live view prints (``3m05s``, ``1h02m``)."""
+    m = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text.strip("│ "))
+    h, mi, s = (int(x or 0) for x in m.groups())
+    return 3600 * h + 60 * mi + s
+
+
+def elapsed(text: str) -> int:
+    return seconds(re.search(r"elapsed (\S+?);", text).group(1))
+
+
 def ray_tmp() -> str:
     return os.environ.get("RAY_TMPDIR", "/tmp/ray")
 
@@ -117,13 +129,22 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
     run = sweep
     # mid-sweep: the live view in the terminal, with a running trial's epoch and score
     wait(lambda: any(r["evals"] for r in store.read_records(run)[0] if r["status"] == "running"), timeout=300)
-    mid = wait(lambda: screen_with("1/2"), timeout=25)
+    mid = wait(lambda: screen_with("/2 "), timeout=25)
     print(mid)
     assert "sweep watch (running): 3 trials:" in mid and "ETA" in mid
-    for col in ("model", "task", "bs", "lr", "seed", "epoch", "score", "ex/s", "best so far"):
+    for col in ("model", "task", "bs", "lr", "seed", "epoch", "score", "ex/s", "running", "best so far"):
         assert col in mid, col
-    row = next(line for line in mid.splitlines() if "1/2" in line)
+    row = next(line for line in mid.splitlines() if "1e-4" in line and "/2 " in line)
     assert "BERT-Tiny (random init)" in row and "SST-2" in row, row
+    # the 1e-4 trial stalls before its second evaluation: no record changes, yet the clock runs
+    # (the sweep's elapsed time), and the sweep's ETA is never below a running trial's own
+    first = elapsed(screen())
+    time.sleep(2.5)
+    later = screen()
+    assert elapsed(later) >= first + 2, (first, later)
+    etas = [seconds([c.strip() for c in line.split("│") if c.strip()][-1]) for line in later.splitlines()
+            if re.search(r"\d\.\d/2 ", line)]
+    assert etas and seconds(re.search(r"ETA (\S+)", later).group(1)) >= max(etas), later
 
     # the dashboard, while the 3e-5 trial holds the sweep open
     wait(lambda: list(statuses(run).values()).count("completed") >= 2, timeout=240)
