@@ -4,6 +4,7 @@ driver      run(): checks, lock, resume (reuse, failed retried), cache warm-up, 
 tune_jobs   the trials still to run, as Tune configurations (grid, optuna studies)
 trainable   the Tune trainable (in the workers): a solo trial or a fused unit, one reporter
 recorder    the Tune callback that writes the result store (in the driver), progress lines
+tune_logs   Tune's CSV, JSON and TensorBoard logs per trial, a fused unit's members each their own
 rungs       grouped ASHA's decisions, pure: rungs per (model, task), Ray's ASHA rules
 asha        grouped ASHA in a sweep: the keeper actor every trial asks after each evaluation
 cluster     Ray start or connection (addresses checked), resources that fit a node, dashboard login, lock

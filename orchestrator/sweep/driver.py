@@ -23,7 +23,6 @@ from typing import Callable
 import optuna
 import ray
 from ray import tune
-from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
 from ..config import TrialConfig, display_name
@@ -44,6 +43,7 @@ from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
 from .shipping import Shipment, pack, ship_soft_labels
 from .tune_jobs import Job, grid_jobs, optuna_jobs, trial_of
+from .tune_logs import dirname, loggers
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (docs/faults.md: exit codes)
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, record
                                     # features stay warm (trials of equal resource requests share workers)
                                     reuse_actors=True,
                                     trial_name_creator=lambda t: trial_of(t.config).id,
-                                    trial_dirname_creator=lambda t: trial_of(t.config).id[:120]),
+                                    trial_dirname_creator=dirname),
         run_config=tune.RunConfig(name=f"attempt-{time.strftime('%Y%m%d-%H%M%S')}-{k}", storage_path=storage_path,
                                   failure_config=tune.FailureConfig(max_failures=sweep.retries),
                                   checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),
@@ -331,12 +331,6 @@ def study_storage(db_dir: Path, job: Job) -> tuple[optuna.storages.BaseStorage, 
     except KeyError:
         pass
     return db, name
-
-
-def loggers() -> list:
-    """Tune's own per-trial logs beside its experiment state: progress.csv, result.json and
-    TensorBoard event files (metrics only; no checkpoints)."""
-    return [CSVLoggerCallback(), JsonLoggerCallback(), TBXLoggerCallback()]
 
 
 def best_summary(loc) -> str:

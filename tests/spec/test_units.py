@@ -187,6 +187,18 @@ def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir,
     from orchestrator.results.load import load_run
     board = load_run(tmp_path / "results" / "fz")
     assert len(board.configs) == 3 and len(board.results) == 1 and not board.problems
+    # Tune's logs: one TensorBoard run and progress.csv per member, named by its trial id, its own score
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    (attempt,) = (tmp_path / "results" / "fz" / "ray").glob("attempt-*")
+    for tid, x in recs.items():
+        acc = EventAccumulator(str(attempt / tid))
+        acc.Reload()
+        (point,) = acc.Scalars("ray/tune/score")
+        assert point.value == pytest.approx(x["evals"][0]["score"], abs=1e-4) and point.step == 1
+        rows = (attempt / tid / "progress.csv").read_text().splitlines()
+        assert len(rows) == 2 and tid in rows[1]
+    (unit,) = [d for d in attempt.iterdir() if d.is_dir() and d.name.startswith("unit-")]
+    assert not list(unit.glob("events.out.tfevents.*")) and not (unit / "progress.csv").exists()
 
 
 def asha_sweep(tmp_path, glue_dir, fuse: str) -> tuple[Path, subprocess.Popen]:
