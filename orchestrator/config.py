@@ -104,7 +104,7 @@ class TrialConfig:
     eval_every: float | None = setting(Rule("number", "eval every N epochs", optional=True), None,
                                        help="epochs between evaluations, e.g. 0.5 (default: once an epoch)")
     eval_every_steps: int | None = setting(Rule("whole", "eval every N steps", optional=True), None,
-                                           help="or evaluate every N optimizer steps")
+                                           help="or evaluate every N optimizer steps (default: by epochs, see --eval-every)")
     warmup_ratio: float = setting(Rule("number", "warmup ratio", positive=False), 0.1,
                                   help="share of the steps with a linear warm-up")
     weight_decay: float = setting(Rule("number", "weight decay", positive=False), 0.01, help="AdamW's weight decay")

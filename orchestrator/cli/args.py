@@ -41,12 +41,13 @@ def non_negative_float(s: str) -> float:
 
 def data_arguments(p) -> None:
     p.add_argument("--glue-dir", default=None, help="GLUE data directory (default: $GLUE_DIR, else the hub)")
-    p.add_argument("--hub", default=None, help="hub dataset id or a local directory in its parquet layout")
+    p.add_argument("--hub", default=None, help="hub dataset id or a local directory in its parquet layout, read when no GLUE "
+                                                    "directory is given (default: $GLUE_HUB, else nyu-mll/glue)")
 
 
 def device_arguments(p, trust_remote_code: bool = True) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is one)")
-    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: torch's, one per core)")
     if trust_remote_code:
         p.add_argument("--trust-remote-code", action="store_true", help="allow a checkpoint's own code to run")
 

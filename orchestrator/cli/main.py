@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+RUN_EXIT_CODES = """exit codes:
+  0    every trial finished
+  2    bad input (one line says what and where); nothing run
+  3    the sweep ran to its end but some trials failed (named at the end; the same command retries them)
+  130  interrupted (the same command finishes the sweep)"""
+
+
 def add_plan_command(sub) -> None:
     pl = sub.add_parser("plan", help="validate a sweep and print its trials and compute, start nothing")
     pl.add_argument("sweep", help="a sweep spec, e.g. sweeps/paper.yaml")
@@ -58,7 +65,8 @@ def add_plan_command(sub) -> None:
 
 
 def add_run_command(sub) -> None:
-    r = sub.add_parser("run", help="run a sweep with Ray Tune (re-running finishes what is unfinished)")
+    r = sub.add_parser("run", help="run a sweep with Ray Tune (re-running finishes what is unfinished)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXIT_CODES)
     r.add_argument("sweep", help="a sweep spec, e.g. sweeps/quickstart.yaml")
     r.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
                    help="an existing Ray cluster (host:port or auto; default $RAY_ADDRESS, else a local Ray); for "

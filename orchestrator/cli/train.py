@@ -32,9 +32,10 @@ def add_train_command(sub) -> None:
     device_arguments(t, trust_remote_code=False)   # a TrialConfig field: its flag is made above
     d.add_argument("--teacher", default=None, metavar="DIR",
                    help="a fine-tuned model directory (saved with its tokenizer): the student learns its soft labels "
-                        "on the training inputs (computed once, cached like a sweep's)")
+                        "on the training inputs (computed once, cached like a sweep's) (default: none, fine-tuning on "
+                        "the gold labels)")
     d.add_argument("--transfer-file", action="append", default=[], metavar="TSV",
-                   help="extra unlabelled transfer data (a TSV whose header names the task's text columns); repeatable")
+                   help="extra unlabelled transfer data (a TSV whose header names the task's text columns); repeatable (default: none)")
     d.add_argument("--then-finetune", action="store_true", help="then train the same epochs on the gold labels")
     t.add_argument("--save-model", action="store_true", help="also write the trained model (safetensors)")
     t.add_argument("--out", default=None, help="where metrics.json goes (default: results/train/<trial>)")

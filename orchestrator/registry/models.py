@@ -47,6 +47,7 @@ safetensors weights are preferred.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import json
 import os
@@ -195,9 +196,16 @@ def resolve(name: str) -> ModelSpec:
         raise UserError(f"model directory {raw!r} does not exist")
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", raw):
         return ModelSpec(raw, raw)
-    raise UserError(f"unknown model {raw!r}: give a miniature name (BERT-Tiny, L-4_H-256, ...), "
+    raise UserError(f"unknown model {raw!r}{did_you_mean(raw)}: give a miniature name (BERT-Tiny, L-4_H-256, ...), "
                     f"a compact model (DistilBERT, TinyBERT-4, ...), {MINILM_NAME}, a hub id (org/name) "
                     f"or a local directory")
+
+
+def did_you_mean(raw: str) -> str:
+    """`` (did you mean 'X'?)`` for the registry name closest to ``raw`` (any case), or ''."""
+    names = {n.lower(): n for e in REGISTRY for n in (e.name, e.hub_id)}
+    near = difflib.get_close_matches(raw.lower(), list(names), n=1, cutoff=0.75)
+    return f" (did you mean {names[near[0]]!r}?)" if near else ""
 
 
 def packaged_minilm() -> Path | None:
@@ -301,7 +309,9 @@ def random_init_vocab(row: Entry) -> Path:
 
 def _unavailable(spec: ModelSpec, e: Exception) -> str:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return (f"model {spec.name} ({spec.ref}) could not be loaded: {first[:200]}. Offline, set MODELS_DIR to a "
+    first = first[:200].rstrip(" .")
+    hint = did_you_mean(spec.ref) if entry_of(spec) is None else ""
+    return (f"model {spec.name} ({spec.ref}) could not be loaded{hint}: {first}. Offline, set MODELS_DIR to a "
             f"directory holding {spec.ref.split('/')[-1]}/, or use init random")
 
 

@@ -90,3 +90,35 @@ def test_an_os_error_in_any_command_is_one_line_with_its_path(tmp_path, monkeypa
     rc, _, err = cli(["plan", "whatever.yaml"])
     assert rc == 2 and str(tmp_path / "x.json") in err, err
     one_line(err)
+
+
+def test_run_help_lists_the_documented_exit_codes(capsys):
+    import re
+    from pathlib import Path
+
+    from orchestrator.cli.main import build_parser
+
+    row = next(l for l in (Path(__file__).resolve().parents[2] / "docs" / "faults.md").read_text().splitlines()
+               if l.startswith("| `glue-sweep run` |"))
+    documented = set(re.findall(r"(?:^|; )(\d+) ", row.split("|")[2].strip()))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    out = capsys.readouterr().out
+    listed = set(re.findall(r"^  (\d+) ", out.split("exit codes:")[1], re.M))
+    assert documented and listed == documented, (documented, listed)
+
+
+def test_train_help_gives_every_optional_flags_default():
+    import argparse
+
+    from orchestrator.cli.main import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    train = sub.choices["train"]
+    optional = [a for a in train._actions if a.option_strings and not a.required and a.nargs != 0
+                and not isinstance(a, argparse._HelpAction)]
+    assert len(optional) > 10
+    for a in optional:
+        text = a.help % {"default": a.default} if "%(" in (a.help or "") else (a.help or "")
+        flag = a.option_strings[-1]
+        assert "default" in text, (flag, text)

@@ -72,6 +72,19 @@ def test_resolve_rejects(bad, message):
         MD.resolve(bad)
 
 
+@pytest.mark.parametrize("typo, meant", [("BERT-Tinny", "BERT-Tiny"), ("bert-smal", "BERT-Small"),
+                                         ("DistillBERT", "DistilBERT")])
+def test_an_unknown_model_names_the_closest_one(typo, meant):
+    with pytest.raises(UserError, match=rf"unknown model '{typo}' \(did you mean '{meant}'\?\)"):
+        MD.resolve(typo)
+
+
+def test_a_model_that_cannot_load_says_so_in_one_sentence_per_cause():
+    why = MD._unavailable(MD.resolve("google/bert_uncased_L-2_H-128_A-3x"), OSError("We couldn't connect to the hub to load files."))
+    assert "(did you mean 'google/bert_uncased_L-2_H-128_A-2'?)" in why
+    assert "to load files. Offline, set MODELS_DIR" in why and ".." not in why
+
+
 def test_miniature_grid():
     names = MD.miniatures()
     assert len(names) == 24 == len(set(names))
