@@ -108,7 +108,7 @@ def best_per_group(trials: pd.DataFrame, configs: pd.DataFrame, final_epoch: boo
     out["n_params"] = g["n_params"].agg(lambda s: np.median([float(v) for v in s if finite(v)])
                                         if any(finite(v) for v in s) else np.nan)
     out["partial"] = out["n_running"] > 0
-    out["status"] = np.where(out["partial"], "partial", np.where(out["n_configs"] > 0, "complete", "none"))
+    out["status"] = np.where(out["partial"], "partial", np.where(out["n_configs"] > 0, "completed", "none"))
     out["selection"] = "final epoch" if final_epoch else "best epoch"
     best = configs[configs["rank"] == 1].drop(columns=["rank", "running"]).set_index(GROUP)
     out = out.join(best).reset_index()

@@ -75,7 +75,7 @@ def test_best_config_chosen_with_its_hyperparameters(tmp_path):
     r = row(lb, "BERT-Tiny", "MRPC")
     assert (r["batch_size"], r["learning_rate"], r["epoch"], r["seed"]) == (16, 3e-4, 2.0, 0)
     assert r["score"] == 78.0 and r["f1"] == 79.0 and r["accuracy"] == 77.0
-    assert r["n_seeds"] == 1 and math.isnan(r["score_std"]) and r["status"] == "complete" and not r["partial"]
+    assert r["n_seeds"] == 1 and math.isnan(r["score_std"]) and r["status"] == "completed" and not r["partial"]
     assert r["n_configs"] == 3 and r["n_params"] == 4_386_178
     cfg = lb.configs[lb.configs["task"] == "MRPC"].sort_values("rank")
     assert list(cfg["batch_size"]) == [16, 32, 8]
