@@ -86,6 +86,8 @@ def test_train_distils_one_student_from_cached_soft_labels(teacher_dir, glue_dir
     (["--teacher", "BROKEN"], "cannot be loaded"),
     (["--teacher", "TEACHER", "--transfer-file", "/nonexistent.tsv"], "--transfer-file /nonexistent.tsv does not exist"),
     (["--teacher", "TEACHER", "--alpha", "-1"], "--alpha: -1 is not a finite number of at least 0"),
+    (["--teacher", "TEACHER", "--alpha", "1.5"], "--alpha: alpha must be between 0 and 1"),
+    (["--teacher", "TEACHER", "--temperature", "1e308"], "--temperature: temperature must be at most 100"),
 ])
 def test_bad_distillation_flags_are_one_line_exit_2(flags, words, teacher_dir, glue_dir, tmp_path):
     broken = tmp_path / "broken"

@@ -161,6 +161,8 @@ def test_gold_rows_keep_only_labelled_rows():
     ("distill:\n  techer: x\n", ["s.yaml:10", "unknown key 'techer'", "did you mean 'teacher'"]),
     ("distill:\n  teacher: TEACHER\n  temperature: 0\n", ["s.yaml:11", "positive"]),
     ("distill:\n  teacher: TEACHER\n  alpha: -1\n", ["s.yaml:11", "negative"]),
+    ("distill:\n  teacher: TEACHER\n  temperature: 1e308\n", ["s.yaml:11", "at most 100"]),
+    ("distill:\n  teacher: TEACHER\n  alpha: 2\n", ["s.yaml:11", "between 0 and 1"]),
     ("distill:\n  teacher: TEACHER\n  then_finetune: sometimes\n", ["s.yaml:11", "true or false"]),
     ("distill:\n  teacher: TEACHER\n  transfer: {train: false}\n", ["s.yaml:11", "no transfer data"]),
     ("distill:\n  teacher: TEACHER\n  transfer: {files: {CoLA: [a.tsv]}}\n", ["s.yaml:11", "not a task of this sweep"]),
@@ -176,6 +178,18 @@ def test_bad_distill_blocks_one_line_exit_2(block, words, teacher_dir, glue_dir,
     assert "\n" not in err and err.startswith("glue-sweep: error: ")
     for w in words:
         assert w in err, err
+
+
+@pytest.mark.parametrize("value", ["temperature: 1e308", "alpha: 1.01"])
+def test_distill_numbers_out_of_bounds_refused_by_run_before_any_work(value, teacher_dir, glue_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.setattr(T, "prepare", lambda *a, **k: pytest.fail("the teacher ran"))
+    (tmp_path / "s.yaml").write_text(spec_text(teacher_dir, glue_dir, models="[BERT-Tiny]", extra=f"  {value}\n")
+                                     + f"results: {tmp_path / 'res'}\n")
+    assert main(["run", str(tmp_path / "s.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"glue-sweep: error: {tmp_path / 's.yaml'}:10: distill/"), err
+    assert not (tmp_path / "res").exists()
 
 
 def test_unloadable_teacher_one_line_exit_2(glue_dir, tmp_path, capsys):
