@@ -99,6 +99,24 @@ def test_bad_distillation_flags_are_one_line_exit_2(flags, words, teacher_dir, g
     assert not (tmp_path / "o" / "metrics.json").exists()
 
 
+def test_train_refuses_a_teacher_that_cannot_teach_before_the_student_trains(glue_dir, tmp_path, monkeypatch):
+    from orchestrator.train import runner
+
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runner, "prepare", lambda *a, **k: pytest.fail("the student started"))
+    d = tmp_path / "nan-teacher"
+    model = load_model(resolve("BERT-Tiny"), 2, "random")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    model.save_pretrained(d)
+    load_tokenizer(resolve("BERT-Tiny"), "random").save_pretrained(d)
+    rc, out, err = run_cli("train", *FAST, "--glue-dir", glue_dir, "--teacher", d, "--out", tmp_path / "o")
+    assert rc == 2 and err.strip().splitlines()[-1].startswith(f"glue-sweep: error: teacher {d} cannot teach: "), err
+    assert "NaN or infinite" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "metrics.json").exists() and not list((tmp_path / "cache").rglob("soft_labels/*"))
+
+
 def test_submit_retrains_distilled_students_from_their_teachers_soft_labels(teacher_dir, glue_dir, tmp_path,
                                                                           predictions, one_thread):
     text = (f"name: d\nmodels: [{{name: BERT-Tiny, init: random}}]\ntasks: [SST-2]\n"

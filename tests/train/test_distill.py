@@ -208,6 +208,23 @@ def test_unloadable_teacher_one_line_exit_2(glue_dir, tmp_path, capsys):
         T.load(str(_saved_tiny(tmp_path / "two")), get_task("STS-B"), torch.device("cpu"))
 
 
+@pytest.mark.bad_input
+def test_a_nan_teacher_is_refused_by_run_with_nothing_cached_or_recorded(glue_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "cache"))
+    nan = _saved_tiny(tmp_path / "nan-teacher")
+    model = load_model(resolve("BERT-Tiny"), 2, "random")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    model.save_pretrained(nan)
+    (tmp_path / "s.yaml").write_text(spec_text(nan, glue_dir, models="[BERT-Tiny]") + f"results: {tmp_path / 'res'}\n")
+    assert main(["run", str(tmp_path / "s.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"glue-sweep: error: teacher {nan} cannot teach: ") and "NaN" in err[-1], err
+    assert not list((tmp_path / "res").rglob("*.json"))   # no record, no teachers.json claiming a score
+    assert not list((tmp_path / "cache").rglob("soft_labels/*"))
+
+
 def _saved_tiny(d):
     load_model(resolve("BERT-Tiny"), 2, "random").save_pretrained(d)
     load_tokenizer(resolve("BERT-Tiny"), "random").save_pretrained(d)
