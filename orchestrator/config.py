@@ -27,9 +27,11 @@ INITS = ("pretrained", "random")
 TRAININGS = ("fine-tune", "distill", "distill+fine-tune")
 KIND_MARKS = {"fine-tune": "", "distill": " [distilled]", "distill+fine-tune": " [distilled+fine-tuned]"}
 # Bounds of the values a trial accepts (a value outside is a mistake, never a run): the learning
-# rate lies in (0, 1), epochs in (0, MAX_EPOCHS], batch sizes up to MAX_BATCH_SIZE.
+# rate lies in (0, 1), epochs in (0, MAX_EPOCHS], batch sizes up to MAX_BATCH_SIZE; distillation's
+# temperature in (0, MAX_TEMPERATURE] and alpha (the weight of the gold-label loss) in [0, 1].
 MAX_EPOCHS = 100
 MAX_BATCH_SIZE = 8192
+MAX_TEMPERATURE = 100
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,11 @@ class TrialConfig:
     # files), the softmax temperature of teacher and student, the weight of the gold-label loss
     teacher: str | None = setting(Rule("name", "teacher", optional=True), None, cli=False)
     transfer: tuple[str, ...] = setting(Rule("names", "transfer"), (), cli=False)
-    temperature: float = setting(Rule("number", "temperature"), 1.0, help="softmax temperature",
+    temperature: float = setting(Rule("number", "temperature", high=MAX_TEMPERATURE), 1.0,
+                                 help=f"softmax temperature, above 0 and at most {MAX_TEMPERATURE}",
                                  group="distillation")
-    alpha: float = setting(Rule("number", "alpha", positive=False), 0.0,
-                           help="weight of the gold-label loss, 0 for soft labels only", group="distillation")
+    alpha: float = setting(Rule("number", "alpha", positive=False, low=0, high=1), 0.0,
+                           help="weight of the gold-label loss, 0 (soft labels only) to 1", group="distillation")
 
     @field_validator("*", mode="plain")
     @classmethod

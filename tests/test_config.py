@@ -29,6 +29,20 @@ def test_nearby_learning_rates_are_different_trials():
 
 
 @pytest.mark.hardening
+@pytest.mark.parametrize("bad, words", [
+    ({"temperature": 1e308}, "temperature must be at most 100"),
+    ({"alpha": 1.5}, "alpha must be between 0 and 1"),
+    ({"alpha": 1e308}, "alpha must be between 0 and 1"),
+])
+def test_trial_config_bounds_every_distillation_number(bad, words):
+    base = {"model": "m", "task": "t", "batch_size": 8, "learning_rate": 1e-4, "training": "distill",
+            "teacher": "/t", "transfer": ["train"]}
+    assert TrialConfig(**base, temperature=100.0, alpha=1.0).alpha == 1.0   # the bounds themselves are values
+    with pytest.raises(UserError, match=words):
+        TrialConfig(**base, **bad)
+
+
+@pytest.mark.hardening
 def test_trial_config_refuses_absurd_values():
     for bad in ({"learning_rate": 1000.0}, {"learning_rate": 1.0}, {"epochs": 1e6}, {"batch_size": 10 ** 6}):
         with pytest.raises(UserError):

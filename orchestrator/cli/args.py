@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from ..errors import UserError
+
 
 def positive_int(s: str) -> int:
     try:
@@ -56,6 +58,24 @@ _TYPES = {("whole", True): positive_int, ("whole", False): int,
           ("number", True): positive_float, ("number", False): non_negative_float}
 
 
+def _bounded(base, rule):
+    """``base`` (a flag's type) that also keeps the rule's bounds (at most, between, below), so a
+    value out of range is argparse's one line naming the flag, before anything runs."""
+    if rule.low is None and rule.high is None and rule.below is None:
+        return base
+
+    def check(s: str):
+        v = base(s)
+        try:
+            rule(v)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return v
+
+    check.__name__ = base.__name__   # what argparse names in "invalid ... value"
+    return check
+
+
 def config_arguments(p, cls, groups: dict | None = None, helps: dict | None = None) -> list[str]:
     """A flag for each field of the dataclass ``cls`` made with ``config.setting`` (unless its
     ``cli`` is false): ``--kebab-case`` of its name (or its ``flag``), its rule's type or choices,
@@ -82,7 +102,7 @@ def config_arguments(p, cls, groups: dict | None = None, helps: dict | None = No
         elif rule.kind == "choice":
             kw["choices"] = rule.choices
         elif rule.kind in ("whole", "number"):
-            kw["type"] = _TYPES[rule.kind, rule.positive]
+            kw["type"] = _bounded(_TYPES[rule.kind, rule.positive], rule)
         flag = m.get("flag") or "--" + f.name.replace("_", "-")
         if rule.kind != "flag":
             kw["metavar"] = flag[2:].replace("-", "_").upper()

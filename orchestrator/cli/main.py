@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..data.features import check_cache_dir
 from ..errors import UserError
 from ..results.compare import compare_table, run_names
 from ..results.export import export, write_comparison
@@ -172,6 +173,7 @@ def add_speed_command(sub) -> None:
 def cmd_speed(args) -> int:
     if args.quiet:
         logs.quiet_progress()
+    check_cache_dir()   # measured speeds are kept there
     result = speed.run(args.models, batch_sizes=args.batch_sizes, seq_len=args.seq_len, quick=args.quick,
                        device=args.device, threads=args.threads, refresh=args.refresh, out=args.out,
                        speedup_batch=args.speedup_batch, json_out=args.json)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..data.features import check_cache_dir
 from ..data.sources import source_from
 from ..errors import UserError
 from ..store import records as store
@@ -69,6 +70,7 @@ def cmd_submit(args) -> int:
         return submission.EXIT_INCOMPLETE if rep.missing else 0
     if not args.run or not args.model:
         raise UserError("submit needs RUN and --model M (or --check ZIP)")
+    check_cache_dir()   # re-training fills it (features, soft labels)
     if not (args.glue_dir or args.hub):   # the data the run itself read, unless told otherwise
         glue_dir, hub = store.data_source(args.run)
         if glue_dir or hub:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..config import Runtime, TrialConfig, make_trial
+from ..data.features import check_cache_dir
 from ..data.sources import source_from
 from ..data.transfer import TRAIN, teacher_directory_problem, user_path
 from ..errors import UserError
@@ -87,6 +88,7 @@ def cmd_train(args) -> int:
     trial = make_trial(cfg, spec.name)
     out = Path(args.out) if args.out else Path("results") / "train" / trial.id
     check_writable_dir(out, "--out directory")   # before an epoch is spent on results nobody can keep
+    check_cache_dir()
     check_device(args.device)
     record = {"trial_id": trial.id, "group": trial.group, "trial": cfg.to_dict(), "data": source.describe(),
               "training": cfg.training, "status": "running", "evals": []}

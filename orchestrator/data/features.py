@@ -8,10 +8,17 @@ Arrays are stored ragged (flat ids + offsets) in an ``.npz`` read without pickle
 the splits it read last (``MEMO_SPLITS``, while their cache file is unchanged) and each tokenizer's
 fingerprint, so a worker that runs trial after trial reads and hashes neither again (the arrays are
 never written to in place).
+
+The commands that fill the cache (``run``, ``train``, ``submit``, ``speed``) refuse, in one line
+before any work, a cache directory they cannot use (:func:`check_cache_dir`: ``GLUE_SWEEP_CACHE``
+naming a file, a symbolic link loop, a dangling link or a directory that cannot be written),
+rather than tokenise every split again on every run without saying so. Past that check, a cache
+file that cannot be written costs speed, never correctness (a debug line).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -24,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
+
 FEATURE_VERSION = "1"
 MEMO_SPLITS = 8   # encoded splits a process keeps in memory (the largest, MNLI's train split, is about 60 MB)
 
@@ -35,6 +44,38 @@ log = logging.getLogger(__name__)
 
 def cache_dir() -> Path:
     return Path(os.environ.get("GLUE_SWEEP_CACHE", Path.home() / ".cache" / "glue-sweep")).expanduser()
+
+
+def check_cache_dir() -> Path:
+    """The cache directory, made when missing and checked writable (what the check writes, it
+    removes); else one line (UserError) saying which directory (``GLUE_SWEEP_CACHE`` or the
+    default) and why it cannot be used."""
+    d = cache_dir()
+    env = os.environ.get("GLUE_SWEEP_CACHE")
+    what = f"GLUE_SWEEP_CACHE={env}" if env else f"the cache directory {d}"
+    fix = "; point GLUE_SWEEP_CACHE at a directory you can write"
+    try:
+        st = os.stat(d)
+    except FileNotFoundError:
+        st = None
+        if os.path.islink(d):
+            raise UserError(f"{what}: a symbolic link to {os.readlink(d)}, which does not exist{fix}") from None
+    except OSError as e:
+        why = "a symbolic link loop" if e.errno == errno.ELOOP else (e.strerror or str(e))
+        raise UserError(f"{what}: {why}{fix}") from None
+    if st is not None and not os.path.isdir(d):
+        raise UserError(f"{what}: a file, not a directory{fix}")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=d, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = "a symbolic link loop" if e.errno == errno.ELOOP else (e.strerror or str(e))
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(d) and not str(e.filename).startswith(
+            str(d / ".write-check-")) else ""
+        raise UserError(f"{what}: cannot write there: {why}{where}{fix}") from None
+    return d
 
 
 @dataclass

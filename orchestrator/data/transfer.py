@@ -219,6 +219,26 @@ def save_soft(path: Path, soft: SoftLabels) -> None:
         raise
 
 
+# Outputs closer than this (relative to their size) on every row are one constant output.
+CONSTANT_TOLERANCE = 1e-6
+
+
+def outputs_problem(logits: np.ndarray) -> str | None:
+    """Why a teacher's outputs [rows, labels] cannot teach anything, or None: a NaN or an
+    infinity (its weights diverged; softmax and argmax of them are noise), or the same output
+    for every row (a collapsed or untrained head: its soft labels say nothing about the input)."""
+    logits = np.asarray(logits)
+    bad = int((~np.isfinite(logits)).any(axis=-1).sum()) if logits.size else 0
+    if bad:
+        return f"{bad} of its {len(logits)} outputs are NaN or infinite"
+    if len(logits) >= 2:
+        spread = float(np.ptp(logits, axis=0).max())
+        if spread <= CONSTANT_TOLERANCE * max(1.0, float(np.abs(logits).max())):
+            shown = ", ".join(f"{x:.4g}" for x in logits[0])
+            return f"it gives the same output [{shown}] for all {len(logits)} rows"
+    return None
+
+
 def load_soft(path: str | Path) -> SoftLabels:
     try:
         with np.load(path, allow_pickle=False) as z:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
-from ..config import INITS
+from ..config import INITS, MAX_TEMPERATURE
 
 MAX_SEEDS = 1000
 
@@ -55,6 +55,18 @@ PosInt = Annotated[int, BeforeValidator(lambda v: number(v, int))]
 NonNegInt = Annotated[int, BeforeValidator(lambda v: _non_negative(number(v, int, positive=False)))]
 Bool = Annotated[bool, BeforeValidator(lambda v: _boolean(v))]
 Init = Annotated[str, _one_of(*INITS, what="init")]
+
+
+def _at_most(x, high):
+    if x > high:
+        raise ValueError(f"must be at most {high:g}, got {x:g}")
+    return x
+
+
+def _between(x, low, high):
+    if not low <= x <= high:
+        raise ValueError(f"must be between {low:g} and {high:g}, got {x:g}")
+    return x
 
 
 def _non_negative(x):
@@ -149,8 +161,8 @@ class Distill(_Strict):
     """Pre-trained Distillation: students learn the teacher's soft labels (checked in ``distill``)."""
     teacher: Any
     transfer: Any = None
-    temperature: PosFloat = 1.0
-    alpha: Annotated[float, BeforeValidator(lambda v: _non_negative(number(v, positive=False)))] = 0.0
+    temperature: Annotated[float, BeforeValidator(lambda v: _at_most(number(v), MAX_TEMPERATURE))] = 1.0   # (0, 100]
+    alpha: Annotated[float, BeforeValidator(lambda v: _between(_non_negative(number(v, positive=False)), 0, 1))] = 0.0
     then_finetune: Bool = False
     baseline: Bool = True
 

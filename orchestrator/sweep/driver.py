@@ -26,7 +26,7 @@ from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
 from ..config import TrialConfig, display_name
-from ..data.features import cache_dir
+from ..data.features import cache_dir, check_cache_dir
 from ..data.sources import source_from
 from ..errors import UserError
 from ..fileio import check_writable_dir
@@ -119,6 +119,7 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
         check_address(address)
     loc = run_location(sweep, storage_uri)
     check_writable_dir(lock_dir(loc), "results directory")
+    check_cache_dir()   # features, digests, soft labels: a cache that cannot be used is said, not worked around
     glue_dir, hub = data_paths(sweep)
     source = source_from(glue_dir, hub)
     if sweep.distill:   # torch and transformers, only for a distillation sweep (the driver of others starts sooner)

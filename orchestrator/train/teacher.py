@@ -11,6 +11,14 @@ student and configuration, and again only when one of those changes. The same ke
 distilled trial's identity (``identity``), so finished students are reused only for the same
 teacher. The teacher's own dev scores are kept with its soft labels (the leaderboard's
 reference row).
+
+A teacher is checked before any student trains, and nothing of a bad one is kept: its label
+space must fit the task (as many outputs, classification or regression as the task is, its own
+label names, when it has any, the task's in the task's order), and its outputs on the transfer
+set and the dev split must be finite and depend on the input (``transfer.outputs_problem``).
+A refused teacher is one line (``UserError``) and leaves no soft labels, no ``teachers.json``
+row and no re-trained model in the cache; a cached entry that fails the same check is
+recomputed, never trusted.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import inspect
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -40,6 +49,7 @@ from ..data.transfer import (
     TransferFiles,
     from_config,
     load_soft,
+    outputs_problem,
     save_soft,
     soft_key,
     soft_path,
@@ -111,9 +121,41 @@ def load(directory: str, task: Task, device) -> tuple[object, object]:
     except Exception as e:   # a broken or foreign directory: one line, not a traceback
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"teacher {directory} cannot be loaded: {first[:300]}") from None
-    if model.config.num_labels != task.num_labels:
-        raise UserError(f"teacher {directory} has {model.config.num_labels} outputs; {task.name} needs {task.num_labels}")
+    why = label_space_problem(model.config, task)
+    if why:
+        raise UserError(f"teacher {directory} does not fit {task.name}: {why}")
     return model.to(device).eval(), tokenizer
+
+
+_GENERIC_LABEL = re.compile(r"(label_)?\d+")   # transformers' default names (LABEL_0, ...) say nothing
+
+
+def label_space_problem(config, task: Task) -> str | None:
+    """Why a teacher's label space (a model's config) does not fit ``task``, or None: another
+    number of outputs, a classifier for a regression task or the other way round, label names
+    that are not the task's, or the task's in another order (its soft labels would teach the
+    wrong classes)."""
+    if config.num_labels != task.num_labels:
+        return f"it has {config.num_labels} outputs; {task.name} needs {task.num_labels}"
+    kind = getattr(config, "problem_type", None)
+    if task.is_regression and kind in ("single_label_classification", "multi_label_classification"):
+        return f"it is a classifier ({kind}); {task.name} is a regression task"
+    if not task.is_regression and kind == "regression":
+        return f"it is a regression model; {task.name} is a classification task"
+    if not task.is_regression and kind == "multi_label_classification":
+        return f"it is a multi-label classifier (independent sigmoids); {task.name} needs one class per row"
+    if task.is_regression:
+        return None
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label.get(i, id2label.get(str(i), i))).strip().lower() for i in range(task.num_labels)]
+    if all(_GENERIC_LABEL.fullmatch(n) for n in names):
+        return None
+    known = [[str(x).strip().lower() for x in v] for v in (task.labels, task.label_names) if v]
+    if names in known:
+        return None
+    if any(sorted(names) == sorted(k) for k in known):
+        return f"its labels {names} are {task.name}'s in another order ({task.name}: {known[-1]})"
+    return f"its labels {names} are not {task.name}'s ({' or '.join(map(str, known))})"
 
 
 def predict_logits(model, enc: feats.Encoded, device, batch_size: int = 256) -> np.ndarray:
@@ -129,13 +171,21 @@ def predict_logits(model, enc: feats.Encoded, device, batch_size: int = 256) -> 
     return out
 
 
+class CannotTeach(UserError):
+    """The teacher's outputs are NaN, infinite or the same for every row (``outputs_problem``)."""
+
+
 def dev_scores(model, task: Task, source, tokenizer, max_length: int, device) -> tuple[dict, float]:
-    """The teacher's own dev metrics (x100) and headline score, as a trial's evaluation computes them."""
+    """The teacher's own dev metrics (x100) and headline score, as a trial's evaluation computes
+    them; :class:`CannotTeach` when its outputs there are not a score (never argmax of NaN)."""
     result: dict = {}
     multi = len(task.eval_splits) > 1
     for split in task.eval_splits:
         enc = feats.features(task, split.name, source, tokenizer, max_length)
         logits = predict_logits(model, enc, device)
+        why = outputs_problem(logits)
+        if why:
+            raise CannotTeach(f"on {task.name}'s {split.name} split {why}")
         preds = logits[:, 0] if task.is_regression else logits.argmax(-1)
         result.update(task_metrics.compute(task.metrics, preds, enc.labels,
                                            suffix=(split.tag or split.name) if multi else ""))
@@ -176,10 +226,12 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
     if path.is_file():
         try:
             soft = load_soft(path)
-            stats["hits"] = stats.get("hits", 0) + 1
-            return path, soft.meta
+            if outputs_problem(soft.logits) is None:
+                stats["hits"] = stats.get("hits", 0) + 1
+                return path, soft.meta
         except UserError:
-            path.unlink(missing_ok=True)   # a damaged entry is recomputed, never trusted
+            pass
+        path.unlink(missing_ok=True)   # a damaged or unusable entry is recomputed, never trusted
     directory = str(teacher_directory(d, task, teacher, source))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load(directory, task, device)
@@ -187,7 +239,15 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
     log.info(f"teacher {d.teacher.identity}: predicting {len(enc)} {task.name} transfer rows")
     logits = predict_logits(model, enc, device)
     stats["teacher_runs"] = stats.get("teacher_runs", 0) + 1
-    metrics, score = dev_scores(model, task, source, tokenizer, max_length, device)
+    try:
+        why = outputs_problem(logits)
+        if why:
+            raise CannotTeach(f"on {task.name}'s transfer set {why}")
+        metrics, score = dev_scores(model, task, source, tokenizer, max_length, device)
+    except CannotTeach as e:
+        if teacher.choice is not None:   # a re-trained teacher that cannot teach is not kept either
+            shutil.rmtree(teacher.directory, ignore_errors=True)
+        raise UserError(f"teacher {d.teacher.identity} cannot teach: {e}; nothing was cached") from None
     meta = {"teacher": d.teacher.identity, "directory": directory, "fingerprint": teacher.key, "task": task.name,
             "transfer": list(d.transfer(task.name)), "rows": len(enc), "max_length": max_length, "metrics": metrics,
             "score": score}

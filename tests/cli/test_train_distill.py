@@ -86,6 +86,8 @@ def test_train_distils_one_student_from_cached_soft_labels(teacher_dir, glue_dir
     (["--teacher", "BROKEN"], "cannot be loaded"),
     (["--teacher", "TEACHER", "--transfer-file", "/nonexistent.tsv"], "--transfer-file /nonexistent.tsv does not exist"),
     (["--teacher", "TEACHER", "--alpha", "-1"], "--alpha: -1 is not a finite number of at least 0"),
+    (["--teacher", "TEACHER", "--alpha", "1.5"], "--alpha: alpha must be between 0 and 1"),
+    (["--teacher", "TEACHER", "--temperature", "1e308"], "--temperature: temperature must be at most 100"),
 ])
 def test_bad_distillation_flags_are_one_line_exit_2(flags, words, teacher_dir, glue_dir, tmp_path):
     broken = tmp_path / "broken"
@@ -95,6 +97,24 @@ def test_bad_distillation_flags_are_one_line_exit_2(flags, words, teacher_dir, g
     rc, out, err = run_cli("train", *FAST, "--glue-dir", glue_dir, "--out", tmp_path / "o", *flags)
     assert rc == 2 and err.count("\n") == 1 and "glue-sweep: error: " in err and words in err, err
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_train_refuses_a_teacher_that_cannot_teach_before_the_student_trains(glue_dir, tmp_path, monkeypatch):
+    from orchestrator.train import runner
+
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runner, "prepare", lambda *a, **k: pytest.fail("the student started"))
+    d = tmp_path / "nan-teacher"
+    model = load_model(resolve("BERT-Tiny"), 2, "random")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    model.save_pretrained(d)
+    load_tokenizer(resolve("BERT-Tiny"), "random").save_pretrained(d)
+    rc, out, err = run_cli("train", *FAST, "--glue-dir", glue_dir, "--teacher", d, "--out", tmp_path / "o")
+    assert rc == 2 and err.strip().splitlines()[-1].startswith(f"glue-sweep: error: teacher {d} cannot teach: "), err
+    assert "NaN or infinite" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "metrics.json").exists() and not list((tmp_path / "cache").rglob("soft_labels/*"))
 
 
 def test_submit_retrains_distilled_students_from_their_teachers_soft_labels(teacher_dir, glue_dir, tmp_path,

@@ -3,13 +3,17 @@ across vocabularies, and a damaged file is rebuilt."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from orchestrator.data import features as F
 from orchestrator.data.sources import GlueDir
+from orchestrator.errors import UserError
 from orchestrator.registry.models import load_tokenizer, resolve, uncased_vocab
 from orchestrator.registry.tasks import get_task
 
@@ -188,3 +192,64 @@ def test_subset(tmp_path, src, tok):
     assert sub.labels.tolist() == enc.labels[rows].tolist() and list(sub.index) == list(enc.index[rows])
     empty = enc.subset(np.array([], dtype=np.int64))
     assert len(empty) == 0 and len(empty.input_ids) == 0
+
+
+# ----------------------------------------------------------------------------- a cache that cannot be used
+
+def _unusable(tmp_path, case: str):
+    if case == "a file":
+        (tmp_path / "afile").write_text("x")
+        return tmp_path / "afile", "a file, not a directory"
+    if case == "a symlink loop":
+        (tmp_path / "loop").symlink_to(tmp_path / "loop")
+        return tmp_path / "loop", "a symbolic link loop"
+    if case == "a dangling link":
+        (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+        return tmp_path / "dangling", f"a symbolic link to {tmp_path / 'gone'}, which does not exist"
+    if case == "below a file":
+        (tmp_path / "afile").write_text("x")
+        return tmp_path / "afile" / "cache", "Not a directory"
+    raise AssertionError(case)
+
+
+UNUSABLE = ["a file", "a symlink loop", "a dangling link", "below a file"]
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("case", UNUSABLE)
+def test_an_unusable_cache_dir_is_one_line_naming_the_variable(case, tmp_path, monkeypatch):
+    path, words = _unusable(tmp_path, case)
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(path))
+    with pytest.raises(UserError) as e:
+        F.check_cache_dir()
+    msg = str(e.value)
+    assert msg.startswith(f"GLUE_SWEEP_CACHE={path}: ") and words in msg and "\n" not in msg, msg
+    assert "point GLUE_SWEEP_CACHE at a directory you can write" in msg
+
+
+@pytest.mark.bad_input
+def test_an_unwritable_cache_dir_is_one_line(tmp_path, monkeypatch):
+    d = tmp_path / "readonly"
+    d.mkdir()
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(d))
+    if os.geteuid() == 0:   # root writes through permissions: the probe's refusal as the kernel gives it
+        def refused(dir=None, prefix=None, **k):
+            raise PermissionError(errno.EACCES, "Permission denied", str(Path(dir) / f"{prefix}x"))
+        monkeypatch.setattr(F.tempfile, "mkstemp", refused)
+    else:
+        d.chmod(0o500)
+    try:
+        with pytest.raises(UserError, match=f"GLUE_SWEEP_CACHE={d}: cannot write there: Permission denied; point"):
+            F.check_cache_dir()
+    finally:
+        d.chmod(0o700)
+    assert list(d.iterdir()) == []
+
+
+def test_a_usable_cache_dir_is_made_and_left_clean(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "new" / "cache"))
+    assert F.check_cache_dir() == tmp_path / "new" / "cache"
+    assert (tmp_path / "new" / "cache").is_dir() and list((tmp_path / "new" / "cache").iterdir()) == []
+    (tmp_path / "link").symlink_to(tmp_path / "new" / "cache")
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "link"))
+    assert F.check_cache_dir() == tmp_path / "link"

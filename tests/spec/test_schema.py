@@ -185,6 +185,10 @@ STRICT_CASES = [
     (BASE + "epochs: 1000\n", "s.yaml:4", "at most 100"),
     (BASE + "search: {batch_size: [100000]}\n", "s.yaml:4", "must be below"),
     (BASE + "seeds: 1000000000\n", "s.yaml:4", "between 1 and 1000"),
+    (BASE + "distill: {teacher: t, temperature: 1e308}\n", "s.yaml:4", "at most 100"),
+    (BASE + "distill: {teacher: t, temperature: 100.5}\n", "s.yaml:4", "at most 100"),
+    (BASE + "distill: {teacher: t, alpha: 1.5}\n", "s.yaml:4", "between 0 and 1"),
+    (BASE + "distill: {teacher: t, alpha: 1e308}\n", "s.yaml:4", "between 0 and 1"),
     ("a: &a [*a]\n", "s.yaml:1", "recursive anchor"),
     ("name: &n [m, *n]\nmodels: [BERT-Tiny]\ntasks: [SST-2]\n", "s.yaml:1", "recursive anchor"),
 ]

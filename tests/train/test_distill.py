@@ -161,6 +161,8 @@ def test_gold_rows_keep_only_labelled_rows():
     ("distill:\n  techer: x\n", ["s.yaml:10", "unknown key 'techer'", "did you mean 'teacher'"]),
     ("distill:\n  teacher: TEACHER\n  temperature: 0\n", ["s.yaml:11", "positive"]),
     ("distill:\n  teacher: TEACHER\n  alpha: -1\n", ["s.yaml:11", "negative"]),
+    ("distill:\n  teacher: TEACHER\n  temperature: 1e308\n", ["s.yaml:11", "at most 100"]),
+    ("distill:\n  teacher: TEACHER\n  alpha: 2\n", ["s.yaml:11", "between 0 and 1"]),
     ("distill:\n  teacher: TEACHER\n  then_finetune: sometimes\n", ["s.yaml:11", "true or false"]),
     ("distill:\n  teacher: TEACHER\n  transfer: {train: false}\n", ["s.yaml:11", "no transfer data"]),
     ("distill:\n  teacher: TEACHER\n  transfer: {files: {CoLA: [a.tsv]}}\n", ["s.yaml:11", "not a task of this sweep"]),
@@ -178,6 +180,18 @@ def test_bad_distill_blocks_one_line_exit_2(block, words, teacher_dir, glue_dir,
         assert w in err, err
 
 
+@pytest.mark.parametrize("value", ["temperature: 1e308", "alpha: 1.01"])
+def test_distill_numbers_out_of_bounds_refused_by_run_before_any_work(value, teacher_dir, glue_dir, tmp_path, capsys,
+                                                                      monkeypatch):
+    monkeypatch.setattr(T, "prepare", lambda *a, **k: pytest.fail("the teacher ran"))
+    (tmp_path / "s.yaml").write_text(spec_text(teacher_dir, glue_dir, models="[BERT-Tiny]", extra=f"  {value}\n")
+                                     + f"results: {tmp_path / 'res'}\n")
+    assert main(["run", str(tmp_path / "s.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"glue-sweep: error: {tmp_path / 's.yaml'}:10: distill/"), err
+    assert not (tmp_path / "res").exists()
+
+
 def test_unloadable_teacher_one_line_exit_2(glue_dir, tmp_path, capsys):
     bad = tmp_path / "broken-teacher"
     bad.mkdir()
@@ -192,6 +206,23 @@ def test_unloadable_teacher_one_line_exit_2(glue_dir, tmp_path, capsys):
     assert "teacher run /nonexistent/run has no trials/" in capsys.readouterr().err
     with pytest.raises(UserError, match="has 2 outputs; STS-B needs 1"):
         T.load(str(_saved_tiny(tmp_path / "two")), get_task("STS-B"), torch.device("cpu"))
+
+
+@pytest.mark.bad_input
+def test_a_nan_teacher_is_refused_by_run_with_nothing_cached_or_recorded(glue_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "cache"))
+    nan = _saved_tiny(tmp_path / "nan-teacher")
+    model = load_model(resolve("BERT-Tiny"), 2, "random")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    model.save_pretrained(nan)
+    (tmp_path / "s.yaml").write_text(spec_text(nan, glue_dir, models="[BERT-Tiny]") + f"results: {tmp_path / 'res'}\n")
+    assert main(["run", str(tmp_path / "s.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"glue-sweep: error: teacher {nan} cannot teach: ") and "NaN" in err[-1], err
+    assert not list((tmp_path / "res").rglob("*.json"))   # no record, no teachers.json claiming a score
+    assert not list((tmp_path / "cache").rglob("soft_labels/*"))
 
 
 def _saved_tiny(d):

@@ -18,6 +18,7 @@ from orchestrator.config import TrialConfig, make_trial
 from orchestrator.data.sources import source_from
 from orchestrator.errors import UserError
 from orchestrator.registry.models import load_model, load_tokenizer, resolve
+from orchestrator.registry.tasks import get_task
 from orchestrator.spec import sweep as S
 from orchestrator.store import records as store
 from orchestrator.store.identity import RECIPE_VERSION, identity_fields
@@ -141,3 +142,102 @@ def test_run_teacher_known_by_its_best_configuration_and_data_not_the_runs_path(
     assert trained == [1e-4, 3e-4] and runs == 1 and new_path != path
     with pytest.raises(UserError, match="another teacher"):
         reusable(spec(copy), "run", records, fp_of(spec(copy), glue_dir), True)
+
+
+# ----------------------------------------------------------------------------- a teacher that cannot teach
+
+def spoiled_teacher(d, how: str):
+    """A saved BERT-Tiny-shaped teacher whose outputs are NaN, infinite, or one constant for every row."""
+    torch.manual_seed(5)
+    model = load_model(resolve("BERT-Tiny"), 2, "random")
+    with torch.no_grad():
+        if how == "nan":
+            for p in model.parameters():
+                p.fill_(float("nan"))
+        elif how == "inf":
+            model.classifier.bias[0] = float("inf")
+        elif how == "constant":
+            model.classifier.weight.zero_()
+            model.classifier.bias.copy_(torch.tensor([0.3, -0.2]))
+    model.save_pretrained(d)
+    load_tokenizer(resolve("BERT-Tiny"), "random").save_pretrained(d)
+    return d
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("how, words", [("nan", "are NaN or infinite"), ("inf", "are NaN or infinite"),
+                                        ("constant", "the same output [0.3, -0.2] for all 24 rows")])
+def test_a_teacher_that_cannot_teach_is_one_line_and_nothing_is_cached(how, words, glue_dir, tmp_path, monkeypatch,
+                                                                      one_thread):
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "cache"))
+    sweep = sweep_of(spoiled_teacher(tmp_path / "teacher", how), glue_dir, tmp_path)
+    with pytest.raises(UserError) as e:
+        T.prepare(sweep)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"teacher {tmp_path / 'teacher'} cannot teach: on SST-2's transfer set")
+    assert words in msg and "nothing was cached" in msg, msg
+    assert not list((tmp_path / "cache").rglob("soft_labels/*"))
+
+
+@pytest.mark.bad_input
+def test_unusable_soft_labels_in_the_cache_are_never_trusted(glue_dir, tmp_path, monkeypatch, one_thread):
+    """Soft labels cached before teachers were checked (a NaN teacher's, scored 49.08) are recomputed:
+    the teacher is then refused, and the entry is gone."""
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "cache"))
+    sweep = sweep_of(spoiled_teacher(tmp_path / "teacher", "nan"), glue_dir, tmp_path)
+    key = T.soft_keys(sweep, source_from(str(glue_dir)))["SST-2"]
+    path = T.soft_path("SST-2", key)
+    T.save_soft(path, T.SoftLabels(np.full((24, 2), np.nan, np.float32), {"teacher": "t", "score": 49.08, "rows": 24}))
+    with pytest.raises(UserError, match="cannot teach: .* are NaN or infinite"):
+        T.prepare(sweep)
+    assert not path.exists()
+
+
+@pytest.mark.bad_input
+def test_a_retrained_teacher_that_cannot_teach_is_not_kept(glue_dir, tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "cache"))
+    label = teacher_run(tmp_path / "teacher-run", 1e-4, 55.0)
+    monkeypatch.setattr(T, "_retrain", lambda cfg, stop, source, out: spoiled_teacher(out, "constant"))
+    sweep = sweep_of(f"{{run: {tmp_path / 'teacher-run'}, model: {label}}}", glue_dir, tmp_path)
+    with pytest.raises(UserError, match="cannot teach: .*the same output"):
+        T.prepare(sweep)
+    assert not list((tmp_path / "cache").rglob("soft_labels/*"))
+    assert not list((tmp_path / "cache" / "teachers").iterdir())   # the re-trained teacher is not kept
+
+
+def named_teacher(d, task: str, num_labels: int, **config):
+    torch.manual_seed(6)
+    model = load_model(resolve("BERT-Tiny"), num_labels, "random")
+    for k, v in config.items():
+        setattr(model.config, k, v)
+    model.save_pretrained(d)
+    load_tokenizer(resolve("BERT-Tiny"), "random").save_pretrained(d)
+    return str(d)
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("task, n, config, words", [
+    ("SST-2", 2, {"id2label": {0: "positive", 1: "negative"}}, "['positive', 'negative'] are SST-2's in another order"),
+    ("SST-2", 2, {"id2label": {0: "entailment", 1: "not_entailment"}}, "are not SST-2's"),
+    ("MNLI", 3, {"id2label": {0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"}}, "in another order"),
+    ("SST-2", 2, {"problem_type": "multi_label_classification"}, "multi-label classifier"),
+    ("SST-2", 2, {"problem_type": "regression"}, "is a regression model"),
+    ("STS-B", 1, {"problem_type": "multi_label_classification"}, "STS-B is a regression task"),
+    ("STS-B", 2, {}, "it has 2 outputs; STS-B needs 1"),
+])
+def test_a_teacher_whose_label_space_does_not_fit_the_task_is_one_line(task, n, config, words, tmp_path):
+    d = named_teacher(tmp_path / "t", task, n, **config)
+    with pytest.raises(UserError) as e:
+        T.load(d, get_task(task), torch.device("cpu"))
+    assert str(e.value).startswith(f"teacher {d} does not fit {task}: ") and words in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("task, n, config", [
+    ("SST-2", 2, {}),                                                       # LABEL_0, LABEL_1: nothing said
+    ("SST-2", 2, {"id2label": {0: "NEGATIVE", 1: "POSITIVE"}}),             # the task's names, in its order
+    ("MNLI", 3, {"id2label": {0: "entailment", 1: "neutral", 2: "contradiction"}}),
+    ("STS-B", 1, {"problem_type": "regression"}),
+])
+def test_a_teacher_whose_label_space_fits_is_loaded(task, n, config, tmp_path):
+    model, _ = T.load(named_teacher(tmp_path / "t", task, n, **config), get_task(task), torch.device("cpu"))
+    assert model.config.num_labels == n
