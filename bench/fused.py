@@ -133,11 +133,12 @@ def choice(a, k: int, steps: int = 12) -> dict:
     from orchestrator.data.sources import source_from
     from orchestrator.fused import stacked
     from orchestrator.train import runner
+    from orchestrator.train.batches import DeviceRows
 
     torch.set_num_threads(a.threads)
     cfg = TrialConfig(**configs(a)[0])
     p = runner.prepare(cfg, source_from(a.glue_dir), runtime=Runtime(threads=a.threads))
-    collate = runner.Collator(p.train, p.use_token_types, p.device, False)
+    collate = DeviceRows(p.train, p.use_token_types, p.device).padded
     labels = torch.from_numpy(p.train.labels)
     order = runner.batch_order(p.train.lengths, cfg.batch_size, np.random.default_rng(0), True)[:steps + 2]
     models = [p.model] + [type(p.model)(p.model.config) for _ in range(k - 1)]

@@ -124,6 +124,7 @@ class DeviceRows:
         self.lengths = torch.from_numpy(enc.lengths.astype(np.int64)).to(device)
         self.labels = None if enc.labels is None else torch.from_numpy(np.asarray(enc.labels)).to(device)
         self.pad = len(enc.input_ids)   # the index of the pad cell
+        self.host_lengths = enc.lengths
 
     def rows(self, rows: np.ndarray) -> torch.Tensor:
         """Row indices as a device tensor (one copy; an epoch's are copied at once by ``epoch``)."""
@@ -139,6 +140,10 @@ class DeviceRows:
         if self.use_token_types:
             batch["token_type_ids"] = self.types[idx]
         return batch
+
+    def padded(self, rows: np.ndarray) -> dict:
+        """The rows ``rows`` (host indices) padded to their own longest row (``lengths`` read on the host)."""
+        return self.gather(self.rows(rows), int(self.host_lengths[rows].max()))
 
     def parts(self, rows: torch.Tensor, width: int, micro: int) -> list[tuple[dict, torch.Tensor | None, float]]:
         """One training batch as micro-batches of ``micro`` rows: (inputs, labels, share of the batch)."""
@@ -165,18 +170,4 @@ def padded_batches(enc: feats.Encoded, use_token_types: bool, device, batch_size
     padded to its own longest row, on the device; (rows, inputs) per batch."""
     rows_on = DeviceRows(enc, use_token_types, device)
     order = np.argsort(enc.lengths, kind="stable")
-    lengths = enc.lengths
-    return [(order[i:i + batch_size], rows_on.gather(rows_on.rows(order[i:i + batch_size]),
-                                                     int(lengths[order[i:i + batch_size]].max())))
-            for i in range(0, len(order), batch_size)]
-
-
-class Collator:
-    """Pads a batch of rows of an ``Encoded`` split to its own longest row, on the device (the
-    split is moved there once)."""
-
-    def __init__(self, enc: feats.Encoded, use_token_types: bool, device, pin: bool = False):
-        self.on_device, self.lengths = DeviceRows(enc, use_token_types, device), enc.lengths
-
-    def __call__(self, rows: np.ndarray) -> dict:
-        return self.on_device.gather(self.on_device.rows(rows), int(self.lengths[rows].max()))
+    return [(order[i:i + batch_size], rows_on.padded(order[i:i + batch_size])) for i in range(0, len(order), batch_size)]

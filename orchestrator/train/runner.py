@@ -35,7 +35,7 @@ from ..errors import UserError
 from ..registry import metrics as task_metrics
 from ..registry.models import ModelSpec, load_model, load_tokenizer, resolve
 from ..registry.tasks import Task, get_task
-from .batches import Collator, DeviceRows, batch_order, batch_widths, padded_batches, train_subset
+from .batches import DeviceRows, batch_order, batch_widths, padded_batches, train_subset
 from .device import free_memory, grad_scaler, is_out_of_memory, precision, set_memory_share, use_bf16
 from .distill import loss_fn as distill_loss_fn, run_stages, student_train
 from .step import Schedule, model_inputs, solo_step, tensor_lr

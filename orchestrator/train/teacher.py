@@ -62,7 +62,9 @@ from ..registry.tasks import Task, get_task
 from ..results.best import Best, best_configs
 from ..store.identity import RECIPE_VERSION, data_fingerprint
 from .distill import concat
-from .runner import Collator, run_trial, save, train_subset
+from .batches import padded_batches
+from .runner import run_trial, save, train_subset
+from .step import model_inputs
 
 log = logging.getLogger(__name__)
 
@@ -161,13 +163,10 @@ def label_space_problem(config, task: Task) -> str | None:
 def predict_logits(model, enc: feats.Encoded, device, batch_size: int = 256) -> np.ndarray:
     """The model's outputs [rows, labels] for every row of ``enc``, in its order."""
     use_types = "token_type_ids" in inspect.signature(model.forward).parameters
-    collate = Collator(enc, use_types, device, pin=False)
-    order = np.argsort(enc.lengths, kind="stable")
     out = np.zeros((len(enc), model.config.num_labels), dtype=np.float32)
     with torch.inference_mode():
-        for i in range(0, len(order), batch_size):
-            rows = order[i:i + batch_size]
-            out[rows] = model(**collate(rows)).logits.float().cpu().numpy()
+        for rows, batch in padded_batches(enc, use_types, device, batch_size):
+            out[rows] = model(**model_inputs(batch, model)).logits.float().cpu().numpy()
     return out
 
 

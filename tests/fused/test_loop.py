@@ -15,6 +15,7 @@ from orchestrator.errors import UserError
 from orchestrator.fused import loop as FU, stacked
 from orchestrator.fused.adamw import StackedAdamW
 from orchestrator.train import runner as R
+from orchestrator.train.batches import DeviceRows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LRS = (1e-3, 1e-4)
@@ -98,7 +99,7 @@ def test_each_member_starts_from_its_solo_trials_head_and_loss(src):
     params = stacked.stack_parameters(p.model, len(configs))
     net = stacked.StackedBert(p.model.config, p.task.num_labels)
     rows = R.batch_order(p.train.lengths, 16, __import__("numpy").random.default_rng(3), True)[0]
-    batch = R.Collator(p.train, p.use_token_types, p.device, False)(rows)
+    batch = DeviceRows(p.train, p.use_token_types, p.device).padded(rows)
     labels = torch.from_numpy(p.train.labels)[rows]
     losses = net.losses(params, batch, labels)
     for k, c in enumerate(configs):

@@ -24,6 +24,7 @@ from orchestrator.config import Runtime
 from orchestrator.errors import UserError
 from orchestrator.registry import loading as LD, models as MD
 from orchestrator.train import runner as R
+from orchestrator.train.batches import DeviceRows
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_ID = "google/bert_uncased_L-2_H-128_A-2"
@@ -432,14 +433,14 @@ def test_random_init_family_trains_and_evaluates(src, name, no_network):
 def test_distilbert_quirks(src):
     p = _prepare(src, "DistilBERT")
     assert not p.use_token_types
-    batch = R.Collator(p.train, p.use_token_types, p.device, pin=False)(np.arange(4))
+    batch = DeviceRows(p.train, p.use_token_types, p.device).padded(np.arange(4))
     assert set(batch) == {"input_ids", "attention_mask"}
     c = p.model.config
     assert (c.dropout, c.attention_dropout, c.seq_classif_dropout) == (0.1, 0.1, 0.2)
     assert p.model.dropout.p == 0.2                                   # the classifier's own dropout name
     assert not hasattr(p.model.distilbert.embeddings, "token_type_embeddings")
     # BERT-shaped families do get token types
-    assert "token_type_ids" in R.Collator(p.train, True, p.device, pin=False)(np.arange(4))
+    assert "token_type_ids" in DeviceRows(p.train, True, p.device).padded(np.arange(4))
 
 
 def test_cased_row_needs_its_vocabulary(monkeypatch):

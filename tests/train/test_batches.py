@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from orchestrator.data.features import Encoded
-from orchestrator.train.batches import (DeviceRows, Collator, batch_order, batch_widths, buckets,
+from orchestrator.train.batches import (DeviceRows, batch_order, batch_widths, buckets,
                                         padded_batches)
 
 
@@ -78,7 +78,7 @@ def test_the_device_gather_pads_as_the_host_does():
     assert [p[1].tolist() for p in parts] == [enc.labels[[4, 1]].tolist(), enc.labels[[2]].tolist()]
     assert [p[2] for p in parts] == pytest.approx([2 / 3, 1 / 3])
     assert "token_type_ids" not in DeviceRows(enc, False, torch.device("cpu")).gather(data.rows(rows), 9)
-    assert Collator(enc, True, torch.device("cpu"))(rows)["input_ids"].shape == (3, 9)   # its own longest row
+    assert DeviceRows(enc, True, torch.device("cpu")).padded(rows)["input_ids"].shape == (3, 9)   # its own longest row
 
 
 def test_an_epoch_goes_to_the_device_at_once_and_in_order():
