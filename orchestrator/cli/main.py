@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..data.features import check_cache_dir
 from ..errors import UserError
+from ..fileio import atomic_write_text
 from ..results.compare import compare_table, run_names
 from ..results.export import export, write_comparison
 from ..results.formats import FORMATS, parse_formats, read_speedups
@@ -20,7 +21,7 @@ from ..spec.plan import render
 from ..spec.sweep import load
 from ..train import speed
 from . import logs
-from .args import positive_float
+from .args import positive_float, positive_int
 from .console import dashboard_lines, error_line, newest_run, status_text, watch
 from .preflight import LOCAL_ONLY_ENV
 from .submit import add_submit_command
@@ -134,6 +135,13 @@ def add_leaderboard_command(sub) -> None:
                    help="judge each configuration at its last epoch instead of its best one")
     p.add_argument("--speedups", default=None, metavar="JSON",
                    help="measured inference speed-ups over BERT-Base, a JSON object model -> factor")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="also each best cell's 95%% bootstrap interval over dev rows, its difference from the task's "
+                        "best model (paired bootstrap; * where p < 0.05) and the held-out score of choosing the "
+                        "configuration on half the dev rows (uncertainty.csv), from the stored outputs")
+    p.add_argument("--ensemble", type=positive_int, default=None, metavar="K",
+                   help="also the score of averaging each (model, task)'s K best configurations' stored outputs "
+                        "(ensemble.csv)")
     p.set_defaults(func=cmd_leaderboard)
 
 
@@ -212,9 +220,37 @@ def cmd_leaderboard(args) -> int:
     print(to_markdown(glue_table(lb)))
     if len(lb.results) and lb.results["partial"].any():
         print("(* partial: some trials are still running)")
+    written += _sureness(args, lb, run, Path(written[0]).parent if written else None)
     where = sorted({str(p.parent) for p in written})
     log.info(f"wrote {len(written)} file(s) to {', '.join(where)}")
     return 0
+
+
+def _sureness(args, lb, run, out: Path | None) -> list[Path]:
+    """``--uncertainty`` and ``--ensemble K``: printed, and written beside the other files."""
+    from ..results import confidence
+
+    written = []
+    if args.uncertainty:
+        frame = confidence.uncertainty_frame(lb, run)
+        print("\nHow sure (95% bootstrap intervals over dev rows, 1,000 resamples, seed 0; * : differs from the "
+              "task's best model, p < 0.05; held-out: the configuration chosen on half the dev rows, scored on "
+              "the other half):")
+        print(to_markdown(confidence.uncertainty_table(frame)))
+        written.append(_write_csv(frame, out, "uncertainty.csv"))
+    if args.ensemble:
+        frame = confidence.ensemble_frame(lb, run, args.ensemble)
+        print(f"\nEnsembles of the {args.ensemble} best configurations (mean of their stored outputs):")
+        print(to_markdown(frame.assign(score=frame["score"].round(2), best_single=frame["best_single"].round(2))))
+        written.append(_write_csv(frame, out, "ensemble.csv"))
+    return [p for p in written if p is not None]
+
+
+def _write_csv(frame, out: Path | None, name: str) -> Path | None:
+    if out is None:
+        return None
+    atomic_write_text(out / name, frame.to_csv(index=False))
+    return out / name
 
 
 def _compare(args) -> int:

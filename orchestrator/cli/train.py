@@ -110,7 +110,7 @@ def cmd_train(args) -> int:
         print(("\n" if sys.stderr.isatty() and not args.quiet else ""), end="", file=sys.stderr)
         print(f"epoch {ev.epoch:g}: " + "  ".join(f"{k} {v:.2f}" for k, v in ev.metrics.items())
               + f"  score {ev.score:.2f}", file=sys.stderr)
-        record["evals"].append(vars(ev))
+        record["evals"].append(ev.as_dict())
         atomic_write_json(out / "metrics.json", record)
 
     res = run_stages(run, p, on_eval, Progress(args.quiet, cfg.epochs, cfg.batch_size), t0)   # distill+fine-tune: two

@@ -63,6 +63,11 @@ class Evaluator:
 
     def predict(self, params: dict[str, torch.Tensor], autocast=None) -> dict[str, np.ndarray]:
         """Every member's predictions, by dev split: [K, rows] class ids or (regression) scores."""
+        regression = self.p.task.is_regression
+        return {k: runner.decisions(v, regression) for k, v in self.outputs(params, autocast).items()}
+
+    def outputs(self, params: dict[str, torch.Tensor], autocast=None) -> dict[str, np.ndarray]:
+        """Every member's outputs, by dev split: [K, rows, classes] probabilities or [K, rows] scores."""
         autocast = autocast or runner.autocast_for(self.p.device)
         regression, k = self.p.task.is_regression, params[WORDS].shape[0]
         per = member_batch(self.p.config.eval_batch_size, k)
@@ -73,16 +78,23 @@ class Evaluator:
                 P[WORDS] = self.word_table(params[WORDS])
             with autocast():
                 for name, enc in self.evals.items():
-                    preds = np.zeros((k, len(enc)), dtype=np.float64 if regression else np.int64)
+                    shape = (k, len(enc)) if regression else (k, len(enc), self.p.task.num_labels)
+                    outs = np.zeros(shape, dtype=np.float32)
                     for rows, batch in runner.dev_batches(self.p, enc, per, for_model=False):
                         logits = self.net.logits(P, batch["input_ids"], batch["attention_mask"],
-                                                 batch.get("token_type_ids")).float()
-                        preds[:, rows] = (logits[..., 0] if regression else logits.argmax(-1)).cpu().numpy()
-                    out[name] = preds
+                                                 batch.get("token_type_ids"))
+                        outs[:, rows] = runner.as_outputs(logits, regression).cpu().numpy()
+                    out[name] = outs
         return out
 
     def evaluate(self, params: dict[str, torch.Tensor], autocast=None) -> list[tuple[dict[str, float], float]]:
         """Every member's (metrics x100, headline score), in stack order."""
-        preds = self.predict(params, autocast)
-        k = params[WORDS].shape[0]
-        return [runner.score(self.p, {name: v[i] for name, v in preds.items()}) for i in range(k)]
+        return [(m, s) for m, s, _ in self.evaluate_outputs(params, autocast)]
+
+    def evaluate_outputs(self, params: dict[str, torch.Tensor],
+                         autocast=None) -> list[tuple[dict[str, float], float, dict[str, np.ndarray]]]:
+        """Every member's (metrics x100, headline score, outputs by dev split), in stack order."""
+        outs = self.outputs(params, autocast)
+        regression, k = self.p.task.is_regression, params[WORDS].shape[0]
+        mine = [{name: v[i] for name, v in outs.items()} for i in range(k)]
+        return [(*runner.score(self.p, {n: runner.decisions(v, regression) for n, v in o.items()}), o) for o in mine]

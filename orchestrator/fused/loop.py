@@ -149,16 +149,17 @@ class _Unit:
         means = (self.loss_sum / max(1, self.alive[0].loss_count if self.alive else 1)).tolist()
         t0 = time.perf_counter()
         train_s = round(t0 - self.train_s0 - self.eval_total, 3)
-        scores = self.scorer.evaluate(self.params, self.eval_autocast)
+        scores = self.scorer.evaluate_outputs(self.params, self.eval_autocast)
         spent = time.perf_counter() - t0
         self.eval_total += spent
         stopped = []
         for m in self.alive:
-            metrics, score = scores[m.row]
+            metrics, score, outs = scores[m.row]
             m.eval_s += spent
             ev = runner.Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
                               train_loss=means[m.row], elapsed_s=round(time.perf_counter() - self.t_start, 3),
                                       train_s=train_s)
+            ev.outputs = runner.stored_outputs(outs)
             m.result.evals.append(ev)
             if m.on_eval is not None and m.on_eval(ev) is False:
                 stopped.append(m)

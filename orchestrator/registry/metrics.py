@@ -106,6 +106,17 @@ def compute(metric_names, preds, labels, suffix: str = "") -> dict[str, float]:
     return {key(m): METRICS[m](preds, labels) for m in metric_names}
 
 
+def task_metrics(task, preds: dict, labels: dict) -> dict[str, float]:
+    """A task's metrics (x100) over its dev splits, by split name: keyed by metric, or by
+    ``metric_<split tag>`` when the task has several dev splits (MNLI's matched, mismatched)."""
+    result: dict[str, float] = {}
+    multi = len(task.eval_splits) > 1
+    for split in task.eval_splits:
+        result.update(compute(task.metrics, preds[split.name], labels[split.name],
+                              suffix=(split.tag or split.name) if multi else ""))
+    return result
+
+
 def headline(metrics: dict[str, float]) -> float:
     """A task's headline score: the mean of its metrics (MNLI: of matched and mismatched),
     the rule GLUE uses for a task inside its Score."""

@@ -21,5 +21,7 @@ report      the documents of all the tables
 formats     export formats and their parsing
 figures     matplotlib figures, PNG/PDF/SVG (imported only to draw)
 export      the files of ``glue-sweep leaderboard``
+uncertainty bootstrap intervals, paired tests, held-out selection, ensembles over stored outputs (pure)
+confidence  a run's uncertainty and ensemble frames: each cell's stored outputs and dev labels
 live        the live view of a sweep from its records (counts, running trials, best, ETA; rich)
 """

@@ -137,7 +137,24 @@ def render(sweep: Sweep) -> str:
     note = f" (sizes unknown for {', '.join(e['unknown_size'])})" if e["unknown_size"] else ""
     out.append(f"  compute: about {_flops(e['flops'])} (6 x non-embedding parameters x tokens){note}")
     out.append("  " + cost_line(sweep))
+    out.append(f"  stored dev outputs (float16, every evaluation, before early stopping): about "
+               f"{outputs_bytes(trials) / 1e6:,.0f} MB")
     return "\n".join(out)
+
+
+NPZ_OVERHEAD = 260   # bytes per stored array in an .npz (zip entry and numpy headers; measured: 253-264)
+
+
+def outputs_bytes(trials) -> int:
+    """What the store's outputs of ``trials`` take at most (``store.outputs``): every evaluation's
+    dev outputs, 2 bytes per class per row (one per row for regression)."""
+    total = 0
+    for t in trials:
+        task, cfg = get_task(t.config.task), t.config
+        evals = cfg.epochs / (cfg.eval_every or 1)
+        per = sum((s.rows or 0) * task.num_labels * 2 + NPZ_OVERHEAD for s in task.eval_splits)
+        total += int(per * evals)
+    return total
 
 
 def _flops(x: float) -> str:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from ..errors import UserError
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_bytes
 
 URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -84,20 +84,27 @@ class Location:
         return not self.local and bool(self.fs.get_file_info(pafs.FileSelector(self.path, allow_not_found=True)))
 
     def read_text(self) -> str:
+        return self.read_bytes().decode("utf-8")
+
+    def read_bytes(self) -> bytes:
         with self.fs.open_input_stream(self.path) as f:
-            return f.read().decode("utf-8")
+            return f.read()
 
     def write_text(self, text: str) -> None:
         """The whole file at once: atomic on a local disk (temporary file, rename), one PUT of
         the whole object on an object store."""
+        self.write_bytes(text.encode("utf-8"))
+
+    def write_bytes(self, data: bytes) -> None:
+        """As ``write_text``: the whole file at once."""
         if self.local:
-            atomic_write_text(self.path, text)
+            atomic_write_bytes(self.path, data)
             return
         parent = posixpath.dirname(self.path)
         if parent:
             self.fs.create_dir(parent, recursive=True)
         with self.fs.open_output_stream(self.path) as f:
-            f.write(text.encode("utf-8"))
+            f.write(data)
 
     def files(self, suffix: str = "") -> list["Location"]:
         """The files directly in this directory whose names end in ``suffix`` (no hidden or

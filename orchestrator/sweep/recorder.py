@@ -19,7 +19,7 @@ from pathlib import Path
 from ray import tune
 
 from ..config import fmt_lr
-from ..store import records as store
+from ..store import outputs, records as store
 from . import hooks
 from .tune_jobs import members, trial_of
 
@@ -39,6 +39,7 @@ class StoreRecorder(tune.Callback):
         self.last_print = 0.0
         self.write_error: str | None = None   # set when the store cannot be written: stop all
         self.writes = 0
+        self.outputs: dict[str, dict] = {}     # by record id: each evaluation's outputs so far (store.outputs)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -95,6 +96,7 @@ class StoreRecorder(tune.Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         for rec in self._live(trial):
+            self._forget_outputs(rec)
             rec.update(status="running", evals=[], error=None, attempts=rec["attempts"] + 1, unit=trial.trial_id,
                        started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             self._write(rec)
@@ -106,12 +108,14 @@ class StoreRecorder(tune.Callback):
             self._write(rec)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        outs = result.pop("outputs", None)   # in place: Tune's loggers and state never see the arrays
         rec = self._rec(trial, result.get("member", 0))
         rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
         rec["node"] = result.get("node", rec.get("node"))
         accum, restarts = result.get("grad_accum", 1), result.get("restarts", 0)
         if (accum, restarts) != (rec.get("grad_accum", 1), rec.get("restarts", 0)):
             rec["evals"], rec["grad_accum"] = [], accum   # restarted after out-of-memory: evaluations afresh
+            self._forget_outputs(rec)
             rec["restarts"] = restarts
             if not restarts:
                 del rec["restarts"]
@@ -122,11 +126,29 @@ class StoreRecorder(tune.Callback):
         elif "eval_json" in result:
             ev = json.loads(result["eval_json"])
             rec["evals"].append(ev)
+            if outs:
+                self._keep_outputs(rec, ev["epoch"], outs)
             self._best(rec, ev)
             if result.get("trial_status") == "stopped":   # grouped ASHA stopped it (a unit's member: now)
                 rec["status"] = ended(rec)
         self._write(rec)
         self._progress(trials)
+
+    def _keep_outputs(self, rec: dict, epoch: float, outs: dict) -> None:
+        """The evaluation's outputs beside the record, written before the record names them."""
+        kept = self.outputs.setdefault(rec["trial_id"], {})
+        kept[outputs.epoch_key(epoch)] = outs
+        if self.write_error:
+            return
+        try:
+            outputs.write(self.run_dir, rec["trial_id"], kept)
+            rec["outputs"] = list(kept)
+        except OSError as e:
+            self.write_error = f"cannot write {outputs.outputs_location(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
+
+    def _forget_outputs(self, rec: dict) -> None:
+        self.outputs.pop(rec["trial_id"], None)
+        rec.pop("outputs", None)
 
     def _best(self, rec: dict, ev: dict) -> None:
         g = rec["group"]

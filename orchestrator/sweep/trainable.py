@@ -84,7 +84,8 @@ class Reporter:
             log_evaluation(self.trials[i], ev)
             go = self.judge.goes_on(self.trials[i].group, i, ev.epoch, ev.score)
             tune.report({"score": ev.score, "epoch": ev.epoch, "step": ev.step, "trial_status": STATUS[go],
-                         "eval_json": json.dumps(vars(ev)), **self.base(i)})
+                         "eval_json": json.dumps(ev.as_dict()), **self.base(i),
+                         **({"outputs": ev.outputs} if ev.outputs else {})})   # the recorder stores them
             return go   # False: stopped early (grouped ASHA); a member leaves the stack
         return report
 

@@ -50,6 +50,12 @@ class Evaluation:
     train_loss: float            # mean training loss since the previous evaluation
     elapsed_s: float             # since the trial started
     train_s: float | None = None   # training time so far: start-up and evaluations left out
+    # the model's outputs per dev row, by split (``stored_outputs``); not part of the record itself
+    outputs: dict[str, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        """The evaluation as the record keeps it (its outputs are stored beside the record)."""
+        return {k: v for k, v in vars(self).items() if k != "outputs"}
 
 
 @dataclass
@@ -184,23 +190,39 @@ def autocast_for(device):
     return contextlib.nullcontext
 
 
-def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
-    """The model's predictions for every row of ``enc`` in its order: a float score
-    (regression) or a class id. Batched large, sorted by length, no gradients. Evaluation
-    and ``submit`` both predict through here."""
+def outputs(p: Prepared, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
+    """The model's outputs for every row of ``enc`` in its order: [rows] scores (regression) or
+    [rows, classes] class probabilities, float32. Batched large, sorted by length, no gradients.
+    Evaluation and ``submit`` both predict through here."""
     regression = p.task.is_regression if regression is None else regression
     autocast = autocast or autocast_for(p.device)
     model = p.model
     was_training = model.training
     model.eval()
-    preds = np.zeros(len(enc), dtype=np.float64 if regression else np.int64)
+    out = np.zeros(len(enc) if regression else (len(enc), model.config.num_labels), dtype=np.float32)
     with torch.inference_mode(), autocast():
         for rows, batch in dev_batches(p, enc):
-            logits = model(**batch).logits.float()
-            out = logits[:, 0] if regression else logits.argmax(-1)
-            preds[rows] = out.cpu().numpy()
+            out[rows] = as_outputs(model(**batch).logits, regression).cpu().numpy()
     model.train(was_training)
-    return preds
+    return out
+
+
+def as_outputs(logits: torch.Tensor, regression: bool) -> torch.Tensor:
+    """Logits [..., labels] as stored outputs: the score (regression) or the class probabilities, float32."""
+    logits = logits.float()
+    return logits[..., 0] if regression else torch.softmax(logits, dim=-1)
+
+
+def decisions(out: np.ndarray, regression: bool) -> np.ndarray:
+    """Predictions from outputs: the scores as they are (float64), or each row's likeliest class id."""
+    return out.astype(np.float64) if regression else out.argmax(-1).astype(np.int64)
+
+
+def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
+    """The model's predictions for every row of ``enc`` in its order: a float score
+    (regression) or a class id."""
+    regression = p.task.is_regression if regression is None else regression
+    return decisions(outputs(p, enc, regression, autocast), regression)
 
 
 def dev_batches(p: Prepared, enc: feats.Encoded, batch_size: int | None = None,
@@ -223,17 +245,20 @@ def dev_batches(p: Prepared, enc: feats.Encoded, batch_size: int | None = None,
 
 def score(p: Prepared, preds: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
     """(metrics x100, the task's headline score) of predictions on every dev split, by split name."""
-    result: dict[str, float] = {}
-    multi = len(p.evals) > 1
-    for split in p.task.eval_splits:
-        result.update(task_metrics.compute(p.task.metrics, preds[split.name], p.evals[split.name].labels,
-                                           suffix=(split.tag or split.name) if multi else ""))
+    result = task_metrics.task_metrics(p.task, preds, {k: e.labels for k, e in p.evals.items()})
     return result, task_metrics.headline(result)
 
 
 def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
     """Scores every dev split; returns (metrics x100, the task's headline score)."""
-    return score(p, {s.name: predict(p, p.evals[s.name], autocast=autocast) for s in p.task.eval_splits})
+    return evaluate_outputs(p, autocast)[:2]
+
+
+def evaluate_outputs(p: Prepared, autocast=None) -> tuple[dict[str, float], float, dict[str, np.ndarray]]:
+    """(metrics x100, the task's headline score, the outputs by dev split) of every dev split."""
+    outs = {s.name: outputs(p, p.evals[s.name], autocast=autocast) for s in p.task.eval_splits}
+    metrics, headline = score(p, {k: decisions(v, p.task.is_regression) for k, v in outs.items()})
+    return metrics, headline, outs
 
 
 def schedule(cfg: TrialConfig, n: int) -> tuple[int, int, int | None]:
@@ -315,12 +340,18 @@ def evaluation(p: Prepared, res: TrialResult, step: int, steps_per_epoch: int, t
     """Evaluate on the dev split now; the evaluation joins ``res``."""
     t_eval = time.perf_counter()
     train_s = None if t_train is None else round(t_eval - t_train - res.eval_s, 3)
-    metrics, score = evaluate(p, autocast_for(p.device))
+    metrics, score, outs = evaluate_outputs(p, autocast_for(p.device))
     res.eval_s += time.perf_counter() - t_eval
     ev = Evaluation(epoch=round(step / steps_per_epoch, 4), step=step, metrics=metrics, score=score,
                     train_loss=train_loss, elapsed_s=round(time.perf_counter() - t_start, 3), train_s=train_s)
+    ev.outputs = stored_outputs(outs)
     res.evals.append(ev)
     return ev
+
+
+def stored_outputs(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Outputs as the store keeps them: float16 (a dev split's class probabilities or scores)."""
+    return {k: np.asarray(v, dtype=np.float16) for k, v in outs.items()}
 
 
 def divergence(window, batch_loss, sync: bool, step: int) -> str | None:

@@ -45,3 +45,22 @@ def test_the_plan_uses_the_cost_models_defaults():
     assert c["point"] == C.gpu_hours(works, [0.125], C.POINT)["hours"]
     more = plan.cost_estimate(sweep, calls=(C.Calls(2 * 115, 2 * 190), C.FUSED_CALLS))
     assert more["point"] > c["point"]
+
+
+def test_the_stored_outputs_estimate_is_what_the_store_writes():
+    import numpy as np
+
+    from orchestrator.spec import plan as P
+    from orchestrator.spec.sweep import parse
+    from orchestrator.store.outputs import pack
+
+    sw = parse("name: x\nmodels: [BERT-Tiny]\ntasks: [SST-2, MNLI, STS-B]\nsearch: {batch_size: [32], learning_rate: [1e-4]}\n"
+               "epochs: 2\n")
+    written = 0
+    for t in sw.trials():
+        from orchestrator.registry.tasks import get_task
+        task = get_task(t.config.task)
+        shape = (lambda rows: (rows,)) if task.is_regression else (lambda rows: (rows, task.num_labels))
+        written += len(pack({f"{e}": {s.name: np.zeros(shape(s.rows)) for s in task.eval_splits} for e in (1, 2)}))
+    assert abs(P.outputs_bytes(sw.trials()) - written) / written < 0.02
+    assert "stored dev outputs" in P.render(sw)

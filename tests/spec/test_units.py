@@ -197,6 +197,18 @@ def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir,
         assert point.value == pytest.approx(x["evals"][0]["score"], abs=1e-4) and point.step == 1
         rows = (attempt / tid / "progress.csv").read_text().splitlines()
         assert len(rows) == 2 and tid in rows[1]
+    # each member's outputs stored beside its record, re-scoring to its own score
+    from orchestrator.data.sources import GlueDir
+    from orchestrator.registry.tasks import get_task
+    from orchestrator.results import uncertainty
+    from orchestrator.store import outputs
+    labels = {"dev": GlueDir(real_glue_dir).load(get_task("MRPC"), "dev").labels}
+    scored = {}
+    for tid, x in recs.items():
+        outs = outputs.read(tmp_path / "results" / "fz", tid)["1"]
+        assert x["outputs"] == ["1"] and outs["dev"].shape == (len(labels["dev"]), 2)
+        scored[tid] = uncertainty.score(get_task("MRPC"), outs, labels)
+        assert scored[tid] == pytest.approx(x["evals"][0]["score"], abs=0.5)
     (unit,) = [d for d in attempt.iterdir() if d.is_dir() and d.name.startswith("unit-")]
     assert not list(unit.glob("events.out.tfevents.*")) and not (unit / "progress.csv").exists()
 

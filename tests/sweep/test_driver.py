@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from orchestrator.spec import sweep as S
@@ -83,7 +84,7 @@ def faulty_sweep(tmp_path_factory, real_glue_dir):
     return SimpleNamespace(spec=spec, run_dir=tmp / "results" / "faulty", proc=r)
 
 
-def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
+def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep, real_glue_dir):
     r = faulty_sweep.proc
     assert r.returncode == 3, r.stderr[-3000:]   # ended with a failed trial: exit 3, naming it last
     assert r.stderr.rstrip().splitlines()[-2:] == [
@@ -111,6 +112,38 @@ def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep):
         assert any(r["status"] == "completed" and r["trial"]["task"] == task for r in recs.values())
     assert "Ray dashboard: http://127.0.0.1:" in r.stderr
     assert not list((faulty_sweep.run_dir / "ray").rglob("checkpoint_*")), "no model checkpoints by default"
+    # every evaluation's outputs beside its record (float16 probabilities), re-scoring to its score;
+    # the out-of-memory trial keeps only its evaluations after the restart
+    from orchestrator.data.sources import GlueDir
+    from orchestrator.registry.tasks import get_task
+    from orchestrator.results import uncertainty
+    from orchestrator.store import outputs
+    for rec in recs.values():
+        if not rec["evals"]:
+            assert not rec.get("outputs")
+            continue
+        task = get_task(rec["trial"]["task"])
+        labels = {s.name: GlueDir(real_glue_dir).load(task, s.name).labels for s in task.eval_splits}
+        stored = outputs.read(faulty_sweep.run_dir, rec["trial_id"])
+        assert rec["outputs"] == list(stored) == [f"{e['epoch']:g}" for e in rec["evals"]], rec["trial_id"]
+        for e in rec["evals"]:
+            outs = stored[f"{e['epoch']:g}"]
+            assert outs["dev"].dtype == np.float16 and outs["dev"].shape == (len(labels["dev"]), 2)
+            assert uncertainty.score(task, outs, labels) == pytest.approx(e["score"], abs=0.5)
+
+
+def test_leaderboard_says_how_sure_it_is_from_the_stored_outputs(faulty_sweep, tmp_path):
+    out = tmp_path / "export"
+    r = run_cli(["leaderboard", str(faulty_sweep.run_dir), "--uncertainty", "--ensemble", "2", "--out", str(out)])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "How sure (95% bootstrap intervals" in r.stdout and "Ensembles of the 2 best configurations" in r.stdout
+    import pandas as pd
+    u = pd.read_csv(out / "uncertainty.csv")
+    assert set(u["task"]) == {"SST-2", "MRPC"} and u["note"].isna().all()
+    assert ((u["ci_low"] <= u["score"]) & (u["score"] <= u["ci_high"])).all()
+    assert u["held_out"].notna().all() and (u["optimism"] > -100).all()
+    e = pd.read_csv(out / "ensemble.csv")
+    assert set(e["task"]) == {"SST-2", "MRPC"} and e["score"].notna().all() and (e["members"] <= 2).all()
 
 
 def test_rerun_runs_nothing_finished_again(faulty_sweep):
