@@ -105,6 +105,7 @@ export: setup
 #   estimate  GPU-hours of sweeps/paper.yaml on one H100, with and without early stopping
 #   fused-*   a fused unit of 4 learning rates against the 4 trials one after another and packed
 #   engine    32 nearly-empty trials as a sweep and as a bare Tune trainable: start-up, wall per trial
+#   quickstart the quickstart sweep with fuse: auto against fuse: off (wall time, the same leaderboard)
 BENCH_ENV = HF_HUB_OFFLINE=1 GLUE_DIR=$(GLUE_DIR)
 
 bench: setup
@@ -124,6 +125,7 @@ bench: setup
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.engine --glue-dir $(GLUE_DIR) --out bench/out/engine
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.buckets --glue-dir $(GLUE_DIR) --out bench/out/buckets
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.ops --out bench/out/ops
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.quickstart --out bench/out/quickstart
 	$(VENV)/bin/python -m bench.summary --out bench/out
 
 # The GPU path on one machine without Ray: tests, MFU, fused/solo/packed throughput, kernel
