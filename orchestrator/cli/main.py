@@ -220,6 +220,8 @@ def cmd_leaderboard(args) -> int:
     print(to_markdown(glue_table(lb)))
     if len(lb.results) and lb.results["partial"].any():
         print("(* partial: some trials are still running)")
+    if lb.budget is not None:
+        print(lb.budget.line())
     written += _sureness(args, lb, run, Path(written[0]).parent if written else None)
     where = sorted({str(p.parent) for p in written})
     log.info(f"wrote {len(written)} file(s) to {', '.join(where)}")

@@ -4,6 +4,7 @@ drawn.
 
 load        records -> per-trial and per-evaluation frames -> ``board.Leaderboard``
 board       the ``Leaderboard`` (results, configs, models), model labels
+budget      what a run's figures measured (training rows, epochs, early stopping, seeds)
 values      cell values (``finite``, ``fmt``)
 select      the best configuration per (model, task) from the frames (the rules are in its doc)
 best        a run's best configuration of one model for a task, its seed and record (submit, teacher)

@@ -24,6 +24,7 @@ class Leaderboard:
     evals: pd.DataFrame | None = None   # one row per dev evaluation (load.evals_frame): the learning curves
     final_epoch: bool = False
     teachers: list[dict] = field(default_factory=list)   # distillation teachers' own dev scores (teachers.json)
+    budget: object = None        # budget.Budget: what the figures measured (rows, epochs, early stopping, seeds)
     cache: dict = field(default_factory=dict, repr=False, compare=False)   # tables derived once (tables.glue_wide)
 
     @property

@@ -43,7 +43,7 @@ class Cells:
     def outputs(self, trial_ids: str, epoch: float) -> list[dict[str, np.ndarray]] | None:
         """The outputs of a cell's trials (its seeds) at ``epoch``, or None unless all are stored."""
         out = []
-        for tid in str(trial_ids).split(","):
+        for tid in str(trial_ids).split(";"):   # a cell's seeds, as select.rank_configs joins them
             if tid not in self._outs:
                 self._outs[tid] = stored.read(self.run, tid)
             got = self._outs[tid].get(stored.epoch_key(epoch))

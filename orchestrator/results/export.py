@@ -51,6 +51,8 @@ def write_csv(lb: Leaderboard, out: Path, speedups: dict | None = None) -> list[
     paths = []
     for key, df in data_frames(lb, speedups).items():
         p = out / names[key]
+        if lb.budget is not None:   # every table says what it measured
+            df = df.assign(**lb.budget.columns())
         floats = [c for c in df.select_dtypes(include="float").columns if c != "learning_rate"]
         df.assign(**{c: df[c].round(4) for c in floats}).to_csv(p, index=False)   # scores: 4 decimals
         paths.append(p)

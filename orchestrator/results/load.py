@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..registry.tasks import all_tasks, get_task
 from ..store import location as storage, records as store
 from .board import Leaderboard, model_label, models_frame
+from .budget import budget_of
 from .kinds import read_teachers
 from .select import best_per_group, lr_key, rank_configs
 from .values import nullable_ints
@@ -25,7 +26,7 @@ RESULT_COLUMNS = (["model", "task", "status", "partial", "score", "score_std", "
                    "batch_size", "learning_rate", "epoch", "selection"], ["n_configs", "n_trials", "n_completed",
                   "n_stopped", "n_running", "n_diverged", "n_failed", "n_params", "trial_ids"])
 CONFIG_COLUMNS = (["model", "task", "rank", "batch_size", "learning_rate", "score", "score_std", "n_seeds", "seeds",
-                   "epoch", "running"], ["trial_ids"])
+                   "epoch", "running", "stopped", "epochs_reached"], ["trial_ids"])
 RESULT_INTS = ["n_seeds", "seed", "batch_size", "n_configs", "n_trials", "n_completed", "n_stopped", "n_running",
                "n_diverged", "n_failed", "n_params"]
 EVAL_COLUMNS = ["trial_id", "epoch", "step", "score"]
@@ -123,4 +124,5 @@ def load_run(run_dir: str | Path, final_epoch: bool = False) -> Leaderboard:
                         f"({problems[0] if problems else '?'})")
     lb = build(records, problems, final_epoch=final_epoch)
     lb.teachers = read_teachers(run)
+    lb.budget = budget_of(records, run)
     return lb

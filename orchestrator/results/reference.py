@@ -15,6 +15,7 @@ import pandas as pd
 
 from .board import Leaderboard
 from .columns import BENCHMARK, metric_columns, metric_label, table_tasks, task_of_column, wide_column_for
+from .score import scored_names
 from .tables import glue_wide
 from .values import MISSING, PARTIAL_MARK, finite, fmt, names
 
@@ -99,13 +100,20 @@ def comparison(lb: Leaderboard, reference: pd.DataFrame | None = None) -> pd.Dat
         w = wide.loc[p["model"]]
         is_score = p["metric"] == "score"
         ours = w["score"] if is_score else w.get(p["metric"])
-        ours = float(ours) if finite(ours) else float("nan")
+        if not finite(ours):   # nothing of ours to set beside it: the published figure alone says nothing here
+            continue
+        ours, over = float(ours), ""
+        missing = names(w["missing_tasks"]) if is_score else set()
+        if missing:   # a Score over fewer tasks: labelled with the tasks it covers, never diffed against the full one
+            covered = [t for t in scored_names() if t not in missing]
+            over = f"{', '.join(covered)} ({len(covered)} of {len(covered) + len(missing)} tasks)"
         rows.append({"model": p["model"], "task": p["task"], "metric": p["metric"], "ours": ours,
                      "ours_partial": bool(w["score_partial"]) if is_score else p["task"] in names(w["running_tasks"]),
-                     "theirs": float(p["value"]), "diff": ours - float(p["value"]), "our_split": "dev",
+                     "ours_over": over, "theirs": float(p["value"]),
+                     "diff": float("nan") if over else ours - float(p["value"]), "our_split": "dev",
                      "their_split": p["split"], "protocol": p["protocol"], "source": p["source"]})
-    out = pd.DataFrame(rows, columns=["model", "task", "metric", "ours", "ours_partial", "theirs", "diff",
-                                      "our_split", "their_split", "protocol", "source"])
+    out = pd.DataFrame(rows, columns=["model", "task", "metric", "ours", "ours_partial", "ours_over", "theirs",
+                                      "diff", "our_split", "their_split", "protocol", "source"])
     morder = {m: i for i, m in enumerate(lb.models["model"])}
     torder = {t: i for i, t in enumerate([BENCHMARK_ROW] + [t.name for t in table_tasks()])}
     keys = pd.DataFrame({"m": out["model"].map(morder).fillna(99), "test": out["their_split"] != "dev",
@@ -117,11 +125,13 @@ def comparison_table(lb: Leaderboard, reference: pd.DataFrame | None = None, dig
     """:func:`comparison` as printed."""
     c = comparison(lb, reference)
     return pd.DataFrame({
-        "Model": c["model"], "Task": c["task"], "Metric": c["metric"].map(metric_label),
+        "Model": c["model"], "Task": c["task"],
+        "Metric": [metric_label(m) + (f" over {o}" if o else "") for m, o in zip(c["metric"], c["ours_over"])],
         "Ours (dev)": [fmt(o, digits) + (PARTIAL_MARK if p and finite(o) else "")
                        for o, p in zip(c["ours"], c["ours_partial"])],
         "Theirs": c["theirs"].map(lambda v: fmt(v, digits)),
-        "Diff": c["diff"].map(lambda v: f"{v:+.{digits}f}" if finite(v) else MISSING),
+        "Diff": [f"{v:+.{digits}f}" if finite(v) else ("not comparable" if o else MISSING)
+                 for v, o in zip(c["diff"], c["ours_over"])],
         "Theirs on": c["their_split"].map(lambda s: s + (" (not like for like)" if s != "dev" else "")),
         "Source": [s + (f"; {p}" if p else "") for s, p in zip(c["source"], c["protocol"])]},
         columns=["Model", "Task", "Metric", "Ours (dev)", "Theirs", "Diff", "Theirs on", "Source"])

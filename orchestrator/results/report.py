@@ -69,8 +69,9 @@ def now() -> str:
 
 def header_lines(lb: Leaderboard) -> list[str]:
     n_trials = int(lb.results["n_trials"].sum()) if len(lb.results) else 0
-    return [f"selection: {lb.selection} of the best configuration (config = batch size, learning rate; "
-            f"mean over seeds)", f"{len(lb.models)} models, {len(lb.results)} (model, task) results, {n_trials} trials"]
+    return ([lb.budget.line()] if lb.budget is not None else []) + [
+        f"selection: {lb.selection} of the best configuration (config = batch size, learning rate; "
+        f"mean over seeds)", f"{len(lb.models)} models, {len(lb.results)} (model, task) results, {n_trials} trials"]
 
 
 def markdown_report(lb: Leaderboard, run_name: str, tables: list[Table]) -> str:

@@ -5,6 +5,8 @@
   evaluation's ``score``) at one epoch: by default the epoch where that mean is best (among the
   epochs every seed reached; ties: the earliest), with ``final_epoch=True`` each seed's last
   evaluation; seeds that share no epoch (fractional evaluations) are each judged at their best;
+* ``stopped``: a seed of the configuration was stopped early (ASHA); ``epochs_reached``: the
+  last epoch all its seeds were evaluated at, so a stopped cell shows how far it got;
 * configurations rank by that mean (then more seeds, smaller batch, smaller learning rate);
   the best one gives the (model, task) result, with its metrics (means over seeds), the
   standard deviation of its score over seeds (sample std; NaN with one seed), epoch and seeds;
@@ -82,14 +84,16 @@ def rank_configs(evals: pd.DataFrame, metric_keys: list[str], final_epoch: bool 
     chosen = judged(evals, final_epoch).sort_values(["seed", "trial_id"], kind="stable")
     if chosen.empty:
         cols = ["batch_size", "learning_rate", "rank", "score", "score_std", "n_seeds", "seeds", "epoch", "running",
-                "trial_ids"] + metric_keys
+                "stopped", "epochs_reached", "trial_ids"] + metric_keys
         return pd.DataFrame(columns=GROUP + cols).astype(dict.fromkeys(cols, float))
     chosen = chosen.reindex(columns=list(dict.fromkeys(list(chosen.columns) + metric_keys)))
-    chosen = chosen.assign(seed_text=chosen["seed"].astype(str), is_running=chosen["status"].eq("running"))
+    reached = usable(evals).groupby("trial_id")["epoch"].max()   # the last epoch each trial was evaluated at
+    chosen = chosen.assign(seed_text=chosen["seed"].astype(str), is_running=chosen["status"].eq("running"),
+                           is_stopped=chosen["status"].eq("stopped"), reached=chosen["trial_id"].map(reached))
     g = chosen.groupby(CONFIG, sort=False)
     out = g.agg(score=("score", "mean"), score_std=("score", "std"), n_seeds=("trial_id", "size"),
                 seeds=("seed_text", ",".join), epoch=("config_epoch", "first"), running=("is_running", "any"),
-                trial_ids=("trial_id", ";".join))
+                stopped=("is_stopped", "any"), epochs_reached=("reached", "min"), trial_ids=("trial_id", ";".join))
     metrics = g[metric_keys].mean().where(g[metric_keys].count().eq(g.size(), axis=0))
     out = out.join(metrics).reset_index()
     out = out.sort_values(["model", "task", "score", "n_seeds", "batch_size", "learning_rate"],
@@ -110,7 +114,7 @@ def best_per_group(trials: pd.DataFrame, configs: pd.DataFrame, final_epoch: boo
     out["partial"] = out["n_running"] > 0
     out["status"] = np.where(out["partial"], "partial", np.where(out["n_configs"] > 0, "completed", "none"))
     out["selection"] = "final epoch" if final_epoch else "best epoch"
-    best = configs[configs["rank"] == 1].drop(columns=["rank", "running"]).set_index(GROUP)
+    best = configs[configs["rank"] == 1].drop(columns=["rank", "running", "stopped", "epochs_reached"]).set_index(GROUP)
     out = out.join(best).reset_index()
     single = (out["n_seeds"] == 1) & out["seeds"].astype(str).str.lstrip("-").str.isdigit()
     out["seed"] = [int(s) if one else None for s, one in zip(out["seeds"], single)]

@@ -209,8 +209,38 @@ def test_comparison_says_dev_or_test(tmp_path):
     assert len(mnli) == 2 and set(mnli["ours"]) == {66.0}
     score = c[c["metric"] == "score"].iloc[0]
     assert score["ours_partial"] and score["theirs"] == 64.2
+    # a Score over 2 of 9 tasks says which, and is never diffed against the published 9-task Score
+    assert score["ours_over"] == "SST-2, MNLI (2 of 9 tasks)" and math.isnan(score["diff"])
+    assert c["ours"].notna().all()   # published figures with nothing of ours beside them are left out
     t = reference.comparison_table(lb)
     assert "test (not like for like)" in set(t["Theirs on"]) and "dev" in set(t["Theirs on"])
+    row = t[t["Metric"].str.startswith("Score")].iloc[0]
+    assert row["Metric"].endswith("over SST-2, MNLI (2 of 9 tasks)") and row["Diff"] == "not comparable"
+    assert not (t["Ours (dev)"] == "-").any()
+
+
+def test_every_export_states_its_budget_and_stopped_cells_say_how_far_they_got(tmp_path):
+    from orchestrator.results.export import export
+
+    recs = [make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0, 81.0, 82.0]),
+            make_record("BERT-Tiny", "SST-2", 16, 1e-4, [70.0], status="stopped")]
+    for r in recs:
+        r["trial"]["max_train_examples"], r["trial"]["epochs"] = 1600, 3.0
+    write_run(tmp_path / "run", recs)
+    (tmp_path / "run" / "sweep.yaml").write_text("name: run\nscheduler: {type: asha, grace_period: 1, reduction_factor: 2}\n")
+    lb, written = export(tmp_path / "run", ("csv", "md", "html"), tmp_path / "out")
+    line = ("budget: 1,600 training rows per task, 3 epoch(s), early stopping ASHA (grace 1 epoch, reduction "
+            "factor 2), 1 seed(s); scored on the full dev sets")
+    assert lb.budget.line() == line
+    for name in ("leaderboard.csv", "glue.csv", "configs.csv", "comparison.csv", "compact.csv"):
+        df = pd.read_csv(tmp_path / "out" / name)
+        assert set(df["budget_train_rows"].astype(str)) == {"1,600"} and set(df["budget_scheduler"]) == {
+            "ASHA (grace 1 epoch, reduction factor 2)"}, name
+    assert line in (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "budget: 1,600 training rows per task" in (tmp_path / "out" / "report.html").read_text()
+    configs = pd.read_csv(tmp_path / "out" / "configs.csv").set_index("batch_size")
+    assert (bool(configs.loc[16, "stopped"]), configs.loc[16, "epochs_reached"]) == (True, 1.0)
+    assert (bool(configs.loc[32, "stopped"]), configs.loc[32, "epochs_reached"]) == (False, 3.0)
 
 
 def test_compact_table_shape_and_speedups(tmp_path):
