@@ -53,6 +53,8 @@ def write_csv(lb: Leaderboard, out: Path, speedups: dict | None = None) -> list[
         p = out / names[key]
         if lb.budget is not None:   # every table says what it measured
             df = df.assign(**lb.budget.columns())
+        lists = [c for c in ("running_tasks", "missing_tasks") if c in df.columns]
+        df = df.assign(**{c: df[c].replace("", "none") for c in lists})   # an empty cell would read back as NaN
         floats = [c for c in df.select_dtypes(include="float").columns if c != "learning_rate"]
         df.assign(**{c: df[c].round(4) for c in floats}).to_csv(p, index=False)   # scores: 4 decimals
         paths.append(p)

@@ -238,6 +238,8 @@ def test_every_export_states_its_budget_and_stopped_cells_say_how_far_they_got(t
             "ASHA (grace 1 epoch, reduction factor 2)"}, name
     assert line in (tmp_path / "out" / "leaderboard.md").read_text()
     assert "budget: 1,600 training rows per task" in (tmp_path / "out" / "report.html").read_text()
+    glue = pd.read_csv(tmp_path / "out" / "glue.csv")
+    assert list(glue["running_tasks"]) == ["none"] and glue["missing_tasks"].iloc[0].startswith("CoLA,")
     configs = pd.read_csv(tmp_path / "out" / "configs.csv").set_index("batch_size")
     assert (bool(configs.loc[16, "stopped"]), configs.loc[16, "epochs_reached"]) == (True, 1.0)
     assert (bool(configs.loc[32, "stopped"]), configs.loc[32, "epochs_reached"]) == (False, 3.0)
