@@ -18,9 +18,11 @@ def add_submit_command(sub) -> None:
     p = sub.add_parser(
         "submit", help="a GLUE test-server zip from a run's best configurations (or --check a zip)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Re-train, for every task, model M's best configuration as the leaderboard chose it (batch\n"
-                    "size, learning rate, the best of its seeds, up to the chosen epoch on the trial's own\n"
-                    "schedule), predict the test sets (AX with the MNLI model) and write the zip the GLUE server\n"
+        description="For every task, model M's best configuration as the leaderboard chose it (batch size,\n"
+                    "learning rate, the best of its seeds, its chosen epoch) predicts the test sets (AX with the\n"
+                    "MNLI model): from the test outputs the trial stored when it ended (the very weights whose\n"
+                    "dev score was chosen: no training), else, or with --retrain, by re-training it up to that\n"
+                    "epoch on the trial's own schedule. Then it writes the zip the GLUE server\n"
                     "expects: CoLA.tsv SST-2.tsv MRPC.tsv STS-B.tsv QQP.tsv MNLI-m.tsv MNLI-mm.tsv QNLI.tsv\n"
                     "RTE.tsv WNLI.tsv AX.tsv, each 'index<TAB>prediction' in the test file's order. The zip is\n"
                     "validated before it is written; --check ZIP validates an existing one.",
@@ -41,6 +43,8 @@ def add_submit_command(sub) -> None:
     data_arguments(p)
     p.add_argument("--final-epoch", action="store_true",
                    help="use the configurations the leaderboard picks with --final-epoch")
+    p.add_argument("--retrain", action="store_true",
+                   help="re-train every chosen configuration instead of using its stored test outputs")
     device_arguments(p)
     p.set_defaults(func=cmd_submit)
 
@@ -76,7 +80,7 @@ def cmd_submit(args) -> int:
         if glue_dir or hub:
             source = source_from(glue_dir, hub)
     path, rep, pl = submission.submit(args.run, args.model, source, args.out, args.final_epoch, args.device,
-                                      args.threads, args.trust_remote_code)
+                                      args.threads, args.trust_remote_code, retrain=args.retrain)
     if pl.missing:
         print(f"{path}: INCOMPLETE submission: {len(pl.missing)} of {len(submission.submission_files())} files missing:",
               file=sys.stderr)

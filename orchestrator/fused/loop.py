@@ -32,13 +32,13 @@ import torch
 
 from ..config import Runtime, TrialConfig
 from ..errors import UserError
-from ..train import runner
+from ..train import runner, test_outputs
 from ..train.batches import DeviceRows, batch_widths
 from ..train.step import Schedule, compiled
 from ..train.device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
 from .adamw import StackedAdamW
 from .evaluation import Evaluator
-from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, stack_parameters, stackable
+from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, member, stack_parameters, stackable
 from ..spec.units import unit_key
 
 GPU_CHECK_EVERY = 25   # steps between NaN checks on a GPU (each check waits for the device)
@@ -62,6 +62,7 @@ class _Member:
     left_at: float | None = None      # unit training seconds when it left
     eval_s: float = 0.0               # seconds of the unit's evaluations while it trained
     seen: int = 0
+    kept: test_outputs.Kept | None = None   # its best and last evaluation's weights on the host (test outputs)
 
 
 class _Unit:
@@ -161,6 +162,8 @@ class _Unit:
                                       train_s=train_s)
             ev.outputs = runner.stored_outputs(outs)
             m.result.evals.append(ev)
+            if m.kept is not None:
+                m.kept.offer(ev.epoch, score, lambda m=m: member(self.p.model, self.params, m.row, self.words).items())
             if m.on_eval is not None and m.on_eval(ev) is False:
                 stopped.append(m)
         self.loss_sum.zero_()
@@ -231,10 +234,12 @@ def _train(u: _Unit, on_progress) -> int:
 
 def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Callable] | None = None,
               on_progress: Callable | None = None, t_start: float | None = None,
-              check_every: int | None = None, backend: str | None = None) -> list[runner.TrialResult]:
+              check_every: int | None = None, backend: str | None = None,
+              on_tests: list[Callable | None] | None = None, source=None) -> list[runner.TrialResult]:
     """Train the members ``configs`` (``p`` prepared for the first; all share its weights and
     batches) as one stacked model. Returns each member's ``TrialResult``, in order. ``backend``:
-    ``torch.compile``'s, when the trials compile their step (default inductor)."""
+    ``torch.compile``'s, when the trials compile their step (default inductor). ``on_tests[i]``:
+    member i's test outputs (``test_outputs``; its data from ``source``) once the unit ends."""
     check_unit([p.config, *configs])
     if not stackable(p.model):
         raise UserError(f"model {p.config.model} is not a BERT classifier: it cannot be fused")
@@ -245,6 +250,8 @@ def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Cal
     if p.device.type == "cpu":
         keep_large_blocks()
     u = _Unit(p, configs, on_evals, time.perf_counter() if t_start is None else t_start, check_every, backend)
+    for m, tell in zip(u.members, on_tests or []):
+        m.kept = test_outputs.Kept() if tell is not None else None
     u.p.model.train()
     _train(u, on_progress)
     end = u.now() if u.train_s0 is not None else 0.0
@@ -253,13 +260,19 @@ def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Cal
         res.eval_s = round(m.eval_s, 3)
         res.train_s = round(max(0.0, m.left_at if m.left_at is not None else end), 3)
         res.examples_per_s = round(m.seen / res.train_s, 2) if res.train_s > 0 else 0.0
+    for m, tell in zip(u.members, on_tests or []):
+        if tell is not None and m.kept is not None and m.result.status in ("completed", "stopped"):
+            tests = test_outputs.predict_tests(p, source, m.kept)   # its weights into the solo model, one by one
+            if tests:
+                tell(tests)
     return [m.result for m in u.members]
 
 
 def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None = None, cache=None,
              runtime: Runtime = Runtime(), on_progress: Callable | None = None,
              after_prepare: Callable[[runner.Prepared], None] | None = None,
-             on_restart: Callable[[list[int], str, int], None] | None = None) -> list[runner.TrialResult]:
+             on_restart: Callable[[list[int], str, int], None] | None = None,
+             on_tests: list[Callable | None] | None = None) -> list[runner.TrialResult]:
     """Prepare the unit (data, tokenizer and the first member's model: every member starts from
     it, as each member's own seed would build it) and train it.
 
@@ -275,18 +288,19 @@ def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None
     if after_prepare is not None:
         after_prepare(p)
     try:
-        return run_fused(p, configs, on_evals, on_progress, t_start=t0)
+        return run_fused(p, configs, on_evals, on_progress, t_start=t0, on_tests=on_tests, source=source)
     except Exception as e:   # noqa: BLE001 (anything but out-of-memory is raised again)
         if not is_out_of_memory(e):
             raise
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
     del p   # outside the except block: its traceback no longer holds the failed step's tensors
     free_memory()
-    return _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why)
+    return _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why, on_tests)
 
 
 def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart,
-           why) -> list[runner.TrialResult]:
+           why, on_tests=None) -> list[runner.TrialResult]:
+    on_tests = list(on_tests or [None] * len(configs))
     half = (len(configs) + 1) // 2
     results: list[runner.TrialResult] = []
     for lo, hi in ((0, half), (half, len(configs))):
@@ -297,10 +311,11 @@ def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare
         tell = None if on_restart is None else (lambda ms, w, a, lo=lo: on_restart([lo + m for m in ms], w, a))
         if hi - lo == 1:
             part = [runner.run_trial(configs[lo], source, on_eval=on_evals[lo], cache=cache, runtime=runtime,
-                                after_prepare=after_prepare,
+                                after_prepare=after_prepare, on_test=on_tests[lo],
                                 on_restart=None if tell is None else (lambda c, w, tell=tell: tell([0], w, c.grad_accum)))]
         else:
-            part = run_unit(configs[lo:hi], source, on_evals[lo:hi], cache, runtime, on_progress, after_prepare, tell)
+            part = run_unit(configs[lo:hi], source, on_evals[lo:hi], cache, runtime, on_progress, after_prepare, tell,
+                            on_tests[lo:hi])
         for res in part:
             res.note = "; ".join(x for x in (f"out of memory with {len(configs)} members fused ({why}): trained in "
                                              f"units of {hi - lo}", res.note) if x)

@@ -226,6 +226,12 @@ def benchmark_tasks(benchmark: str = "glue") -> list[Task]:
     return [t for t in all_tasks().values() if t.benchmark == key]
 
 
+def test_targets(task: Task) -> list[tuple[Task, Split]]:
+    """(task, test split) pairs a model trained on ``task`` predicts: its own test splits, and
+    those of the tasks predicted with it (AX with MNLI)."""
+    return [(t, s) for t in all_tasks().values() if t is task or t.predict_with == task.name for s in t.test_splits]
+
+
 def score_tasks(benchmark: str = "glue") -> list[Task]:
     """The tasks a benchmark's Score averages over (its diagnostic tasks left out)."""
     return [t for t in benchmark_tasks(benchmark) if not t.diagnostic]

@@ -137,8 +137,8 @@ def render(sweep: Sweep) -> str:
     note = f" (sizes unknown for {', '.join(e['unknown_size'])})" if e["unknown_size"] else ""
     out.append(f"  compute: about {_flops(e['flops'])} (6 x non-embedding parameters x tokens){note}")
     out.append("  " + cost_line(sweep))
-    out.append(f"  stored dev outputs (float16, every evaluation, before early stopping): about "
-               f"{outputs_bytes(trials) / 1e6:,.0f} MB")
+    out.append(f"  stored dev outputs (float16, every evaluation, before early stopping): at most "
+               f"{outputs_bytes(trials) / 1e6:,.0f} MB (compressed: less)")
     return "\n".join(out)
 
 
@@ -146,8 +146,9 @@ NPZ_OVERHEAD = 260   # bytes per stored array in an .npz (zip entry and numpy he
 
 
 def outputs_bytes(trials) -> int:
-    """What the store's outputs of ``trials`` take at most (``store.outputs``): every evaluation's
-    dev outputs, 2 bytes per class per row (one per row for regression)."""
+    """What the store's dev outputs of ``trials`` take at most (``store.outputs``, before its
+    compression): every evaluation's dev outputs, 2 bytes per class per row (one per row for
+    regression). The test outputs (a byte a row, compressed) are not counted."""
     total = 0
     for t in trials:
         task, cfg = get_task(t.config.task), t.config

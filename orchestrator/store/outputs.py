@@ -1,9 +1,11 @@
 """The model's outputs behind each dev evaluation, kept beside the trial's record: per dev row
 the class probabilities (classification) or the score (regression), float16, so a result can
-be re-scored, bootstrapped or ensembled without training again.
+be re-scored, bootstrapped or ensembled without training again; and the test predictions of
+the weights a trial's evaluations selected (``train.test_outputs``: class ids as int8, scores
+as float32), from which ``submit`` writes its files.
 
 One file per trial, ``<run>/outputs/<trial id>.npz``, holding every evaluation's arrays under
-``<epoch>/<split>`` (the epoch as the record writes it, e.g. ``2`` or ``0.5``). The driver's
+``<epoch>/<split>`` and the test outputs of its kept weights under ``test@<epoch>/<task>/<split>`` (the epoch as the record writes it, e.g. ``2`` or ``0.5``). The driver's
 recorder writes it whole (atomic on a local disk, one PUT on an object store) just before the
 record that names its evaluations, so a record never names outputs that are not there; a
 record without outputs (an older run, a crash between the two writes) still loads, and the
@@ -21,6 +23,7 @@ import numpy as np
 from . import location as storage
 
 DIR = "outputs"
+TEST_PREFIX = "test@"   # test outputs of the weights of an evaluation: ``test@<epoch>`` by ``<task>/<split>``
 
 
 def outputs_location(run_dir: str | Path | storage.Location, trial_id: str) -> storage.Location:
@@ -32,10 +35,11 @@ def epoch_key(epoch: float) -> str:
 
 
 def pack(by_epoch: dict[str, dict[str, np.ndarray]]) -> bytes:
-    """``{epoch key: {split: array}}`` as the bytes of one .npz file (float16 arrays)."""
+    """``{epoch key: {split: array}}`` as the bytes of one compressed .npz file, each array in
+    its own dtype (dev outputs float16; test outputs int8 class ids or float32 scores)."""
     buf = io.BytesIO()
-    np.savez(buf, **{f"{e}/{split}": np.asarray(a, dtype=np.float16)
-                     for e, splits in by_epoch.items() for split, a in splits.items()})
+    np.savez_compressed(buf, **{f"{e}/{split}": np.asarray(a) for e, splits in by_epoch.items()
+                                for split, a in splits.items()})
     return buf.getvalue()
 
 
@@ -59,6 +63,13 @@ def read(run_dir, trial_id: str) -> dict[str, dict[str, np.ndarray]]:
         return unpack(loc.read_bytes())
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError):
         return {}
+
+
+def of_test(run_dir, record: dict, epoch: float) -> dict[str, np.ndarray] | None:
+    """The test outputs (by ``<task>/<split>``) of ``record``'s weights at ``epoch``, or None when not stored."""
+    if epoch_key(epoch) not in (record.get("test_outputs") or []):
+        return None
+    return read(run_dir, record["trial_id"]).get(TEST_PREFIX + epoch_key(epoch))
 
 
 def of_evaluation(run_dir, record: dict, epoch: float) -> dict[str, np.ndarray] | None:

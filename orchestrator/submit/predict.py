@@ -1,4 +1,6 @@
-"""Re-training a chosen configuration, predicting its test files, writing the validated zip."""
+"""A submission's files: each task's chosen configuration's test predictions, from the test
+outputs its trial stored when it ended (``train.test_outputs``: the very weights whose dev
+score was chosen), else (or with ``--retrain``) by re-training it; the validated zip."""
 
 from __future__ import annotations
 
@@ -8,10 +10,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 from ..config import Runtime
 from ..data import features as feats
 from ..errors import UserError
 from ..registry.models import load_tokenizer
+from ..store import outputs as stored
 from ..results.select import epoch_key
 from ..train import teacher as teachers
 from ..train.runner import predict as model_predict, run_trial
@@ -72,6 +77,24 @@ class Diverged(Exception):
     pass
 
 
+def stored_texts(run_dir, choice: Choice, source) -> dict[str, str] | None:
+    """The files of a choice from the test outputs its trial stored when it ended (the weights of
+    the chosen epoch: the very model whose dev score the leaderboard shows), or None when they are
+    not all there or no longer fit the test files (another row count)."""
+    outs = stored.of_test(run_dir, choice.record, choice.stop_epoch)
+    if outs is None:
+        return None
+    texts = {}
+    for f in choice.files:
+        arr = outs.get(f"{f.task.name}/{f.split}")
+        index = source.load(f.task, f.split).index if arr is not None else None
+        if arr is None or len(index) != len(arr):
+            return None
+        preds = arr.astype(np.float64) if f.kind == "score" else arr.astype(np.int64)   # scores or class ids
+        texts[f.name] = HEADER + "\n" + "\n".join(f"{i}\t{f.format(v)}" for i, v in zip(index, preds)) + "\n"
+    return texts
+
+
 # ----------------------------------------------------------------------------- writing
 
 def write_zip(texts: dict[str, str], out: Path, source, incomplete: bool) -> CheckReport:
@@ -100,8 +123,9 @@ def write_zip(texts: dict[str, str], out: Path, source, incomplete: bool) -> Che
 
 
 def submit(run_dir, model: str, source, out: str | Path | None = None, final_epoch: bool = False, device=None,
-           threads=None, trust_remote_code: bool = False) -> tuple[Path, CheckReport, Plan]:
-    """Re-train, predict, write and validate a submission zip (see the module doc).
+           threads=None, trust_remote_code: bool = False, retrain: bool = False) -> tuple[Path, CheckReport, Plan]:
+    """Predict (from the stored test outputs of the chosen trials, else by re-training; always
+    re-training with ``retrain``), write and validate a submission zip (see the module doc).
     Returns the path written (``*_INCOMPLETE.zip`` when files are missing), its check report
     and the plan (``plan.missing``: file -> why)."""
     pl = plan(run_dir, model, source, final_epoch)
@@ -116,6 +140,16 @@ def submit(run_dir, model: str, source, out: str | Path | None = None, final_epo
         raise UserError(f"nothing to submit for {pl.model}: " + "; ".join(f"{k}: {v}" for k, v in pl.missing.items()))
     texts: dict[str, str] = {}
     for c in pl.choices:
+        got = None if retrain else stored_texts(run_dir, c, source)
+        if got is not None:
+            log.info(f"{c.task.name}: the stored test outputs of {c.record['trial_id']} at epoch {c.stop_epoch:g} "
+                     f"(dev score {c.dev_score:.2f}; no re-training)")
+            pl.dev_scores[c.task.name] = (c.dev_score, None)
+            texts.update(got)
+            continue
+        if not retrain:
+            log.info(f"{c.task.name}: no stored test outputs of {c.record['trial_id']} at epoch {c.stop_epoch:g} "
+                     f"(a run from before they were kept, or a test file that changed): re-training")
         log.info(f"{c.task.name}: re-training {pl.model} with {c.describe()}")
         try:
             got, score = train_and_predict(c, source, device, threads, trust_remote_code)

@@ -119,7 +119,11 @@ class StoreRecorder(tune.Callback):
             rec["restarts"] = restarts
             if not restarts:
                 del rec["restarts"]
-        if result.get("trial_status") == "diverged":
+        if result.get("trial_status") == "test":   # its kept weights' test outputs, after its last evaluation
+            if outs:
+                for key, splits in outs.items():
+                    self._keep_outputs(rec, key, splits, field="test_outputs")
+        elif result.get("trial_status") == "diverged":
             rec.update(status="diverged", error=result.get("note"))
         elif result.get("trial_status") == "note":
             rec["note"] = result.get("note")
@@ -134,21 +138,27 @@ class StoreRecorder(tune.Callback):
         self._write(rec)
         self._progress(trials)
 
-    def _keep_outputs(self, rec: dict, epoch: float, outs: dict) -> None:
-        """The evaluation's outputs beside the record, written before the record names them."""
+    def _keep_outputs(self, rec: dict, epoch, outs: dict, field: str = "outputs") -> None:
+        """An evaluation's outputs (or, ``field`` test_outputs, the test outputs under
+        ``test@<epoch>``) beside the record, written before the record names them."""
         kept = self.outputs.setdefault(rec["trial_id"], {})
-        kept[outputs.epoch_key(epoch)] = outs
+        key = epoch if isinstance(epoch, str) else outputs.epoch_key(epoch)
+        kept[key] = outs
         if self.write_error:
             return
         try:
             outputs.write(self.run_dir, rec["trial_id"], kept)
-            rec["outputs"] = list(kept)
+            rec["outputs"] = [k for k in kept if not k.startswith(outputs.TEST_PREFIX)]
+            tests = [k[len(outputs.TEST_PREFIX):] for k in kept if k.startswith(outputs.TEST_PREFIX)]
+            if tests:
+                rec["test_outputs"] = tests
         except OSError as e:
             self.write_error = f"cannot write {outputs.outputs_location(self.run_dir, rec['trial_id'])}: {e.strerror or e}"
 
     def _forget_outputs(self, rec: dict) -> None:
         self.outputs.pop(rec["trial_id"], None)
         rec.pop("outputs", None)
+        rec.pop("test_outputs", None)
 
     def _best(self, rec: dict, ev: dict) -> None:
         g = rec["group"]

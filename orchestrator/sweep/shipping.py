@@ -25,8 +25,9 @@ from pathlib import Path
 from ..config import TrialConfig
 from ..data.features import Encoded, feature_key, features
 from ..data.sources import source_from
+from ..errors import UserError
 from ..registry.models import SHIPPED_MODELS_ENV, entry_of, load_tokenizer, local_path, resolve, uncased_vocab
-from ..registry.tasks import get_task
+from ..registry.tasks import get_task, test_targets
 
 VOCAB_ENV = "GLUE_SWEEP_VOCAB"
 MODEL_SHIP_LIMIT = 512 * 2**20   # bytes of one local model's files shipped to the workers
@@ -96,6 +97,14 @@ def pack(configs: list[TrialConfig], glue_dir: str | None, hub: str | None) -> S
             fkey = feature_key(task, split, source, tok, cfg.max_length)
             if fkey not in ship.encoded:
                 ship.encoded[fkey] = features(task, split, source, tok, cfg.max_length, stats=stats)
+        for t, s in test_targets(task):   # what the trials' kept weights predict when they end, where the data has it
+            try:
+                ship.prints[(t.name, s.name)] = source.fingerprint(t, s.name)
+            except (UserError, OSError, ValueError, KeyError):
+                continue
+            fkey = feature_key(t, s.name, source, tok, cfg.max_length)
+            if fkey not in ship.encoded:
+                ship.encoded[fkey] = features(t, s.name, source, tok, cfg.max_length, stats=stats)
     log.info(f"features ready in {time.perf_counter() - t0:.1f}s ({stats.get('misses', 0)} tokenised, "
              f"{stats.get('hits', 0)} from cache); {len(ship.encoded)} split(s), {ship.nbytes() / 2**20:.1f} MiB "
              f"shipped to the workers through Ray's object store")

@@ -89,6 +89,14 @@ class Reporter:
             return go   # False: stopped early (grouped ASHA); a member leaves the stack
         return report
 
+    def on_test(self, i: int):
+        def report(tests: dict) -> None:
+            """The test outputs of trial ``i``'s kept weights (after its last evaluation): the recorder stores them."""
+            last = self.last[i]
+            tune.report({"score": last.score if last else float("-inf"), "epoch": last.epoch if last else 0.0,
+                         "step": last.step if last else 0, "trial_status": "test", "outputs": tests, **self.base(i)})
+        return report
+
     def restarted(self, i: int, grad_accum: int) -> None:
         """Out of memory: trial ``i`` goes on with ``grad_accum`` micro-batches (the recorder starts
         its evaluations afresh); a member trains again from the start."""
@@ -121,7 +129,8 @@ def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> No
     use_models(shipment)
     runtime = placement(soft_labels=soft_labels_file(shipment, trial.config.task))
     res = run_trial(trial.config, ShippedSource(shipment), on_eval=rep.on_eval(0), after_prepare=rep.after_prepare,
-                    on_restart=lambda new_cfg, why: rep.restarted(0, new_cfg.grad_accum), runtime=runtime)
+                    on_restart=lambda new_cfg, why: rep.restarted(0, new_cfg.grad_accum), runtime=runtime,
+                    on_test=rep.on_test(0))
     rep.end(0, res)
     hooks.call("trial_end", trial, res)
 
@@ -145,10 +154,11 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
     runtime, source = placement(soft_labels=soft_labels_file(shipment, trials[0].config.task)), ShippedSource(shipment)
     if runtime.soft_labels:   # distillation: the stacked model has no soft-label loss, members run alone
         results = [run_trial(trials[i].config, source, on_eval=rep.on_eval(i), after_prepare=rep.after_prepare,
-                             runtime=runtime) for i in todo]
+                             runtime=runtime, on_test=rep.on_test(i)) for i in todo]
     else:
         results = run_unit([trials[i].config for i in todo], source, on_evals=[rep.on_eval(i) for i in todo],
-                           runtime=runtime, after_prepare=rep.after_prepare, on_restart=on_restart)
+                           runtime=runtime, after_prepare=rep.after_prepare, on_restart=on_restart,
+                           on_tests=[rep.on_test(i) for i in todo])
     for i, res in zip(todo, results):
         rep.end(i, res)
         hooks.call("trial_end", trials[i], res)

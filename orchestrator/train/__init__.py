@@ -1,7 +1,9 @@
 """One trial on one device (torch, transformers; no Ray): prepare, train, evaluate per epoch,
 predict.
 
-runner      prepare / run / predict one trial; out-of-memory restart
+runner      prepare / run one trial; out-of-memory restart
+predict     a prepared trial's outputs per row on a split, predictions, dev scores
+test_outputs the test outputs of a trial's best (and last) evaluation's weights, kept on the host
 batches     a capped trial's rows, one epoch's batch order, bucket widths, rows on the device
 step        one training step without host syncs: device lr schedule, solo step, compiled steps
 device      precision (bf16 / fp16 + GradScaler / fp32), OOM recognition and clean-up

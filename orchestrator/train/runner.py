@@ -18,7 +18,6 @@ there. A NaN or infinite loss stops the trial as diverged. No checkpoint is writ
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import math
 import random
@@ -32,13 +31,15 @@ import torch
 from ..config import Runtime, TrialConfig
 from ..data import features as feats
 from ..errors import UserError
-from ..registry import metrics as task_metrics
 from ..registry.models import ModelSpec, load_model, load_tokenizer, resolve
 from ..registry.tasks import Task, get_task
-from .batches import DeviceRows, batch_order, batch_widths, padded_batches, train_subset
+from . import test_outputs
+from .predict import (as_outputs, autocast_for, decisions, dev_batches, evaluate, evaluate_outputs, outputs,  # noqa: F401
+                      predict, score, stored_outputs)
+from .batches import DeviceRows, batch_order, batch_widths, train_subset
 from .device import free_memory, grad_scaler, is_out_of_memory, precision, set_memory_share, use_bf16
 from .distill import loss_fn as distill_loss_fn, run_stages, student_train
-from .step import Schedule, model_inputs, solo_step, tensor_lr
+from .step import Schedule, solo_step, tensor_lr
 
 
 @dataclass
@@ -183,84 +184,6 @@ def lr_factor(total_steps: int, warmup_ratio: float) -> Callable[[int], float]:
     return factor
 
 
-def autocast_for(device):
-    """bf16 autocast on a CUDA device that has it in hardware, else nothing (evaluation)."""
-    if use_bf16(device):
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def outputs(p: Prepared, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
-    """The model's outputs for every row of ``enc`` in its order: [rows] scores (regression) or
-    [rows, classes] class probabilities, float32. Batched large, sorted by length, no gradients.
-    Evaluation and ``submit`` both predict through here."""
-    regression = p.task.is_regression if regression is None else regression
-    autocast = autocast or autocast_for(p.device)
-    model = p.model
-    was_training = model.training
-    model.eval()
-    out = np.zeros(len(enc) if regression else (len(enc), model.config.num_labels), dtype=np.float32)
-    with torch.inference_mode(), autocast():
-        for rows, batch in dev_batches(p, enc):
-            out[rows] = as_outputs(model(**batch).logits, regression).cpu().numpy()
-    model.train(was_training)
-    return out
-
-
-def as_outputs(logits: torch.Tensor, regression: bool) -> torch.Tensor:
-    """Logits [..., labels] as stored outputs: the score (regression) or the class probabilities, float32."""
-    logits = logits.float()
-    return logits[..., 0] if regression else torch.softmax(logits, dim=-1)
-
-
-def decisions(out: np.ndarray, regression: bool) -> np.ndarray:
-    """Predictions from outputs: the scores as they are (float64), or each row's likeliest class id."""
-    return out.astype(np.float64) if regression else out.argmax(-1).astype(np.int64)
-
-
-def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
-    """The model's predictions for every row of ``enc`` in its order: a float score
-    (regression) or a class id."""
-    regression = p.task.is_regression if regression is None else regression
-    return decisions(outputs(p, enc, regression, autocast), regression)
-
-
-def dev_batches(p: Prepared, enc: feats.Encoded, batch_size: int | None = None,
-                for_model: bool = True) -> list[tuple[np.ndarray, dict]]:
-    """``enc`` padded once into evaluation batches on the device, sorted by length (little padding),
-    ``batch_size`` rows each (default ``eval_batch_size``), kept for the trial's dev splits:
-    (rows, inputs) per batch; ``for_model``: the model's mask prepared (else the 0/1 mask)."""
-    size = batch_size or p.config.eval_batch_size
-    key = (id(enc), size, for_model)
-    kept = p.dev_batches.get(key)
-    if kept is not None and kept[0] is enc:
-        return kept[1]
-    batches = padded_batches(enc, p.use_token_types, p.device, size)
-    if for_model:
-        batches = [(rows, model_inputs(b, p.model)) for rows, b in batches]
-    if any(e is enc for e in p.evals.values()):
-        p.dev_batches[key] = (enc, batches)
-    return batches
-
-
-def score(p: Prepared, preds: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
-    """(metrics x100, the task's headline score) of predictions on every dev split, by split name."""
-    result = task_metrics.task_metrics(p.task, preds, {k: e.labels for k, e in p.evals.items()})
-    return result, task_metrics.headline(result)
-
-
-def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
-    """Scores every dev split; returns (metrics x100, the task's headline score)."""
-    return evaluate_outputs(p, autocast)[:2]
-
-
-def evaluate_outputs(p: Prepared, autocast=None) -> tuple[dict[str, float], float, dict[str, np.ndarray]]:
-    """(metrics x100, the task's headline score, the outputs by dev split) of every dev split."""
-    outs = {s.name: outputs(p, p.evals[s.name], autocast=autocast) for s in p.task.eval_splits}
-    metrics, headline = score(p, {k: decisions(v, p.task.is_regression) for k, v in outs.items()})
-    return metrics, headline, outs
-
-
 def schedule(cfg: TrialConfig, n: int) -> tuple[int, int, int | None]:
     """(optimizer steps per epoch, steps in all, steps between mid-epoch evaluations or None)."""
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -349,11 +272,6 @@ def evaluation(p: Prepared, res: TrialResult, step: int, steps_per_epoch: int, t
     return ev
 
 
-def stored_outputs(outs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Outputs as the store keeps them: float16 (a dev split's class probabilities or scores)."""
-    return {k: np.asarray(v, dtype=np.float16) for k, v in outs.items()}
-
-
 def divergence(window, batch_loss, sync: bool, step: int) -> str | None:
     """Why training stops as diverged (the losses summed since the last check are not finite), or None."""
     if math.isfinite(float(window)):
@@ -379,17 +297,29 @@ def save(p: Prepared, directory: str) -> None:
 def run_trial(config: TrialConfig, source, on_eval=None, on_progress=None, cache=None,
               after_prepare: Callable[[Prepared], None] | None = None,
               on_restart: Callable[[TrialConfig, str], None] | None = None,
-              runtime: Runtime = Runtime()) -> TrialResult:
+              runtime: Runtime = Runtime(), on_test: Callable[[dict], None] | None = None) -> TrialResult:
     """Prepare and run a trial. An out-of-memory error restarts it from scratch with twice
     the gradient accumulation (half the micro-batch, the same effective batch size), as long
-    as the batch size divides; the result records the accumulation used."""
+    as the batch size divides; the result records the accumulation used. ``on_test``: the test
+    outputs of its best (and last) evaluation's weights when it ends (``test_outputs``)."""
     t0 = time.perf_counter()
     while True:
         p = prepare(config, source, cache, runtime)
         if after_prepare is not None:
             after_prepare(p)
+        kept = test_outputs.Kept() if on_test is not None else None
+
+        def evaluated(ev, p=p, kept=kept):
+            if kept is not None:
+                kept.offer(ev.epoch, ev.score, p.model.named_parameters)
+            return on_eval(ev) if on_eval is not None else None
+
         try:
-            res = run_stages(run, p, on_eval, on_progress, t0)   # distill+fine-tune: two stages, else one
+            res = run_stages(run, p, evaluated, on_progress, t0)   # distill+fine-tune: two stages, else one
+            if kept is not None and res.status in ("completed", "stopped"):
+                tests = test_outputs.predict_tests(p, source, kept)
+                if tests:
+                    on_test(tests)
             res.grad_accum = config.grad_accum
             if config.grad_accum > 1:
                 res.note = (res.note + "; " if res.note else "") + (

@@ -61,6 +61,8 @@ def test_the_stored_outputs_estimate_is_what_the_store_writes():
         from orchestrator.registry.tasks import get_task
         task = get_task(t.config.task)
         shape = (lambda rows: (rows,)) if task.is_regression else (lambda rows: (rows, task.num_labels))
-        written += len(pack({f"{e}": {s.name: np.zeros(shape(s.rows)) for s in task.eval_splits} for e in (1, 2)}))
-    assert abs(P.outputs_bytes(sw.trials()) - written) / written < 0.02
+        rng = np.random.default_rng(0)
+        written += len(pack({f"{e}": {s.name: rng.random(shape(s.rows)).astype(np.float16) for s in task.eval_splits}
+                             for e in (1, 2)}))
+    assert 0.7 * P.outputs_bytes(sw.trials()) < written <= P.outputs_bytes(sw.trials())   # compression saves a little
     assert "stored dev outputs" in P.render(sw)

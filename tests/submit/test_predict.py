@@ -71,7 +71,7 @@ def _real_trial(src, task, bs, lr, seed) -> dict:
                         init="random", max_train_examples=100, max_length=64)
     res = R.run_trial(cfg, src, runtime=Runtime(device="cpu", threads=1))
     rec = _record(task, bs, lr, [e.score for e in res.evals], seed=seed)
-    rec["evals"] = [vars(e) for e in res.evals]
+    rec["evals"] = [e.as_dict() for e in res.evals]
     return rec
 
 
