@@ -17,6 +17,7 @@ from ..results.render import to_markdown
 from ..results.tables import glue_table
 from ..spec.plan import render
 from ..spec.sweep import load
+from ..sweep.address import is_loopback, jobs_address, resolve as resolve_address
 from ..train import speed
 from . import logs
 from .args import positive_float
@@ -222,20 +223,23 @@ def cmd_run(args) -> int:
     if not args.insecure_dashboard:   # must be in the environment before Ray is imported
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     s = load(args.sweep, results_root=args.results)
-    if not args.address:   # a local Ray listens on loopback only (set before Ray is imported)
+    address = resolve_address(args.address)   # one line within seconds, before data, Ray or tokenising
+    if not address or is_loopback(address):   # Ray keeps loopback addresses (set before Ray is imported)
         os.environ.update(LOCAL_ONLY_ENV)
     from ..sweep import driver
 
-    return driver.run(s, address=args.address, storage_uri=args.storage, secure=not args.insecure_dashboard,
+    return driver.run(s, address=address, storage_uri=args.storage, secure=not args.insecure_dashboard,
                       retry_failed=args.retry_failed)
 
 
 def cmd_submit_job(args) -> int:
     if (Path.home() / ".ray" / "auth_token").is_file():   # the Jobs API wants Ray's token (set before Ray is imported)
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+    s = load(args.sweep)
+    jobs_address(args.address)   # checked before Ray is imported: one line within seconds
     from ..sweep import ray_job as job
 
-    return job.command(load(args.sweep), args.address, args.storage, args.python, args.wait)
+    return job.command(s, args.address, args.storage, args.python, args.wait)
 
 
 def main(argv=None) -> int:

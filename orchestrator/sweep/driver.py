@@ -38,7 +38,8 @@ from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
 from . import mps
 from .asha import start_keeper
-from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, log_dashboard, start_ray
+from .address import resolve as resolve_address
+from .cluster import RunLock, check_fits, dashboard_info, log_dashboard, start_ray
 from .dashboard import named
 from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
@@ -114,9 +115,7 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
         secure: bool = True, retry_failed: bool = True) -> int:
     """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
     (address, data, settings of finished records) runs before anything is written."""
-    if address:
-        address = auto_address() if address == "auto" else address
-        check_address(address)
+    address = resolve_address(address)
     loc = run_location(sweep, storage_uri)
     check_writable_dir(lock_dir(loc), "results directory")
     glue_dir, hub = data_paths(sweep)

@@ -29,6 +29,7 @@ from ..errors import UserError
 from ..registry import tasks
 from ..spec.sweep import Sweep
 from ..store import location as storage
+from .address import jobs_address
 from .cluster import LOCAL_ONLY
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -72,11 +73,11 @@ def absolute_spec(sweep: Sweep) -> str:
 
 
 def client(address: str | None):
+    """Ray's Jobs client for ``address`` (or ``RAY_ADDRESS``), which is checked to answer first:
+    one line within seconds, not Ray's minutes of retries."""
+    address = jobs_address(address)
     from ray.job_submission import JobSubmissionClient  # Ray: heavy, only this command needs it
 
-    if address and address.startswith("ray://"):
-        raise UserError(f"{address}: give the Ray dashboard address for job submission, "
-                        f"e.g. --address http://<head>:8265")
     try:
         return JobSubmissionClient(address)
     except Exception as e:
