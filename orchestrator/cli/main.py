@@ -17,6 +17,7 @@ from ..results.render import to_markdown
 from ..results.tables import glue_table
 from ..spec.plan import render
 from ..spec.sweep import load
+from ..store import location as storage
 from ..sweep.address import is_loopback, jobs_address, resolve as resolve_address
 from ..train import speed
 from . import logs
@@ -180,13 +181,19 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def _run_arg(run: str | None):
+    """A command's RUN: the newest under results/ when not given, else checked to answer (an
+    empty path, a bucket-less URI or a store that does not answer: one line, within seconds)."""
+    return newest_run() if run is None else storage.reachable(run)
+
+
 def cmd_dashboard(args) -> int:
-    print("\n".join(dashboard_lines(args.run or newest_run())))
+    print("\n".join(dashboard_lines(_run_arg(args.run))))
     return 0
 
 
 def cmd_status(args) -> int:
-    run = args.run or newest_run()   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
+    run = _run_arg(args.run)   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
     if not args.watch:
         print(status_text(run))
         return 0
@@ -196,7 +203,7 @@ def cmd_status(args) -> int:
 def cmd_leaderboard(args) -> int:
     if len(args.run) > 1:
         return _compare(args)
-    run = args.run[0] if args.run else newest_run()
+    run = _run_arg(args.run[0] if args.run else None)
     lb, written = export(run, args.format, args.out, args.final_epoch, read_speedups(args.speedups))
     for p in lb.problems:
         log.warning(f"glue-sweep: skipped {p}")
@@ -210,7 +217,7 @@ def cmd_leaderboard(args) -> int:
 
 def _compare(args) -> int:
     names = run_names(args.run)
-    boards = {n: load_run(r, final_epoch=args.final_epoch) for n, r in zip(names, args.run)}
+    boards = {n: load_run(_run_arg(r), final_epoch=args.final_epoch) for n, r in zip(names, args.run)}
     table = compare_table(boards)
     print(to_markdown(table))
     if args.out:
@@ -223,7 +230,10 @@ def cmd_run(args) -> int:
     if not args.insecure_dashboard:   # must be in the environment before Ray is imported
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     s = load(args.sweep, results_root=args.results)
-    address = resolve_address(args.address)   # one line within seconds, before data, Ray or tokenising
+    # the address and the store answer (one line within seconds), before data, Ray or tokenising
+    address = resolve_address(args.address)
+    if args.storage is not None:
+        storage.reachable(args.storage)
     if not address or is_loopback(address):   # Ray keeps loopback addresses (set before Ray is imported)
         os.environ.update(LOCAL_ONLY_ENV)
     from ..sweep import driver
@@ -236,7 +246,9 @@ def cmd_submit_job(args) -> int:
     if (Path.home() / ".ray" / "auth_token").is_file():   # the Jobs API wants Ray's token (set before Ray is imported)
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     s = load(args.sweep)
-    jobs_address(args.address)   # checked before Ray is imported: one line within seconds
+    if args.storage is not None:   # checked before Ray is imported: one line within seconds
+        storage.reachable(args.storage)
+    jobs_address(args.address)
     from ..sweep import ray_job as job
 
     return job.command(s, args.address, args.storage, args.python, args.wait)

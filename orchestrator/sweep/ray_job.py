@@ -88,7 +88,8 @@ def client(address: str | None):
 
 def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: str = "python") -> tuple[object, str]:
     """Submit the sweep as a Ray Job; returns (client, submission id). Logs how to follow it."""
-    store_root = storage_uri or storage.absolute(sweep.results)
+    store_root = storage_uri if storage_uri is not None else storage.absolute(sweep.results)
+    storage.reachable(store_root)   # an empty --storage, a missing bucket: one line, nothing submitted
     if not storage.is_uri(store_root):
         store_root = storage.absolute(store_root)
     c = client(address)
