@@ -85,7 +85,9 @@ def add_job_command(sub) -> None:
     j.add_argument("--storage", default=None, metavar="PATH_OR_URI",
                    help="where the result store lives, reachable from the head node (a shared path, s3://, gs://, ...); "
                         "default: the spec's results directory made absolute")
-    j.add_argument("--python", default="python", help="the head node's Python that runs the job (default: python)")
+    j.add_argument("--python", default="python",
+                   help="the interpreter that runs the job on the head node, with the project's dependencies "
+                        "(default: the python first on the PATH of the head's Ray); the job's log names it")
     j.add_argument("--wait", action="store_true", help="wait for the job to end and print its log")
     j.set_defaults(func=cmd_submit_job)
 

@@ -7,6 +7,9 @@ them; its addresses are refused). What travels with the job (its ``runtime_env``
 * ``working_dir``: a staged copy of the ``orchestrator`` package, the task definitions and the
   sweep file (as ``sweep.yaml``), so no node needs the project installed, only its
   dependencies in the same Python version;
+* ``entrypoint``: ``<python> -m orchestrator.cli.job_entry run sweep.yaml --storage ...``, where
+  ``<python>`` is ``--python`` (default ``python``: the first on the PATH of the head's Ray); the
+  job's log names that interpreter first, and one missing dependency is one line, not a traceback;
 * ``env_vars``: ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, every ``GLUE_SWEEP_*`` setting that
   is not a local path, and ``GLUE_DIR``/``GLUE_HUB`` made absolute (the job's driver reads the
   data; the workers get tokenised features from it, see ``shipping``).
@@ -99,7 +102,8 @@ def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: s
             raise UserError(f"sweep {sweep.name} is already running as Ray Job {job.submission_id} "
                             f"(storage {store_root}); stop it first: ray job stop {job.submission_id}")
     sid = f"glue-sweep-{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    entry = f"{shlex.quote(python)} -m orchestrator.cli.main run sweep.yaml --storage {shlex.quote(store_root)}"
+    # job_entry names the interpreter in the job's log and checks its packages before running the sweep
+    entry = f"{shlex.quote(python)} -m orchestrator.cli.job_entry run sweep.yaml --storage {shlex.quote(store_root)}"
     with tempfile.TemporaryDirectory(prefix="glue-sweep-job-") as tmp:
         wd = stage(absolute_spec(sweep), Path(tmp))
         c.submit_job(entrypoint=entry, submission_id=sid,
@@ -108,6 +112,7 @@ def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: s
     url = c.get_address()
     run = storage.at(store_root).join(sweep.name)
     log.info(f"submitted sweep {sweep.name} as Ray Job {sid} to {url}")
+    log.info(f"  it runs:    {entry}   (`{python}` as the head's Ray finds it on its PATH; --python names another)")
     log.info(f"  follow it:  ray job logs --address {url} -f {sid}")
     log.info(f"  stop it:    ray job stop --address {url} {sid}")
     log.info(f"  dashboard:  {url}/#/jobs/{sid}")
