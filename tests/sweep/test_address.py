@@ -165,7 +165,7 @@ def test_a_grpc_server_passes_the_check_and_loopback_is_known():
         address.check_address(f"127.0.0.1:{port}")
     assert address.is_loopback("127.0.0.1:6379") and address.is_loopback("[::1]:6379")
     assert address.is_loopback("localhost:1") and not address.is_loopback("auto") and not address.is_loopback(None)
-    assert not address.is_loopback("203.0.113.1:6379")   # a documentation address, never contacted
+    assert not address.is_loopback("head.example:6379")   # a name, never looked up
 
 
 @pytest.mark.hardening
