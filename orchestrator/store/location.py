@@ -30,7 +30,7 @@ from ..fileio import atomic_write_text
 
 URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 BUCKETED = ("s3", "gs", "gcs")   # object stores: a URI names a bucket (pyarrow would look for one for ever)
-DEADLINE = 8.0   # seconds a store has to answer :func:`reachable`
+DEADLINE = 5.0   # seconds a store has to answer :func:`reachable` (pyarrow retries S3 for about 6 s)
 
 
 def is_uri(s: str | os.PathLike) -> bool:

@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from ..errors import UserError, within
 
-DEADLINE = 8.0       # seconds for the whole check of one address (name lookup, connection, answer)
+DEADLINE = 7.0       # seconds for the whole check of one address (name lookup, connection, answer)
 TIMEOUT = 3.0        # seconds for the connection, and again for the answer
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}   # Ray keeps 127.0.0.1 as the node's address
 # The HTTP/2 client preface and an empty SETTINGS frame: a gRPC server answers with its SETTINGS.
