@@ -7,5 +7,6 @@ submit      ``glue-sweep submit`` (and ``--check``): parser and handler
 args        argument types and groups shared by the commands (data source, device)
 console     what commands print: train progress and table, sweep status, dashboard login
 preflight   checks before work starts (``--device``), a local Ray on loopback
+job_entry   a Ray Job's entrypoint: names its interpreter, checks its packages, runs ``glue-sweep run``
 logs        where the library's log lines go: stderr, plain, INFO (``-v`` DEBUG, ``-q`` WARNING)
 """

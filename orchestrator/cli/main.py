@@ -19,6 +19,8 @@ from ..results.render import to_markdown
 from ..results.tables import glue_table
 from ..spec.plan import render
 from ..spec.sweep import load
+from ..store import location as storage
+from ..sweep.address import is_loopback, jobs_address, resolve as resolve_address
 from ..train import speed
 from . import logs
 from .args import positive_float, positive_int
@@ -93,7 +95,9 @@ def add_job_command(sub) -> None:
     j.add_argument("--storage", default=None, metavar="PATH_OR_URI",
                    help="where the result store lives, reachable from the head node (a shared path, s3://, gs://, ...); "
                         "default: the spec's results directory made absolute")
-    j.add_argument("--python", default="python", help="the head node's Python that runs the job (default: python)")
+    j.add_argument("--python", default="python",
+                   help="the interpreter that runs the job on the head node, with the project's dependencies "
+                        "(default: the python first on the PATH of the head's Ray); the job's log names it")
     j.add_argument("--wait", action="store_true", help="wait for the job to end and print its log")
     j.set_defaults(func=cmd_submit_job)
 
@@ -197,13 +201,19 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def _run_arg(run: str | None):
+    """A command's RUN: the newest under results/ when not given, else checked to answer (an
+    empty path, a bucket-less URI or a store that does not answer: one line, within seconds)."""
+    return newest_run() if run is None else storage.reachable(run)
+
+
 def cmd_dashboard(args) -> int:
-    print("\n".join(dashboard_lines(args.run or newest_run())))
+    print("\n".join(dashboard_lines(_run_arg(args.run))))
     return 0
 
 
 def cmd_status(args) -> int:
-    run = args.run or newest_run()   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
+    run = _run_arg(args.run)   # a directory or a storage URI (s3://bucket/prefix/<sweep>)
     if not args.watch:
         print(status_text(run))
         return 0
@@ -213,7 +223,7 @@ def cmd_status(args) -> int:
 def cmd_leaderboard(args) -> int:
     if len(args.run) > 1:
         return _compare(args)
-    run = args.run[0] if args.run else newest_run()
+    run = _run_arg(args.run[0] if args.run else None)
     lb, written = export(run, args.format, args.out, args.final_epoch, read_speedups(args.speedups))
     for p in lb.problems:
         log.warning(f"glue-sweep: skipped {p}")
@@ -257,7 +267,7 @@ def _write_csv(frame, out: Path | None, name: str) -> Path | None:
 
 def _compare(args) -> int:
     names = run_names(args.run)
-    boards = {n: load_run(r, final_epoch=args.final_epoch) for n, r in zip(names, args.run)}
+    boards = {n: load_run(_run_arg(r), final_epoch=args.final_epoch) for n, r in zip(names, args.run)}
     table = compare_table(boards)
     print(to_markdown(table))
     if args.out:
@@ -270,20 +280,28 @@ def cmd_run(args) -> int:
     if not args.insecure_dashboard:   # must be in the environment before Ray is imported
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     s = load(args.sweep, results_root=args.results)
-    if not args.address:   # a local Ray listens on loopback only (set before Ray is imported)
+    # the address and the store answer (one line within seconds), before data, Ray or tokenising
+    address = resolve_address(args.address)
+    if args.storage is not None:
+        storage.reachable(args.storage)
+    if not address or is_loopback(address):   # Ray keeps loopback addresses (set before Ray is imported)
         os.environ.update(LOCAL_ONLY_ENV)
     from ..sweep import driver
 
-    return driver.run(s, address=args.address, storage_uri=args.storage, secure=not args.insecure_dashboard,
+    return driver.run(s, address=address, storage_uri=args.storage, secure=not args.insecure_dashboard,
                       retry_failed=args.retry_failed)
 
 
 def cmd_submit_job(args) -> int:
     if (Path.home() / ".ray" / "auth_token").is_file():   # the Jobs API wants Ray's token (set before Ray is imported)
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+    s = load(args.sweep)
+    if args.storage is not None:   # checked before Ray is imported: one line within seconds
+        storage.reachable(args.storage)
+    jobs_address(args.address)
     from ..sweep import ray_job as job
 
-    return job.command(load(args.sweep), args.address, args.storage, args.python, args.wait)
+    return job.command(s, args.address, args.storage, args.python, args.wait)
 
 
 def main(argv=None) -> int:

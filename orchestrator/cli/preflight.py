@@ -6,12 +6,14 @@ addresses: ``sweep.cluster``)."""
 from __future__ import annotations
 
 from ..errors import UserError
+from ..sweep.address import LOOPBACK_ENV
 
 # Set before Ray is imported (cli.cmd_run does, for a local sweep): Ray then takes 127.0.0.1 as
 # the node's address, so every listener (GCS, raylet, workers, agents, both Prometheus metrics
-# exporters) binds to loopback instead of all interfaces. A sweep on a cluster (--address) is
-# left as the cluster was started.
-LOCAL_ONLY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# exporters) binds to loopback instead of all interfaces. For a cluster on loopback
+# (--address 127.0.0.1:PORT) it keeps that address instead of the machine's external one
+# (``sweep.address``); any other cluster is left as it was started.
+LOCAL_ONLY_ENV = LOOPBACK_ENV
 
 
 def check_device(device: str | None) -> None:

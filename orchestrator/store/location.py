@@ -25,10 +25,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ..errors import UserError
+from ..errors import UserError, within
 from ..fileio import atomic_write_bytes
 
 URI = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+BUCKETED = ("s3", "gs", "gcs")   # object stores: a URI names a bucket (pyarrow would look for one for ever)
+DEADLINE = 5.0   # seconds a store has to answer :func:`reachable` (pyarrow retries S3 for about 6 s)
 
 
 def is_uri(s: str | os.PathLike) -> bool:
@@ -124,7 +126,12 @@ def at(where: "str | os.PathLike | Location") -> Location:
     it means the same wherever it is read later."""
     if isinstance(where, Location):
         return where
+    if str(where).strip() == "":
+        raise UserError("the storage path or URI is empty: give a directory or a URI such as s3://bucket/prefix")
     if is_uri(where):
+        scheme, _, rest = where.partition("://")
+        if scheme.lower() in BUCKETED and not rest.partition("?")[0].split("/")[0]:
+            raise UserError(f"storage {where.partition('?')[0]!r} names no bucket: give {scheme}://BUCKET/PREFIX")
         try:
             fs, path = pafs.FileSystem.from_uri(where)
         except (ValueError, OSError, pa.ArrowException) as e:
@@ -133,6 +140,29 @@ def at(where: "str | os.PathLike | Location") -> Location:
         return Location(fs, path.rstrip("/") or path, where)
     p = str(Path(where).expanduser().absolute())
     return Location(pafs.LocalFileSystem(), p, p)
+
+
+def reachable(where: "str | os.PathLike | Location") -> Location:
+    """The location, checked to answer before any work starts: on an object store its bucket
+    exists and answers within ``DEADLINE`` seconds (pyarrow would retry, or wait for credentials,
+    for minutes); one line otherwise. A local path is checked where it is written
+    (``fileio.check_writable_dir``)."""
+    loc = at(where)
+    if loc.local:
+        return loc
+    bucket = loc.path.lstrip("/").split("/")[0]
+
+    def probe() -> None:
+        try:
+            kind = loc.fs.get_file_info(bucket).type
+        except (OSError, pa.ArrowException) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"cannot reach storage {loc}: {first[:200]}") from None
+        if kind == pafs.FileType.NotFound:
+            raise UserError(f"storage {loc}: bucket {bucket!r} does not exist (or these credentials cannot see it)")
+
+    within(DEADLINE, probe, f"cannot reach storage {loc}: no answer within {DEADLINE:g} s")
+    return loc
 
 
 def absolute(where: str | os.PathLike | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Where a sweep runs: the cluster address check, the local or remote Ray start, the Ray
+"""Where a sweep runs: the local or remote Ray start (its address checked: ``address``), the Ray
 dashboard's address and login, and the one-driver-per-sweep lock."""
 
 from __future__ import annotations
@@ -7,16 +7,16 @@ import contextlib
 import fcntl
 import logging
 import os
-import socket
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import ray
+from ray._private import ray_constants   # read by services.get_node_ip_address at each call
 
 from ..errors import UserError
 from ..config import ALLOC_CONF
+from .address import LOOPBACK_ENV, auto_address, check_address, is_loopback
 
 # Settings that travel from the driver to every worker. Paths do not (GLUE_DIR, MODELS_DIR,
 # HF_HOME, the feature cache, the vocabulary): a node keeps its own, and the data, features and
@@ -37,60 +37,6 @@ def worker_env() -> dict:
     env["TOKENIZERS_PARALLELISM"] = "false"
     env["PYTORCH_CUDA_ALLOC_CONF"] = os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or ALLOC_CONF   # expandable segments
     return env
-
-
-def check_client_address(address: str) -> None:
-    """Ray Client (``ray://``) runs Tune's controller on the head and cannot carry the driver's
-    store writer; a dashboard address (``http://``) is for job submission. Both: one line."""
-    if address.startswith("ray://"):
-        raise UserError(f"{address}: Ray Client (ray://) addresses cannot run a sweep; submit it as a Ray Job "
-                        f"instead: glue-sweep submit-job SWEEP --address http://<head>:8265")
-    if address.startswith(("http://", "https://")):
-        raise UserError(f"{address} is a Ray dashboard address: submit the sweep to it with "
-                        f"glue-sweep submit-job SWEEP --address {address} (run --address takes host:port or auto)")
-
-
-def _host_port(address: str) -> tuple[str, int]:
-    try:
-        url = urlparse(address if "://" in address else f"tcp://{address}")
-        host, port = url.hostname, url.port or (10001 if url.scheme == "ray" else 6379)
-    except ValueError as e:   # a port that is not a number, or out of range
-        raise UserError(f"cluster address {address!r} is not host:port or ray://host:port ({e})") from None
-    if not host:
-        raise UserError(f"cluster address {address!r} is not host:port or ray://host:port")
-    return host, port
-
-
-def cluster_file() -> Path:
-    """Where ``ray start`` leaves the address of the machine's running cluster."""
-    return Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-
-
-def auto_address() -> str:
-    """The running local cluster's address for ``--address auto``, checked to answer: a stale
-    cluster file is one line at once, not minutes of Ray's retries."""
-    path = cluster_file()
-    try:
-        address = path.read_text().strip().splitlines()[0]
-    except (OSError, IndexError):
-        raise UserError(f"--address auto: no running Ray cluster on this machine ({path} is missing); start one "
-                        f"with `ray start --head` or drop --address for a local Ray") from None
-    check_address(address, what=f"the cluster named in {path} (stale: is it still running?)")
-    return address
-
-
-def check_address(address: str, what: str = "") -> None:
-    """Fail fast, with one line, when a cluster address is malformed or cannot be reached."""
-    if address in ("auto", "local"):
-        return
-    check_client_address(address)
-    host, port = _host_port(address)
-    try:
-        with socket.create_connection((host, port), timeout=5):
-            pass
-    except (OSError, OverflowError) as e:
-        raise UserError(f"cannot reach {what or 'the Ray cluster'} at {address} "
-                        f"({getattr(e, 'strerror', None) or e})") from None
 
 
 def check_fits(spec_path: str, cpus: float, gpus) -> None:
@@ -170,6 +116,14 @@ def private_token() -> None:
             path.chmod(0o600)
 
 
+def keep_loopback() -> None:
+    """A cluster on this machine's loopback is reached at 127.0.0.1, not at the machine's external
+    address that Ray puts in its place (``address.LOOPBACK_ENV``; the CLI sets the variable before
+    Ray is imported; Ray reads it again here, where it is already imported)."""
+    os.environ.update(LOOPBACK_ENV)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def start_ray(address: str | None, num_cpus: int | None, secure: bool):
     """A new local Ray (dashboard on loopback) or a connection to ``address``; returns
     (context, dashboard URL)."""
@@ -185,6 +139,8 @@ def start_ray(address: str | None, num_cpus: int | None, secure: bool):
         if address:
             address = auto_address() if address == "auto" else address
             check_address(address)
+            if is_loopback(address):
+                keep_loopback()
             ctx = ray.init(address=address, **kw)
         else:
             # address="local": always a new local instance, never a stale one that a

@@ -28,7 +28,6 @@ from ray.tune.search.optuna import OptunaSearch
 from ..config import TrialConfig, display_name
 from ..data.features import cache_dir, check_cache_dir
 from ..data.sources import source_from
-from ..errors import UserError
 from ..fileio import check_writable_dir
 from ..results import live
 from ..spec.resources import gpu_memory_bytes, trial_gpu_share
@@ -37,7 +36,8 @@ from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
 from . import mps
 from .asha import start_keeper
-from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, log_dashboard, start_ray
+from .address import resolve as resolve_address
+from .cluster import RunLock, check_fits, dashboard_info, log_dashboard, start_ray
 from .dashboard import named
 from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
@@ -46,6 +46,7 @@ from .tune_jobs import Job, grid_jobs, optuna_jobs, trial_of
 from .tune_logs import dirname, loggers
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (docs/faults.md: exit codes)
+EXIT_STORE = 4    # the result store could not be written mid-sweep: the sweep stopped (not bad input)
 log = logging.getLogger(__name__)
 TEACHER_KEYS = ("task", "teacher", "directory", "fingerprint", "transfer", "rows", "max_length", "metrics", "score")
 
@@ -114,10 +115,8 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
         secure: bool = True, retry_failed: bool = True) -> int:
     """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
     (address, data, settings of finished records) runs before anything is written."""
-    if address:
-        address = auto_address() if address == "auto" else address
-        check_address(address)
-    loc = run_location(sweep, storage_uri)
+    address = resolve_address(address)
+    loc = storage.reachable(run_location(sweep, storage_uri))   # a missing bucket: here, not after Ray started
     check_writable_dir(lock_dir(loc), "results directory")
     check_cache_dir()   # features, digests, soft labels: a cache that cannot be used is said, not worked around
     glue_dir, hub = data_paths(sweep)
@@ -155,6 +154,14 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
 
         identity = (lambda cfg: identity_fields(cfg, fp_of(cfg)))
         return _run_jobs(sweep, jobs, loc, kept, address, shipped, secure, identity, total)
+
+
+def store_lost(error: str) -> int:
+    """The exit code of a sweep whose result store stopped taking records (a full disk, an object
+    store gone away) after it had started: one line, EXIT_STORE. Every record written is whole."""
+    log.error(f"glue-sweep: error: {error}; the sweep stopped. Records already written are kept: make the store "
+              f"writable again (free space, reach it) and run the same command again")
+    return EXIT_STORE
 
 
 def _save_teachers(loc: storage.Location, soft: dict) -> None:
@@ -287,9 +294,12 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         check_fits(sweep.path, _trial_cpus(sweep, has_gpu()), sweep.gpus_per_trial if has_gpu() else 0)
         if has_gpu():
             log.info(mps.describe())
-        _save_spec(sweep, loc, shipment)
         info = dashboard_info(url, secure)
-        loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
+        try:
+            _save_spec(sweep, loc, shipment)
+            loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
+        except OSError as e:
+            return store_lost(f"cannot write to {loc}: {e.strerror or e}")
         log_dashboard(info)
         attempts = {r["trial_id"]: r.get("attempts", 0) for r in records}
         finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
@@ -303,9 +313,11 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
             _tuner(sweep, job, k, resources, shipment, recorder, tune_storage(loc),
                    keeper.name if keeper else None).fit()
             if recorder.write_error:
-                raise UserError(f"{recorder.write_error}; the sweep stopped. Finished records are kept: "
-                                f"free space and run the same command again")
-            records = store.read_records(loc)[0]
+                return store_lost(recorder.write_error)
+            try:
+                records = store.read_records(loc)[0]
+            except OSError as e:
+                return store_lost(f"cannot read {loc}: {e.strerror or e}")
             final = {r["trial_id"] for r in records if r["status"] in store.FINAL}
             if any(r["status"] == "running" for r in records) or not job.expected <= final:
                 interrupted = True

@@ -7,6 +7,9 @@ them; its addresses are refused). What travels with the job (its ``runtime_env``
 * ``working_dir``: a staged copy of the ``orchestrator`` package, the task definitions and the
   sweep file (as ``sweep.yaml``), so no node needs the project installed, only its
   dependencies in the same Python version;
+* ``entrypoint``: ``<python> -m orchestrator.cli.job_entry run sweep.yaml --storage ...``, where
+  ``<python>`` is ``--python`` (default ``python``: the first on the PATH of the head's Ray); the
+  job's log names that interpreter first, and one missing dependency is one line, not a traceback;
 * ``env_vars``: ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, every ``GLUE_SWEEP_*`` setting that
   is not a local path, and ``GLUE_DIR``/``GLUE_HUB`` made absolute (the job's driver reads the
   data; the workers get tokenised features from it, see ``shipping``).
@@ -29,6 +32,7 @@ from ..errors import UserError
 from ..registry import tasks
 from ..spec.sweep import Sweep
 from ..store import location as storage
+from .address import jobs_address
 from .cluster import LOCAL_ONLY
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -72,11 +76,11 @@ def absolute_spec(sweep: Sweep) -> str:
 
 
 def client(address: str | None):
+    """Ray's Jobs client for ``address`` (or ``RAY_ADDRESS``), which is checked to answer first:
+    one line within seconds, not Ray's minutes of retries."""
+    address = jobs_address(address)
     from ray.job_submission import JobSubmissionClient  # Ray: heavy, only this command needs it
 
-    if address and address.startswith("ray://"):
-        raise UserError(f"{address}: give the Ray dashboard address for job submission, "
-                        f"e.g. --address http://<head>:8265")
     try:
         return JobSubmissionClient(address)
     except Exception as e:
@@ -87,7 +91,8 @@ def client(address: str | None):
 
 def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: str = "python") -> tuple[object, str]:
     """Submit the sweep as a Ray Job; returns (client, submission id). Logs how to follow it."""
-    store_root = storage_uri or storage.absolute(sweep.results)
+    store_root = storage_uri if storage_uri is not None else storage.absolute(sweep.results)
+    storage.reachable(store_root)   # an empty --storage, a missing bucket: one line, nothing submitted
     if not storage.is_uri(store_root):
         store_root = storage.absolute(store_root)
     c = client(address)
@@ -97,7 +102,8 @@ def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: s
             raise UserError(f"sweep {sweep.name} is already running as Ray Job {job.submission_id} "
                             f"(storage {store_root}); stop it first: ray job stop {job.submission_id}")
     sid = f"glue-sweep-{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    entry = f"{shlex.quote(python)} -m orchestrator.cli.main run sweep.yaml --storage {shlex.quote(store_root)}"
+    # job_entry names the interpreter in the job's log and checks its packages before running the sweep
+    entry = f"{shlex.quote(python)} -m orchestrator.cli.job_entry run sweep.yaml --storage {shlex.quote(store_root)}"
     with tempfile.TemporaryDirectory(prefix="glue-sweep-job-") as tmp:
         wd = stage(absolute_spec(sweep), Path(tmp))
         c.submit_job(entrypoint=entry, submission_id=sid,
@@ -106,6 +112,7 @@ def submit(sweep: Sweep, address: str | None, storage_uri: str | None, python: s
     url = c.get_address()
     run = storage.at(store_root).join(sweep.name)
     log.info(f"submitted sweep {sweep.name} as Ray Job {sid} to {url}")
+    log.info(f"  it runs:    {entry}   (`{python}` as the head's Ray finds it on its PATH; --python names another)")
     log.info(f"  follow it:  ray job logs --address {url} -f {sid}")
     log.info(f"  stop it:    ray job stop --address {url} {sid}")
     log.info(f"  dashboard:  {url}/#/jobs/{sid}")

@@ -151,6 +151,7 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
             rep.restarted(todo[k], grad_accum)
 
     use_vocab(shipment)
+    use_models(shipment)   # as a solo trial does: shipped model files found first on a node without them
     runtime, source = placement(soft_labels=soft_labels_file(shipment, trials[0].config.task)), ShippedSource(shipment)
     if runtime.soft_labels:   # distillation: the stacked model has no soft-label loss, members run alone
         results = [run_trial(trials[i].config, source, on_eval=rep.on_eval(i), after_prepare=rep.after_prepare,

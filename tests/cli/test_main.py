@@ -5,9 +5,10 @@ data before any work; an OS error in any command is one line naming its path."""
 from __future__ import annotations
 
 import errno
-import socket
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import pytest
 from conftest import BAD_INPUT_CASES
 from hostile import BASE, SETTINGS, _cli, cli, one_line
@@ -70,10 +71,13 @@ def test_a_bad_data_row_is_found_on_the_driver_also_with_an_address(tmp_path, re
     (glue / "dev.tsv").write_text((real_glue_dir / "SST-2" / "dev.tsv").read_text())
     spec = tmp_path / "s.yaml"
     spec.write_text(BASE + f"results: {tmp_path / 'results'}\ndata: {{glue_dir: {tmp_path / 'glue'}}}\n")
-    with socket.socket() as listener:   # something answers at the address: the check gets past it
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        rc, _, err = cli(["run", spec, "--address", f"127.0.0.1:{listener.getsockname()[1]}"])
+    server = grpc.server(ThreadPoolExecutor(1))   # a gRPC server answers as a GCS would: the check gets past it
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        rc, _, err = cli(["run", spec, "--address", f"127.0.0.1:{port}"])
+    finally:
+        server.stop(0)
     assert rc == 2 and "SST-2/train.tsv:3" in err, err
     one_line(err)
     assert not (tmp_path / "results").exists()

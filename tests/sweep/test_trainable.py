@@ -23,3 +23,43 @@ def test_the_trainable_imports_neither_the_driver_nor_optuna_nor_the_tables():
         ("orchestrator.sweep.driver", "orchestrator.sweep.recorder", "orchestrator.results", "orchestrator.cli",
          "orchestrator.submit"))]
     assert not unwanted, f"a worker's trainable pulls in: {unwanted}"
+
+
+def test_a_fused_unit_uses_the_shipped_models_as_a_solo_trial_does(monkeypatch):
+    """On a node without the model's files, a fused unit finds the shipped ones (``use_models``)
+    before it trains, as the solo trainable does."""
+    from orchestrator.config import Runtime
+    from orchestrator.spec import sweep as S
+    from orchestrator.sweep import trainable as T
+    from orchestrator.sweep.tune_jobs import as_tune
+
+    sweep = S.parse("name: f\nmodels: [BERT-Tiny]\ntasks: [SST-2]\n"
+                    "search: {batch_size: [32], learning_rate: [1e-4, 5e-5]}\n")
+    members = [as_tune(t, "BERT-Tiny") for t in sweep.trials()]
+    calls = []
+
+    class Rep:
+        def __init__(self, trials, judge, fused):
+            self.after_prepare = None
+
+        def on_eval(self, i):
+            return None
+
+        def end(self, i, res):
+            pass
+
+    class Judge:
+        def stopped(self, n):
+            return [False] * n
+
+    shipment = object()
+    monkeypatch.setattr(T, "Reporter", Rep)
+    monkeypatch.setattr(T, "announce", lambda trial: None)
+    monkeypatch.setattr(T, "use_vocab", lambda ship: calls.append("vocab"))
+    monkeypatch.setattr(T, "use_models", lambda ship: calls.append("models" if ship is shipment else "other"))
+    monkeypatch.setattr(T, "soft_labels_file", lambda ship, task: None)
+    monkeypatch.setattr(T, "placement", lambda soft_labels=None: Runtime(device="cpu"))
+    monkeypatch.setattr(T, "ShippedSource", lambda ship: "shipped")
+    monkeypatch.setattr(T, "run_unit", lambda configs, source, **kw: calls.append(("unit", len(configs))) or [])
+    T.unit_trainable({"trial": {**members[0], "members": members}}, shipment, Judge())
+    assert calls == ["vocab", "models", ("unit", 2)]
