@@ -59,6 +59,7 @@ RUN_EXIT_CODES = """exit codes:
   0    every trial finished
   2    bad input (one line says what and where); nothing run
   3    the sweep ran to its end but some trials failed (named at the end; the same command retries them)
+  4    the result store stopped taking records mid-sweep (every record written is whole; the same command resumes)
   130  interrupted (the same command finishes the sweep)"""
 
 

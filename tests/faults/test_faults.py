@@ -24,7 +24,7 @@ from orchestrator.store import records as store
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sweep"))
 from test_driver import CLI, REPO, _wait_for, env, free_port, local_cluster, records, run_cli, write_spec  # noqa: E402
 
-TIMING = {"elapsed_s", "updated_at", "attempts", "error", "node", "note"}
+TIMING = {"elapsed_s", "train_s", "started_at", "unit", "updated_at", "attempts", "error", "node", "note"}
 
 
 def results_of(run_dir: Path) -> dict:
