@@ -202,9 +202,11 @@ def start_ray(address: str | None, num_cpus: int | None, secure: bool):
     return ctx, (f"http://{url}" if url and not url.startswith("http") else url)
 
 
-def dashboard_info(url: str, secure: bool) -> dict:
+def dashboard_info(url: str, secure: bool, session_dir: str | None = None) -> dict:
+    """What ``dashboard.json`` says: the dashboard's address and login, the driver, and the Ray
+    session's directory (its logs and metrics configuration) when it is on this machine."""
     return {"url": url, "auth": "token" if secure else "none", "token_file": str(token_file()) if secure else None,
-            "pid": os.getpid(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "pid": os.getpid(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "session_dir": session_dir}
 
 
 def log_dashboard(info: dict) -> None:
