@@ -7,7 +7,7 @@ recorder    the Tune callback that writes the result store (in the driver), prog
 tune_logs   Tune's CSV, JSON and TensorBoard logs per trial, a fused unit's members each their own
 rungs       grouped ASHA's decisions, pure: rungs per (model, task), Ray's ASHA rules
 asha        grouped ASHA in a sweep: the keeper actor every trial asks after each evaluation
-cluster     Ray start or connection (addresses checked), resources that fit a node, dashboard login, lock
+cluster     Ray start (its ports free) or connection (address checked), resources, dashboard login, lock
 paths       where a sweep's store, lock and Tune state live; its data paths made absolute
 shipping    what travels with the trials: encoded features, data fingerprints, vocabulary
 ray_job     ``submit-job``: the sweep as a Ray Job (staged working_dir, env, submission id)
