@@ -12,6 +12,7 @@ paths       where a sweep's store, lock and Tune state live; its data paths made
 shipping    what travels with the trials: encoded features, data fingerprints, vocabulary
 ray_job     ``submit-job``: the sweep as a Ray Job (staged working_dir, env, submission id)
 dashboard   what a trial shows in the Ray dashboard: actor name, log lines, gauges
+prometheus  Prometheus on loopback with Ray's scrape configuration, graphing the gauges (no Ray)
 mps         NVIDIA MPS: whether its daemon runs, a packed worker's share of the GPU's threads
 hooks       ``GLUE_SWEEP_HOOKS`` extension points (fault-injection tests)
 
