@@ -24,7 +24,7 @@ help:
 	@echo "make bench                                            speed benchmarks against transformers.Trainer and its hyperparameter search (bench/out/summary.md)"
 	@echo "make gpu-check                                       the GPU path checked and measured without Ray (reduced on CPU)"
 	@echo "make plan [SWEEP=...]                                 print a sweep's expanded trials, start nothing"
-	@echo "make dashboard [RUN=results/<name>]                   the running sweep's dashboard address and token"
+	@echo "make dashboard [RUN=results/<name>]                   the running sweep's dashboard address and token, Prometheus graphs"
 	@echo "make train                                            one real fine-tune (all-MiniLM-L6-v2 on SST-2)"
 	@echo "make setup                                            create $(VENV) and install everything"
 	@echo "make export [RUN=results/<run>]                       leaderboards of a run (default: the newest): CSV, MD, LaTeX, JSON, HTML"
@@ -44,17 +44,18 @@ $(VENV)/.installed: pyproject.toml Makefile
 # settings refused, a second driver, out-of-memory; tests/sweep/test_cluster.py: two sweeps at once).
 # `make faults` adds tests/faults/ and the tests marked faults (tests/sweep/test_resume.py: driver
 # SIGKILL then a driver elsewhere on the same storage, worker SIGKILL, optuna resume). The HTML report and the
-# Ray dashboard are checked in headless chromium, and the live view in tmux: both are installed
-# (Debian packages) when missing and this user may install them (root, or CI).
+# Ray dashboard are checked in headless chromium, the live view in tmux, the sweep's gauges in
+# Prometheus: all three are installed (Debian packages) when missing and this user may install
+# them (root, or CI).
 test: setup browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests --ignore=tests/faults \
 		-m "not faults" -n $(TEST_WORKERS) --dist loadfile
 
 browser:
-	@command -v chromium >/dev/null && command -v tmux >/dev/null || { \
+	@command -v chromium >/dev/null && command -v tmux >/dev/null && command -v prometheus >/dev/null || { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium tmux >/dev/null; \
-		else echo "make test needs chromium and tmux: sudo apt-get install chromium tmux" >&2; exit 2; fi; }
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium tmux prometheus >/dev/null; \
+		else echo "make test needs chromium, tmux and prometheus: sudo apt-get install chromium tmux prometheus" >&2; exit 2; fi; }
 
 # The full fault-injection suite: also Ctrl-C, a flaky trial, a full disk, two-node loopback
 # clusters (trials on both nodes; a worker node leaving; a sweep submitted as a Ray Job whose
@@ -79,7 +80,8 @@ distill: setup
 plan: setup
 	$(VENV)/bin/glue-sweep plan $(SWEEP)
 
-# Address and login token of the running sweep's Ray dashboard.
+# Address and login token of the running sweep's Ray dashboard; while the sweep runs, Prometheus
+# (when installed) on 127.0.0.1 graphing every trial's dev score, until the sweep ends or Ctrl-C.
 dashboard: setup
 	@$(VENV)/bin/glue-sweep dashboard $(if $(RUN),$(RUN))
 

@@ -1,10 +1,11 @@
 """What the commands print on a terminal: the training progress line and per-epoch table, a
-sweep's status, its dashboard's address and login."""
+sweep's status, its dashboard's address and login, and the Prometheus that graphs its scores."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from ..results.load import load_run
 from ..results.render import to_markdown
 from ..results.tables import glue_table
 from ..store import location as storage, records as store
+from ..sweep import prometheus
 
 
 def newest_run(root: str = "results") -> Path:
@@ -24,20 +26,29 @@ def newest_run(root: str = "results") -> Path:
     return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
 
 
-def dashboard_lines(run: Path | storage.Location) -> list[str]:
-    """What `glue-sweep dashboard` prints: whether the sweep runs, its dashboard's address and login."""
-    out = []
+def dashboard_state(run: Path | storage.Location) -> tuple[dict, bool]:
+    """(``dashboard.json`` of the run, whether its driver still runs)."""
     run = storage.at(run)
     f = run / "dashboard.json"
     if not f.exists():
         raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
     info = json.loads(f.read_text())
-    alive = False
+    return info, pid_alive(info.get("pid"))
+
+
+def pid_alive(pid) -> bool:
     try:
-        os.kill(int(info.get("pid", -1)), 0)
-        alive = True
+        os.kill(int(pid if pid is not None else -1), 0)
+        return True
     except (OSError, ValueError):
-        pass
+        return False
+
+
+def dashboard_lines(run: Path | storage.Location) -> list[str]:
+    """What `glue-sweep dashboard` prints: whether the sweep runs, its dashboard's address and login."""
+    out = []
+    run = storage.at(run)
+    info, alive = dashboard_state(run)
     out.append(f"sweep {run.name}: {'running' if alive else 'not running (the dashboard closed with it)'}")
     if not info.get("url"):
         return out + ["dashboard: this sweep ran on an existing cluster; its dashboard is the cluster's own"]
@@ -50,6 +61,38 @@ def dashboard_lines(run: Path | storage.Location) -> list[str]:
     port = info["url"].rsplit(":", 1)[-1].strip("/")
     out.append(f"remote head: ssh -N -L {port}:127.0.0.1:{port} <you>@<head>, then open http://127.0.0.1:{port}")
     return out
+
+
+def graph_scores(info: dict, alive: bool, poll_s: float = 1.0) -> int:
+    """`glue-sweep dashboard`'s Prometheus: started on loopback with Ray's scrape configuration
+    while the sweep runs on this machine, its graph of every trial's dev score printed; it stops
+    when the sweep does or at Ctrl-C."""
+    session = info.get("session_dir")
+    if not alive or not session or not Path(session).is_dir():
+        print("metrics: no Prometheus (the sweep is not running on this machine)")
+        return 0
+    if not prometheus.installed():
+        print(prometheus.INSTALL, flush=True)
+        return 0
+    with prometheus.Prometheus(session) as prom:
+        print(f"Prometheus: {prom.url} (scraping this sweep's Ray: {prom.config})")
+        print(f"dev scores: {prometheus.graph_url(prom.url)}")
+        print(f"Grafana: add {prom.url} as a Prometheus data source and import the dashboards in "
+              f"{prometheus.grafana_dir(session)}/dashboards")
+        print("(Prometheus stops when the sweep ends, or at Ctrl-C)", flush=True)
+        before = signal.signal(signal.SIGTERM, _interrupt)   # a SIGTERM stops Prometheus too
+        try:
+            while pid_alive(info.get("pid")):
+                time.sleep(poll_s)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, before)
+    return 0
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 def status_text(run: Path | storage.Location) -> str:

@@ -24,7 +24,7 @@ from ..sweep.address import is_loopback, jobs_address, resolve as resolve_addres
 from ..train import speed
 from . import logs
 from .args import positive_float, positive_int
-from .console import dashboard_lines, error_line, newest_run, status_text, watch
+from .console import dashboard_lines, dashboard_state, error_line, graph_scores, newest_run, status_text, watch
 from .preflight import LOCAL_ONLY_ENV
 from .submit import add_submit_command
 from .train import add_train_command
@@ -104,8 +104,12 @@ def add_job_command(sub) -> None:
 
 
 def add_dashboard_command(sub) -> None:
-    d = sub.add_parser("dashboard", help="the Ray dashboard address and login token of a running sweep")
+    d = sub.add_parser("dashboard", help="the Ray dashboard address and login token of a running sweep; "
+                                         "Prometheus graphing its trials' dev scores while it runs")
     d.add_argument("run", nargs="?", default=None, help="results/<sweep> (default: the newest)")
+    d.add_argument("--no-prometheus", action="store_true",
+                   help="print the address and token only (default: also start Prometheus, when installed, on "
+                        "127.0.0.1 with Ray's scrape configuration, until the sweep ends or Ctrl-C)")
     d.set_defaults(func=cmd_dashboard)
 
 
@@ -209,8 +213,9 @@ def _run_arg(run: str | None):
 
 
 def cmd_dashboard(args) -> int:
-    print("\n".join(dashboard_lines(_run_arg(args.run))))
-    return 0
+    run = _run_arg(args.run)
+    print("\n".join(dashboard_lines(run)), flush=True)
+    return 0 if args.no_prometheus else graph_scores(*dashboard_state(run))
 
 
 def cmd_status(args) -> int:

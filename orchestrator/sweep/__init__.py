@@ -8,11 +8,12 @@ tune_logs   Tune's CSV, JSON and TensorBoard logs per trial, a fused unit's memb
 rungs       grouped ASHA's decisions, pure: rungs per (model, task), Ray's ASHA rules
 asha        grouped ASHA in a sweep: the keeper actor every trial asks after each evaluation
 address     cluster addresses checked before anything starts (a Ray GCS, a dashboard; loopback kept), no Ray
-cluster     Ray start or connection, resources that fit a node, dashboard login, lock
+cluster     Ray start (its ports free) or connection, resources that fit a node, dashboard login, lock
 paths       where a sweep's store, lock and Tune state live; its data paths made absolute
 shipping    what travels with the trials: encoded features, data fingerprints, vocabulary
 ray_job     ``submit-job``: the sweep as a Ray Job (staged working_dir, env, submission id)
 dashboard   what a trial shows in the Ray dashboard: actor name, log lines, gauges
+prometheus  Prometheus on loopback with Ray's scrape configuration, graphing the gauges (no Ray)
 mps         NVIDIA MPS: whether its daemon runs, a packed worker's share of the GPU's threads
 hooks       ``GLUE_SWEEP_HOOKS`` extension points (fault-injection tests)
 

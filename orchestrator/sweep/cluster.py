@@ -7,12 +7,14 @@ import contextlib
 import fcntl
 import logging
 import os
+import socket
 import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import ray
 from ray._private import ray_constants   # read by services.get_node_ip_address at each call
+from ray._private import parameter as ray_parameter
 
 from ..errors import UserError
 from ..config import ALLOC_CONF
@@ -122,6 +124,42 @@ def keep_loopback() -> None:
     Ray is imported; Ray reads it again here, where it is already imported)."""
     os.environ.update(LOOPBACK_ENV)
     ray_constants.ENABLE_RAY_CLUSTER = False
+# The listeners of a local sweep's Ray, each given a port free at start (bound on loopback, then
+# released for Ray to take): Ray's own defaults are fixed numbers (the dashboard 8265, its agent's
+# HTTP 52365), which a second Ray on the machine cannot bind. Workers bind a port the OS picks
+# (min/max_worker_port 0); a local sweep starts no Ray Client server.
+LOCAL_PORTS = ("gcs_server_port", "dashboard_port", "dashboard_agent_listen_port", "metrics_agent_port",
+               "metrics_export_port", "object_manager_port", "node_manager_port", "runtime_env_agent_port")
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports free on loopback now (held together while chosen, so never twice)."""
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def local_ports() -> dict[str, int]:
+    return {**dict(zip(LOCAL_PORTS, free_ports(len(LOCAL_PORTS)))), "min_worker_port": 0, "max_worker_port": 0}
+
+
+@contextlib.contextmanager
+def _head_ports(ports: dict[str, int]):
+    """``ray.init`` takes only the dashboard's and the metrics exporter's ports; the others are
+    fields of the head node's ``RayParams``, given here for the one ``ray.init`` that starts it."""
+    base = ray_parameter.RayParams
+
+    class WithPorts(base):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **(kw if kw.get("gcs_address") else {**kw, **ports}))
+
+    ray_parameter.RayParams = WithPorts
+    try:
+        yield
+    finally:
+        ray_parameter.RayParams = base
 
 
 def start_ray(address: str | None, num_cpus: int | None, secure: bool):
@@ -145,8 +183,9 @@ def start_ray(address: str | None, num_cpus: int | None, secure: bool):
         else:
             # address="local": always a new local instance, never a stale one that a
             # `ray start` left in /tmp/ray/ray_current_cluster.
-            ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                           _node_ip_address="127.0.0.1", **kw)
+            with _head_ports(local_ports()):
+                ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                               _node_ip_address="127.0.0.1", **kw)
     except UserError:
         raise
     except Exception as e:
@@ -158,9 +197,11 @@ def start_ray(address: str | None, num_cpus: int | None, secure: bool):
     return ctx, (f"http://{url}" if url and not url.startswith("http") else url)
 
 
-def dashboard_info(url: str, secure: bool) -> dict:
+def dashboard_info(url: str, secure: bool, session_dir: str | None = None) -> dict:
+    """What ``dashboard.json`` says: the dashboard's address and login, the driver, and the Ray
+    session's directory (its logs and metrics configuration) when it is on this machine."""
     return {"url": url, "auth": "token" if secure else "none", "token_file": str(token_file()) if secure else None,
-            "pid": os.getpid(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "pid": os.getpid(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "session_dir": session_dir}
 
 
 def log_dashboard(info: dict) -> None:

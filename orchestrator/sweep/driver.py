@@ -258,7 +258,8 @@ def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, record
 
     space, search_alg, samples = _search(sweep, job, Path(storage_path).parent)
     return tune.Tuner(
-        tune.with_resources(named(tune.with_parameters(trainable, shipment=shipment, keeper=keeper)), resources),
+        # resources on the function, then the class: the dashboard's Class column reads GlueTrial
+        named(tune.with_resources(tune.with_parameters(trainable, shipment=shipment, keeper=keeper), resources)),
         param_space=space,
         tune_config=tune.TuneConfig(metric="score", mode="max", search_alg=search_alg, num_samples=samples,
                                     max_concurrent_trials=sweep.max_concurrent,
@@ -282,7 +283,7 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
     shipment_f = packing.submit(shipped)
     packing.shutdown(wait=False)
     try:
-        _, url = start_ray(address, None, secure)
+        ctx, url = start_ray(address, None, secure)
     except BaseException:
         shipment_f.exception()   # a packing error after a start error is the start error's business
         raise
@@ -294,7 +295,8 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         check_fits(sweep.path, _trial_cpus(sweep, has_gpu()), sweep.gpus_per_trial if has_gpu() else 0)
         if has_gpu():
             log.info(mps.describe())
-        info = dashboard_info(url, secure)
+        session = ctx.address_info.get("session_dir")
+        info = dashboard_info(url, secure, session if session and Path(session).is_dir() else None)
         try:
             _save_spec(sweep, loc, shipment)
             loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")

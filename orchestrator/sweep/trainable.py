@@ -122,7 +122,7 @@ def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> No
     if config["trial"].get("members"):
         return unit_trainable(config, shipment, judge)
     trial = trial_of(config)
-    announce(trial)
+    announce([trial])
     hooks.call("trial_start", trial)
     rep = Reporter([trial], judge, fused=False)
     use_vocab(shipment)
@@ -138,7 +138,7 @@ def trainable(config: dict, shipment: Shipment, keeper: str | None = None) -> No
 def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
     """A fused unit: its members trained as one stacked model (``fused.loop.run_unit``)."""
     trials = [trial_of({**config, "trial": m}) for m in config["trial"]["members"]]
-    announce(trials[0])
+    announce(trials)
     hooks.call("trial_start", trials[0])
     gone = judge.stopped(len(trials))
     todo = [i for i in range(len(trials)) if not gone[i]]

@@ -23,7 +23,7 @@ def autocast_for(device):
     return contextlib.nullcontext
 
 
-def outputs(p: Prepared, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
+def outputs(p, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
     """The model's outputs for every row of ``enc`` in its order: [rows] scores (regression) or
     [rows, classes] class probabilities, float32. Batched large, sorted by length, no gradients.
     Evaluation and ``submit`` both predict through here."""
@@ -51,14 +51,14 @@ def decisions(out: np.ndarray, regression: bool) -> np.ndarray:
     return out.astype(np.float64) if regression else out.argmax(-1).astype(np.int64)
 
 
-def predict(p: Prepared, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
+def predict(p, enc: feats.Encoded, regression: bool | None = None, autocast=None) -> np.ndarray:
     """The model's predictions for every row of ``enc`` in its order: a float score
     (regression) or a class id."""
     regression = p.task.is_regression if regression is None else regression
     return decisions(outputs(p, enc, regression, autocast), regression)
 
 
-def dev_batches(p: Prepared, enc: feats.Encoded, batch_size: int | None = None,
+def dev_batches(p, enc: feats.Encoded, batch_size: int | None = None,
                 for_model: bool = True) -> list[tuple[np.ndarray, dict]]:
     """``enc`` padded once into evaluation batches on the device, sorted by length (little padding),
     ``batch_size`` rows each (default ``eval_batch_size``), kept for the trial's dev splits:
@@ -76,18 +76,18 @@ def dev_batches(p: Prepared, enc: feats.Encoded, batch_size: int | None = None,
     return batches
 
 
-def score(p: Prepared, preds: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
+def score(p, preds: dict[str, np.ndarray]) -> tuple[dict[str, float], float]:
     """(metrics x100, the task's headline score) of predictions on every dev split, by split name."""
     result = task_metrics.task_metrics(p.task, preds, {k: e.labels for k, e in p.evals.items()})
     return result, task_metrics.headline(result)
 
 
-def evaluate(p: Prepared, autocast=None) -> tuple[dict[str, float], float]:
+def evaluate(p, autocast=None) -> tuple[dict[str, float], float]:
     """Scores every dev split; returns (metrics x100, the task's headline score)."""
     return evaluate_outputs(p, autocast)[:2]
 
 
-def evaluate_outputs(p: Prepared, autocast=None) -> tuple[dict[str, float], float, dict[str, np.ndarray]]:
+def evaluate_outputs(p, autocast=None) -> tuple[dict[str, float], float, dict[str, np.ndarray]]:
     """(metrics x100, the task's headline score, the outputs by dev split) of every dev split."""
     outs = {s.name: outputs(p, p.evals[s.name], autocast=autocast) for s in p.task.eval_splits}
     metrics, headline = score(p, {k: decisions(v, p.task.is_regression) for k, v in outs.items()})

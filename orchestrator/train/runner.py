@@ -37,7 +37,7 @@ from . import test_outputs
 from .predict import (as_outputs, autocast_for, decisions, dev_batches, evaluate, evaluate_outputs, outputs,  # noqa: F401
                       predict, score, stored_outputs)
 from .batches import DeviceRows, batch_order, batch_widths, train_subset
-from .device import free_memory, grad_scaler, is_out_of_memory, precision, set_memory_share, use_bf16
+from .device import free_memory, grad_scaler, is_out_of_memory, precision, set_memory_share
 from .distill import loss_fn as distill_loss_fn, run_stages, student_train
 from .step import Schedule, solo_step, tensor_lr
 

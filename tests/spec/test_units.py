@@ -211,6 +211,13 @@ def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir,
         assert scored[tid] == pytest.approx(x["evals"][0]["score"], abs=0.5)
     (unit,) = [d for d in attempt.iterdir() if d.is_dir() and d.name.startswith("unit-")]
     assert not list(unit.glob("events.out.tfevents.*")) and not (unit / "progress.csv").exists()
+    # the unit's worker is labelled with every member (its Repr and :actor_name: line), and each
+    # evaluation line of its log with the member it scores
+    session = Path(json.loads((tmp_path / "results" / "fz" / "dashboard.json").read_text())["session_dir"])
+    logs = "".join(p.read_text(errors="replace") for p in (session / "logs").glob("worker-*.err"))
+    assert ":actor_name:BERT-Tiny (random init) / MRPC / bs 32 / lr 1e-4/5e-5/3e-5 / seed 0\n" in logs
+    for lr in ("1e-4", "5e-5", "3e-5"):
+        assert f"[BERT-Tiny (random init) / MRPC / bs 32 / lr {lr} / seed 0] epoch 1 step" in logs, lr
 
 
 def asha_sweep(tmp_path, glue_dir, fuse: str) -> tuple[Path, subprocess.Popen]:

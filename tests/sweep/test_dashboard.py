@@ -1,6 +1,6 @@
 """Watching a real sweep: the live view in a terminal (tmux) mid-sweep and after it ends, the Ray
 dashboard in headless chromium (trial names in the actor list, a trial's scores in its worker
-log), Tune's TensorBoard files and ``status --watch`` ending with the sweep.
+log), Tune's TensorBoard files and ``status --watch`` ending with the sweep; a fused unit's label.
 
 One small sweep (BERT-Tiny from scratch, 200 SST-2 examples, three learning rates): the 1e-4 trial
 waits before its second evaluation, so the terminal shows it running with its first score; the
@@ -24,7 +24,10 @@ import dashboard_proxy
 import numpy as np
 import pytest
 
+from orchestrator.config import TrialConfig, make_trial
 from orchestrator.store import records as store
+from orchestrator.sweep.dashboard import announce, named
+from orchestrator.sweep.tune_jobs import as_tune
 
 REPO = Path(__file__).resolve().parents[2]
 SESSION = f"glue-sweep-watch-{os.getpid()}"
@@ -193,3 +196,20 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
     out = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "status", str(run), "--watch", "1"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "sweep watch (not running): 3 trials: 3 completed" in out.stdout
+
+
+def test_a_fused_units_actor_and_log_lines_name_every_member(capsys):
+    """The label Ray shows for a worker (its ``repr``, taken when Tune creates the actor) and the
+    ``:actor_name:`` line it prints when it starts a trial: a fused unit names all its members."""
+    unit = [make_trial(TrialConfig(model="google/bert_uncased_L-2_H-128_A-2", task="SST-2", batch_size=32,
+                                   learning_rate=lr, epochs=1), "BERT-Tiny") for lr in (1e-4, 5e-5, 3e-5)]
+    cls = named(lambda config: None)
+    actor, solo = cls.__new__(cls), cls.__new__(cls)
+    actor.config = {"trial": {**as_tune(unit[0], "BERT-Tiny"), "members": [as_tune(t, "BERT-Tiny") for t in unit]}}
+    solo.config = {"trial": as_tune(unit[1], "BERT-Tiny")}
+    want = "BERT-Tiny / SST-2 / bs 32 / lr 1e-4/5e-5/3e-5 / seed 0"
+    assert repr(actor) == want
+    assert repr(solo) == "BERT-Tiny / SST-2 / bs 32 / lr 5e-5 / seed 0"
+    announce(unit)
+    out, err = capsys.readouterr()
+    assert out == err == f":actor_name:{want}\n"
