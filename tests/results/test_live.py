@@ -90,7 +90,6 @@ def test_the_sweeps_eta_shares_work_by_process_and_is_never_below_a_running_tria
 
 
 def test_the_screen_redraws_every_second_while_no_record_changes():
-    from rich.console import Console  # noqa: F401 (rich is what the screen draws with)
 
     class Terminal(io.StringIO):
         def isatty(self):
