@@ -82,9 +82,10 @@ class StoreRecorder(tune.Callback):
         return [self._rec(trial, m) for m in range(len(members(trial.config["trial"])))]
 
     def _live(self, trial) -> list[dict]:
-        """The records of a Tune trial still in its hands: not a fused unit's member stopped early
-        (its record is final; a retried unit leaves it out)."""
-        return [r for r in self._all(trial) if r["status"] != "stopped"]
+        """The records of a Tune trial still in its hands: not a fused unit's member that ended
+        before its unit (stopped early, diverged, or failed on its own: its record is final, and a
+        retried unit neither resets nor overwrites it)."""
+        return [r for r in self._all(trial) if r["status"] not in store.FINAL]
 
     def _unfinished(self, trial) -> int:
         """How many of a Tune trial's members (one for a solo trial) have no final record yet."""
@@ -105,6 +106,8 @@ class StoreRecorder(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         rec = self._rec(trial, result.get("member", 0))
+        if "member" in result and rec["status"] in ("diverged", "failed"):
+            return   # a member that ended before (a retried unit trains it again): its record stays
         rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
         rec["node"] = result.get("node", rec.get("node"))
         accum, restarts = result.get("grad_accum", 1), result.get("restarts", 0)
@@ -115,6 +118,9 @@ class StoreRecorder(tune.Callback):
                 del rec["restarts"]
         if result.get("trial_status") == "diverged":
             rec.update(status="diverged", error=result.get("note"))
+        elif result.get("trial_status") == "failed":   # a unit's member failed on its own; the others go on
+            rec.update(status="failed", error=result.get("note"))
+            self._say(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}")
         elif result.get("trial_status") == "note":
             rec["note"] = result.get("note")
         elif "eval_json" in result:
@@ -138,7 +144,7 @@ class StoreRecorder(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         for rec in self._all(trial):
-            if rec["status"] != "diverged":
+            if rec["status"] not in ("diverged", "failed"):
                 rec["status"] = ended(rec)
             self._write(rec)
         self._progress(trials, force=True)

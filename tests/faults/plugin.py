@@ -17,8 +17,15 @@ own worker processes):
   track their solo trials, so both give the same scores);
 * ``enospc:<n>``: every record write of the driver after the first n fails with ENOSPC.
 
-``nan``, ``oom`` and ``stall`` wrap the trial's own model, which a fused unit's stacked model
-never calls: sweeps that inject them say ``fuse: off``.
+Every fault acts on a fused unit too, on the members it names. ``raise``, ``flaky`` and ``sleep``
+act at each member's start (``trial_start`` is called for each). ``nan``, ``oom`` and ``stall``
+wrap a solo trial's own model (``after_prepare``) and a unit's stacked model (``unit_ready``):
+``nan`` turns only the named members' losses NaN, ``oom`` raises while a named member is in the
+stack, ``stall`` waits before the unit's second evaluation while a named member is in it.
+``nodropout`` changes the model's configuration, from which a unit builds its stacked model
+(dropout is one mask for the whole stack: it acts on the unit of a named first member). In a
+distillation sweep the driver's re-trained teacher is a trial too (its id names the teacher's
+configuration): ``nan``, ``oom``, ``stall`` and ``nodropout`` act on it.
 """
 
 from __future__ import annotations
@@ -63,6 +70,20 @@ def after_prepare(trial, prepared) -> None:
             stall_before_evaluation(prepared.model, 2, float(arg or 1))
         if kind == "nodropout" and pattern in trial.id:
             no_dropout(prepared.model)
+
+
+def unit_ready(trials, unit) -> None:
+    """A fused unit, built: ``trials`` are its members' trials, in the order of ``unit.members``."""
+    for kind, pattern, arg in _faults():
+        named = [m for t, m in zip(trials, unit.members) if pattern in t.id]
+        if not named:
+            continue
+        if kind == "nan":
+            nan_members_after(unit, named, steps=2)
+        if kind == "oom":
+            oom_with(unit, named, int(arg or 8))
+        if kind == "stall":
+            stall_unit_before_evaluation(unit, named, 2, float(arg or 1))
 
 
 def before_record_write(record, writes_so_far: int) -> None:
@@ -128,3 +149,56 @@ def nan_after(model, steps: int) -> None:
         return out
 
     model.forward = nan_forward
+
+
+def _rows(members) -> list[int]:
+    """The stack rows of the members still in it (a member that left has row -1)."""
+    return [m.row for m in members if m.row >= 0]
+
+
+def nan_members_after(unit, members, steps: int) -> None:
+    """Make only these members' training losses NaN from the given step on (the others' are untouched)."""
+    import torch
+
+    losses, calls = unit.net.losses, [0]
+
+    def nan_losses(params, batch, labels):
+        out = losses(params, batch, labels)
+        if unit.net.training:
+            calls[0] += 1
+            rows = _rows(members)
+            if calls[0] > steps and rows:
+                poison = torch.zeros_like(out)
+                poison[rows] = float("nan")
+                out = out + poison
+        return out
+
+    unit.net.losses = nan_losses
+
+
+def oom_with(unit, members, max_rows: int) -> None:
+    """Raise an out-of-memory error for training batches above max_rows while these members are in the stack."""
+    import torch
+
+    losses = unit.net.losses
+
+    def oom_losses(params, batch, labels):
+        rows = batch["input_ids"].shape[0]
+        if unit.net.training and rows > max_rows and _rows(members):
+            raise torch.OutOfMemoryError(f"injected: out of memory for a batch of {rows}")
+        return losses(params, batch, labels)
+
+    unit.net.losses = oom_losses
+
+
+def stall_unit_before_evaluation(unit, members, n: int, seconds: float) -> None:
+    """Wait ``seconds`` when the unit's n-th evaluation begins, if one of these members is still in it."""
+    evaluate, passes = unit.scorer.evaluate, [0]
+
+    def stalling_evaluate(*args, **kwargs):
+        passes[0] += 1
+        if passes[0] == n and _rows(members):
+            time.sleep(seconds)
+        return evaluate(*args, **kwargs)
+
+    unit.scorer.evaluate = stalling_evaluate
