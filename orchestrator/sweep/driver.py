@@ -26,7 +26,7 @@ from ray import tune
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.search.optuna import OptunaSearch
 
-from ..config import TrialConfig, display_name
+from ..config import TrialConfig, display_name, make_trial
 from ..data.features import cache_dir
 from ..data.sources import source_from
 from ..errors import UserError
@@ -36,7 +36,7 @@ from ..spec.resources import gpu_memory_bytes, trial_gpu_share
 from ..spec.sweep import Sweep
 from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
-from . import mps
+from . import hooks, mps
 from .asha import start_keeper
 from .cluster import RunLock, auto_address, check_address, check_fits, dashboard_info, log_dashboard, start_ray
 from .dashboard import named
@@ -125,7 +125,8 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
         from ..train import teacher
     fp_of = fingerprints(data_fingerprints(sweep, source), teacher.soft_keys(sweep, source) if sweep.distill else {})
     reusable(sweep, loc, store.read_records(loc)[0], fp_of, retry_failed, say=False)   # refuse early
-    soft = teacher.prepare(sweep, source=source) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
+    soft = (teacher.prepare(sweep, source=source, after_prepare=_teacher_hook) if sweep.distill
+            else {})   # soft labels once; a bad teacher refuses here
     with RunLock(lock_dir(loc), str(loc)):
         records, problems = store.read_records(loc)
         for p in problems:
@@ -154,6 +155,11 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
 
         identity = (lambda cfg: identity_fields(cfg, fp_of(cfg)))
         return _run_jobs(sweep, jobs, loc, kept, address, shipped, secure, identity, total)
+
+
+def _teacher_hook(p) -> None:
+    """A teacher re-trained in the driver is a trial too: the hooks' ``after_prepare`` sees it."""
+    hooks.call("after_prepare", make_trial(p.config, p.config.model), p)
 
 
 def _save_teachers(loc: storage.Location, soft: dict) -> None:
