@@ -358,3 +358,24 @@ def test_a_member_named_by_no_fault_trains_as_without_the_plugin(src, monkeypatc
     for a, b in zip(plain, hooked):
         assert a.status == b.status == "completed"
         assert [(e.score, e.train_loss) for e in a.evals] == [(e.score, e.train_loss) for e in b.evals]
+
+
+def test_the_plugins_oom_splits_the_unit_and_a_member_going_nan_in_a_half_is_told_by_its_position(src, monkeypatch):
+    """``oom`` names member 2: the unit of 3 runs out of memory at its first step and splits into a
+    unit of members 0 and 1 and member 2 alone, which as a solo trial meets the plugin's solo
+    ``oom`` and halves its micro-batch. ``nan`` names member 1: it diverges in its half-unit and
+    is reported by its position in the whole unit."""
+    configs = [cfg(learning_rate=lr, max_train_examples=160, eval_every_steps=5) for lr in (1e-3, 3e-4, 1e-4)]
+    by_lr = {c.learning_rate: make_trial(c, "BERT-Tiny") for c in configs}   # as the trainable finds them
+    monkeypatch.setenv("GLUE_SWEEP_HOOKS", PLUGIN)
+    monkeypatch.setenv("GLUE_SWEEP_FAULTS", "oom:lr1e-4:8,nan:lr3e-4")
+    left, restarts = [], []
+    results = FU.run_unit(configs, src, on_left=lambda k, res: left.append((k, res.status)),
+                          after_prepare=lambda p: hooks.call("after_prepare", by_lr[p.config.learning_rate], p),
+                          on_unit=lambda u: hooks.call("unit_ready", [by_lr[m.config.learning_rate] for m in u.members], u),
+                          on_restart=lambda ms, why, accum: restarts.append((ms, accum)))
+    assert restarts == [([0, 1], 1), ([2], 1), ([2], 2)]
+    assert left == [(1, "diverged")] and [r.status for r in results] == ["completed", "diverged", "completed"]
+    assert results[1].note.startswith("out of memory with 3 members fused") and "loss became nan at step 3" in results[1].note
+    assert results[2].grad_accum == 2 and [e.step for e in results[2].evals] == [5, 10]
+    assert [e.step for e in results[0].evals] == [5, 10] and results[0].grad_accum == 1
