@@ -9,7 +9,8 @@ own worker processes):
   ``GLUE_SWEEP_FAULT_DIR`` remembers it);
 * ``sleep:<substring>:<seconds>``: it waits first, so a test can act mid-sweep;
 * ``stall:<substring>:<seconds>``: it waits before its second evaluation, so a test sees it
-  running with its first epoch's score;
+  running with its first epoch's score (a file ``stall-<trial id>`` in ``GLUE_SWEEP_FAULT_DIR``,
+  when set, says the wait has begun);
 * ``nan:<substring>``: its training loss becomes NaN after two steps;
 * ``oom:<substring>:<rows>``: its training batches above that many rows raise an
   out-of-memory error;
@@ -67,7 +68,7 @@ def after_prepare(trial, prepared) -> None:
         if kind == "oom" and pattern in trial.id:
             oom_above(prepared.model, int(arg or 8))
         if kind == "stall" and pattern in trial.id:
-            stall_before_evaluation(prepared.model, 2, float(arg or 1))
+            stall_before_evaluation(prepared.model, 2, float(arg or 1), f"stall-{trial.id}")
         if kind == "nodropout" and pattern in trial.id:
             no_dropout(prepared.model)
 
@@ -75,15 +76,17 @@ def after_prepare(trial, prepared) -> None:
 def unit_ready(trials, unit) -> None:
     """A fused unit, built: ``trials`` are its members' trials, in the order of ``unit.members``."""
     for kind, pattern, arg in _faults():
-        named = [m for t, m in zip(trials, unit.members) if pattern in t.id]
-        if not named:
+        pairs = [(t, m) for t, m in zip(trials, unit.members) if pattern in t.id]
+        if not pairs:
             continue
+        named = [m for _, m in pairs]
         if kind == "nan":
             nan_members_after(unit, named, steps=2)
         if kind == "oom":
             oom_with(unit, named, int(arg or 8))
         if kind == "stall":
-            stall_unit_before_evaluation(unit, named, 2, float(arg or 1))
+            stall_unit_before_evaluation(unit, named, 2, float(arg or 1),
+                                         f"stall-{pairs[0][0].id}")
 
 
 def before_record_write(record, writes_so_far: int) -> None:
@@ -120,15 +123,23 @@ def oom_above(model, max_rows: int) -> None:
     model.forward = oom_forward
 
 
-def stall_before_evaluation(model, n: int, seconds: float) -> None:
+def _mark(name: str | None) -> None:
+    """Leave the file ``name`` in ``GLUE_SWEEP_FAULT_DIR`` (when set): a test waits for it."""
+    where = os.environ.get("GLUE_SWEEP_FAULT_DIR")
+    if name and where:
+        (Path(where) / name).touch()
+
+
+def stall_before_evaluation(model, n: int, seconds: float, marker: str | None = None) -> None:
     """Wait ``seconds`` when the model's n-th evaluation pass (a forward out of training mode
-    after one in training mode) begins."""
+    after one in training mode) begins (``marker``: the file that says so, see ``_mark``)."""
     forward, state = model.forward, {"training": True, "passes": 0}
 
     def stalling_forward(*args, **kwargs):
         if state["training"] and not model.training:
             state["passes"] += 1
             if state["passes"] == n:
+                _mark(marker)
                 time.sleep(seconds)
         state["training"] = model.training
         return forward(*args, **kwargs)
@@ -191,13 +202,15 @@ def oom_with(unit, members, max_rows: int) -> None:
     unit.net.losses = oom_losses
 
 
-def stall_unit_before_evaluation(unit, members, n: int, seconds: float) -> None:
-    """Wait ``seconds`` when the unit's n-th evaluation begins, if one of these members is still in it."""
+def stall_unit_before_evaluation(unit, members, n: int, seconds: float, marker: str | None = None) -> None:
+    """Wait ``seconds`` when the unit's n-th evaluation begins, if one of these members is still in it
+    (``marker``: the file that says so, see ``_mark``)."""
     evaluate, passes = unit.scorer.evaluate, [0]
 
     def stalling_evaluate(*args, **kwargs):
         passes[0] += 1
         if passes[0] == n and _rows(members):
+            _mark(marker)
             time.sleep(seconds)
         return evaluate(*args, **kwargs)
 

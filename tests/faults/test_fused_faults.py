@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from orchestrator.config import TrialConfig, make_trial
@@ -147,13 +146,14 @@ distill:
 """)
     proc = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True,
-                            env=env(GLUE_SWEEP_FAULTS="stall:SST-2__bs8_lr1e-4:60", GLUE_SWEEP_CACHE=str(cache)))
+                            env=env(GLUE_SWEEP_FAULTS="stall:SST-2__bs8_lr1e-4:60", GLUE_SWEEP_CACHE=str(cache),
+                                    GLUE_SWEEP_FAULT_DIR=str(tmp_path)))
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
     try:
-        _wait_for(lambda: any("re-training" in line for line in lines), 240, "the teacher's re-training")
-        time.sleep(5)   # into its stall, before the second evaluation
+        # the teacher's re-training waits before its second evaluation (the plugin's stall, in the driver)
+        _wait_for(lambda: any(tmp_path.glob("stall-*SST-2__bs8_lr1e-4*")), 240, "the teacher's re-training")
         os.kill(proc.pid, signal.SIGINT)
         proc.wait(timeout=60)
         reader.join(timeout=10)
