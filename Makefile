@@ -57,7 +57,8 @@ browser:
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium tmux prometheus >/dev/null; \
 		else echo "make test needs chromium, tmux and prometheus: sudo apt-get install chromium tmux prometheus" >&2; exit 2; fi; }
 
-# The full fault-injection suite: also Ctrl-C, a flaky trial, a full disk, two-node loopback
+# The full fault-injection suite: also Ctrl-C (also mid fused unit and during a teacher's re-training), faults of one
+# fused unit member (NaN, raising), a flaky trial, a full disk, two-node loopback
 # clusters (trials on both nodes; a worker node leaving; a sweep submitted as a Ray Job whose
 # worker node sees no data, cache or vocabulary), each compared with a fault-free run; then the
 # bad-input corpus and the safe defaults (markers bad_input, safety: tests beside their modules).

@@ -8,7 +8,9 @@ as one ``stacked.StackedBert``: one forward and backward pass per step for all m
 are evaluated together (``evaluation.Evaluator``: one stacked forward per dev batch, each
 member's metrics by the solo trial's code) and each member's evaluations go to its own
 callback, so each member yields the ``TrialResult`` its solo trial would. A member whose loss
-turns NaN or infinite, or whose callback returns False, leaves the stack; the others go on.
+turns NaN or infinite, or whose callback returns False, leaves the stack; the others go on. A
+member that diverged is told at once (``on_left``), not when the unit ends, so that its final
+status is recorded even if the unit is stopped or fails later.
 
 On a GPU the step never waits for the host: the training rows are on the device and each batch
 is gathered there (``batches.DeviceRows``, padded as a solo trial's), the step
@@ -67,8 +69,8 @@ class _Member:
 
 class _Unit:
     def __init__(self, p: runner.Prepared, configs: list[TrialConfig], on_evals, t_start: float,
-                 check_every: int | None, backend: str | None = None):
-        self.p, self.t_start = p, t_start
+                 check_every: int | None, backend: str | None = None, on_left: Callable | None = None):
+        self.p, self.t_start, self.on_left = p, t_start, on_left
         n_params = sum(x.numel() for x in p.model.parameters())
         self.members = [_Member(c, (on_evals or [None] * len(configs))[i],
                                 runner.TrialResult(status="completed", n_params=n_params,
@@ -130,6 +132,9 @@ class _Unit:
             self.loss_sum, self.bad = self.loss_sum.index_select(0, idx), self.bad.index_select(0, idx)
         for i, m in enumerate(stay):
             m.row = i
+        if self.on_left is not None and status == "diverged":
+            for m in members:
+                self.on_left(next(i for i, x in enumerate(self.members) if x is m), m.result)
 
     def check_finite(self, batch_losses: torch.Tensor, step: int) -> torch.Tensor:
         """Members whose loss went NaN or infinite leave the stack (this waits for the device);
@@ -235,11 +240,16 @@ def _train(u: _Unit, on_progress) -> int:
 def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Callable] | None = None,
               on_progress: Callable | None = None, t_start: float | None = None,
               check_every: int | None = None, backend: str | None = None,
+              on_left: Callable[[int, runner.TrialResult], None] | None = None,
+              on_unit: Callable[["_Unit"], None] | None = None,
               on_tests: list[Callable | None] | None = None, source=None) -> list[runner.TrialResult]:
     """Train the members ``configs`` (``p`` prepared for the first; all share its weights and
     batches) as one stacked model. Returns each member's ``TrialResult``, in order. ``backend``:
-    ``torch.compile``'s, when the trials compile their step (default inductor). ``on_tests[i]``:
-    member i's test outputs (``test_outputs``; its data from ``source``) once the unit ends."""
+    ``torch.compile``'s, when the trials compile their step (default inductor). ``on_left(position,
+    result)``: a member diverged and left the stack (its result is final but for its timings).
+    ``on_unit(unit)``: the stacked unit, built, before its first step (fault-injection hooks).
+    ``on_tests[i]``: member i's test outputs (``test_outputs``; its data from ``source``) once the
+    unit ends."""
     check_unit([p.config, *configs])
     if not stackable(p.model):
         raise UserError(f"model {p.config.model} is not a BERT classifier: it cannot be fused")
@@ -249,7 +259,10 @@ def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Cal
         raise UserError("a fused unit does not save models: run the trial alone to keep its weights")
     if p.device.type == "cpu":
         keep_large_blocks()
-    u = _Unit(p, configs, on_evals, time.perf_counter() if t_start is None else t_start, check_every, backend)
+    u = _Unit(p, configs, on_evals, time.perf_counter() if t_start is None else t_start, check_every, backend,
+              on_left)
+    if on_unit is not None:
+        on_unit(u)
     for m, tell in zip(u.members, on_tests or []):
         m.kept = test_outputs.Kept() if tell is not None else None
     u.p.model.train()
@@ -272,6 +285,8 @@ def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None
              runtime: Runtime = Runtime(), on_progress: Callable | None = None,
              after_prepare: Callable[[runner.Prepared], None] | None = None,
              on_restart: Callable[[list[int], str, int], None] | None = None,
+             on_left: Callable[[int, runner.TrialResult], None] | None = None,
+             on_unit: Callable[["_Unit"], None] | None = None,
              on_tests: list[Callable | None] | None = None) -> list[runner.TrialResult]:
     """Prepare the unit (data, tokenizer and the first member's model: every member starts from
     it, as each member's own seed would build it) and train it.
@@ -280,7 +295,9 @@ def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None
     member left alone runs as its solo trial (``runner.run_trial``: it halves its micro-batch
     next, keeping the effective batch). ``on_restart(members, why, grad_accum)`` is told first,
     with the positions of the members that start again (and the gradient accumulation they
-    start with), so their earlier evaluations can be discarded."""
+    start with), so their earlier evaluations can be discarded. ``on_left`` and ``on_unit``: as
+    ``run_fused``'s (positions in ``configs``; a member left alone by a split is a solo trial,
+    whose end its caller sees)."""
     t0 = time.perf_counter()
     check_unit(configs)
     on_evals = list(on_evals or [None] * len(configs))
@@ -288,18 +305,20 @@ def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None
     if after_prepare is not None:
         after_prepare(p)
     try:
-        return run_fused(p, configs, on_evals, on_progress, t_start=t0, on_tests=on_tests, source=source)
+        return run_fused(p, configs, on_evals, on_progress, t_start=t0, on_left=on_left, on_unit=on_unit,
+                         on_tests=on_tests, source=source)
     except Exception as e:   # noqa: BLE001 (anything but out-of-memory is raised again)
         if not is_out_of_memory(e):
             raise
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
     del p   # outside the except block: its traceback no longer holds the failed step's tensors
     free_memory()
-    return _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why, on_tests)
+    return _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart, why,
+                  on_left, on_unit, on_tests)
 
 
 def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare, on_restart,
-           why, on_tests=None) -> list[runner.TrialResult]:
+           why, on_left=None, on_unit=None, on_tests=None) -> list[runner.TrialResult]:
     on_tests = list(on_tests or [None] * len(configs))
     half = (len(configs) + 1) // 2
     results: list[runner.TrialResult] = []
@@ -314,8 +333,9 @@ def _split(configs, source, on_evals, cache, runtime, on_progress, after_prepare
                                 after_prepare=after_prepare, on_test=on_tests[lo],
                                 on_restart=None if tell is None else (lambda c, w, tell=tell: tell([0], w, c.grad_accum)))]
         else:
+            left = None if on_left is None else (lambda k, res, lo=lo: on_left(lo + k, res))
             part = run_unit(configs[lo:hi], source, on_evals[lo:hi], cache, runtime, on_progress, after_prepare, tell,
-                            on_tests[lo:hi])
+                            left, on_unit, on_tests[lo:hi])
         for res in part:
             res.note = "; ".join(x for x in (f"out of memory with {len(configs)} members fused ({why}): trained in "
                                              f"units of {hi - lo}", res.note) if x)

@@ -25,7 +25,7 @@ import ray
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
-from ..config import TrialConfig, display_name
+from ..config import TrialConfig, display_name, make_trial
 from ..data.features import cache_dir, check_cache_dir
 from ..data.sources import source_from
 from ..fileio import check_writable_dir
@@ -34,7 +34,7 @@ from ..spec.resources import gpu_memory_bytes, trial_gpu_share
 from ..spec.sweep import Sweep
 from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
-from . import mps
+from . import hooks, mps
 from .asha import start_keeper
 from .address import resolve as resolve_address
 from .cluster import RunLock, check_fits, dashboard_info, log_dashboard, start_ray
@@ -125,7 +125,8 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
         from ..train import teacher
     fp_of = fingerprints(data_fingerprints(sweep, source), teacher.soft_keys(sweep, source) if sweep.distill else {})
     reusable(sweep, loc, store.read_records(loc)[0], fp_of, retry_failed, say=False)   # refuse early
-    soft = teacher.prepare(sweep, source=source) if sweep.distill else {}   # soft labels once; a bad teacher refuses here
+    soft = (teacher.prepare(sweep, source=source, after_prepare=_teacher_hook) if sweep.distill
+            else {})   # soft labels once; a bad teacher refuses here
     with RunLock(lock_dir(loc), str(loc)):
         records, problems = store.read_records(loc)
         for p in problems:
@@ -162,6 +163,11 @@ def store_lost(error: str) -> int:
     log.error(f"glue-sweep: error: {error}; the sweep stopped. Records already written are kept: make the store "
               f"writable again (free space, reach it) and run the same command again")
     return EXIT_STORE
+
+
+def _teacher_hook(p) -> None:
+    """A teacher re-trained in the driver is a trial too: the hooks' ``after_prepare`` sees it."""
+    hooks.call("after_prepare", make_trial(p.config, p.config.model), p)
 
 
 def _save_teachers(loc: storage.Location, soft: dict) -> None:

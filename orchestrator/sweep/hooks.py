@@ -3,8 +3,14 @@
 ``GLUE_SWEEP_HOOKS`` names a module (a dotted name, or a path to a ``.py`` file) whose
 functions the sweep calls at fixed points; production code defines none:
 
-* ``trial_start(trial)`` in the worker, before the trial prepares (may raise or sleep);
-* ``after_prepare(trial, prepared)`` in the worker, once the model is built (may wrap it);
+* ``trial_start(trial)`` in the worker, before the trial prepares (may raise or sleep), for
+  each member of a fused unit (one that raises leaves its unit, the others go on);
+* ``after_prepare(trial, prepared)`` in the worker, once the model is built (may wrap it); a fused
+  unit calls it with its first member, and in a distillation sweep the driver calls it for a
+  teacher it re-trains;
+* ``unit_ready(trials, unit)`` in the worker, once a fused unit's stacked model is built, before
+  its first step (``trials``: its members', in the order of ``unit.members``; may wrap
+  ``unit.net.losses`` or ``unit.scorer.evaluate``);
 * ``trial_end(trial, result)`` in the worker, when the trial (or each member of a fused unit)
   has trained and reported its last (``bench.engine`` times the workers with it);
 * ``before_record_write(record, writes_so_far)`` in the driver, before each record write

@@ -84,9 +84,10 @@ class StoreRecorder(tune.Callback):
         return [self._rec(trial, m) for m in range(len(members(trial.config["trial"])))]
 
     def _live(self, trial) -> list[dict]:
-        """The records of a Tune trial still in its hands: not a fused unit's member stopped early
-        (its record is final; a retried unit leaves it out)."""
-        return [r for r in self._all(trial) if r["status"] != "stopped"]
+        """The records of a Tune trial still in its hands: not a fused unit's member that ended
+        before its unit (stopped early, diverged, or failed on its own: its record is final, and a
+        retried unit neither resets nor overwrites it)."""
+        return [r for r in self._all(trial) if r["status"] not in store.FINAL]
 
     def _unfinished(self, trial) -> int:
         """How many of a Tune trial's members (one for a solo trial) have no final record yet."""
@@ -110,6 +111,8 @@ class StoreRecorder(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         outs = result.pop("outputs", None)   # in place: Tune's loggers and state never see the arrays
         rec = self._rec(trial, result.get("member", 0))
+        if "member" in result and rec["status"] in ("diverged", "failed"):
+            return   # a member that ended before (a retried unit trains it again): its record stays
         rec["n_params"], rec["train_examples"] = result.get("n_params"), result.get("train_examples")
         rec["node"] = result.get("node", rec.get("node"))
         accum, restarts = result.get("grad_accum", 1), result.get("restarts", 0)
@@ -122,9 +125,12 @@ class StoreRecorder(tune.Callback):
         if result.get("trial_status") == "test":   # its kept weights' test outputs, after its last evaluation
             if outs:
                 for key, splits in outs.items():
-                    self._keep_outputs(rec, key, splits, field="test_outputs")
+                    self._keep_outputs(rec, key, splits)
         elif result.get("trial_status") == "diverged":
             rec.update(status="diverged", error=result.get("note"))
+        elif result.get("trial_status") == "failed":   # a unit's member failed on its own; the others go on
+            rec.update(status="failed", error=result.get("note"))
+            self._say(f"trial {rec['trial_id']} failed after {rec['attempts']} attempt(s): {rec['error']}")
         elif result.get("trial_status") == "note":
             rec["note"] = result.get("note")
         elif "eval_json" in result:
@@ -138,9 +144,9 @@ class StoreRecorder(tune.Callback):
         self._write(rec)
         self._progress(trials)
 
-    def _keep_outputs(self, rec: dict, epoch, outs: dict, field: str = "outputs") -> None:
-        """An evaluation's outputs (or, ``field`` test_outputs, the test outputs under
-        ``test@<epoch>``) beside the record, written before the record names them."""
+    def _keep_outputs(self, rec: dict, epoch, outs: dict) -> None:
+        """An evaluation's outputs (``epoch``: its epoch), or test outputs (``epoch``: their key,
+        ``test@<epoch>``), beside the record, written before the record names them."""
         kept = self.outputs.setdefault(rec["trial_id"], {})
         key = epoch if isinstance(epoch, str) else outputs.epoch_key(epoch)
         kept[key] = outs
@@ -172,7 +178,7 @@ class StoreRecorder(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         for rec in self._all(trial):
-            if rec["status"] != "diverged":
+            if rec["status"] not in ("diverged", "failed"):
                 rec["status"] = ended(rec)
             self._write(rec)
         self._progress(trials, force=True)

@@ -8,7 +8,14 @@ record exactly as its solo trial's. With grouped ASHA the trial (each member on 
 the sweep's keeper after each evaluation (``asha.Judge``) and ends when told to stop (a stopped
 member leaves the stack, the others go on; a retried unit leaves out the members stopped
 before); the report then says ``stopped``. A trial or member that diverged, or that was
-restarted after running out of memory, reports once more at the end to say so.
+restarted after running out of memory, reports once more at the end to say so (a member that
+diverged, the moment it leaves the stack, so its record is final however the unit ends).
+
+A fault of one member of a unit stays that member's where it can be told apart: a member whose
+start fails (``hooks.trial_start`` raises) is reported ``failed`` with its error and the others
+train (the same command retries it; a unit whose every member fails raises, so Tune retries it
+as it retries a solo trial). An error of the stacked step itself fails the unit: Tune retries it,
+and the members already ended (stopped, diverged, failed) keep their records.
 
 The data come with the trial (``shipping.Shipment``, through ``tune.with_parameters``), and a
 trial with no GPU reserved runs on the CPU whatever the node has (Ray does not hide the GPUs
@@ -65,11 +72,18 @@ class Reporter:
         self.n_params = self.n_train = 0
         n = len(trials)
         self.last, self.accum, self.restarts = [None] * n, [1] * n, [0] * n
+        self.ended: set[int] = set()   # members whose last report is made
+        self.by_lr = {t.config.learning_rate: t for t in trials}   # a unit's members differ only in it
 
     def after_prepare(self, p) -> None:
         self.n_params = sum(x.numel() for x in p.model.parameters())
         self.n_train = len(p.train)
-        hooks.call("after_prepare", self.trials[0], p)
+        # a unit's first member, or a member trained alone (distillation, a split unit, restarted)
+        hooks.call("after_prepare", self.by_lr.get(p.config.learning_rate, self.trials[0]), p)
+
+    def unit_ready(self, unit) -> None:
+        """The stacked unit is built: the hooks see it with its members' trials, in stack order."""
+        hooks.call("unit_ready", [self.by_lr[m.config.learning_rate] for m in unit.members], unit)
 
     def base(self, i: int) -> dict:
         out = {"n_params": self.n_params, "train_examples": self.n_train, "node": self.node,
@@ -104,12 +118,20 @@ class Reporter:
         if self.fused:
             self.restarts[i], self.last[i] = self.restarts[i] + 1, None
 
+    def failed(self, i: int, error: BaseException) -> None:
+        """Member ``i`` of a unit failed on its own (the others go on): its record says so."""
+        self.ended.add(i)
+        line = (str(error).strip().splitlines() or [""])[0]
+        tune.report({"score": float("-inf"), "epoch": 0.0, "step": 0, "trial_status": "failed",
+                     "note": f"{type(error).__name__}: {line}"[:500], **self.base(i)})
+
     def end(self, i: int, res) -> None:
         """The last report of a trial (or member) that diverged, or that ran out of memory and went
         on (restarted): its status or note for the record, after its last evaluation."""
         went_on = self.restarts[i] > 0 if self.fused else res.grad_accum > 1
-        if res.status != "diverged" and not went_on:
+        if i in self.ended or (res.status != "diverged" and not went_on):
             return
+        self.ended.add(i)
         last, diverged = self.last[i], res.status == "diverged"
         tune.report({"score": last.score if last and not diverged else float("-inf"),
                      "epoch": last.epoch if last else 0.0, "step": res.steps,
@@ -139,12 +161,22 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
     """A fused unit: its members trained as one stacked model (``fused.loop.run_unit``)."""
     trials = [trial_of({**config, "trial": m}) for m in config["trial"]["members"]]
     announce(trials)
-    hooks.call("trial_start", trials[0])
     gone = judge.stopped(len(trials))
     todo = [i for i in range(len(trials)) if not gone[i]]
     if not todo:
         return
     rep = Reporter(trials, judge, fused=True)
+    errors = {}
+    for i in todo:   # each member's own start: one that fails leaves the unit, the others go on
+        try:
+            hooks.call("trial_start", trials[i])
+        except Exception as e:   # noqa: BLE001 (recorded as the member's error)
+            errors[i] = e
+    if len(errors) == len(todo):   # nothing left to train: the unit fails as a solo trial would
+        raise errors[todo[0]]
+    for i, e in errors.items():
+        rep.failed(i, e)
+    todo = [i for i in todo if i not in errors]
 
     def on_restart(positions: list[int], why: str, grad_accum: int) -> None:
         for k in positions:
@@ -159,6 +191,7 @@ def unit_trainable(config: dict, shipment: Shipment, judge: Judge) -> None:
     else:
         results = run_unit([trials[i].config for i in todo], source, on_evals=[rep.on_eval(i) for i in todo],
                            runtime=runtime, after_prepare=rep.after_prepare, on_restart=on_restart,
+                           on_left=lambda k, res: rep.end(todo[k], res), on_unit=rep.unit_ready,
                            on_tests=[rep.on_test(i) for i in todo])
     for i, res in zip(todo, results):
         rep.end(i, res)

@@ -215,9 +215,10 @@ def soft_key_of(d: Distill, task: Task, source, max_length: int, cap: int | None
 
 
 def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None,
-                stats: dict | None = None) -> tuple[Path, dict]:
+                stats: dict | None = None, after_prepare=None) -> tuple[Path, dict]:
     """(the cache file of the teacher's soft labels for ``task``, their metadata), re-training a
-    ``{run, model}`` teacher (once) and predicting them on a miss."""
+    ``{run, model}`` teacher (once) and predicting them on a miss. ``after_prepare(prepared)``:
+    called once a re-trained teacher's model is built (the sweep's hooks)."""
     stats = stats if stats is not None else {}
     teacher = resolve(d, task, source)
     key = soft_key(teacher.key, task.name, transfer_fingerprints(d, task, source, cap), max_length)
@@ -231,7 +232,7 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
         except UserError:
             pass
         path.unlink(missing_ok=True)   # a damaged or unusable entry is recomputed, never trusted
-    directory = str(teacher_directory(d, task, teacher, source))
+    directory = str(teacher_directory(d, task, teacher, source, after_prepare))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load(directory, task, device)
     enc = transfer_set(d, task, source, tokenizer, max_length, cap)
@@ -254,21 +255,27 @@ def soft_labels(d: Distill, task: Task, source, max_length: int, cap: int | None
     return path, meta
 
 
-def teacher_directory(d: Distill, task: Task, teacher: TeacherRef, source) -> Path:
+def teacher_directory(d: Distill, task: Task, teacher: TeacherRef, source, after_prepare=None) -> Path:
     """The teacher's model directory for ``task``: as given, or the run's configuration re-trained once
     (kept under the cache by its re-training's key)."""
     if teacher.choice is None or (teacher.directory / "config.json").is_file():
         return teacher.directory
     log.info(f"teacher {d.teacher.identity}: re-training {task.name} with {teacher.choice.describe()}")
-    _retrain(teacher.choice.config(), teacher.choice.stop_epoch, source, teacher.directory)
+    _retrain(teacher.choice.config(), teacher.choice.stop_epoch, source, teacher.directory, after_prepare)
     return teacher.directory
 
 
-def _retrain(cfg, stop_epoch: float, source, out: Path) -> None:
-    """Train ``cfg`` up to ``stop_epoch`` (its own schedule) and save the model in ``out``, atomically."""
+def _retrain(cfg, stop_epoch: float, source, out: Path, after_prepare=None) -> None:
+    """Train ``cfg`` up to ``stop_epoch`` (its own schedule) and save the model in ``out``, atomically
+    (interrupted, nothing is left at ``out``)."""
     seen: dict = {}
     on_eval = lambda ev: ev.epoch < stop_epoch - 1e-6   # noqa: E731 (stop at the chosen epoch)
-    res = run_trial(cfg, source, on_eval=on_eval, after_prepare=lambda p: seen.update(p=p), runtime=Runtime())
+
+    def prepared(p) -> None:
+        seen.update(p=p)
+        if after_prepare is not None:
+            after_prepare(p)
+    res = run_trial(cfg, source, on_eval=on_eval, after_prepare=prepared, runtime=Runtime())
     if res.status == "diverged":
         raise UserError(f"re-training the teacher diverged ({res.note})")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,11 +288,13 @@ def _retrain(cfg, stop_epoch: float, source, out: Path) -> None:
         raise
 
 
-def prepare(sweep, stats: dict | None = None, source=None) -> dict[str, tuple[Path, dict]]:
+def prepare(sweep, stats: dict | None = None, source=None, after_prepare=None) -> dict[str, tuple[Path, dict]]:
     """Every task's soft labels for a sweep with a ``distill`` block: task -> (cache file, metadata).
-    ``source``: the data source the driver already opened (else the sweep's own)."""
+    ``source``: the data source the driver already opened (else the sweep's own); ``after_prepare``:
+    as ``soft_labels``'."""
     source = source if source is not None else source_from(sweep.glue_dir, sweep.hub)
-    return {task.name: soft_labels(sweep.distill, task, source, sweep.max_length, sweep.max_train_examples, stats)
+    return {task.name: soft_labels(sweep.distill, task, source, sweep.max_length, sweep.max_train_examples, stats,
+                                   after_prepare)
             for task in sweep.tasks}
 
 

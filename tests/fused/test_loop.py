@@ -7,13 +7,16 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from orchestrator.config import make_trial
 from orchestrator.errors import UserError
 from orchestrator.fused import loop as FU, stacked
 from orchestrator.fused.adamw import StackedAdamW
+from orchestrator.sweep import hooks
 from orchestrator.train import runner as R
 from orchestrator.train.batches import DeviceRows
 
@@ -317,3 +320,63 @@ def test_word_grads_equal_the_embeddings_own_gradient_step_after_step():
     with torch.no_grad():                                            # evaluation: nothing kept
         wg.lookup(weight, torch.tensor([[1]]))
     assert wg.parts == []
+
+
+PLUGIN = str(Path(__file__).resolve().parents[1] / "faults" / "plugin.py")
+
+
+def test_the_fault_plugin_acts_on_the_members_of_a_unit_it_names(src, monkeypatch):
+    """``nan`` names one member: only its loss turns NaN, it leaves the stack and is told so at
+    once (before the others' first evaluation), the others train to the end; ``stall`` names
+    another: the unit waits before its second evaluation."""
+    configs = [cfg(learning_rate=lr, max_train_examples=320, eval_every_steps=10) for lr in (1e-3, 3e-4, 1e-4)]
+    trials = [make_trial(c, "BERT-Tiny") for c in configs]
+    monkeypatch.setenv("GLUE_SWEEP_HOOKS", PLUGIN)
+    monkeypatch.setenv("GLUE_SWEEP_FAULTS", "nan:lr3e-4,stall:lr1e-4:7")
+    events, slept = [], []
+    plugin = hooks._load(PLUGIN)
+    monkeypatch.setattr(plugin.time, "sleep", lambda s: slept.append((s, len(events))))
+    results = FU.run_unit(configs, src, on_evals=[lambda ev, k=k: events.append(("eval", k)) for k in range(3)],
+                          on_left=lambda k, res: events.append(("left", k, res.status)),
+                          on_unit=lambda u: hooks.call("unit_ready", trials, u))
+    assert results[1].status == "diverged" and results[1].note == "loss became nan at step 3"
+    assert results[1].evals == [] and events[0] == ("left", 1, "diverged")
+    assert [e for e in events if e[0] == "left"] == [("left", 1, "diverged")]
+    for k in (0, 2):
+        assert results[k].status == "completed" and len(results[k].evals) == 2
+        assert all(math.isfinite(e.train_loss) and math.isfinite(e.score) for e in results[k].evals)
+    assert slept == [(7.0, 1 + 2)]   # once, before the second evaluation (after the first's two reports)
+
+
+def test_a_member_named_by_no_fault_trains_as_without_the_plugin(src, monkeypatch):
+    """The plugin installed, its faults naming no member: the unit's results are those of a run without it."""
+    configs = [cfg(learning_rate=lr, max_train_examples=160, eval_every_steps=10) for lr in LRS]
+    trials = [make_trial(c, "BERT-Tiny") for c in configs]
+    plain = FU.run_unit(configs, src)
+    monkeypatch.setenv("GLUE_SWEEP_HOOKS", PLUGIN)
+    monkeypatch.setenv("GLUE_SWEEP_FAULTS", "nan:nothing,stall:nothing:7,oom:nothing:1")
+    hooked = FU.run_unit(configs, src, on_unit=lambda u: hooks.call("unit_ready", trials, u))
+    for a, b in zip(plain, hooked):
+        assert a.status == b.status == "completed"
+        assert [(e.score, e.train_loss) for e in a.evals] == [(e.score, e.train_loss) for e in b.evals]
+
+
+def test_the_plugins_oom_splits_the_unit_and_a_member_going_nan_in_a_half_is_told_by_its_position(src, monkeypatch):
+    """``oom`` names member 2: the unit of 3 runs out of memory at its first step and splits into a
+    unit of members 0 and 1 and member 2 alone, which as a solo trial meets the plugin's solo
+    ``oom`` and halves its micro-batch. ``nan`` names member 1: it diverges in its half-unit and
+    is reported by its position in the whole unit."""
+    configs = [cfg(learning_rate=lr, max_train_examples=160, eval_every_steps=5) for lr in (1e-3, 3e-4, 1e-4)]
+    by_lr = {c.learning_rate: make_trial(c, "BERT-Tiny") for c in configs}   # as the trainable finds them
+    monkeypatch.setenv("GLUE_SWEEP_HOOKS", PLUGIN)
+    monkeypatch.setenv("GLUE_SWEEP_FAULTS", "oom:lr1e-4:8,nan:lr3e-4")
+    left, restarts = [], []
+    results = FU.run_unit(configs, src, on_left=lambda k, res: left.append((k, res.status)),
+                          after_prepare=lambda p: hooks.call("after_prepare", by_lr[p.config.learning_rate], p),
+                          on_unit=lambda u: hooks.call("unit_ready", [by_lr[m.config.learning_rate] for m in u.members], u),
+                          on_restart=lambda ms, why, accum: restarts.append((ms, accum)))
+    assert restarts == [([0, 1], 1), ([2], 1), ([2], 2)]
+    assert left == [(1, "diverged")] and [r.status for r in results] == ["completed", "diverged", "completed"]
+    assert results[1].note.startswith("out of memory with 3 members fused") and "loss became nan at step 3" in results[1].note
+    assert results[2].grad_accum == 2 and [e.step for e in results[2].evals] == [5, 10]
+    assert [e.step for e in results[0].evals] == [5, 10] and results[0].grad_accum == 1

@@ -266,3 +266,39 @@ def test_grouped_asha_stops_the_same_members_of_fused_units_as_solo_trials(real_
     assert "stopped" in statuses and "completed" in statuses, statuses
     again, err = finished(asha_sweep(tmp_path, real_glue_dir, "auto"))
     assert "0 to run" in err and again == fused
+
+
+def test_members_that_end_on_their_own_keep_their_records_when_their_unit_is_retried(real_glue_dir, tmp_path):
+    """Member 0 diverges (reported the moment it leaves the stack), member 2 fails on its own (its
+    start raised; the others train): both records are final at once. The unit is retried (Tune
+    restarts it after an error of the stacked step) and trains them again: their records are
+    neither reset nor overwritten, and when the unit completes member 1 is completed."""
+    from orchestrator.sweep.recorder import StoreRecorder
+    from orchestrator.sweep.tune_jobs import grid_jobs
+
+    sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n"))
+    unit = next(t for t in grid_jobs(sw, [])[0][0].trials if t.get("members"))
+    trial = SimpleNamespace(trial_id="u1", config={"trial": unit, "runtime": {}}, status="RUNNING", error_file=None)
+    rec = StoreRecorder(sw.name, sw.run_dir, {})
+    rec.on_trial_start(0, [trial], trial)
+    rec.on_trial_result(0, [trial], trial, {"member": 2, "trial_status": "failed", "step": 0,
+                                            "note": "RuntimeError: injected fault"})
+    rec.on_trial_result(0, [trial], trial, {"member": 0, "trial_status": "diverged", "step": 2,
+                                            "note": "loss became nan at step 3"})
+    by_lr = lambda: {r["trial"]["learning_rate"]: r for r in store.read_records(sw.run_dir)[0]}   # noqa: E731
+    lrs = [m["config"]["learning_rate"] for m in unit["members"]]
+    assert [by_lr()[lr]["status"] for lr in lrs] == ["diverged", "running", "failed"]
+    assert by_lr()[lrs[2]]["error"] == "RuntimeError: injected fault" and rec.counts["failed"] == 1
+    before = {lr: by_lr()[lr] for lr in (lrs[0], lrs[2])}
+    rec.on_trial_recover(0, [trial], trial)
+    rec.on_trial_start(0, [trial], trial)
+    for i in range(3):   # the retried unit trains every member again
+        ev = {"epoch": 1.0, "step": 6, "metrics": {"accuracy": 50.0 + i}, "score": 50.0 + i, "train_loss": 0.7,
+              "elapsed_s": 1.0}
+        rec.on_trial_result(0, [trial], trial, {"member": i, "trial_status": "running", "eval_json": json.dumps(ev)})
+    rec.on_trial_complete(0, [trial], trial)
+    recs = by_lr()
+    assert [recs[lr]["status"] for lr in lrs] == ["diverged", "completed", "failed"]
+    assert {lr: recs[lr] for lr in (lrs[0], lrs[2])} == before
+    assert [e["score"] for e in recs[lrs[1]]["evals"]] == [51.0]
+    assert rec.counts == {"completed": 1, "stopped": 0, "diverged": 1, "failed": 1}

@@ -29,8 +29,8 @@ CLI = [sys.executable, "-m", "orchestrator.cli.main"]
 
 def write_spec(tmp: Path, name: str, results: Path, glue_dir: Path, extra: str = "", tasks="[SST-2, MRPC]",
                bs="[16, 32]", lr="[1e-4, 5e-5]", epochs=2, examples=200) -> Path:
-    """A BERT-Tiny grid of solo trials (``fuse: off``): the faults these tests inject reach a trial
-    through its own model and its trial id, which a fused unit's stacked model passes by."""
+    """A BERT-Tiny grid of solo trials (``fuse: off``): these tests are about solo trials (faults
+    inside a fused unit: tests/faults/test_fused_faults.py)."""
     p = tmp / f"{name}.yaml"
     p.write_text(f"""name: {name}
 models: [{{name: BERT-Tiny, init: random}}]
