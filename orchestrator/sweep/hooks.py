@@ -10,7 +10,7 @@ functions the sweep calls at fixed points; production code defines none:
   teacher it re-trains;
 * ``unit_ready(trials, unit)`` in the worker, once a fused unit's stacked model is built, before
   its first step (``trials``: its members', in the order of ``unit.members``; may wrap
-  ``unit.net.losses`` or ``unit.scorer.evaluate``);
+  ``unit.net.losses`` or ``unit.scorer.evaluate_outputs``);
 * ``trial_end(trial, result)`` in the worker, when the trial (or each member of a fused unit)
   has trained and reported its last (``bench.engine`` times the workers with it);
 * ``before_record_write(record, writes_so_far)`` in the driver, before each record write

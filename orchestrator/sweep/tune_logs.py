@@ -6,7 +6,8 @@ A fused unit is one Tune trial that reports for all its members (each report tag
 ``member``). Tune's loggers would write them all into the unit's directory, interleaved; here
 each member is logged as a trial of its own: a directory beside the unit's named by the
 member's trial id, its reports counted as its own iterations. The unit's directory
-(``unit-<first member's id>``) keeps Tune's parameters only.
+(``unit-<first member's id>``) keeps Tune's parameters only. The report that carries a trial's
+test outputs (after its last evaluation) is not logged: it has no new score.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def _per_member(base):
                 super().log_trial_start(trial)
 
         def log_trial_result(self, iteration, trial, result):
+            if result.get("trial_status") == "test":   # the test outputs' report: no new score
+                return None
             if "member" not in result:
                 return super().log_trial_result(iteration, trial, result)
             m = self._member(trial, int(result["member"]))

@@ -205,7 +205,7 @@ def oom_with(unit, members, max_rows: int) -> None:
 def stall_unit_before_evaluation(unit, members, n: int, seconds: float, marker: str | None = None) -> None:
     """Wait ``seconds`` when the unit's n-th evaluation begins, if one of these members is still in it
     (``marker``: the file that says so, see ``_mark``)."""
-    evaluate, passes = unit.scorer.evaluate, [0]
+    evaluate, passes = unit.scorer.evaluate_outputs, [0]   # what the unit's evaluation calls
 
     def stalling_evaluate(*args, **kwargs):
         passes[0] += 1
@@ -214,4 +214,4 @@ def stall_unit_before_evaluation(unit, members, n: int, seconds: float, marker: 
             time.sleep(seconds)
         return evaluate(*args, **kwargs)
 
-    unit.scorer.evaluate = stalling_evaluate
+    unit.scorer.evaluate_outputs = stalling_evaluate
