@@ -48,6 +48,12 @@ def test_a_fused_unit_uses_the_shipped_models_as_a_solo_trial_does(monkeypatch):
         def end(self, i, res):
             pass
 
+        def on_test(self, i):
+            return None
+
+        def unit_ready(self, unit):
+            pass
+
     class Judge:
         def stopped(self, n):
             return [False] * n
