@@ -178,8 +178,9 @@ class StoreRecorder(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         for rec in self._all(trial):
-            if rec["status"] not in ("diverged", "failed"):
-                rec["status"] = ended(rec)
+            if rec["status"] in ("diverged", "failed"):
+                continue   # final, and written when it ended: left as it is
+            rec["status"] = ended(rec)
             self._write(rec)
         self._progress(trials, force=True)
 

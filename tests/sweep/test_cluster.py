@@ -92,7 +92,7 @@ def test_a_worker_with_no_data_cache_or_vocabulary_trains_from_the_shipment(tmp_
     cfg = TrialConfig(model="google/bert_uncased_L-2_H-128_A-2", task="SST-2", batch_size=32, learning_rate=1e-4,
                       epochs=1, init="random", max_train_examples=64)
     ship = pack([cfg], str(real_glue_dir), None)
-    assert ship.vocab and len(ship.encoded) == 2      # train and dev, once each
+    assert ship.vocab and len(ship.encoded) == 3      # train, dev and test (the kept weights predict it), once each
     # the worker: no GLUE files, an empty feature cache, no vocabulary of its own
     ship.glue_dir = str(tmp_path / "no-such-glue")
     monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "empty-cache"))

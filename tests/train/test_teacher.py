@@ -197,7 +197,7 @@ def test_unusable_soft_labels_in_the_cache_are_never_trusted(glue_dir, tmp_path,
 def test_a_retrained_teacher_that_cannot_teach_is_not_kept(glue_dir, tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("GLUE_SWEEP_CACHE", str(tmp_path / "cache"))
     label = teacher_run(tmp_path / "teacher-run", 1e-4, 55.0)
-    monkeypatch.setattr(T, "_retrain", lambda cfg, stop, source, out: spoiled_teacher(out, "constant"))
+    monkeypatch.setattr(T, "_retrain", lambda cfg, stop, source, out, *hooks: spoiled_teacher(out, "constant"))
     sweep = sweep_of(f"{{run: {tmp_path / 'teacher-run'}, model: {label}}}", glue_dir, tmp_path)
     with pytest.raises(UserError, match="cannot teach: .*the same output"):
         T.prepare(sweep)
