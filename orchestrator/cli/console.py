@@ -3,13 +3,13 @@ sweep's status, its dashboard's address and login."""
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..fileio import JSONTooDeep, read_json
 from ..results import live
 from ..results.load import load_run
 from ..results.render import to_markdown
@@ -31,7 +31,12 @@ def dashboard_lines(run: Path | storage.Location) -> list[str]:
     f = run / "dashboard.json"
     if not f.exists():
         raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
-    info = json.loads(f.read_text())
+    try:
+        info = read_json(f.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{f}: unreadable ({e.msg if isinstance(e, JSONTooDeep) else type(e).__name__})") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{f}: not a JSON object")
     alive = False
     try:
         os.kill(int(info.get("pid", -1)), 0)

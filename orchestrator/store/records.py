@@ -21,7 +21,11 @@ Record (schema 2)::
 changes results, and the data's content); a re-run reuses a finished record only when it
 matches. Records without one (written before it existed) are reused only when their
 configuration matches in full, with a warning. A record whose ``trial_id`` is not its file
-name, or whose fields have the wrong types, is reported and ignored (its trial runs again).
+name, or whose fields have the wrong types, is reported and ignored (its trial runs again); so
+is a record that contradicts itself: its id not the id of its own configuration (``lr1e-4`` in
+the name, 0.3 in the configuration), or an evaluation's score not its task's headline of its
+own metrics within rounding (``SCORE_ROUNDING``). JSON nested too deeply to parse is unreadable,
+like any other malformed file.
 
 ``trial`` is ``TrialConfig.to_dict()``; ``TrialConfig.from_dict(record["trial"])`` is the way
 back. Records of schema 1 (the configuration flat at the top level) are upgraded on reading.
@@ -34,11 +38,16 @@ early by the scheduler: its evaluations are valid), ``diverged`` (NaN/inf loss) 
 from __future__ import annotations
 
 import json
+import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config import Trial, TrialConfig
+from ..config import KIND_MARKS, Trial, TrialConfig, display_name, fmt_lr, kind_suffix, trial_id
 from ..errors import UserError
+from ..fileio import JSONTooDeep, read_json
+from ..registry.metrics import headline
+from ..registry.tasks import get_task
 from . import location as storage
 
 SCHEMA = 2
@@ -47,6 +56,9 @@ VALID = frozenset({"completed", "stopped", "running"})   # whose evaluations may
 STATUSES = FINAL | {"running"}
 REQUIRED = ("trial_id", "group", "model", "trial", "status", "evals")
 # Schema 1 kept the configuration at the top level under these names (model_ref: the loaded model).
+# How far an evaluation's score may lie from the headline of its metrics: rounding (half the
+# tables' last digit), never a different result.
+SCORE_ROUNDING = 0.05
 V1_TRIAL_KEYS = ("task", "batch_size", "learning_rate", "epochs", "seed", "init", "max_train_examples", "max_length")
 
 
@@ -139,15 +151,57 @@ def check_record(rec) -> str | None:
         if rec.get(key) is not None and not ok(rec[key]):
             return f"{key} has the wrong type"
     try:
-        config_of(rec)
+        cfg = config_of(rec)
     except UserError as e:
         return f"bad trial configuration ({e})"
+    return _id_problem(rec, cfg) or next((w for w in (_score_problem(e, cfg) for e in rec["evals"]) if w), None)
+
+
+def _legacy_lr(lr: float) -> str:
+    """The learning rate as trial ids wrote it before ``fmt_lr`` (one significant digit)."""
+    return f"{lr:.0e}".replace("e-0", "e-")
+
+
+def _id_problem(rec: dict, cfg: TrialConfig) -> str | None:
+    """Why a record's trial id is not the id of its own configuration (an edited record), or
+    None. The model's name is the record's row label without its marks; ``_r<n>`` is the
+    suffix of a configuration sampled twice; ids of before ``fmt_lr`` (one digit) are accepted."""
+    label, mark = rec["model"], display_name("", cfg.init, cfg.training)
+    name = label[:-len(mark)] if mark and label.endswith(mark) else label.removesuffix(KIND_MARKS[cfg.training])
+    want = trial_id(name, cfg.init, cfg.task, cfg.batch_size, cfg.learning_rate, cfg.seed, kind_suffix(cfg))
+    lr = f"_lr{fmt_lr(cfg.learning_rate)}_s"
+    forms = {want, want.replace(lr, f"_lr{_legacy_lr(cfg.learning_rate)}_s", 1)}
+    tid = rec["trial_id"]
+    if tid in forms or any(re.fullmatch(re.escape(f) + r"_r\d+", tid) for f in forms):
+        return None
+    return (f"its id says {tid[:120]!r} but its configuration is trial {want!r} (an edited record?)")
+
+
+def _score_problem(e: dict, cfg: TrialConfig) -> str | None:
+    """Why an evaluation's (finite) score is not its task's headline of its own metrics within
+    rounding (``SCORE_ROUNDING``), or None. A non-finite score is never ranked anyway."""
+    score = float(e["score"])
+    if not math.isfinite(score):
+        return None
+    try:
+        keys = get_task(cfg.task).metric_keys()
+    except UserError:   # an unknown task: the leaderboard reports it; its own metrics decide here
+        keys = list(e["metrics"])
+    missing = [k for k in keys if k not in e["metrics"]]
+    if missing or not keys:
+        return f"an evaluation's score {score:g} has no {', '.join(missing) or 'metrics'} to be the headline of"
+    want = headline({k: float(e["metrics"][k]) for k in keys})
+    if not (math.isfinite(want) and abs(score - want) <= SCORE_ROUNDING):
+        return (f"an evaluation's score {score:g} (epoch {e.get('epoch', '?')}) is not the headline of its metrics "
+                f"({want:.2f}, the mean of {', '.join(keys)})")
     return None
 
 
 def read_record(path: Path | storage.Location) -> tuple[dict | None, str | None]:
     try:
-        rec = json.loads(storage.at(path).read_text())
+        rec = read_json(storage.at(path).read_text())
+    except JSONTooDeep:
+        return None, f"{path}: unreadable (JSON nested too deeply)"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"{path}: unreadable ({type(e).__name__})"
     try:
@@ -193,7 +247,7 @@ def data_source(run_dir: str | Path | storage.Location) -> tuple[str | None, str
     the run recorded none (a run from before this file existed)."""
     f = storage.at(run_dir).join(DATA_FILE)
     try:
-        d = json.loads(f.read_text())
+        d = read_json(f.read_text())
     except (OSError, ValueError):
         return None, None
     if not isinstance(d, dict):

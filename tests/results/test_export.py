@@ -249,7 +249,7 @@ def test_trials_csv_and_parquet_one_row_per_evaluation(exported, cli_all):
     mrpc = pq[(pq["task"] == "MRPC") & (pq["model"] == "BERT-Tiny")]
     assert mrpc["mrpc_f1"].notna().all() and mrpc["cola_mcc"].isna().all()
     assert np.allclose((mrpc["mrpc_f1"] + mrpc["mrpc_acc"]) / 2, mrpc["score"])
-    tid = "BERT-Tiny__SST-2__bs32_lr1e-04_s1"
+    tid = "BERT-Tiny__SST-2__bs32_lr1e-4_s1"
     assert list(pq.loc[pq["trial_id"] == tid, "epoch"]) == [1.0, 2.0, 3.0]
 
 
