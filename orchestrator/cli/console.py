@@ -11,7 +11,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..fileio import JSONTooDeep, read_json
 from ..results import live
-from ..results.load import load_run
+from ..results.load import load_run_records
 from ..results.render import to_markdown
 from ..results.tables import glue_table
 from ..store import location as storage, records as store
@@ -21,7 +21,8 @@ def newest_run(root: str = "results") -> Path:
     runs = [p.parent for p in Path(root).glob("*/trials")]
     if not runs:
         raise UserError(f"no sweep results under {root}/: run a sweep first (make sweep)")
-    return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
+    return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()
+                                        if not f.name.startswith(".")), default=0))   # not the records' cache
 
 
 def dashboard_lines(run: Path | storage.Location) -> list[str]:
@@ -60,11 +61,12 @@ def dashboard_lines(run: Path | storage.Location) -> list[str]:
 def status_text(run: Path | storage.Location) -> str:
     """The counts (running only while a driver runs the sweep), then the live leaderboard."""
     run = storage.at(run)   # a local directory or a storage URI
-    records, problems = store.read_records(run)
+    lb, records = load_run_records(run)   # the records read once
     head = live.counts_line(live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run)))
+    problems = [p for p in lb.problems if p.startswith(str(run))]   # files skipped (not unknown tasks)
     if problems:
         head += f"; {len(problems)} unreadable record(s) skipped"
-    table = glue_table(load_run(run))
+    table = glue_table(lb)
     keep = ["Model", "Score"] + [c for c in table.columns[2:] if (table[c] != "-").any()]
     return head + "\n" + to_markdown(table[keep]) + "\n(* partial: tasks missing or trials still running)"
 
@@ -88,7 +90,7 @@ def sweep_total(run: storage.Location, n_records: int) -> int:
 def live_view(run: Path | storage.Location | str) -> live.View:
     """The live view of a run directory, read from its records; running only while its driver lives."""
     run = storage.at(run)
-    records, _ = store.read_records(run)
+    records, _ = store.read_records(run, cache=True)
     return live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run))
 
 

@@ -107,6 +107,11 @@ def _in_order(df: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
 def load_run(run_dir: str | Path, final_epoch: bool = False) -> Leaderboard:
     """The leaderboard of a run directory; UserError when it does not exist, has no trials, or
     none of its records can be read."""
+    return load_run_records(run_dir, final_epoch)[0]
+
+
+def load_run_records(run_dir: str | Path, final_epoch: bool = False) -> tuple[Leaderboard, list[dict]]:
+    """(the leaderboard, the records it was built from): for a caller that needs both, read once."""
     run = storage.at(run_dir)   # a local directory or a storage URI (s3://...)
     run_dir = str(run) if storage.is_uri(str(run_dir)) else run_dir   # a URI shown without its options
     if not run.exists() and not run.is_dir():
@@ -114,13 +119,11 @@ def load_run(run_dir: str | Path, final_epoch: bool = False) -> Leaderboard:
     if not run.is_dir():
         raise UserError(f"run {run_dir} is not a directory")
     tdir = run.join("trials")
-    files = tdir.files(".json")
-    if not files:
+    records, problems = store.read_records(run, cache=True)
+    if not records and not problems:
         raise UserError(f"run {run_dir} has no trials ({tdir}/*.json)")
-    records, problems = store.read_records(run)
     if not records:
-        raise UserError(f"run {run_dir}: none of its {len(files)} trial records can be read "
-                        f"({problems[0] if problems else '?'})")
+        raise UserError(f"run {run_dir}: none of its {len(problems)} trial records can be read ({problems[0]})")
     lb = build(records, problems, final_epoch=final_epoch)
     lb.teachers = read_teachers(run)
-    return lb
+    return lb, records

@@ -115,7 +115,7 @@ def test_a_record_whose_id_is_not_its_configuration_is_skipped_never_wins(tmp_pa
     liar["trial"]["learning_rate"] = 0.3      # its id and file name still say lr1e-4
     _write(tmp_path, good)
     _write(tmp_path, liar)
-    recs, problems = store.read_records(tmp_path)
+    recs, problems = store.read_records(tmp_path, cache=True)
     assert [r["trial_id"] for r in recs] == [good["trial_id"]]
     assert len(problems) == 1 and "\n" not in problems[0]
     assert f"{liar['trial_id']}.json" in problems[0] and "lr3e-1" in problems[0], problems
@@ -137,7 +137,7 @@ def test_a_score_that_is_not_the_headline_of_its_metrics_is_skipped(tmp_path, ta
     liar["evals"][1].update(metrics=metrics, score=score)
     _write(tmp_path, good)
     _write(tmp_path, liar)
-    recs, problems = store.read_records(tmp_path)
+    recs, problems = store.read_records(tmp_path, cache=True)
     assert [r["trial_id"] for r in recs] == [good["trial_id"]]
     assert len(problems) == 1 and "\n" not in problems[0] and f"{liar['trial_id']}.json" in problems[0]
     assert "headline" in problems[0], problems
@@ -179,7 +179,7 @@ def test_deeply_nested_json_is_one_skipped_line_in_every_reader(tmp_path):
     (store.trials_dir(tmp_path) / "BERT-Tiny__SST-2__bs16_lr1e-4_s0.json").write_text(DEEP)
     (tmp_path / "teachers.json").write_text(DEEP)
     (tmp_path / store.DATA_FILE).write_text(DEEP)
-    recs, problems = store.read_records(tmp_path)
+    recs, problems = store.read_records(tmp_path, cache=True)
     assert len(recs) == 1 and len(problems) == 1 and "nested too deeply" in problems[0], problems
     assert read_teachers(tmp_path) == [] and store.data_source(tmp_path) == (None, None)
     rc, out, err = cli(["status", tmp_path])
@@ -198,3 +198,71 @@ def test_a_speedups_file_nested_too_deeply_is_one_line(tmp_path):
     _write(tmp_path, make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0]))
     rc, _, err = cli(["leaderboard", tmp_path, "--speedups", tmp_path / "speedups.json"])
     assert rc == 2 and err.count("\n") == 1 and "speedups.json" in err, err
+
+
+# ----------------------------------------------------------------------------- the records' cache
+
+def _counting_reads(monkeypatch) -> list:
+    seen = []
+    real = store._read_one
+
+    def counted(path):
+        seen.append(Path(str(path)).name)
+        return real(path)
+
+    monkeypatch.setattr(store, "_read_one", counted)
+    return seen
+
+
+def test_the_cache_reads_again_only_the_files_that_changed(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "RACY_S", 0.0)
+    recs = [make_record("BERT-Tiny", "SST-2", bs, 1e-4, [80.0 + bs / 100]) for bs in (8, 16, 32)]
+    for r in recs:
+        store.write_record(tmp_path, r)
+    liar = {**make_record("BERT-Tiny", "RTE", 32, 1e-4, [60.0]), "status": "done"}
+    _write(tmp_path, liar)
+    first = store.read_records(tmp_path, cache=True)
+    assert (tmp_path / store.CACHE_FILE).is_file()
+    seen = _counting_reads(monkeypatch)
+    assert store.read_records(tmp_path, cache=True) == first and seen == []           # all from the cache
+    store.write_record(tmp_path, {**recs[0], "status": "stopped"})        # rewritten, as the recorder does
+    store.record_path(tmp_path, recs[1]["trial_id"]).unlink()
+    again, problems = store.read_records(tmp_path, cache=True)
+    assert seen == [f"{recs[0]['trial_id']}.json"]
+    assert [r["trial_id"] for r in again] == sorted([recs[0]["trial_id"], recs[2]["trial_id"]])
+    assert {r["status"] for r in again} == {"stopped", "completed"} and problems == first[1] and len(problems) == 1
+    moved = tmp_path.parent / "moved"
+    tmp_path.rename(moved)   # a skipped file is named where it is now
+    assert store.read_records(moved, cache=True)[1] == [problems[0].replace(str(tmp_path), str(moved))]
+
+
+def test_a_cache_that_cannot_be_trusted_is_not_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "RACY_S", 0.0)
+    rec = make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0])
+    store.write_record(tmp_path, rec)
+    want = store.read_records(tmp_path, cache=True)
+    cache = tmp_path / store.CACHE_FILE
+    seen = _counting_reads(monkeypatch)
+    monkeypatch.setattr(store, "CACHE_VERSION", store.CACHE_VERSION + 1)   # other rules: every file again
+    assert store.read_records(tmp_path, cache=True) == want and len(seen) == 1
+    cache.write_text("not parquet")
+    assert store.read_records(tmp_path, cache=True) == want and len(seen) == 2
+    monkeypatch.setattr(store, "RACY_S", 3600.0)   # a file changed within the timestamps' granularity: read again
+    store.read_records(tmp_path, cache=True)
+    store.read_records(tmp_path, cache=True)
+    assert len(seen) == 4
+
+
+def test_status_and_leaderboard_read_each_record_once(tmp_path, monkeypatch):
+    from orchestrator.cli.console import status_text
+    from orchestrator.results.export import export
+
+    for bs in (8, 16):
+        store.write_record(tmp_path, make_record("BERT-Tiny", "SST-2", bs, 1e-4, [80.0]))
+    seen = _counting_reads(monkeypatch)
+    monkeypatch.setattr(store, "RACY_S", 3600.0)   # no help from the cache
+    assert "BERT-Tiny" in status_text(tmp_path)
+    assert sorted(seen) == sorted(p.name for p in store.trials_dir(tmp_path).glob("*.json"))
+    seen.clear()
+    export(tmp_path, ("csv", "md", "json"), tmp_path / "export")
+    assert len(seen) == 2
