@@ -20,6 +20,7 @@ render      Markdown, LaTeX and HTML of a table
 report      the documents of all the tables
 formats     export formats and their parsing
 figures     matplotlib figures, PNG/PDF/SVG (imported only to draw)
+drawn       pictures drawn once: kept while their data and code are unchanged; drawing processes
 export      the files of ``glue-sweep leaderboard``
 live        the live view of a sweep from its records (counts, running trials, best, ETA; rich)
 """

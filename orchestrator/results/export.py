@@ -27,7 +27,7 @@ from ..store import location as storage, records as store
 from .board import Leaderboard
 from .compact import compact_values
 from .compare import compare_frame
-from .figures import write_figures
+from .figures import drawing_workers, write_figures
 from .formats import PICTURES
 from .kinds import has_kinds, kinds_values
 from .load import load_run_records
@@ -99,6 +99,8 @@ def write_text(path: Path, text: str) -> None:
 def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = None, final_epoch: bool = False,
            speedups: dict | None = None) -> tuple[Leaderboard, list[Path]]:
     """Write the chosen formats of a run's leaderboard; (leaderboard, files written)."""
+    pictures = tuple(f for f in PICTURES if f in formats or (f == "png" and "html" in formats))
+    workers = drawing_workers() if pictures else 1   # a bad setting refused before anything is written
     lb, records = load_run_records(run_dir, final_epoch=final_epoch)   # the records read once
     run = storage.at(run_dir)   # a run on an object store exports to ./export/<run> unless told
     out = Path(out_dir) if out_dir else Path(run.path) / "export" if run.local else Path("export") / run.name
@@ -122,9 +124,8 @@ def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = N
         put("leaderboard.tex", latex_report(name, tables))
     if "json" in formats:
         put("leaderboard.json", json_text(lb, name, speedups))
-    pictures = tuple(f for f in PICTURES if f in formats or (f == "png" and "html" in formats))
     if pictures:
-        figs = write_figures(lb, out / "figures", pictures)
+        figs = write_figures(lb, out / "figures", pictures, workers)
         written += [p for _, p in figs]
         if "html" in formats:
             put("report.html", html_report(lb, name, figs, tables))
