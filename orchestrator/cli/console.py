@@ -77,14 +77,16 @@ def sweep_total(run: storage.Location, n_records: int) -> int:
     from ..spec.sweep import load
 
     try:
-        sw = load(str(run / "sweep.yaml")) if run.local else None
+        sw = load(str(run / "sweep.yaml"), expand=False) if run.local else None
     except (UserError, OSError, ValueError, TypeError):
         sw = None
     if sw is None:
         return n_records
     if sw.mode == "optuna":
         return len(sw.models) * len(sw.tasks) * len(sw.seeds) * sw.optuna_trials
-    return len(sw.trials())
+    # the grid's size, not expanded (the driver refused a grid that repeats a trial)
+    return (len(sw.models) * len(sw.trainings()) * len(sw.tasks) * len(sw.batch_sizes) * len(sw.learning_rates)
+            * len(sw.seeds))
 
 
 def live_view(run: Path | storage.Location | str) -> live.View:

@@ -62,7 +62,7 @@ def _task_name(name: str) -> str | None:
 def evals_frame(records: list[dict], trials: pd.DataFrame) -> pd.DataFrame:
     """One row per evaluation of ``trials``: its trial's configuration, epoch, step, score and
     one column per metric (NaN where it has none or it is not a finite number)."""
-    raw = pd.json_normalize([e for r in records for e in r["evals"]])
+    raw = pd.DataFrame([_flat_eval(e) for r in records for e in r["evals"]])
     raw = raw.rename(columns=lambda c: c.removeprefix("metrics.")).drop(columns="trial_id", errors="ignore")
     raw = raw.reindex(columns=list(dict.fromkeys(EVAL_COLUMNS + list(raw.columns))))
     raw["trial_id"] = [r["trial_id"] for r in records for _ in r["evals"]]
@@ -71,6 +71,16 @@ def evals_frame(records: list[dict], trials: pd.DataFrame) -> pd.DataFrame:
     raw["step"] = raw["step"].fillna(0)
     keep = ["trial_id", "model", "task", "batch_size", "learning_rate", "seed", "status"]
     return trials[keep].merge(raw, on="trial_id")
+
+
+def _flat_eval(e: dict, prefix: str = "") -> dict:
+    """An evaluation's fields with nested ones as ``metrics.accuracy`` (``pd.json_normalize``'s
+    names and column order: the plain fields first), built without its per-row overhead."""
+    out = {prefix + k: v for k, v in e.items() if not isinstance(v, dict)}
+    for k, v in e.items():
+        if isinstance(v, dict):
+            out.update(_flat_eval(v, f"{prefix}{k}."))
+    return out
 
 
 def build(records: list[dict], problems: Iterable[str] = (), final_epoch: bool = False) -> Leaderboard:

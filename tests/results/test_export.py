@@ -368,3 +368,18 @@ def test_a_bad_number_of_drawing_workers_is_one_line(tmp_path, monkeypatch, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "GLUE_SWEEP_DRAW_WORKERS" in err
     assert not (run / "export").exists()   # refused before anything is written
+
+
+def test_status_counts_the_sweep_without_expanding_its_grid(tmp_path, monkeypatch):
+    from orchestrator.spec import sweep as spec_sweep
+
+    monkeypatch.setenv("GLUE_DIR", str(tmp_path))   # the spec names its data by $GLUE_DIR
+
+    run = write_run(tmp_path / "run", [make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0])])
+    text = (Path(spec_sweep.find("quickstart")).read_text(encoding="utf-8")
+            .replace("seeds: [0]", "seeds: [0, 1, 2]"))
+    (run / "sweep.yaml").write_text(text, encoding="utf-8")
+    want = len(spec_sweep.load(run / "sweep.yaml").trials())   # 2 models x 2 tasks x 2 x 2 x 3 seeds
+    monkeypatch.setattr(spec_sweep.Sweep, "trials", lambda self: pytest.fail("the grid expanded to be counted"))
+    head = status_text(run).split("\n", 1)[0]
+    assert f": {want} trials: 1 completed, {want - 1} pending" in head, head
