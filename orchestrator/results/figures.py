@@ -222,10 +222,11 @@ def _hparam_panel(plt, ax, t: str, c: pd.DataFrame, scale) -> None:
     plt.colorbar(im, ax=ax, label="dev score", fraction=0.046, pad=0.04)
 
 
-def draw_hparams(plt, lb: Leaderboard, save, workers: int = 1) -> None:
+def draw_hparams(plt, lb: Leaderboard, save, workers: int = 1, meanwhile=None) -> None:
     """Per model, a batch-size x learning-rate heatmap of every task (red: the chosen one; dashed:
     configurations that tie), each task on the same colour scale for every model. With
-    ``workers`` > 1 the models' pictures are drawn by that many processes (one picture each)."""
+    ``workers`` > 1 the models' pictures are drawn by that many processes (one picture each),
+    while this process calls ``meanwhile`` (the other pictures)."""
     scales = task_scales(lb.configs)
     todo, order = [], []
     for model in lb.models["model"]:
@@ -241,13 +242,21 @@ def draw_hparams(plt, lb: Leaderboard, save, workers: int = 1) -> None:
         ctx.set_forkserver_preload([__name__])
         jobs = [(m, c, sc, save.fig_dir, save.formats) for m, c, sc in todo]
         with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
-            for name, caption in pool.map(_hparams_file, jobs):
+            futures = [pool.submit(_hparams_file, job) for job in jobs]
+            if meanwhile:
+                meanwhile()
+            for name, caption in (f.result() for f in futures):
                 save.record(name, caption)
     else:
+        if meanwhile:
+            meanwhile()
         for model, cfg, sc in todo:
             hparams_figure(plt, model, cfg, sc, save)
-    rank = {stem: i for i, stem in enumerate(order)}   # the models' order, however they were drawn
-    save.made.sort(key=lambda m: (m[1].stem.startswith("hparams_"), rank.get(m[1].stem, -1)))
+    rank = {stem: i for i, stem in enumerate(order)}   # the pictures' order, however they were drawn
+    first, last = ("grid_score", "grid_tasks", "score_vs_params"), ("learning_curves", "kinds")
+    save.made.sort(key=lambda m: (first.index(m[1].stem) if m[1].stem in first else
+                                  len(first) + rank[m[1].stem] if m[1].stem in rank else
+                                  len(first) + len(rank) + last.index(m[1].stem) if m[1].stem in last else 1e9))
 
 
 def hparams_figure(plt, model: str, cfg: pd.DataFrame, scales: dict, save) -> None:
@@ -344,10 +353,11 @@ def write_figures(lb: Leaderboard, fig_dir: Path, formats=FIGURE_FORMATS,
     save = Saver(plt, fig_dir, formats, base_digest(DPI))
     board = (lb.results, lb.configs, lb.models, lb.evals if lb.evals is not None else pd.DataFrame(), lb.teachers,
              lb.final_epoch)
-    for draw in (draw_grids, draw_score_vs_params):
-        draw(plt, lb, save, board)
-    draw_hparams(plt, lb, save, workers=drawing_workers() if workers is None else workers)
-    for draw in (draw_learning_curves, draw_kinds):
-        draw(plt, lb, save, board)
+
+    def the_others():
+        for draw in (draw_grids, draw_score_vs_params, draw_learning_curves, draw_kinds):
+            draw(plt, lb, save, board)
+
+    draw_hparams(plt, lb, save, drawing_workers() if workers is None else workers, meanwhile=the_others)
     save.write_index()
     return save.made
