@@ -107,12 +107,13 @@ def base_digest(dpi: int) -> str:
 
 
 def drawing_workers() -> int:
-    """Processes that draw the models' heatmaps: ``GLUE_SWEEP_DRAW_WORKERS``, else this process's
-    usable cores (at most 4); 1 draws them here."""
+    """Processes that draw the models' heatmaps: ``GLUE_SWEEP_DRAW_WORKERS``, else 1 (drawn here).
+    Measured on a shared two-core machine, two workers beside the command were slower than one
+    process (bench/results/exports-cpu.md); give more where cores are free."""
     env = os.environ.get("GLUE_SWEEP_DRAW_WORKERS", "").strip()
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise UserError(f"GLUE_SWEEP_DRAW_WORKERS must be a whole number, not {env!r}") from None
-    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    if not env:
+        return 1
+    try:
+        return max(1, int(env))
+    except ValueError:
+        raise UserError(f"GLUE_SWEEP_DRAW_WORKERS must be a whole number, not {env!r}") from None
