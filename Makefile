@@ -109,6 +109,8 @@ export: setup
 #   fused-*   a fused unit of 4 learning rates against the 4 trials one after another and packed
 #   engine    32 nearly-empty trials as a sweep and as a bare Tune trainable: start-up, wall per trial
 #   quickstart the quickstart sweep with fuse: auto against fuse: off (wall time, the same leaderboard)
+#   exports   status of 20,000 synthetic records (target 5 s) and leaderboard --format all of the paper
+#             grid's 4,320 (target 30 s), cold and warm; BEFORE=<another source tree> times it too
 BENCH_ENV = HF_HUB_OFFLINE=1 GLUE_DIR=$(GLUE_DIR)
 
 bench: setup
@@ -129,6 +131,7 @@ bench: setup
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.buckets --glue-dir $(GLUE_DIR) --out bench/out/buckets
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.ops --out bench/out/ops
 	$(BENCH_ENV) $(VENV)/bin/python -m bench.quickstart --out bench/out/quickstart
+	$(BENCH_ENV) $(VENV)/bin/python -m bench.exports --out bench/out/exports $(if $(BEFORE),--before $(BEFORE))
 	$(VENV)/bin/python -m bench.summary --out bench/out
 
 # The GPU path on one machine without Ray: tests, MFU, fused/solo/packed throughput, kernel

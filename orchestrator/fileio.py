@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash leaves the old file or the new one, never a torn one."""
+"""Atomic file writes (a crash leaves the old file or the new one, never a torn one), and JSON
+reads that never recurse out of the stack."""
 
 from __future__ import annotations
 
@@ -29,6 +30,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class JSONTooDeep(json.JSONDecodeError):
+    """JSON nested deeper than the parser recurses (e.g. 200,000 ``[``): unreadable, like any
+    other malformed JSON, never a RecursionError."""
+
+
+def read_json(text: str | bytes):
+    """``json.loads``, with nesting too deep for the parser raised as :class:`JSONTooDeep` (a
+    ``json.JSONDecodeError``, so every reader's ``except`` for malformed JSON covers it)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise JSONTooDeep("nested too deeply", text if isinstance(text, str) else "", 0) from None
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from orchestrator.config import TrialConfig, display_name
+from orchestrator.config import TrialConfig, display_name, trial_id
 from orchestrator.registry.tasks import get_task
 from orchestrator.results.load import build
 from orchestrator.store import records as store
@@ -25,7 +25,7 @@ def make_record(model: str, task: str, bs: int, lr: float, scores, seed: int = 0
     """One trial's record: ``scores`` are its evaluations, at epochs 1, 2, ... unless ``epochs``
     says otherwise; the trial's model reference is the model's name."""
     epochs = list(epochs) if epochs is not None else [float(i + 1) for i in range(len(scores))]
-    tid = f"{model}__{task}__bs{bs}_lr{lr:.0e}_s{seed}" + ("_random" if init == "random" else "")
+    tid = trial_id(model, init, task, bs, lr, seed)   # the id of its configuration, as the sweep names it
     trial = TrialConfig(model=model, task=task, batch_size=bs, learning_rate=lr, epochs=4, seed=seed, init=init)
     return {"schema": store.SCHEMA, "trial_id": tid, "sweep": "synthetic", "group": f"{display_name(model, init)}|{task}",
             "model": model, "trial": trial.to_dict(), "status": status, "attempts": 1,

@@ -3,7 +3,6 @@ sweep's status, its dashboard's address and login, and the Prometheus that graph
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -11,8 +10,9 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..fileio import JSONTooDeep, read_json
 from ..results import live
-from ..results.load import load_run
+from ..results.load import load_run_records
 from ..results.render import to_markdown
 from ..results.tables import glue_table
 from ..store import location as storage, records as store
@@ -23,7 +23,8 @@ def newest_run(root: str = "results") -> Path:
     runs = [p.parent for p in Path(root).glob("*/trials")]
     if not runs:
         raise UserError(f"no sweep results under {root}/: run a sweep first (make sweep)")
-    return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()), default=0))
+    return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()
+                                        if not f.name.startswith(".")), default=0))   # not the records' cache
 
 
 def dashboard_state(run: Path | storage.Location) -> tuple[dict, bool]:
@@ -32,7 +33,12 @@ def dashboard_state(run: Path | storage.Location) -> tuple[dict, bool]:
     f = run / "dashboard.json"
     if not f.exists():
         raise UserError(f"{run} has no dashboard.json: has the sweep been started?")
-    info = json.loads(f.read_text())
+    try:
+        info = read_json(f.read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"{f}: unreadable ({e.msg if isinstance(e, JSONTooDeep) else type(e).__name__})") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{f}: not a JSON object")
     return info, pid_alive(info.get("pid"))
 
 
@@ -98,11 +104,12 @@ def _interrupt(*_) -> None:
 def status_text(run: Path | storage.Location) -> str:
     """The counts (running only while a driver runs the sweep), then the live leaderboard."""
     run = storage.at(run)   # a local directory or a storage URI
-    records, problems = store.read_records(run)
+    lb, records = load_run_records(run)   # the records read once
     head = live.counts_line(live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run)))
+    problems = [p for p in lb.problems if p.startswith(str(run))]   # files skipped (not unknown tasks)
     if problems:
         head += f"; {len(problems)} unreadable record(s) skipped"
-    table = glue_table(load_run(run))
+    table = glue_table(lb)
     keep = ["Model", "Score"] + [c for c in table.columns[2:] if (table[c] != "-").any()]
     return head + "\n" + to_markdown(table[keep]) + "\n(* partial: tasks missing or trials still running)"
 
@@ -113,20 +120,22 @@ def sweep_total(run: storage.Location, n_records: int) -> int:
     from ..spec.sweep import load
 
     try:
-        sw = load(str(run / "sweep.yaml")) if run.local else None
+        sw = load(str(run / "sweep.yaml"), expand=False) if run.local else None
     except (UserError, OSError, ValueError, TypeError):
         sw = None
     if sw is None:
         return n_records
     if sw.mode == "optuna":
         return len(sw.models) * len(sw.tasks) * len(sw.seeds) * sw.optuna_trials
-    return len(sw.trials())
+    # the grid's size, not expanded (the driver refused a grid that repeats a trial)
+    return (len(sw.models) * len(sw.trainings()) * len(sw.tasks) * len(sw.batch_sizes) * len(sw.learning_rates)
+            * len(sw.seeds))
 
 
 def live_view(run: Path | storage.Location | str) -> live.View:
     """The live view of a run directory, read from its records; running only while its driver lives."""
     run = storage.at(run)
-    records, _ = store.read_records(run)
+    records, _ = store.read_records(run, cache=True)
     return live.snapshot(run.name, records, sweep_total(run, len(records)), live.driver_alive(run))
 
 

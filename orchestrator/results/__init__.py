@@ -21,6 +21,7 @@ render      Markdown, LaTeX and HTML of a table
 report      the documents of all the tables
 formats     export formats and their parsing
 figures     matplotlib figures, PNG/PDF/SVG (imported only to draw)
+drawn       pictures drawn once: kept while their data and code are unchanged; drawing processes
 export      the files of ``glue-sweep leaderboard``
 uncertainty bootstrap intervals, paired tests, held-out selection, ensembles over stored outputs (pure)
 confidence  a run's uncertainty and ensemble frames: each cell's stored outputs and dev labels

@@ -27,10 +27,10 @@ from ..store import location as storage, records as store
 from .board import Leaderboard
 from .compact import compact_values
 from .compare import compare_frame
-from .figures import write_figures
+from .figures import drawing_workers, write_figures
 from .formats import PICTURES
 from .kinds import has_kinds, kinds_values
-from .load import load_run
+from .load import load_run_records
 from .reference import comparison, load_compact_reference
 from .render import to_markdown
 from .report import html_report, latex_report, markdown_report, now, report_tables
@@ -61,9 +61,10 @@ def write_csv(lb: Leaderboard, out: Path, speedups: dict | None = None) -> list[
     return paths
 
 
-def write_evaluations(run: Path, out: Path) -> list[Path]:
-    """``trials.csv`` and ``trials.parquet``: every evaluation of the run's readable records."""
-    df = evaluations(store.read_records(run)[0])
+def write_evaluations(run: Path, out: Path, records: list[dict] | None = None) -> list[Path]:
+    """``trials.csv`` and ``trials.parquet``: every evaluation of the run's readable records
+    (``records``: those already read)."""
+    df = evaluations(store.read_records(run)[0] if records is None else records)
     csv, parquet = out / "trials.csv", out / "trials.parquet"
     write_text(csv, df.to_csv(index=False))
     tmp = out / ".trials.parquet.tmp"
@@ -102,7 +103,9 @@ def write_text(path: Path, text: str) -> None:
 def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = None, final_epoch: bool = False,
            speedups: dict | None = None) -> tuple[Leaderboard, list[Path]]:
     """Write the chosen formats of a run's leaderboard; (leaderboard, files written)."""
-    lb = load_run(run_dir, final_epoch=final_epoch)
+    pictures = tuple(f for f in PICTURES if f in formats or (f == "png" and "html" in formats))
+    workers = drawing_workers() if pictures else 1   # a bad setting refused before anything is written
+    lb, records = load_run_records(run_dir, final_epoch=final_epoch)   # the records read once
     run = storage.at(run_dir)   # a run on an object store exports to ./export/<run> unless told
     out = Path(out_dir) if out_dir else Path(run.path) / "export" if run.local else Path("export") / run.name
     if out.exists() and not out.is_dir():
@@ -118,16 +121,15 @@ def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = N
 
     if "csv" in formats:
         written += write_csv(lb, out, speedups)
-        written += write_evaluations(run, out)
+        written += write_evaluations(run, out, records)
     if "md" in formats:
         put("leaderboard.md", markdown_report(lb, name, tables))
     if "latex" in formats:
         put("leaderboard.tex", latex_report(name, tables))
     if "json" in formats:
         put("leaderboard.json", json_text(lb, name, speedups))
-    pictures = tuple(f for f in PICTURES if f in formats or (f == "png" and "html" in formats))
     if pictures:
-        figs = write_figures(lb, out / "figures", pictures)
+        figs = write_figures(lb, out / "figures", pictures, workers)
         written += [p for _, p in figs]
         if "html" in formats:
             put("report.html", html_report(lb, name, figs, tables))

@@ -10,7 +10,9 @@ second to import) and everything else in the package works without it.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import re
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from ..registry.models import NAMED
 from ..registry.tasks import all_tasks
 from .board import Leaderboard
 from .curves import learning_curves
+from .drawn import Saver, base_digest, drawing_workers
 from .kinds import TEACHER_KIND, has_kinds, kinds_values
 from .reference import load_reference
 from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
@@ -119,13 +122,17 @@ def panels(plt, n: int, width: float, height: float):
     return fig, list(axes.flat)[:n]
 
 
-def draw_grids(plt, lb: Leaderboard, save) -> None:
+def draw_grids(plt, lb: Leaderboard, save, board=()) -> None:
     if not has_grid(lb):
         return
+    tasks = grid_tasks(lb)
+    names = ["grid_score.png"] + (["grid_tasks.png"] if tasks else [])
+    if all([save.drawn(n, *board) for n in names]):
+        return
+    save.made[:] = [m for m in save.made if m[1].name.rsplit(".", 1)[0] + ".png" not in names]
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     grid_figure(plt, lb, "Score", ax, "GLUE Score")
     save(fig, "grid_score.png", "GLUE Score of the BERT miniatures, layers x hidden size (grey: not run)")
-    tasks = grid_tasks(lb)
     if not tasks:
         return
     fig, axes = panels(plt, len(tasks), 6.2, 5.4)
@@ -163,7 +170,9 @@ def _score_points(ax, pts: pd.DataFrame) -> bool:
     return has_partial
 
 
-def draw_score_vs_params(plt, lb: Leaderboard, save) -> None:
+def draw_score_vs_params(plt, lb: Leaderboard, save, board=()) -> None:
+    if save.drawn("score_vs_params.png", *board):
+        return
     wide = glue_wide(lb).merge(lb.models[["model", "layers", "hidden"]], on="model", how="left")
     pts = wide[wide["n_params"].notna() & wide["score"].notna()].copy()
     if not len(pts):
@@ -213,28 +222,77 @@ def _hparam_panel(plt, ax, t: str, c: pd.DataFrame, scale) -> None:
     plt.colorbar(im, ax=ax, label="dev score", fraction=0.046, pad=0.04)
 
 
-def draw_hparams(plt, lb: Leaderboard, save) -> None:
+def draw_hparams(plt, lb: Leaderboard, save, workers: int = 1, meanwhile=None) -> None:
     """Per model, a batch-size x learning-rate heatmap of every task (red: the chosen one; dashed:
-    configurations that tie), each task on the same colour scale for every model."""
+    configurations that tie), each task on the same colour scale for every model. With
+    ``workers`` > 1 the models' pictures are drawn by that many processes (one picture each),
+    while this process calls ``meanwhile`` (the other pictures)."""
     scales = task_scales(lb.configs)
+    todo, order = [], []
     for model in lb.models["model"]:
         cfg = lb.configs[lb.configs["model"] == model]
         tasks = list(cfg["task"].unique())
         if not tasks:
             continue
-        fig, axes = panels(plt, len(tasks), 5.8, 4.2)
-        for ax, t in zip(axes, tasks):
-            _hparam_panel(plt, ax, t, cfg[cfg["task"] == t], scales.get(t))
-        fig.suptitle(f"{model}: dev score by batch size x learning rate\n(mean over seeds; red: chosen, dashed: tied; "
-                     f"one colour scale per task across models)", fontsize=11)
-        fig.tight_layout()
-        save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate")
+        order.append(f"hparams_{file_slug(model)}")
+        if not save.drawn(f"hparams_{file_slug(model)}.png", cfg, [scales.get(t) for t in tasks]):
+            todo.append((model, cfg, {t: scales.get(t) for t in tasks}))
+    if workers > 1 and len(todo) > 1:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        jobs = [(m, c, sc, save.fig_dir, save.formats) for m, c, sc in todo]
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=ctx) as pool:
+            futures = [pool.submit(_hparams_file, job) for job in jobs]
+            if meanwhile:
+                meanwhile()
+            for name, caption in (f.result() for f in futures):
+                save.record(name, caption)
+    else:
+        if meanwhile:
+            meanwhile()
+        for model, cfg, sc in todo:
+            hparams_figure(plt, model, cfg, sc, save)
+    rank = {stem: i for i, stem in enumerate(order)}   # the pictures' order, however they were drawn
+    first, last = ("grid_score", "grid_tasks", "score_vs_params"), ("learning_curves", "kinds")
+    save.made.sort(key=lambda m: (first.index(m[1].stem) if m[1].stem in first else
+                                  len(first) + rank[m[1].stem] if m[1].stem in rank else
+                                  len(first) + len(rank) + last.index(m[1].stem) if m[1].stem in last else 1e9))
 
 
-def draw_learning_curves(plt, lb: Leaderboard, save) -> None:
+def hparams_figure(plt, model: str, cfg: pd.DataFrame, scales: dict, save) -> None:
+    """One model's heatmaps (``scales``: each task's colour scale)."""
+    tasks = list(cfg["task"].unique())
+    fig, axes = panels(plt, len(tasks), 5.8, 4.2)
+    for ax, t in zip(axes, tasks):
+        _hparam_panel(plt, ax, t, cfg[cfg["task"] == t], scales.get(t))
+    fig.suptitle(f"{model}: dev score by batch size x learning rate\n(mean over seeds; red: chosen, dashed: tied; "
+                 f"one colour scale per task across models)", fontsize=11)
+    fig.tight_layout()
+    save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate")
+
+
+def _hparams_file(job) -> tuple[str, str]:
+    """In a worker process: one model's heatmaps written in every format; (name, caption)."""
+    model, cfg, scales, fig_dir, formats = job
+    plt = pyplot()
+    done = []
+
+    def save(fig, name, caption):
+        for p in [fig_dir / f"{Path(name).stem}.{ext}" for ext in formats]:
+            fig.savefig(p, bbox_inches="tight", pad_inches=0.1)
+        plt.close(fig)
+        done.append((name, caption))
+
+    hparams_figure(plt, model, cfg, scales, save)
+    return done[0]
+
+
+def draw_learning_curves(plt, lb: Leaderboard, save, board=()) -> None:
     """Per task, the dev score at each epoch of every model's best configuration."""
     from matplotlib.ticker import MaxNLocator
 
+    if save.drawn("learning_curves.png", *board):
+        return
     curves = learning_curves(lb)
     tasks = [t for t in all_tasks() if t in set(curves["task"])]
     if not tasks:
@@ -262,9 +320,9 @@ def draw_learning_curves(plt, lb: Leaderboard, save) -> None:
     save(fig, "learning_curves.png", "Dev score per epoch of each (model, task)'s best configuration")
 
 
-def draw_kinds(plt, lb: Leaderboard, save) -> None:
+def draw_kinds(plt, lb: Leaderboard, save, board=()) -> None:
     """Per task, each (student, kind of training)'s dev score (bars, ± std over seeds) and the teacher's (a line)."""
-    if not has_kinds(lb):
+    if not has_kinds(lb) or save.drawn("kinds.png", *board):
         return
     v = kinds_values(lb)
     tasks = [c for c in v.columns[3:] if not c.endswith(("_std", "_delta"))]
@@ -284,23 +342,22 @@ def draw_kinds(plt, lb: Leaderboard, save) -> None:
     save(fig, "kinds.png", "Kinds of training side by side: dev score per student (± std over seeds), teacher dashed")
 
 
-def write_figures(lb: Leaderboard, fig_dir: Path, formats=FIGURE_FORMATS) -> list[tuple[str, Path]]:
+def write_figures(lb: Leaderboard, fig_dir: Path, formats=FIGURE_FORMATS,
+                  workers: int | None = None) -> list[tuple[str, Path]]:
     """Draw every picture into ``fig_dir`` in each of ``formats`` (png, pdf, svg); (caption,
-    path) of each picture, the path of its first format."""
+    path) of each picture, the path of its first format. Pictures drawn before from the same
+    data are kept (``Saver``); the models' heatmaps are drawn by ``workers`` processes
+    (default: ``drawing_workers()``)."""
     plt = pyplot()
     fig_dir.mkdir(parents=True, exist_ok=True)
-    made: list[tuple[str, Path]] = []
+    save = Saver(plt, fig_dir, formats, base_digest(DPI))
+    board = (lb.results, lb.configs, lb.models, lb.evals if lb.evals is not None else pd.DataFrame(), lb.teachers,
+             lb.final_epoch)
 
-    def save(fig, name, caption):
-        paths = [fig_dir / f"{Path(name).stem}.{ext}" for ext in formats]
-        for p in paths:   # tight: titles and labels are never cut off
-            fig.savefig(p, bbox_inches="tight", pad_inches=0.1)
-        plt.close(fig)
-        made.append((caption, paths[0]))
+    def the_others():
+        for draw in (draw_grids, draw_score_vs_params, draw_learning_curves, draw_kinds):
+            draw(plt, lb, save, board)
 
-    draw_grids(plt, lb, save)
-    draw_score_vs_params(plt, lb, save)
-    draw_hparams(plt, lb, save)
-    draw_learning_curves(plt, lb, save)
-    draw_kinds(plt, lb, save)
-    return made
+    draw_hparams(plt, lb, save, drawing_workers() if workers is None else workers, meanwhile=the_others)
+    save.write_index()
+    return save.made

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..fileio import JSONTooDeep, read_json
 
 FORMATS = ("csv", "md", "latex", "json", "html", "png", "pdf", "svg")
 PICTURES = ("png", "pdf", "svg")   # the figures' formats (the HTML report embeds the PNGs)
@@ -34,9 +35,9 @@ def read_speedups(path: str | Path | None) -> dict[str, float]:
         return {}
     p = Path(path)
     try:
-        raw = json.loads(p.read_text(encoding="utf-8"))
+        raw = read_json(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"speed-ups file {p}: unreadable ({type(e).__name__})") from None
+        raise UserError(f"speed-ups file {p}: unreadable ({e.msg if isinstance(e, JSONTooDeep) else type(e).__name__})") from None
     if not isinstance(raw, dict):
         raise UserError(f"speed-ups file {p}: must be a JSON object of model name -> speed-up")
     out = {}

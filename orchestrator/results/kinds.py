@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import KIND_MARKS
+from ..fileio import read_json
 from ..store import location as storage
 from .board import Leaderboard
 from .values import MISSING, PARTIAL_MARK, finite, fmt
@@ -35,7 +36,7 @@ def read_teachers(run_dir: str | Path) -> list[dict]:
     """The teacher rows a sweep wrote (task, teacher, score, metrics); [] when none or unreadable."""
     p = storage.at(run_dir).join(TEACHERS_FILE)   # a local run or one on a storage URI
     try:
-        rows = json.loads(p.read_text())
+        rows = read_json(p.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return []
     return [r for r in rows if isinstance(r, dict) and {"task", "teacher", "score"} <= set(r)] \

@@ -63,7 +63,7 @@ def _task_name(name: str) -> str | None:
 def evals_frame(records: list[dict], trials: pd.DataFrame) -> pd.DataFrame:
     """One row per evaluation of ``trials``: its trial's configuration, epoch, step, score and
     one column per metric (NaN where it has none or it is not a finite number)."""
-    raw = pd.json_normalize([e for r in records for e in r["evals"]])
+    raw = pd.DataFrame([_flat_eval(e) for r in records for e in r["evals"]])
     raw = raw.rename(columns=lambda c: c.removeprefix("metrics.")).drop(columns="trial_id", errors="ignore")
     raw = raw.reindex(columns=list(dict.fromkeys(EVAL_COLUMNS + list(raw.columns))))
     raw["trial_id"] = [r["trial_id"] for r in records for _ in r["evals"]]
@@ -72,6 +72,16 @@ def evals_frame(records: list[dict], trials: pd.DataFrame) -> pd.DataFrame:
     raw["step"] = raw["step"].fillna(0)
     keep = ["trial_id", "model", "task", "batch_size", "learning_rate", "seed", "status"]
     return trials[keep].merge(raw, on="trial_id")
+
+
+def _flat_eval(e: dict, prefix: str = "") -> dict:
+    """An evaluation's fields with nested ones as ``metrics.accuracy`` (``pd.json_normalize``'s
+    names and column order: the plain fields first), built without its per-row overhead."""
+    out = {prefix + k: v for k, v in e.items() if not isinstance(v, dict)}
+    for k, v in e.items():
+        if isinstance(v, dict):
+            out.update(_flat_eval(v, f"{prefix}{k}."))
+    return out
 
 
 def build(records: list[dict], problems: Iterable[str] = (), final_epoch: bool = False) -> Leaderboard:
@@ -108,6 +118,11 @@ def _in_order(df: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
 def load_run(run_dir: str | Path, final_epoch: bool = False) -> Leaderboard:
     """The leaderboard of a run directory; UserError when it does not exist, has no trials, or
     none of its records can be read."""
+    return load_run_records(run_dir, final_epoch)[0]
+
+
+def load_run_records(run_dir: str | Path, final_epoch: bool = False) -> tuple[Leaderboard, list[dict]]:
+    """(the leaderboard, the records it was built from): for a caller that needs both, read once."""
     run = storage.at(run_dir)   # a local directory or a storage URI (s3://...)
     run_dir = str(run) if storage.is_uri(str(run_dir)) else run_dir   # a URI shown without its options
     if not run.exists() and not run.is_dir():
@@ -115,14 +130,12 @@ def load_run(run_dir: str | Path, final_epoch: bool = False) -> Leaderboard:
     if not run.is_dir():
         raise UserError(f"run {run_dir} is not a directory")
     tdir = run.join("trials")
-    files = tdir.files(".json")
-    if not files:
+    records, problems = store.read_records(run, cache=True)
+    if not records and not problems:
         raise UserError(f"run {run_dir} has no trials ({tdir}/*.json)")
-    records, problems = store.read_records(run)
     if not records:
-        raise UserError(f"run {run_dir}: none of its {len(files)} trial records can be read "
-                        f"({problems[0] if problems else '?'})")
+        raise UserError(f"run {run_dir}: none of its {len(problems)} trial records can be read ({problems[0]})")
     lb = build(records, problems, final_epoch=final_epoch)
     lb.teachers = read_teachers(run)
     lb.budget = budget_of(records, run)
-    return lb
+    return lb, records

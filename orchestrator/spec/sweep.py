@@ -331,7 +331,9 @@ def find(path: str | os.PathLike) -> Path:
     return named if named.is_file() else p
 
 
-def load(path: str | os.PathLike, results_root: str | None = None) -> Sweep:
+def load(path: str | os.PathLike, results_root: str | None = None, expand: bool = True) -> Sweep:
+    """The sweep of a file (``expand=False``: its grid is not expanded to check for repeated
+    trials, for a reader that only needs its settings and size)."""
     p = find(path)
     if not p.is_file():
         names = ", ".join(shipped_sweeps())
@@ -345,7 +347,7 @@ def load(path: str | os.PathLike, results_root: str | None = None) -> Sweep:
         raise UserError(f"{p}:{line}: not valid UTF-8 (byte {e.start})") from None
     except OSError as e:
         raise UserError(f"sweep file {p}: cannot read ({e.strerror})") from None
-    return parse(text, str(p), results_root)
+    return parse(text, str(p), results_root, expand)
 
 
 def read_yaml(text: str, path: str, with_node: bool = False):
@@ -357,7 +359,7 @@ def read_yaml(text: str, path: str, with_node: bool = False):
     return (raw, node) if with_node else raw
 
 
-def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> Sweep:
+def parse(text: str, path: str = "<sweep>", results_root: str | None = None, expand: bool = True) -> Sweep:
     raw, node = read_yaml(text, path, with_node=True)
     where = Where(path, text, node)
     _no_empty(raw, where)
@@ -384,6 +386,6 @@ def parse(text: str, path: str = "<sweep>", results_root: str | None = None) -> 
                   trust_remote_code=spec.trust_remote_code, raw=raw,
                   fuse=spec.fuse or ("auto" if spec.search.mode == "grid" else "off"), compile=spec.compile,
                   distill=distillation.resolve(spec.distill, where, [t.name for t in tasks]) if spec.distill else None)
-    if sweep.mode == "grid":
+    if sweep.mode == "grid" and expand:
         sweep.trials()  # raises on repeats
     return sweep

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from ..data.features import cache_dir
 from ..errors import UserError
-from ..fileio import atomic_write_json
+from ..fileio import atomic_write_json, read_json
 from ..registry.models import load_model, resolve
 
 # torch (and, through the feature cache, numpy) is imported where it is used: the command line
@@ -85,7 +85,7 @@ def cache_path(m: dict) -> Path:
 
 def _load_cache(path: Path) -> dict:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json(path.read_text(encoding="utf-8"))
         return doc.get("entries", {}) if isinstance(doc, dict) else {}
     except (OSError, ValueError):
         return {}

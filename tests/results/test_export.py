@@ -249,7 +249,7 @@ def test_trials_csv_and_parquet_one_row_per_evaluation(exported, cli_all):
     mrpc = pq[(pq["task"] == "MRPC") & (pq["model"] == "BERT-Tiny")]
     assert mrpc["mrpc_f1"].notna().all() and mrpc["cola_mcc"].isna().all()
     assert np.allclose((mrpc["mrpc_f1"] + mrpc["mrpc_acc"]) / 2, mrpc["score"])
-    tid = "BERT-Tiny__SST-2__bs32_lr1e-04_s1"
+    tid = "BERT-Tiny__SST-2__bs32_lr1e-4_s1"
     assert list(pq.loc[pq["trial_id"] == tid, "epoch"]) == [1.0, 2.0, 3.0]
 
 
@@ -303,3 +303,83 @@ def test_leaderboard_compares_runs_side_by_side(exported, tmp_path, capsys):
     long = pd.read_csv(tmp_path / "cmp" / "compare.csv")
     row = long[(long["run"] == "other") & (long["task"] == "SST-2")].iloc[0]
     assert row["score"] == 91.5 and row["batch_size"] == 16 and row["learning_rate"] == 5e-5
+
+
+def test_pictures_of_unchanged_data_are_not_drawn_again(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from orchestrator.results import drawn
+
+    records = [make_record(m, t, bs, 1e-4, [60.0 + bs / 10, 61.0]) for m in ("BERT-Tiny", "BERT-Mini")
+               for t in ("SST-2", "RTE") for bs in (16, 32)]
+    run = write_run(tmp_path / "run", records)
+    monkeypatch.setenv("GLUE_SWEEP_DRAW_WORKERS", "1")   # every picture drawn in this process, where it is counted
+    saved = []
+    real = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda self, p, **k: (saved.append(Path(p).name), real(self, p, **k)))
+    assert main(["leaderboard", str(run), "--format", "png"]) == 0
+    first = sorted(saved)
+    assert {"hparams_BERT-Tiny.png", "hparams_BERT-Mini.png", "learning_curves.png"} <= set(first)
+    page = (run / "export" / "figures" / "hparams_BERT-Tiny.png").read_bytes()
+    saved.clear()
+    assert main(["leaderboard", str(run), "--format", "png,html"]) == 0   # the same data: nothing drawn
+    assert saved == [] and sorted(p.name for p in (run / "export" / "figures").glob("*.png")) == first
+    assert (run / "export" / "report.html").read_text().count("data:image/png;base64,") == len(first)
+    write_run(run, [make_record("BERT-Mini", "RTE", 8, 1e-4, [62.0])])   # one model's results change (not the scales)
+    assert main(["leaderboard", str(run), "--format", "png"]) == 0
+    assert "hparams_BERT-Mini.png" in saved and "hparams_BERT-Tiny.png" not in saved
+    assert (run / "export" / "figures" / "hparams_BERT-Tiny.png").read_bytes() == page
+    (run / "export" / "figures" / "hparams_BERT-Tiny.png").unlink()      # a picture gone: drawn again
+    saved.clear()
+    assert main(["leaderboard", str(run), "--format", "png"]) == 0
+    assert saved == ["hparams_BERT-Tiny.png"]
+    monkeypatch.setattr(drawn, "_CODE", tmp_path / "other.py")         # other drawing code: every picture again
+    (tmp_path / "other.py").write_text("# another version\n")
+    saved.clear()
+    assert main(["leaderboard", str(run), "--format", "png"]) == 0
+    assert sorted(saved) == first
+
+
+def test_pictures_drawn_by_worker_processes_are_the_ones_drawn_here(tmp_path, monkeypatch):
+    from matplotlib.image import imread
+
+    records = [make_record(m, t, bs, lr, [60.0 + bs / 10 + lr * 1e4, 61.0])
+               for m in ("BERT-Tiny", "BERT-Mini", "BERT-Small") for t in ("SST-2", "RTE") for bs in (16, 32)
+               for lr in (1e-4, 3e-5)]
+    run = write_run(tmp_path / "run", records)
+    pictures = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("GLUE_SWEEP_DRAW_WORKERS", workers)
+        out = tmp_path / f"w{workers}"
+        assert main(["leaderboard", str(run), "--format", "png,html", "--out", str(out)]) == 0
+        pictures[workers] = {p.name: imread(p) for p in (out / "figures").glob("*.png")}
+        html = (out / "report.html").read_text()
+        assert html.count("data:image/png;base64,") == len(pictures[workers])
+        assert html.index("BERT-Mini: batch size") < html.index("BERT-Tiny: batch size") < html.index("Dev score per")
+    assert pictures["1"].keys() == pictures["2"].keys() and len(pictures["1"]) >= 5
+    for name, pixels in pictures["1"].items():
+        assert pixels.shape == pictures["2"][name].shape and (pixels == pictures["2"][name]).all(), name
+
+
+def test_a_bad_number_of_drawing_workers_is_one_line(tmp_path, monkeypatch, capsys):
+    run = write_run(tmp_path / "run", [make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0])])
+    monkeypatch.setenv("GLUE_SWEEP_DRAW_WORKERS", "many")
+    assert main(["leaderboard", str(run), "--format", "csv,png"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "GLUE_SWEEP_DRAW_WORKERS" in err
+    assert not (run / "export").exists()   # refused before anything is written
+
+
+def test_status_counts_the_sweep_without_expanding_its_grid(tmp_path, monkeypatch):
+    from orchestrator.spec import sweep as spec_sweep
+
+    monkeypatch.setenv("GLUE_DIR", str(tmp_path))   # the spec names its data by $GLUE_DIR
+
+    run = write_run(tmp_path / "run", [make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0])])
+    text = (Path(spec_sweep.find("quickstart")).read_text(encoding="utf-8")
+            .replace("seeds: [0]", "seeds: [0, 1, 2]"))
+    (run / "sweep.yaml").write_text(text, encoding="utf-8")
+    want = len(spec_sweep.load(run / "sweep.yaml").trials())   # 2 models x 2 tasks x 2 x 2 x 3 seeds
+    monkeypatch.setattr(spec_sweep.Sweep, "trials", lambda self: pytest.fail("the grid expanded to be counted"))
+    head = status_text(run).split("\n", 1)[0]
+    assert f": {want} trials: 1 completed, {want - 1} pending" in head, head
