@@ -19,12 +19,22 @@ from ..store import location as storage, records as store
 from ..sweep import prometheus
 
 
-def newest_run(root: str = "results") -> Path:
-    runs = [p.parent for p in Path(root).glob("*/trials")]
+def newest_run(root: str = "results", started: bool = False) -> Path:
+    """The run under ``root`` written to last (its newest record); ``started``: also a sweep that
+    has written no record yet but has started (its ``dashboard.json``), as ``dashboard`` wants."""
+    runs = {p.parent for p in Path(root).glob("*/trials")}
+    if started:
+        runs |= {p.parent for p in Path(root).glob("*/dashboard.json")}
     if not runs:
         raise UserError(f"no sweep results under {root}/: run a sweep first (make sweep)")
-    return max(runs, key=lambda p: max((f.stat().st_mtime for f in (p / "trials").iterdir()
-                                        if not f.name.startswith(".")), default=0))   # not the records' cache
+
+    def written(p: Path) -> float:
+        files = [f for f in (p / "trials").iterdir() if not f.name.startswith(".")] if (p / "trials").is_dir() else []
+        if started and (p / "dashboard.json").is_file():
+            files.append(p / "dashboard.json")
+        return max((f.stat().st_mtime for f in files), default=0)   # not the records' cache
+
+    return max(runs, key=written)
 
 
 def dashboard_state(run: Path | storage.Location) -> tuple[dict, bool]:

@@ -213,7 +213,7 @@ def _run_arg(run: str | None):
 
 
 def cmd_dashboard(args) -> int:
-    run = _run_arg(args.run)
+    run = newest_run(started=True) if args.run is None else _run_arg(args.run)   # a sweep started, no record yet
     print("\n".join(dashboard_lines(run)), flush=True)
     return 0 if args.no_prometheus else graph_scores(*dashboard_state(run))
 

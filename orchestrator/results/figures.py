@@ -26,7 +26,7 @@ from .drawn import Saver, base_digest, drawing_workers
 from .kinds import TEACHER_KIND, has_kinds, kinds_values
 from .reference import load_reference
 from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
-from .values import MISSING, PARTIAL_MARK, fmt_lr
+from .values import MISSING, PARTIAL_MARK, finite, fmt_lr
 
 HIDDEN_COLORS = {128: "tab:purple", 256: "tab:blue", 512: "tab:green", 768: "tab:orange"}
 FIGURE_FORMATS = ("png", "pdf", "svg")
@@ -213,7 +213,13 @@ def _hparam_panel(plt, ax, t: str, c: pd.DataFrame, scale) -> None:
     best = tied_best(c)
     hi = [(list(piv.index).index(b), list(piv.columns).index(lr)) for b, lr in zip(best["batch_size"],
                                                                                   best["learning_rate"])]
-    text = [[f"{v:.1f}" if math.isfinite(v) else MISSING for v in row] for row in piv.values]
+    stopped = {}   # (batch size, learning rate) -> the epoch a configuration stopped early reached
+    if "stopped" in c.columns:
+        for r in c[c["stopped"].astype(bool)].itertuples():
+            stopped[(r.batch_size, r.learning_rate)] = r.epochs_reached
+    text = [[(f"{v:.1f}" if math.isfinite(v) else MISSING)
+             + (f"\n(ep {stopped[(b, lr)]:g})" if (b, lr) in stopped and finite(stopped[(b, lr)]) else "")
+             for lr, v in zip(piv.columns, row)] for b, row in zip(piv.index, piv.values)]
     b0 = best.iloc[0]
     title = (f"{t}: {len(best)} configurations tie" if len(best) > 1 else
              f"{t}: best bs {int(b0['batch_size'])}, lr {fmt_lr(b0['learning_rate'])}")
@@ -266,7 +272,7 @@ def hparams_figure(plt, model: str, cfg: pd.DataFrame, scales: dict, save) -> No
     for ax, t in zip(axes, tasks):
         _hparam_panel(plt, ax, t, cfg[cfg["task"] == t], scales.get(t))
     fig.suptitle(f"{model}: dev score by batch size x learning rate\n(mean over seeds; red: chosen, dashed: tied; "
-                 f"one colour scale per task across models)", fontsize=11)
+                 f"(ep n): stopped early at epoch n; one colour scale per task across models)", fontsize=11)
     fig.tight_layout()
     save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate")
 

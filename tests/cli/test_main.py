@@ -126,3 +126,23 @@ def test_train_help_gives_every_optional_flags_default():
         text = a.help % {"default": a.default} if "%(" in (a.help or "") else (a.help or "")
         flag = a.option_strings[-1]
         assert "default" in text, (flag, text)
+
+
+def test_dashboard_without_a_run_finds_a_sweep_that_has_started_before_its_first_record(tmp_path, monkeypatch):
+    import json
+    import os
+    import time
+
+    from orchestrator.cli.console import newest_run
+    from orchestrator.store import records as store
+    from synthetic import make_record
+
+    old = tmp_path / "results" / "old"
+    store.write_record(old, make_record("BERT-Tiny", "SST-2", 32, 1e-4, [80.0]))
+    os.utime(old / "trials" / os.listdir(old / "trials")[0], (time.time() - 60, time.time() - 60))
+    new = tmp_path / "results" / "new"
+    new.mkdir()
+    (new / "dashboard.json").write_text(json.dumps({"url": None, "pid": os.getpid()}))   # started, no record yet
+    monkeypatch.chdir(tmp_path)
+    assert newest_run() == Path("results/old")                 # status and leaderboard: the newest records
+    assert newest_run(started=True) == Path("results/new")     # dashboard: the sweep that started last

@@ -383,3 +383,17 @@ def test_status_counts_the_sweep_without_expanding_its_grid(tmp_path, monkeypatc
     monkeypatch.setattr(spec_sweep.Sweep, "trials", lambda self: pytest.fail("the grid expanded to be counted"))
     head = status_text(run).split("\n", 1)[0]
     assert f": {want} trials: 1 completed, {want - 1} pending" in head, head
+
+
+def test_a_heatmap_marks_the_configurations_stopped_early_with_the_epoch_they_reached():
+    from orchestrator.results import figures as F
+
+    plt = F.pyplot()
+    c = pd.DataFrame({"batch_size": [16, 16, 32, 32], "learning_rate": [1e-4, 5e-5, 1e-4, 5e-5],
+                      "score": [80.0, 70.0, 75.0, 60.0], "rank": [1, 3, 2, 4],
+                      "stopped": [False, True, False, True], "epochs_reached": [3.0, 1.0, 3.0, 2.0]})
+    fig, ax = plt.subplots()
+    F._hparam_panel(plt, ax, "SST-2", c, (60.0, 80.0))
+    texts = sorted(t.get_text() for t in ax.texts)
+    plt.close(fig)
+    assert texts == ["60.0\n(ep 2)", "70.0\n(ep 1)", "75.0", "80.0"]
