@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 # The suite (tests/<package>/test_<module>.py), with the reduced fault-injection set
 # (tests/sweep/test_driver.py: a raising trial re-run once its cause is gone, a NaN trial, changed
-# settings refused, a second driver, out-of-memory; tests/sweep/test_cluster.py: two sweeps at once).
+# settings refused, a second driver, out-of-memory).
 # `make faults` adds tests/faults/ and the tests marked faults (tests/sweep/test_resume.py: driver
 # SIGKILL then a driver elsewhere on the same storage, worker SIGKILL, optuna resume). The HTML report and the
 # Ray dashboard are checked in headless chromium, the live view in tmux, the sweep's gauges in
