@@ -40,10 +40,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@touch $@
 
 # The suite (tests/<package>/test_<module>.py), with the reduced fault-injection set
-# (tests/sweep/test_driver.py: a raising trial re-run once its cause is gone, a NaN trial, changed
-# settings refused, a second driver, out-of-memory).
+# (tests/sweep/test_driver.py: a raising trial recorded failed, a NaN trial, changed settings
+# refused, a second driver, out-of-memory).
 # `make faults` adds tests/faults/ and the tests marked faults (tests/sweep/test_resume.py: driver
-# SIGKILL then a driver elsewhere on the same storage, worker SIGKILL, optuna resume). The HTML report and the
+# SIGKILL then a driver elsewhere on the same storage, worker SIGKILL, optuna resume;
+# tests/sweep/test_driver.py: a failed trial re-run once its cause is gone). The HTML report and the
 # Ray dashboard are checked in headless chromium, the live view in tmux, the sweep's gauges in
 # Prometheus: all three are installed (Debian packages) when missing and this user may install
 # them (root, or CI).

@@ -178,6 +178,7 @@ def _result(rec: dict) -> dict:
                       for e in rec["evals"]]}
 
 
+@pytest.mark.faults   # two more real sweeps (about two minutes): make faults
 def test_failed_trial_runs_again_once_its_cause_is_gone(faulty_sweep, tmp_path, real_glue_dir):
     """After the fault is removed, the same command runs exactly the failed trial, and its record
     equals that of a run that never had the fault."""
