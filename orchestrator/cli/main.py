@@ -10,9 +10,8 @@ from pathlib import Path
 
 from ..data.features import check_cache_dir
 from ..errors import UserError
-from ..fileio import atomic_write_text
 from ..results.compare import compare_table, run_names
-from ..results.export import export, write_comparison
+from ..results.export import export, write_comparison, write_text
 from ..results.formats import FORMATS, parse_formats, read_speedups
 from ..results.load import load_run
 from ..results.render import to_markdown
@@ -267,7 +266,7 @@ def _sureness(args, lb, run, out: Path | None) -> list[Path]:
 def _write_csv(frame, out: Path | None, name: str) -> Path | None:
     if out is None:
         return None
-    atomic_write_text(out / name, frame.to_csv(index=False))
+    write_text(out / name, frame.to_csv(index=False))   # as every other export: atomic, readable
     return out / name
 
 
