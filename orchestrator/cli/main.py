@@ -229,7 +229,8 @@ def cmd_leaderboard(args) -> int:
     if len(args.run) > 1:
         return _compare(args)
     run = _run_arg(args.run[0] if args.run else None)
-    lb, written = export(run, args.format, args.out, args.final_epoch, read_speedups(args.speedups))
+    sure = _Sureness(args, run)
+    lb, written = export(run, args.format, args.out, args.final_epoch, read_speedups(args.speedups), sure.tables)
     for p in lb.problems:
         log.warning(f"glue-sweep: skipped {p}")
     print(to_markdown(glue_table(lb)))
@@ -237,30 +238,65 @@ def cmd_leaderboard(args) -> int:
         print("(* partial: some trials are still running)")
     if lb.budget is not None:
         print(lb.budget.line())
-    written += _sureness(args, lb, run, Path(written[0]).parent if written else None)
+    written += sure.write(lb, Path(written[0]).parent if written else None)
     where = sorted({str(p.parent) for p in written})
     log.info(f"wrote {len(written)} file(s) to {', '.join(where)}")
     return 0
 
 
-def _sureness(args, lb, run, out: Path | None) -> list[Path]:
-    """``--uncertainty`` and ``--ensemble K``: printed, and written beside the other files."""
-    from ..results import confidence
+UNCERTAINTY_NOTE = ("95% bootstrap intervals over dev rows (1,000 resamples, seed 0); * : differs from the task's "
+                    "best model, p < 0.05 (paired bootstrap); held-out: the configuration chosen on half the dev "
+                    "rows, scored on the other half; optimism: what choosing on the same rows adds.")
 
-    written = []
-    if args.uncertainty:
-        frame = confidence.uncertainty_frame(lb, run)
-        print("\nHow sure (95% bootstrap intervals over dev rows, 1,000 resamples, seed 0; * : differs from the "
-              "task's best model, p < 0.05; held-out: the configuration chosen on half the dev rows, scored on "
-              "the other half):")
-        print(to_markdown(confidence.uncertainty_table(frame)))
-        written.append(_write_csv(frame, out, "uncertainty.csv"))
-    if args.ensemble:
-        frame = confidence.ensemble_frame(lb, run, args.ensemble)
-        print(f"\nEnsembles of the {args.ensemble} best configurations (mean of their stored outputs):")
-        print(to_markdown(frame.assign(score=frame["score"].round(2), best_single=frame["best_single"].round(2))))
-        written.append(_write_csv(frame, out, "ensemble.csv"))
-    return [p for p in written if p is not None]
+
+class _Sureness:
+    """``--uncertainty`` and ``--ensemble K``: computed once, as tables at the end of the reports
+    (``tables``, export's ``extra``), printed, and written as CSV beside the other files (``write``)."""
+
+    def __init__(self, args, run):
+        self.args, self.run, self.frames = args, run, {}
+
+    def _frames(self, lb) -> dict:
+        from ..results import confidence
+
+        if not self.frames:
+            if self.args.uncertainty:
+                self.frames["uncertainty"] = confidence.uncertainty_frame(lb, self.run)
+            if self.args.ensemble:
+                self.frames["ensemble"] = confidence.ensemble_frame(lb, self.run, self.args.ensemble)
+        return self.frames
+
+    def _ensemble_table(self, frame):
+        return frame.assign(score=frame["score"].round(2), best_single=frame["best_single"].round(2))
+
+    def tables(self, lb) -> list:
+        from ..results import confidence
+        from ..results.report import Table
+
+        f, out = self._frames(lb), []
+        if "uncertainty" in f:
+            out.append(Table("uncertainty", "How sure: intervals, differences and the held-out score",
+                             confidence.uncertainty_table(f["uncertainty"]), UNCERTAINTY_NOTE))
+        if "ensemble" in f:
+            out.append(Table("ensemble", f"Ensembles of the {self.args.ensemble} best configurations",
+                             self._ensemble_table(f["ensemble"]),
+                             "The mean of their stored outputs (every seed of each, at its epoch), beside the "
+                             "best single configuration."))
+        return out
+
+    def write(self, lb, out: Path | None) -> list[Path]:
+        from ..results import confidence
+
+        f, written = self._frames(lb), []
+        if "uncertainty" in f:
+            print(f"\nHow sure ({UNCERTAINTY_NOTE[0].lower()}{UNCERTAINTY_NOTE[1:-1]}):")
+            print(to_markdown(confidence.uncertainty_table(f["uncertainty"])))
+            written.append(_write_csv(f["uncertainty"], out, "uncertainty.csv"))
+        if "ensemble" in f:
+            print(f"\nEnsembles of the {self.args.ensemble} best configurations (mean of their stored outputs):")
+            print(to_markdown(self._ensemble_table(f["ensemble"])))
+            written.append(_write_csv(f["ensemble"], out, "ensemble.csv"))
+        return [p for p in written if p is not None]
 
 
 def _write_csv(frame, out: Path | None, name: str) -> Path | None:

@@ -77,9 +77,9 @@ class Saver:
             self.new[name] = old
         return same
 
-    def __call__(self, fig, name: str, caption: str) -> None:
-        for p in self._paths(name):   # tight: titles and labels are never cut off
-            fig.savefig(p, bbox_inches="tight", pad_inches=0.1)
+    def __call__(self, fig, name: str, caption: str, tight: bool = True, dpi: int | None = None) -> None:
+        for p in self._paths(name):
+            fig.savefig(p, **save_options(tight, dpi))
         self.plt.close(fig)
         self.record(name, caption)
 
@@ -95,6 +95,13 @@ class Saver:
             atomic_write_json(self.index_path, self.new)
         except OSError:
             pass   # pictures are drawn again next time
+
+
+def save_options(tight: bool = True, dpi: int | None = None) -> dict:
+    """``savefig``'s options: ``tight`` fits the saved page to what is drawn (titles and labels
+    never cut off; a second layout pass), else the figure is saved as laid out; ``dpi`` for PNG
+    (default the pictures' own)."""
+    return ({"bbox_inches": "tight", "pad_inches": 0.1} if tight else {}) | ({"dpi": dpi} if dpi else {})
 
 
 def base_digest(dpi: int) -> str:

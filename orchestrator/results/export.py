@@ -101,8 +101,9 @@ def write_text(path: Path, text: str) -> None:
 
 
 def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = None, final_epoch: bool = False,
-           speedups: dict | None = None) -> tuple[Leaderboard, list[Path]]:
-    """Write the chosen formats of a run's leaderboard; (leaderboard, files written)."""
+           speedups: dict | None = None, extra=None) -> tuple[Leaderboard, list[Path]]:
+    """Write the chosen formats of a run's leaderboard; (leaderboard, files written). ``extra(lb)``:
+    more tables (``report.Table``) for the end of the Markdown, LaTeX and HTML reports."""
     pictures = tuple(f for f in PICTURES if f in formats or (f == "png" and "html" in formats))
     workers = drawing_workers() if pictures else 1   # a bad setting refused before anything is written
     lb, records = load_run_records(run_dir, final_epoch=final_epoch)   # the records read once
@@ -113,7 +114,8 @@ def export(run_dir: str | Path, formats=("csv",), out_dir: str | Path | None = N
     out.mkdir(parents=True, exist_ok=True)
     name = run.name
     written: list[Path] = []
-    tables = report_tables(lb, speedups) if {"md", "latex", "html"} & set(formats) else []
+    tables = (report_tables(lb, speedups) + (extra(lb) if extra else [])) if {"md", "latex", "html"} & set(formats) \
+        else []
 
     def put(fname: str, text: str) -> None:
         write_text(out / fname, text)

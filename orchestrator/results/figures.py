@@ -22,7 +22,7 @@ from ..registry.models import NAMED
 from ..registry.tasks import all_tasks
 from .board import Leaderboard
 from .curves import learning_curves
-from .drawn import Saver, base_digest, drawing_workers
+from .drawn import Saver, base_digest, drawing_workers, save_options
 from .kinds import TEACHER_KIND, has_kinds, kinds_values
 from .reference import load_reference
 from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
@@ -31,6 +31,7 @@ from .values import MISSING, PARTIAL_MARK, finite, fmt_lr
 HIDDEN_COLORS = {128: "tab:purple", 256: "tab:blue", 512: "tab:green", 768: "tab:orange"}
 FIGURE_FORMATS = ("png", "pdf", "svg")
 DPI = 300
+HEATMAP_DPI = 150   # a model's heatmaps (a 17 x 13 inch page of nine panels) in PNG; 300 for the others
 
 
 def pyplot():
@@ -80,7 +81,7 @@ def heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabel
     if vmin == vmax:
         vmin, vmax = vmin - 1, vmax + 1
     cm = matplotlib.colormaps[cmap].with_extremes(bad="#e6e6e6")
-    im = ax.imshow(np.ma.masked_invalid(arr), cmap=cm, vmin=vmin, vmax=vmax, aspect="auto")
+    im = ax.imshow(np.ma.masked_invalid(arr), cmap=cm, vmin=vmin, vmax=vmax, aspect="auto", interpolation="none")
     ax.set_xticks(range(len(col_labels)), labels=col_labels)
     ax.set_yticks(range(len(row_labels)), labels=row_labels)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -92,6 +93,14 @@ def heatmap(ax, values, row_labels, col_labels, cell_text, title, xlabel, ylabel
         ax.add_patch(patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5,
                                        linestyle="--" if tie else "-"))
     return im
+
+
+def colorbar(plt, im, ax, label: str):
+    """A heatmap's colour bar, drawn as vector shapes in PDF and SVG: matplotlib would rasterise
+    its 256 bands, a pass over the whole page in the vector formats for each bar."""
+    cb = plt.colorbar(im, ax=ax, label=label, fraction=0.046, pad=0.04)
+    cb.solids.set_rasterized(False)
+    return cb
 
 
 def grid_figure(plt, lb: Leaderboard, what: str, ax, colorbar_label: str) -> None:
@@ -108,7 +117,7 @@ def grid_figure(plt, lb: Leaderboard, what: str, ax, colorbar_label: str) -> Non
         text.append(row)
     im = heatmap(ax, vals.values, [l[2:] for l in vals.index], [h[2:] for h in vals.columns], text,
                  f"{what} (dev)" if what != "Score" else "GLUE Score (dev)", "hidden size (H)", "layers (L)")
-    plt.colorbar(im, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
+    colorbar(plt, im, ax, colorbar_label)
 
 
 def panels(plt, n: int, width: float, height: float):
@@ -225,7 +234,7 @@ def _hparam_panel(plt, ax, t: str, c: pd.DataFrame, scale) -> None:
              f"{t}: best bs {int(b0['batch_size'])}, lr {fmt_lr(b0['learning_rate'])}")
     im = heatmap(ax, piv.values, [str(int(b)) for b in piv.index], [fmt_lr(v) for v in piv.columns], text,
                  title, "learning rate", "batch size", highlight=hi, cmap="magma", scale=scale)
-    plt.colorbar(im, ax=ax, label="dev score", fraction=0.046, pad=0.04)
+    colorbar(plt, im, ax, "dev score")
 
 
 def draw_hparams(plt, lb: Leaderboard, save, workers: int = 1, meanwhile=None) -> None:
@@ -273,8 +282,8 @@ def hparams_figure(plt, model: str, cfg: pd.DataFrame, scales: dict, save) -> No
         _hparam_panel(plt, ax, t, cfg[cfg["task"] == t], scales.get(t))
     fig.suptitle(f"{model}: dev score by batch size x learning rate\n(mean over seeds; red: chosen, dashed: tied; "
                  f"(ep n): stopped early at epoch n; one colour scale per task across models)", fontsize=11)
-    fig.tight_layout()
-    save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate")
+    fig.tight_layout()   # fits the page: saved as it is, without a second layout pass
+    save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate", tight=False, dpi=HEATMAP_DPI)
 
 
 def _hparams_file(job) -> tuple[str, str]:
@@ -283,9 +292,9 @@ def _hparams_file(job) -> tuple[str, str]:
     plt = pyplot()
     done = []
 
-    def save(fig, name, caption):
+    def save(fig, name, caption, tight=True, dpi=None):
         for p in [fig_dir / f"{Path(name).stem}.{ext}" for ext in formats]:
-            fig.savefig(p, bbox_inches="tight", pad_inches=0.1)
+            fig.savefig(p, **save_options(tight, dpi))
         plt.close(fig)
         done.append((name, caption))
 

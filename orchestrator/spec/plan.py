@@ -61,7 +61,7 @@ def cost_line(sweep: Sweep) -> str:
     c = cost_estimate(sweep)
     how = (f"fuse {c['fuse']}, " + ("with ideal ASHA halving" if c["early_stopping"] else "without early stopping"))
     line = (f"estimate: {_hours(c)} on one H100 ({how}; {c['items']:,} "
-            f"{'units and solo trials' if c['fuse'] == 'auto' else 'trials'}, {_count(c['steps'])} optimizer "
+            f"{'units and solo trials' if c['fuse'] != 'off' else 'trials'}, {_count(c['steps'])} optimizer "
             f"steps{' at most' if c['early_stopping'] else ''}, {_share(c['detail']['point']['host_bound_fraction'])} "
             f"of them bound by host time")
     if c["fuse"] == "off":

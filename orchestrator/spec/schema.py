@@ -45,7 +45,7 @@ def as_list(v):
 def _one_of(*allowed: str, what: str):
     def check(v):
         if v not in allowed:
-            raise ValueError(f"{what} must be {' or '.join(allowed)}, not {v!r}")
+            raise ValueError(f"{what} must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {v!r}")
         return v
     return BeforeValidator(check)
 
@@ -189,4 +189,4 @@ class SweepSpec(_Strict):
     trust_remote_code: Bool = False
     compile: Bool = False                  # every trial's training step under torch.compile
     distill: Distill | None = None
-    fuse: Annotated[str, _one_of("auto", "off", what="fuse")] | None = None   # left out: a grid auto, optuna off
+    fuse: Annotated[str, _one_of("auto", "on", "off", what="fuse")] | None = None   # left out: a grid auto, optuna off

@@ -69,7 +69,8 @@ class Sweep:
     raw: dict = field(default_factory=dict)
     distill: distillation.Distill | None = None   # Pre-trained Distillation settings, when the spec has them
     fuse: str = "auto"                       # auto (a grid's default): the learning rates of one cell train as one
-                                             # fused unit; off (an optuna sweep's only way): one trial per process
+                                             # fused unit where that pays (spec.units); on: wherever the model
+                                             # stacks; off (an optuna sweep's only way): one trial per process
     compile: bool = False                    # trials compile their training step (TrialConfig.compile)
 
     @property
@@ -274,9 +275,9 @@ def _checks(spec: SweepSpec, where: Where) -> None:
         where.fail(("data",), "give glue_dir or hub, not both")
     if spec.distill is not None and spec.search.mode != "grid":
         where.fail(("distill",), "distillation sweeps run in grid mode (search: {mode: grid})")
-    if spec.fuse == "auto" and spec.search.mode != "grid":
-        where.fail(("fuse",), "fuse: auto fuses a grid's learning rates; an optuna sweep runs one trial per process "
-                              "(leave fuse out)")
+    if spec.fuse in ("auto", "on") and spec.search.mode != "grid":
+        where.fail(("fuse",), f"fuse: {spec.fuse} fuses a grid's learning rates; an optuna sweep runs one trial per "
+                              "process (leave fuse out)")
 
 
 def _name(raw, where: Where) -> str:

@@ -3,9 +3,17 @@ torch, no Ray.
 
 Trials that differ only in their learning rate (same model, task, batch size, seed, epochs,
 ...) see the same batches from the same initial weights, so they can train as one stacked
-model. ``fuse: auto`` (a grid sweep's default) groups them when the model is a BERT-architecture
-registry model (grouped ASHA still decides per member: a stopped member leaves its unit's stack,
-``sweep.asha``); ``fuse: off`` keeps one trial per process, as an optuna sweep always does.
+model (grouped ASHA still decides per member: a stopped member leaves its unit's stack,
+``sweep.asha``). What ``fuse`` groups:
+
+* ``on``: every BERT-architecture registry model;
+* ``auto`` (a grid sweep's default): where stacking pays. On GPU workers that is every
+  BERT-architecture registry model (a small model's step is bound by its host time, which a
+  unit shares); on CPU-only workers only the models narrower than ``CPU_FUSE_BELOW_HIDDEN``,
+  whose step is bound by its operator calls too: a wider model's step is bound by its matrix
+  multiplications, which a stack does member by member (measured, ``bench.fused``:
+  ``bench/results/fused-cpu.md``), while solo trials spread over the cores at a finer grain;
+* ``off``: one trial per process, as an optuna sweep always does.
 """
 
 from __future__ import annotations
@@ -14,10 +22,11 @@ import json
 
 from ..config import Trial, TrialConfig
 from ..errors import UserError
-from ..registry.models import entry_of, resolve
+from ..registry.models import entry_of, resolve, shape_of
 
-FUSE = ("auto", "off")
+FUSE = ("auto", "on", "off")
 MAX_MEMBERS = 8   # members of one unit at most (more learning rates: several units)
+CPU_FUSE_BELOW_HIDDEN = 384   # fuse: auto on CPU workers stacks models of a smaller hidden size
 
 
 def unit_key(cfg: TrialConfig) -> str:
@@ -35,15 +44,32 @@ def stackable_model(ref: str) -> bool:
     return entry is not None and entry.arch.model_type == "bert"
 
 
-def plan_units(trials: list[Trial], fuse: str, max_members: int = MAX_MEMBERS) -> list[list[Trial]]:
-    """The trials as units, in the order of their first member; a unit of one is a solo trial."""
+def pays_on_cpu(ref: str) -> bool:
+    """Whether a unit of ``ref`` trains faster than its members alone on CPU workers: a model
+    whose hidden size is below ``CPU_FUSE_BELOW_HIDDEN``."""
+    try:
+        shape = shape_of(resolve(ref))
+    except UserError:
+        return False
+    return shape is not None and shape[1] < CPU_FUSE_BELOW_HIDDEN
+
+
+def fuses(cfg: TrialConfig, fuse: str, gpu: bool = True) -> bool:
+    """Whether the trial ``cfg`` joins a unit under ``fuse`` on GPU (``gpu``) or CPU-only workers."""
+    if fuse == "off" or getattr(cfg, "distilled", False) or not stackable_model(cfg.model):
+        return False
+    return fuse == "on" or gpu or pays_on_cpu(cfg.model)
+
+
+def plan_units(trials: list[Trial], fuse: str, max_members: int = MAX_MEMBERS, gpu: bool = True) -> list[list[Trial]]:
+    """The trials as units, in the order of their first member; a unit of one is a solo trial.
+    ``gpu``: whether the workers have GPUs (``fuse: auto`` stacks less on CPU-only workers)."""
     if fuse not in FUSE:
-        raise UserError(f"fuse must be auto or off, not {fuse!r}")
+        raise UserError(f"fuse must be auto, on or off, not {fuse!r}")
     if fuse == "off":
         return [[t] for t in trials]
     groups: dict[str, list[Trial]] = {}
     for t in trials:
-        fusable = stackable_model(t.config.model) and not getattr(t.config, "distilled", False)
-        key = unit_key(t.config) if fusable else f"solo {t.id}"
+        key = unit_key(t.config) if fuses(t.config, fuse, gpu) else f"solo {t.id}"
         groups.setdefault(key, []).append(t)
     return [g[i:i + max_members] for g in groups.values() for i in range(0, len(g), max_members)]

@@ -32,6 +32,7 @@ from ..fileio import check_writable_dir
 from ..results import live
 from ..spec.resources import gpu_memory_bytes, trial_gpu_share
 from ..spec.sweep import Sweep
+from ..spec.units import CPU_FUSE_BELOW_HIDDEN
 from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
 from . import hooks, mps
@@ -218,6 +219,17 @@ class GpuWatch:
         return self.has
 
 
+def _gpu_trials(sweep: Sweep, has_gpu) -> bool:
+    """Whether trials get GPUs: the spec declares a share, or (``auto``) the cluster has GPUs now."""
+    return float(sweep.gpus_per_trial) > 0 if sweep.gpus_per_trial != "auto" else has_gpu()
+
+
+def _units_line(jobs: list[Job]) -> str:
+    units = [t for j in jobs for t in j.trials or [] if t.get("members")]
+    solo = sum(1 for j in jobs for t in j.trials or [] if not t.get("members"))
+    return f"{len(units)} fused unit(s), {solo} solo trial(s)"
+
+
 def _resources(sweep: Sweep, has_gpu):
     """Ray resources of a trial: CPUs, and a share of a GPU when the spec declares one
     (``gpus_per_trial`` a number) or, with ``auto``, when the cluster has GPUs now."""
@@ -225,8 +237,7 @@ def _resources(sweep: Sweep, has_gpu):
 
     def resources(config):
         declared = sweep.gpus_per_trial != "auto"
-        gpu = (float(sweep.gpus_per_trial) > 0) if declared else has_gpu()
-        if not gpu:
+        if not _gpu_trials(sweep, has_gpu):
             return {"cpu": _trial_cpus(sweep, False)}
         if declared:
             return {"cpu": _trial_cpus(sweep, True), "gpu": float(sweep.gpus_per_trial)}
@@ -301,6 +312,10 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         check_fits(sweep.path, _trial_cpus(sweep, has_gpu()), sweep.gpus_per_trial if has_gpu() else 0)
         if has_gpu():
             log.info(mps.describe())
+        if sweep.mode == "grid" and sweep.fuse == "auto" and not _gpu_trials(sweep, has_gpu):
+            jobs = grid_jobs(sweep, records, gpu=False)[0]   # CPU workers: only the units that pay there
+            log.info(f"fuse auto on CPU workers: {_units_line(jobs)} (models of hidden size under "
+                     f"{CPU_FUSE_BELOW_HIDDEN} stacked; fuse: on stacks every BERT model)")
         session = ctx.address_info.get("session_dir")
         info = dashboard_info(url, secure, session if session and Path(session).is_dir() else None)
         try:

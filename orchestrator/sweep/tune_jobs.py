@@ -49,8 +49,9 @@ def trial_of(tune_config: dict) -> Trial:
     return make_trial(cfg, t["model_name"])
 
 
-def grid_jobs(sweep: Sweep, records: list[dict]) -> tuple[list[Job], int, int]:
-    """(jobs, trials in all, trials finished)."""
+def grid_jobs(sweep: Sweep, records: list[dict], gpu: bool = True) -> tuple[list[Job], int, int]:
+    """(jobs, trials in all, trials finished); ``gpu``: whether the workers have GPUs (which
+    trials fuse, ``spec.units``)."""
     names = {spec.ref: spec.name for spec, _ in sweep.models}
     trials = sweep.trials()
     finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
@@ -58,7 +59,7 @@ def grid_jobs(sweep: Sweep, records: list[dict]) -> tuple[list[Job], int, int]:
     if not todo:
         return [], len(trials), len(trials)
     tune_units = []
-    for unit in plan_units(todo, sweep.fuse):
+    for unit in plan_units(todo, sweep.fuse, gpu=gpu):
         first = as_tune(unit[0], names[unit[0].config.model])
         if len(unit) > 1:   # a fused unit: one Tune trial that reports for each member
             first["members"] = [as_tune(t, names[t.config.model]) for t in unit]

@@ -48,19 +48,46 @@ def test_only_bert_architecture_models_fuse(real_glue_dir, tmp_path):
     assert all(len(u) == 1 for u in plan_units(sw.trials(), "auto"))
 
 
+def test_auto_on_cpu_workers_stacks_only_the_models_it_speeds_up(real_glue_dir, tmp_path):
+    """fuse: auto on CPU-only workers stacks BERT-Tiny (hidden 128: its step is bound by operator
+    calls) but not all-MiniLM-L6-v2 (hidden 384: bound by its matmuls, measured slower stacked);
+    on GPU workers, and with fuse: on, both stack; off stacks nothing."""
+    from orchestrator.spec.units import fuses, pays_on_cpu
+
+    sw = S.parse(sweep_text(real_glue_dir, tmp_path, models="[all-MiniLM-L6-v2, {name: BERT-Tiny, init: random}]"))
+    assert pays_on_cpu("BERT-Tiny") and pays_on_cpu("BERT-Mini") and not pays_on_cpu("all-MiniLM-L6-v2")
+    assert not pays_on_cpu("BERT-Base") and not pays_on_cpu("no-such-model")
+
+    def sizes(fuse, gpu):
+        out = {}
+        for u in plan_units(sw.trials(), fuse, gpu=gpu):
+            out.setdefault(u[0].config.model.split("/")[-1], []).append(len(u))
+        return {m: sorted(v) for m, v in out.items()}
+
+    tiny = next(m for m in sizes("off", True) if "MiniLM" not in m)
+    mini = next(m for m in sizes("off", True) if "MiniLM" in m)
+    assert sizes("auto", False) == {tiny: [3, 3, 3, 3], mini: [1] * 12}
+    assert sizes("auto", True) == sizes("on", False) == sizes("on", True) == {tiny: [3, 3, 3, 3], mini: [3, 3, 3, 3]}
+    assert sizes("off", False) == {tiny: [1] * 12, mini: [1] * 12}
+    t = sw.trials()[0].config
+    assert fuses(t, "on", gpu=False) and not fuses(t, "off", gpu=True)
+
+
 def test_the_fuse_key(real_glue_dir, tmp_path):
     """auto unless a grid says off; an optuna sweep runs one trial per process (auto refused there)."""
     assert S.parse(sweep_text(real_glue_dir, tmp_path)).fuse == "auto"
     assert S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: off\n")).fuse == "off"
-    with pytest.raises(UserError, match=r"<sweep>:9: fuse must be auto or off"):
+    assert S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: on\n")).fuse == "on"
+    with pytest.raises(UserError, match=r"<sweep>:9: fuse must be auto, on or off, not 'sometimes'"):
         S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: sometimes\n"))
     optuna = sweep_text(real_glue_dir, tmp_path).replace(
         "{batch_size: [16, 32], learning_rate: [1e-4, 5e-5, 3e-5]}",
         "{mode: optuna, trials: 4, batch_size: [16, 32], learning_rate: {low: 1e-5, high: 1e-4}}")
     assert S.parse(optuna).fuse == S.parse(optuna + "fuse: off\n").fuse == "off"
-    with pytest.raises(UserError, match=r"^<sweep>:9: fuse: auto fuses a grid's learning rates; an optuna sweep runs "
-                                        r"one trial per process \(leave fuse out\)$"):
-        S.parse(optuna + "fuse: auto\n")
+    for fuse in ("auto", "on"):
+        with pytest.raises(UserError, match=rf"^<sweep>:9: fuse: {fuse} fuses a grid's learning rates; an optuna sweep "
+                                            r"runs one trial per process \(leave fuse out\)$"):
+            S.parse(optuna + f"fuse: {fuse}\n")
 
 
 def test_the_recorder_writes_one_record_per_member(real_glue_dir, tmp_path):
@@ -179,6 +206,8 @@ def test_a_sweep_with_fuse_auto_writes_the_records_fuse_off_would(real_glue_dir,
     r = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", str(spec)], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
+    # no GPU here: the driver plans for CPU workers, where BERT-Tiny's cell still stacks
+    assert "fuse auto on CPU workers: 1 fused unit(s), 0 solo trial(s)" in r.stderr, r.stderr[-3000:]
     recs = {x["trial_id"]: x for x in store.read_records(tmp_path / "results" / "fz")[0]}
     assert set(recs) == {t.id for t in S.load(spec).trials()} and len(recs) == 3
     for x in recs.values():

@@ -135,9 +135,13 @@ def test_sweep_runs_every_trial_once_and_records_the_failure(faulty_sweep, real_
 
 def test_leaderboard_says_how_sure_it_is_from_the_stored_outputs(faulty_sweep, tmp_path):
     out = tmp_path / "export"
-    r = run_cli(["leaderboard", str(faulty_sweep.run_dir), "--uncertainty", "--ensemble", "2", "--out", str(out)])
+    r = run_cli(["leaderboard", str(faulty_sweep.run_dir), "--uncertainty", "--ensemble", "2", "--out", str(out),
+                 "--format", "csv,md"])
     assert r.returncode == 0, r.stderr[-2000:]
     assert "How sure (95% bootstrap intervals" in r.stdout and "Ensembles of the 2 best configurations" in r.stdout
+    md = (out / "leaderboard.md").read_text()   # in the report too, after the leaderboard's own tables
+    assert md.index("How sure: intervals") > md.index("GLUE leaderboard") and "Ensembles of the 2 best" in md
+    assert "95% interval" in md and "held-out" in md
     import pandas as pd
     u = pd.read_csv(out / "uncertainty.csv")
     assert set(u["task"]) == {"SST-2", "MRPC"} and u["note"].isna().all()
