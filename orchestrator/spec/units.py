@@ -9,10 +9,12 @@ model (grouped ASHA still decides per member: a stopped member leaves its unit's
 * ``on``: every BERT-architecture registry model;
 * ``auto`` (a grid sweep's default): where stacking pays. On GPU workers that is every
   BERT-architecture registry model (a small model's step is bound by its host time, which a
-  unit shares); on CPU-only workers only the models narrower than ``CPU_FUSE_BELOW_HIDDEN``,
-  whose step is bound by its operator calls too: a wider model's step is bound by its matrix
-  multiplications, which a stack does member by member (measured, ``bench.fused``:
-  ``bench/results/fused-cpu.md``), while solo trials spread over the cores at a finer grain;
+  unit shares); on CPU-only workers only the models whose layers x hidden size is at most
+  ``CPU_FUSE_MAX_SIZE``. What a unit saves on CPU is mostly per step and per hidden unit (the
+  word-embedding matrix's gradient and AdamW pass, which a unit does only for the rows a batch
+  uses; fewer, larger operators), while its matrix multiplications cost what the members' would:
+  the larger layers x hidden, the less it gains, and solo trials spread over the cores at a
+  finer grain (measured, one thread, two learning rates: ``bench/results/fused-1thread-cpu.md``);
 * ``off``: one trial per process, as an optuna sweep always does.
 """
 
@@ -26,7 +28,9 @@ from ..registry.models import entry_of, resolve, shape_of
 
 FUSE = ("auto", "on", "off")
 MAX_MEMBERS = 8   # members of one unit at most (more learning rates: several units)
-CPU_FUSE_BELOW_HIDDEN = 384   # fuse: auto on CPU workers stacks models of a smaller hidden size
+CPU_FUSE_MAX_SIZE = 2048   # fuse: auto on CPU workers stacks models of at most this layers x hidden
+# (measured fused / one after another: BERT-Tiny 2x128 1.67x, BERT-Mini 4x256 1.31x, BERT-Small
+# 4x512 1.23x, all-MiniLM-L6-v2 6x384 1.05x)
 
 
 def unit_key(cfg: TrialConfig) -> str:
@@ -45,13 +49,13 @@ def stackable_model(ref: str) -> bool:
 
 
 def pays_on_cpu(ref: str) -> bool:
-    """Whether a unit of ``ref`` trains faster than its members alone on CPU workers: a model
-    whose hidden size is below ``CPU_FUSE_BELOW_HIDDEN``."""
+    """Whether a unit of ``ref`` trains clearly faster than its members alone on CPU workers: a
+    model whose layers x hidden size is at most ``CPU_FUSE_MAX_SIZE``."""
     try:
         shape = shape_of(resolve(ref))
     except UserError:
         return False
-    return shape is not None and shape[1] < CPU_FUSE_BELOW_HIDDEN
+    return shape is not None and shape[0] * shape[1] <= CPU_FUSE_MAX_SIZE
 
 
 def fuses(cfg: TrialConfig, fuse: str, gpu: bool = True) -> bool:

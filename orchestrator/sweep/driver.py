@@ -32,7 +32,7 @@ from ..fileio import check_writable_dir
 from ..results import live
 from ..spec.resources import gpu_memory_bytes, trial_gpu_share
 from ..spec.sweep import Sweep
-from ..spec.units import CPU_FUSE_BELOW_HIDDEN
+from ..spec.units import CPU_FUSE_MAX_SIZE
 from ..store import location as storage, records as store
 from ..store.identity import check_reuse, data_fingerprint, identity_fields, trial_fingerprint
 from . import hooks, mps
@@ -314,8 +314,8 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
             log.info(mps.describe())
         if sweep.mode == "grid" and sweep.fuse == "auto" and not _gpu_trials(sweep, has_gpu):
             jobs = grid_jobs(sweep, records, gpu=False)[0]   # CPU workers: only the units that pay there
-            log.info(f"fuse auto on CPU workers: {_units_line(jobs)} (models of hidden size under "
-                     f"{CPU_FUSE_BELOW_HIDDEN} stacked; fuse: on stacks every BERT model)")
+            log.info(f"fuse auto on CPU workers: {_units_line(jobs)} (models of at most {CPU_FUSE_MAX_SIZE} "
+                     f"layers x hidden stacked; fuse: on stacks every BERT model)")
         session = ctx.address_info.get("session_dir")
         info = dashboard_info(url, secure, session if session and Path(session).is_dir() else None)
         try:
