@@ -27,6 +27,7 @@ REAL_GLUE = Path(os.environ.get("GLUE_DIR") or REPO.parent / "shared" / "glue_da
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GLUE_SWEEP_DRAW_WORKERS", "1")   # pictures drawn in the test's process (workers: tested apart)
 
 
 @pytest.fixture(scope="session")

@@ -114,12 +114,13 @@ def base_digest(dpi: int) -> str:
 
 
 def drawing_workers() -> int:
-    """Processes that draw the models' heatmaps: ``GLUE_SWEEP_DRAW_WORKERS``, else 1 (drawn here).
-    Measured on a shared two-core machine, two workers beside the command were slower than one
-    process (bench/results/exports-cpu.md); give more where cores are free."""
+    """Processes that draw the models' heatmaps: ``GLUE_SWEEP_DRAW_WORKERS``, else the cores this
+    process may use, at most 4 (1: drawn here). On a quiet two-core machine two workers drew the
+    paper grid's export in 47 s against 88 s in one process; on a loaded one they were slower
+    (bench/results/exports-cpu.md): set 1 there."""
     env = os.environ.get("GLUE_SWEEP_DRAW_WORKERS", "").strip()
     if not env:
-        return 1
+        return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
     try:
         return max(1, int(env))
     except ValueError:

@@ -28,10 +28,12 @@ from .reference import load_reference
 from .tables import glue_wide, grid_partial, grid_tasks, grid_values, has_grid
 from .values import MISSING, PARTIAL_MARK, finite, fmt_lr
 
+SHARED_LEGEND_OVER = 8   # learning curves of more models: one legend for the page, without each one's configuration
 HIDDEN_COLORS = {128: "tab:purple", 256: "tab:blue", 512: "tab:green", 768: "tab:orange"}
 FIGURE_FORMATS = ("png", "pdf", "svg")
 DPI = 300
-HEATMAP_DPI = 150   # a model's heatmaps (a 17 x 13 inch page of nine panels) in PNG; 300 for the others
+PAGE_DPI = 150   # PNG of a page of panels (a model's heatmaps, the grid per task, the learning curves: 15 to 19
+                 # inches wide, 2,300 to 2,800 pixels); 300 for the single pictures
 
 
 def pyplot():
@@ -131,6 +133,18 @@ def panels(plt, n: int, width: float, height: float):
     return fig, list(axes.flat)[:n]
 
 
+def page_layout(fig, axes, top: float, bottom: float = 0.6, left: float = 0.75, right: float = 0.2,
+                hgap: float = 1.15, wgap: float = 0.8) -> None:
+    """Margins and gaps of a page of panels in inches (``top``: room for the page's title), set
+    at once: ``tight_layout`` would measure every text first, most of the cost of a cheap page."""
+    w, h = fig.get_size_inches()
+    nrows, ncols = axes[0].get_subplotspec().get_gridspec().get_geometry()
+    ax_h = (h - top - bottom - (nrows - 1) * hgap) / nrows
+    ax_w = (w - left - right - (ncols - 1) * wgap) / ncols
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        hspace=hgap / ax_h, wspace=wgap / ax_w)
+
+
 def draw_grids(plt, lb: Leaderboard, save, board=()) -> None:
     if not has_grid(lb):
         return
@@ -148,8 +162,8 @@ def draw_grids(plt, lb: Leaderboard, save, board=()) -> None:
     for ax, t in zip(axes, tasks):
         grid_figure(plt, lb, t, ax, "score")
     fig.suptitle("Per-task dev score of the BERT miniatures (layers x hidden size)", fontsize=13)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
-    save(fig, "grid_tasks.png", "Per-task headline dev score, layers x hidden size")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))   # fits the page: saved as it is, without a second layout pass
+    save(fig, "grid_tasks.png", "Per-task headline dev score, layers x hidden size", tight=False, dpi=PAGE_DPI)
 
 
 def _score_points(ax, pts: pd.DataFrame) -> bool:
@@ -232,9 +246,10 @@ def _hparam_panel(plt, ax, t: str, c: pd.DataFrame, scale) -> None:
     b0 = best.iloc[0]
     title = (f"{t}: {len(best)} configurations tie" if len(best) > 1 else
              f"{t}: best bs {int(b0['batch_size'])}, lr {fmt_lr(b0['learning_rate'])}")
-    im = heatmap(ax, piv.values, [str(int(b)) for b in piv.index], [fmt_lr(v) for v in piv.columns], text,
-                 title, "learning rate", "batch size", highlight=hi, cmap="magma", scale=scale)
-    colorbar(plt, im, ax, "dev score")
+    if scale:   # every cell prints its score: the scale is named, not drawn as a colour bar
+        title += f"\n(colours from {scale[0]:.1f} to {scale[1]:.1f})"
+    heatmap(ax, piv.values, [str(int(b)) for b in piv.index], [fmt_lr(v) for v in piv.columns], text,
+            title, "learning rate", "batch size", highlight=hi, cmap="magma", scale=scale)
 
 
 def draw_hparams(plt, lb: Leaderboard, save, workers: int = 1, meanwhile=None) -> None:
@@ -281,9 +296,13 @@ def hparams_figure(plt, model: str, cfg: pd.DataFrame, scales: dict, save) -> No
     for ax, t in zip(axes, tasks):
         _hparam_panel(plt, ax, t, cfg[cfg["task"] == t], scales.get(t))
     fig.suptitle(f"{model}: dev score by batch size x learning rate\n(mean over seeds; red: chosen, dashed: tied; "
-                 f"(ep n): stopped early at epoch n; one colour scale per task across models)", fontsize=11)
-    fig.tight_layout()   # fits the page: saved as it is, without a second layout pass
-    save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate", tight=False, dpi=HEATMAP_DPI)
+                 f"(ep n): stopped early at epoch n; one colour scale per task across models, dark to light)",
+                 fontsize=11)
+    page_layout(fig, axes, top=1.2)
+    # a page of three columns holds its title: saved as laid out, without a second layout pass;
+    # a narrower one (fewer tasks, cheap) is fitted to what is drawn, so the title is never cut
+    save(fig, f"hparams_{file_slug(model)}.png", f"{model}: batch size x learning rate", tight=len(tasks) < 3,
+         dpi=PAGE_DPI)
 
 
 def _hparams_file(job) -> tuple[str, str]:
@@ -313,7 +332,9 @@ def draw_learning_curves(plt, lb: Leaderboard, save, board=()) -> None:
     if not tasks:
         return
     models = [m for m in lb.models["model"] if m in set(curves["model"])]
-    color = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    # ten colours, then the same with dashes and dots: up to thirty models told apart
+    style = {m: {"color": f"C{i % 10}", "linestyle": ("-", "--", ":")[i // 10 % 3]} for i, m in enumerate(models)}
+    shared = len(models) > SHARED_LEGEND_OVER   # one legend for the page: a panel's would cover its curves
     whole = bool((curves["epoch"] % 1 == 0).all())
     fig, axes = panels(plt, len(tasks), 5.2, 3.8)
     for ax, t in zip(axes, tasks):
@@ -322,17 +343,27 @@ def draw_learning_curves(plt, lb: Leaderboard, save, board=()) -> None:
             if g.empty:
                 continue
             r = g.iloc[0]
-            ax.plot(g["epoch"], g["score"], marker="o", markersize=3, color=color[model],
-                    label=f"{model} (bs {int(r['batch_size'])}, lr {fmt_lr(r['learning_rate'])})")
+            ax.plot(g["epoch"], g["score"], marker="o", markersize=3, **style[model],
+                    label=model if shared else f"{model} (bs {int(r['batch_size'])}, lr {fmt_lr(r['learning_rate'])})")
         if whole:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(title=t, xlabel="epoch", ylabel="dev score")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    fig.suptitle("Learning curves: dev score per epoch of each model's best configuration (mean over seeds)",
-                 fontsize=11)
-    fig.tight_layout()
-    save(fig, "learning_curves.png", "Dev score per epoch of each (model, task)'s best configuration")
+        if not shared:
+            ax.legend(fontsize=7, loc="lower right")   # "best" tries every place against every line: slow
+    bottom = 0.6
+    if shared:
+        from matplotlib.lines import Line2D
+
+        ncol = min(len(models), 6)
+        fig.legend(handles=[Line2D([], [], marker="o", markersize=3, label=m, **style[m]) for m in models],
+                   loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+        bottom += 0.2 * math.ceil(len(models) / ncol)
+    fig.suptitle("Learning curves: dev score per epoch of each model's best configuration (mean over seeds"
+                 + ("; the configurations: the hyperparameter table)" if shared else ")"), fontsize=11)
+    page_layout(fig, axes, top=0.8, hgap=0.9, bottom=bottom)   # one layout pass, unless narrow
+    save(fig, "learning_curves.png", "Dev score per epoch of each (model, task)'s best configuration",
+         tight=len(tasks) < 3, dpi=PAGE_DPI)
 
 
 def draw_kinds(plt, lb: Leaderboard, save, board=()) -> None:

@@ -143,7 +143,8 @@ def test_pictures_in_every_format_at_their_dpi(tmp_path, capsys):
         assert (figs / f"{stem}.pdf").read_bytes()[:5] == b"%PDF-"
         assert b"<svg" in (figs / f"{stem}.svg").read_bytes()[:2000]
         dpi = Image.open(figs / f"{stem}.png").info["dpi"]
-        assert round(dpi[0]) == (150 if stem.startswith("hparams_") else 300), (stem, dpi)   # a model's page: 150
+        page = stem.startswith("hparams_") or stem in ("grid_tasks", "learning_curves")   # pages of panels: 150
+        assert round(dpi[0]) == (150 if page else 300), (stem, dpi)
     svg = (figs / "score_vs_params.svg").read_text()
     assert ">5M<" in svg and ">10M<" in svg and "times" not in svg   # log ticks read 5M, 10M, not 6x10^0
     # two configurations tie at 53.0 for each (model, task): the heatmap says so
