@@ -137,7 +137,14 @@ class TrialConfig:
     @field_validator("*", mode="plain")
     @classmethod
     def _check(cls, v, info):
-        return _RULES[info.field_name](v)
+        # a plain value is checked once per field (a store's records repeat their models, tasks, rates)
+        key = (info.field_name, type(v), v) if isinstance(v, (str, int, float, bool, type(None))) else None
+        if key is not None and key in _CHECKED:
+            return _CHECKED[key]
+        out = _RULES[info.field_name](v)
+        if key is not None and len(_CHECKED) < 100_000:
+            _CHECKED[key] = out
+        return out
 
     def __post_init__(self) -> None:
         """Rules between fields (each field's own rule has run)."""
@@ -163,11 +170,10 @@ class TrialConfig:
         """The only way back from a record's ``"trial"``; unknown keys are an error."""
         if not isinstance(d, dict):
             raise UserError(f"a trial configuration is a mapping, not {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        extra = sorted(set(d) - known)
+        extra = sorted(set(d) - _KNOWN)
         if extra:
             raise UserError(f"unknown trial setting(s): {', '.join(extra)}")
-        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in d]
+        missing = [n for n in _REQUIRED if n not in d]
         if missing:
             raise UserError(f"incomplete trial configuration: missing {', '.join(missing)}")
         return cls(**d)
@@ -177,6 +183,9 @@ class TrialConfig:
 
 
 _RULES = {f.name: f.metadata["rule"] for f in fields(TrialConfig)}
+_CHECKED: dict = {}   # (field, type, value) -> the value its rule returned
+_KNOWN = frozenset(f.name for f in fields(TrialConfig))
+_REQUIRED = tuple(f.name for f in fields(TrialConfig) if f.default is MISSING)
 
 
 # The CUDA caching allocator's setting every worker gets unless its environment says otherwise

@@ -218,26 +218,34 @@ def _score_problem(e: dict, cfg: TrialConfig) -> str | None:
 
 
 def read_record(path: Path | storage.Location) -> tuple[dict | None, str | None]:
-    rec, why = _read_one(path)
+    rec, why = _read_one(path)[:2]
     return (rec, None) if why is None else (None, f"{path}: {why}")
 
 
-def _read_one(path: Path | storage.Location) -> tuple[dict | None, str | None]:
-    """(record, None) or (None, why it cannot be used: a line without the path)."""
+def _read_one(path: Path | storage.Location | str) -> tuple[dict | None, str | None, str | None]:
+    """(record, None, its JSON text) or (None, why it cannot be used: a line without the path, None).
+    A ``str`` is a local file's path."""
     try:
-        rec = read_json(storage.at(path).read_text())
+        if isinstance(path, str):
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        else:
+            text = path.read_text(encoding="utf-8") if isinstance(path, Path) else storage.at(path).read_text()
+        raw = read_json(text)
     except JSONTooDeep:
-        return None, "unreadable (JSON nested too deeply)"
+        return None, "unreadable (JSON nested too deeply)", None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, f"unreadable ({type(e).__name__})"
+        return None, f"unreadable ({type(e).__name__})", None
     try:
-        rec = upgrade(rec)
+        rec = upgrade(raw)
     except (TypeError, ValueError, KeyError):
-        return None, "an old record that cannot be read"
+        return None, "an old record that cannot be read", None
     why = check_record(rec)
-    if why is None and rec["trial_id"] != Path(str(path)).stem:
+    if why is None and rec["trial_id"] != os.path.basename(str(path)).removesuffix(".json"):
         why = f"holds trial {rec['trial_id'][:120]!r}, not the one its file name says (a copied record?)"
-    return (rec, None) if why is None else (None, why)
+    if why is not None:
+        return None, why, None
+    return rec, None, (text if rec is raw else json.dumps(rec))   # an upgraded record: its new shape
 
 
 def read_records(run_dir: str | Path | storage.Location, cache: bool = False) -> tuple[list[dict], list[str]]:
@@ -329,13 +337,12 @@ def _read_local(tdir: Path) -> tuple[list[dict], list[str]]:
             text, why = hit[1], hit[2]
             rec = json.loads(text) if text is not None else None
         else:
-            rec, why = _read_one(storage.at(e.path))
-            text = json.dumps(rec) if rec is not None else None
+            rec, why, text = _read_one(e.path)
             changed = True
         if max(st.st_mtime_ns, st.st_ctime_ns) < racy:
             rows.append((e.name, *key, text, why))
         if rec is None:
-            problems.append(f"{storage.at(e.path)}: {why}")
+            problems.append(f"{e.path}: {why}")
         else:
             records.append(rec)
     if changed or len(rows) != len(cached):
