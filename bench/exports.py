@@ -210,13 +210,19 @@ def markdown(doc: dict) -> str:
         if "after_serial" in row:   # CPU of drawing processes is not counted above (they are not waited for)
             t = row["after_serial"]
             lines += ["", f"{row['command']} of {row['records']:,} records, cold: the cold column drew the "
-                          f"heatmaps in 2 worker processes (`GLUE_SWEEP_DRAW_WORKERS=2`, their CPU not counted); in "
-                          f"one process (`=1`, the default, every CPU second counted): {t['wall_s']} s "
+                          f"heatmaps in 2 worker processes (`GLUE_SWEEP_DRAW_WORKERS=2`, the default on two usable "
+                          f"cores; their CPU not counted); in one process (`=1`, every CPU second counted): "
+                          f"{t['wall_s']} s "
                           f"({t['cpu_s']} CPU; load {t['load_after']:.1f})."]
     if "same_output" in doc:
         same = doc["same_output"]
-        lines += ["", f"Same export before and after ({doc['compared']:,} records, `--format all`): "
-                  + ("yes" if not same else "no: " + "; ".join(same[:10]))]
+        tables = [d for d in same if not d.split(":")[0].startswith("figures/")]
+        pictures = [d for d in same if d.split(":")[0].startswith("figures/")]
+        lines += ["", f"Same export before and after ({doc['compared']:,} records, `--format all`): tables and data "
+                  + ("the same" if not tables else "differ: " + "; ".join(tables[:10]))
+                  + "; pictures (PNG by pixels) " + ("the same" if not pictures else
+                                                     f"{len(pictures)} differ: " + "; ".join(pictures[:5])
+                                                     + ("; ..." if len(pictures) > 5 else ""))]
     for key, text in doc.get("profiles", {}).items():
         lines += ["", f"## cProfile: {key}", "", "```", text.strip(), "```"]
     return "\n".join(lines) + "\n"
