@@ -124,8 +124,12 @@ def upgrade(rec: dict) -> dict:
     return out
 
 
+_JSON_NUMBERS = frozenset((int, float))
+
+
 def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    # JSON's own int and float first (the common case, fast), then their subclasses but bool
+    return type(v) in _JSON_NUMBERS or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def _eval_problem(e) -> str | None:
@@ -133,7 +137,9 @@ def _eval_problem(e) -> str | None:
         return "malformed evals"
     if not _number(e["score"]) or not _number(e.get("epoch", 0)):
         return "an evaluation's score or epoch is not a number"
-    if not isinstance(e["metrics"], dict) or not all(isinstance(k, str) and _number(v) for k, v in e["metrics"].items()):
+    m = e["metrics"]
+    if not isinstance(m, dict) or not (all(type(v) in _JSON_NUMBERS for v in m.values()) or all(map(_number, m.values()))) \
+            or not all(type(k) is str for k in m):
         return "an evaluation's metrics are not numbers by name"
     return None
 
@@ -206,11 +212,13 @@ def _score_problem(e: dict, cfg: TrialConfig) -> str | None:
     score = float(e["score"])
     if not math.isfinite(score):
         return None
-    keys = _metric_keys(cfg.task) or list(e["metrics"])   # an unknown task: the leaderboard reports it
-    missing = [k for k in keys if k not in e["metrics"]]
-    if missing or not keys:
+    metrics = e["metrics"]
+    keys = _metric_keys(cfg.task) or list(metrics)   # an unknown task: the leaderboard reports it
+    try:
+        want = headline({k: float(metrics[k]) for k in keys})
+    except (KeyError, ValueError):   # a metric missing, or none at all
+        missing = [k for k in keys if k not in metrics]
         return f"an evaluation's score {score:g} has no {', '.join(missing) or 'metrics'} to be the headline of"
-    want = headline({k: float(e["metrics"][k]) for k in keys})
     if not (math.isfinite(want) and abs(score - want) <= SCORE_ROUNDING):
         return (f"an evaluation's score {score:g} (epoch {e.get('epoch', '?')}) is not the headline of its metrics "
                 f"({want:.2f}, the mean of {', '.join(keys)})")
