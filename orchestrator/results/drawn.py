@@ -21,7 +21,7 @@ from ..fileio import atomic_write_json, read_json
 # colour scales; the formats; the drawing code, the reference figures and matplotlib's version)
 # and its files' sizes. A picture whose digest and files are unchanged is not drawn again; the
 # rest are drawn, and the index is rewritten atomically.
-_CODE = Path(__file__).with_name("figures.py")   # the drawing code
+_CODE = [Path(__file__).with_name(n) for n in ("figures.py", "drawing.py")]   # the drawing code
 
 
 def frame_digest(*parts) -> str:
@@ -108,8 +108,8 @@ def base_digest(dpi: int) -> str:
     """What every picture depends on besides its data: this module's code, the reference figures, matplotlib."""
     import matplotlib  # heavy: only when pictures are drawn
 
-    ref = sorted((_CODE.parent.parent / "reference").glob("*.csv"))
-    return frame_digest(hashlib.sha256(_CODE.read_bytes() + b"".join(p.read_bytes() for p in ref)).hexdigest(),
+    ref = sorted((_CODE[0].parent.parent / "reference").glob("*.csv"))
+    return frame_digest(hashlib.sha256(b"".join(p.read_bytes() for p in _CODE + ref)).hexdigest(),
                         matplotlib.__version__, dpi)
 
 
