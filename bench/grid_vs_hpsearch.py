@@ -324,9 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", type=_ints, default=PAPER_BATCH_SIZES)
     p.add_argument("--learning-rates", type=_floats, default=PAPER_LEARNING_RATES)
     p.add_argument("--eval-batch-size", type=int, default=128)
-    p.add_argument("--fuse", default="off", choices=("off", "auto"),
+    p.add_argument("--fuse", default="off", choices=("off", "auto", "on"),
                    help="ours: off, one trial per process as the Trainer runs them (the recorded report); "
-                        "auto, fused units")
+                        "auto, fused units where they pay (on CPU: small models); on, fused units of every BERT")
     p.add_argument("--sides", type=_sides, default=["ours", "hf-ray"],
                    help="comma-separated, run in this order: ours (every configuration to the end), ours-asha "
                         "(ASHA per (model, task), grace 1 epoch, reduction factor 2), hf-ray")
