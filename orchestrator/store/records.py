@@ -138,8 +138,7 @@ def _eval_problem(e) -> str | None:
     if not _number(e["score"]) or not _number(e.get("epoch", 0)):
         return "an evaluation's score or epoch is not a number"
     m = e["metrics"]
-    if not isinstance(m, dict) or not (all(type(v) in _JSON_NUMBERS for v in m.values()) or all(map(_number, m.values()))) \
-            or not all(type(k) is str for k in m):
+    if not isinstance(m, dict) or not all(map(_number, m.values())) or not all(type(k) is str for k in m):
         return "an evaluation's metrics are not numbers by name"
     return None
 
@@ -232,13 +231,13 @@ def read_record(path: Path | storage.Location) -> tuple[dict | None, str | None]
 
 def _read_one(path: Path | storage.Location | str) -> tuple[dict | None, str | None, str | None]:
     """(record, None, its JSON text) or (None, why it cannot be used: a line without the path, None).
-    A ``str`` is a local file's path."""
+    A ``str`` or ``Path`` is a local file's path."""
     try:
-        if isinstance(path, str):
+        if isinstance(path, (str, Path)):
             with open(path, encoding="utf-8") as f:
                 text = f.read()
         else:
-            text = path.read_text(encoding="utf-8") if isinstance(path, Path) else storage.at(path).read_text()
+            text = storage.at(path).read_text()
         raw = read_json(text)
     except JSONTooDeep:
         return None, "unreadable (JSON nested too deeply)", None

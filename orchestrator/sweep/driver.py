@@ -43,7 +43,7 @@ from .dashboard import named
 from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
 from .shipping import Shipment, pack, ship_soft_labels
-from .tune_jobs import Job, grid_jobs, optuna_jobs, trial_of
+from .tune_jobs import Job, grid_jobs, optuna_jobs, plan_grid, trial_of
 from .tune_logs import dirname, loggers
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (docs/faults.md: exit codes)
@@ -134,7 +134,8 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
             log.warning(f"warning: ignoring unusable record {p} (its trial runs again)")
         kept = reusable(sweep, loc, records, fp_of, retry_failed)
         retry = sorted(r["trial_id"] for r in records if r["status"] == "failed") if retry_failed else []
-        jobs, total, finished = (grid_jobs if sweep.mode == "grid" else optuna_jobs)(sweep, kept)
+        # a grid's units are planned once Ray says what the workers have (_run_jobs)
+        jobs, total, finished = grid_jobs(sweep, kept, gpu=None) if sweep.mode == "grid" else optuna_jobs(sweep, kept)
         log.info(f"sweep {sweep.name}: {'optuna, ' if sweep.mode == 'optuna' else ''}{total} trials, {finished} "
                  f"already finished, {total - finished} to run"
                  + (f" ({len(retry)} failed before: retried; --no-retry-failed keeps them)" if retry else "")
@@ -312,10 +313,12 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         check_fits(sweep.path, _trial_cpus(sweep, has_gpu()), sweep.gpus_per_trial if has_gpu() else 0)
         if has_gpu():
             log.info(mps.describe())
-        if sweep.mode == "grid" and sweep.fuse == "auto" and not _gpu_trials(sweep, has_gpu):
-            jobs = grid_jobs(sweep, records, gpu=False)[0]   # CPU workers: only the units that pay there
-            log.info(f"fuse auto on CPU workers: {_units_line(jobs)} (models of at most {CPU_FUSE_MAX_SIZE} "
-                     f"layers x hidden stacked; fuse: on stacks every BERT model)")
+        if sweep.mode == "grid":
+            gpu = _gpu_trials(sweep, has_gpu)
+            jobs = [plan_grid(j, sweep, gpu) for j in jobs]   # CPU workers: only the units that pay there
+            if sweep.fuse == "auto" and not gpu:
+                log.info(f"fuse auto on CPU workers: {_units_line(jobs)} (models of at most {CPU_FUSE_MAX_SIZE} "
+                         f"layers x hidden stacked; fuse: on stacks every BERT model)")
         session = ctx.address_info.get("session_dir")
         info = dashboard_info(url, secure, session if session and Path(session).is_dir() else None)
         try:

@@ -20,7 +20,8 @@ from ..store import records as store
 @dataclass
 class Job:
     """One Tuner run: a fixed list of trials (grid), or an optuna study over one group."""
-    trials: list[dict] | None = None           # grid: the Tune configurations of its trials
+    trials: list[dict] | None = None           # grid: the Tune configurations of its trials (``plan_grid``)
+    todo: list[Trial] = field(default_factory=list)   # grid: the trials it runs, before they are planned as units
     study: dict | None = None                  # optuna: the configuration sampled values complete
     samples: int = 0                           # optuna: how many trials to draw
     seen: list[tuple[dict, float]] = field(default_factory=list)   # optuna: finished (params, score)
@@ -28,7 +29,7 @@ class Job:
 
     @property
     def expected(self) -> set[str]:
-        return {trial_of({"trial": m}).id for t in self.trials or [] for m in members(t)}
+        return {t.id for t in self.todo} or {trial_of({"trial": m}).id for t in self.trials or [] for m in members(t)}
 
 
 def as_tune(trial: Trial, model_name: str) -> dict:
@@ -49,23 +50,31 @@ def trial_of(tune_config: dict) -> Trial:
     return make_trial(cfg, t["model_name"])
 
 
-def grid_jobs(sweep: Sweep, records: list[dict], gpu: bool = True) -> tuple[list[Job], int, int]:
+def grid_jobs(sweep: Sweep, records: list[dict], gpu: bool | None = True) -> tuple[list[Job], int, int]:
     """(jobs, trials in all, trials finished); ``gpu``: whether the workers have GPUs (which
-    trials fuse, ``spec.units``)."""
-    names = {spec.ref: spec.name for spec, _ in sweep.models}
+    trials fuse, ``spec.units``), None when not known yet: the job's units are planned later
+    (``plan_grid``), once."""
     trials = sweep.trials()
     finished = {r["trial_id"] for r in records if r["status"] in store.FINAL}
     todo = [t for t in trials if t.id not in finished]
     if not todo:
         return [], len(trials), len(trials)
+    job = Job(todo=todo, warm=[t.config for t in todo])
+    return [job if gpu is None else plan_grid(job, sweep, gpu)], len(trials), len(trials) - len(todo)
+
+
+def plan_grid(job: Job, sweep: Sweep, gpu: bool) -> Job:
+    """The grid job with its trials planned as fused units and solo trials for GPU (``gpu``) or
+    CPU-only workers, as Tune configurations."""
+    names = {spec.ref: spec.name for spec, _ in sweep.models}
     tune_units = []
-    for unit in plan_units(todo, sweep.fuse, gpu=gpu):
+    for unit in plan_units(job.todo, sweep.fuse, gpu=gpu):
         first = as_tune(unit[0], names[unit[0].config.model])
         if len(unit) > 1:   # a fused unit: one Tune trial that reports for each member
             first["members"] = [as_tune(t, names[t.config.model]) for t in unit]
         tune_units.append(first)
-    job = Job(trials=tune_units, warm=[t.config for t in todo])
-    return [job], len(trials), len(trials) - len(todo)
+    job.trials = tune_units
+    return job
 
 
 def optuna_jobs(sweep: Sweep, records: list[dict]) -> tuple[list[Job], int, int]:
