@@ -84,6 +84,9 @@ def add_run_command(sub) -> None:
                    help="run the trials that failed before again (default; --no-retry-failed keeps them failed)")
     r.add_argument("--insecure-dashboard", action="store_true",
                    help="start the local Ray without token authentication (not recommended)")
+    r.add_argument("--no-job", action="store_true",
+                   help="run the driver in this process, not as a Ray Job of the local Ray (then the dashboard's "
+                        "Jobs page has no driver log); also GLUE_SWEEP_NO_JOB=1")
     r.set_defaults(func=cmd_run)
 
 
@@ -327,8 +330,19 @@ def cmd_run(args) -> int:
         storage.reachable(args.storage)
     if not address or is_loopback(address):   # Ray keeps loopback addresses (set before Ray is imported)
         os.environ.update(LOCAL_ONLY_ENV)
-    from ..sweep import driver
+    from ..sweep import driver, local_job   # Ray: imported once RAY_AUTH_MODE is set
+    from ..sweep.cluster import RunLock
+    from ..sweep.paths import lock_dir, run_location
 
+    if local_job.wanted(address) and not args.no_job:   # the driver as a Ray Job of a local head
+        loc = run_location(s, args.storage)
+
+        def check():
+            driver.check(s, args.storage, args.retry_failed)
+            with RunLock(lock_dir(loc), str(loc)):   # a second run of the sweep: refused here, not in the job
+                pass
+
+        return local_job.run(s, args.argv, loc, not args.insecure_dashboard, check)
     return driver.run(s, address=address, storage_uri=args.storage, secure=not args.insecure_dashboard,
                       retry_failed=args.retry_failed)
 
@@ -352,6 +366,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return EXIT_USAGE
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # `run` passes them on to its Ray Job
     with logs.configured(logs.level(args.log_verbose, args.log_quiet)):
         return _command(args)
 

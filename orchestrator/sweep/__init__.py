@@ -1,7 +1,9 @@
 """Runs a sweep's trials as Ray Tune experiments (needs Ray; the trial runner does not).
 
-driver      run(): checks, lock, resume (reuse, failed retried), cache warm-up, one Tuner per job
+driver      check() and run(): checks, lock, resume (reuse, failed retried), cache warm-up, one Tuner per job
+local_job   a local ``run`` as a Ray Job of a head started for it: log followed, live view, Ctrl-C, exit code
 tune_jobs   the trials still to run, as Tune configurations (grid, optuna studies)
+search      an optuna job's search algorithm and its study's storage (optuna.db)
 trainable   the Tune trainable (in the workers): a solo trial or a fused unit, one reporter
 recorder    the Tune callback that writes the result store (in the driver), progress lines
 tune_logs   Tune's CSV, JSON and TensorBoard logs per trial, a fused unit's members each their own

@@ -20,10 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-import optuna
 import ray
 from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 
 from ..config import TrialConfig, display_name, make_trial
 from ..data.features import cache_dir, check_cache_dir
@@ -44,6 +42,7 @@ from .paths import data_paths, lock_dir, run_location, stay_in_job, tune_storage
 from .recorder import StopOnWriteError, StoreRecorder
 from .shipping import Shipment, pack, ship_soft_labels
 from .tune_jobs import Job, grid_jobs, optuna_jobs, plan_grid, trial_of
+from .search import search
 from .tune_logs import dirname, loggers
 
 EXIT_FAILED = 3   # the sweep ended with failed trials (docs/faults.md: exit codes)
@@ -112,11 +111,10 @@ def reusable(sweep: Sweep, loc: storage.Location, records: list[dict], fp_of, re
     return [r for r in records if not (retry_failed and r["status"] == "failed")]
 
 
-def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None, resume: bool = True,
-        secure: bool = True, retry_failed: bool = True) -> int:
-    """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
-    (address, data, settings of finished records) runs before anything is written."""
-    address = resolve_address(address)
+def check(sweep: Sweep, storage_uri: str | None, retry_failed: bool = True):
+    """Every check that can refuse a sweep before anything is written or started (the store, the
+    cache, the data, the settings of finished records); returns (location, glue_dir, hub, data
+    source, fingerprint function)."""
     loc = storage.reachable(run_location(sweep, storage_uri))   # a missing bucket: here, not after Ray started
     check_writable_dir(lock_dir(loc), "results directory")
     check_cache_dir()   # features, digests, soft labels: a cache that cannot be used is said, not worked around
@@ -126,6 +124,17 @@ def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None
         from ..train import teacher
     fp_of = fingerprints(data_fingerprints(sweep, source), teacher.soft_keys(sweep, source) if sweep.distill else {})
     reusable(sweep, loc, store.read_records(loc)[0], fp_of, retry_failed, say=False)   # refuse early
+    return loc, glue_dir, hub, source, fp_of
+
+
+def run(sweep: Sweep, address: str | None = None, storage_uri: str | None = None, resume: bool = True,
+        secure: bool = True, retry_failed: bool = True) -> int:
+    """Run (or finish) a sweep. Returns the process exit code. Every check that can refuse
+    (address, data, settings of finished records) runs before anything is written."""
+    address = resolve_address(address)
+    loc, glue_dir, hub, source, fp_of = check(sweep, storage_uri, retry_failed)
+    if sweep.distill:
+        from ..train import teacher
     soft = (teacher.prepare(sweep, source=source, after_prepare=_teacher_hook) if sweep.distill
             else {})   # soft labels once; a bad teacher refuses here
     with RunLock(lock_dir(loc), str(loc)):
@@ -252,29 +261,11 @@ def _resources(sweep: Sweep, has_gpu):
     return resources
 
 
-def _search(sweep: Sweep, job: Job, db_dir: Path) -> tuple[dict, object, int]:
-    """(the job's parameter space without the runtime, its search algorithm, samples)."""
-    if job.trials is not None:
-        return {"trial": tune.grid_search(job.trials)}, None, 1
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seed = job.study["config"]["seed"]
-    # a resumed study is seeded anew, so that it does not re-draw the first run's samples
-    db, name = study_storage(db_dir, job)
-    search_alg = OptunaSearch(metric="score", mode="max", seed=1000 * seed + len(job.seen), storage=db, study_name=name,
-                              points_to_evaluate=[c for c, _ in job.seen] or None,
-                              evaluated_rewards=[r for _, r in job.seen] or None)
-    log.info(f"optuna study {job.study['group'].replace('|', ' / ')} seed {seed}: {job.samples} trial(s), "
-             f"{len(job.seen)} known")
-    space = {"trial": job.study, "batch_size": tune.choice(sweep.batch_sizes),
-             "learning_rate": tune.loguniform(sweep.learning_rates[0], sweep.learning_rates[1])}
-    return space, search_alg, job.samples
-
-
 def _tuner(sweep: Sweep, job: Job, k: int, resources, shipment: Shipment, recorder: StoreRecorder,
            storage_path: str, keeper: str | None = None) -> tune.Tuner:
     from .trainable import trainable   # torch and the runner: imported here, after Ray has started (see _run_jobs)
 
-    space, search_alg, samples = _search(sweep, job, Path(storage_path).parent)
+    space, search_alg, samples = search(sweep, job, Path(storage_path).parent)
     return tune.Tuner(
         # resources on the function, then the class: the dashboard's Class column reads GlueTrial
         named(tune.with_resources(tune.with_parameters(trainable, shipment=shipment, keeper=keeper), resources)),
@@ -320,7 +311,7 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
                 log.info(f"fuse auto on CPU workers: {_units_line(jobs)} (models of at most {CPU_FUSE_MAX_SIZE} "
                          f"layers x hidden stacked; fuse: on stacks every BERT model)")
         session = ctx.address_info.get("session_dir")
-        info = dashboard_info(url, secure, session if session and Path(session).is_dir() else None)
+        info = dashboard_info(url, secure, session if session and Path(session).is_dir() else None) | {"trials": total}
         try:
             _save_spec(sweep, loc, shipment)
             loc.join("dashboard.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -356,20 +347,6 @@ def _run_jobs(sweep: Sweep, jobs: list[Job], loc: storage.Location, records: lis
         if view:
             view.stop()
         ray.shutdown()
-
-
-def study_storage(db_dir: Path, job: Job) -> tuple[optuna.storages.BaseStorage, str]:
-    """The study's SQLite storage beside the run (``optuna.db``, for optuna-dashboard) and its
-    name, ``<model> / <task> / seed <n>``. A resumed study starts afresh there: the trials it
-    already knows are given to it again as evaluated points."""
-    db_dir.mkdir(parents=True, exist_ok=True)
-    db = optuna.storages.RDBStorage(f"sqlite:///{(db_dir / 'optuna.db').resolve()}")
-    name = f"{job.study['group'].replace('|', ' / ')} / seed {job.study['config']['seed']}"
-    try:
-        optuna.delete_study(study_name=name, storage=db)
-    except KeyError:
-        pass
-    return db, name
 
 
 def best_summary(loc) -> str:

@@ -1,6 +1,6 @@
 """Watching a real sweep: the live view in a terminal (tmux) mid-sweep and after it ends, the Ray
-dashboard in headless chromium (trial names in the actor list, a trial's scores in its worker
-log), Tune's TensorBoard files and ``status --watch`` ending with the sweep; a fused unit's label.
+dashboard in headless chromium (the sweep on the Jobs page with its driver log, trial names in the
+actor list, a trial's scores in its worker log), Tune's TensorBoard files and ``status --watch`` ending with the sweep; a fused unit's label.
 
 One small sweep (BERT-Tiny from scratch, 200 SST-2 examples, three learning rates): the 1e-4 trial
 waits before its second evaluation, so the terminal shows it running with its first score; the
@@ -112,8 +112,13 @@ def elapsed(text: str) -> int:
     return seconds(re.search(r"elapsed (\S+?);", text).group(1))
 
 
-def ray_tmp() -> str:
-    return os.environ.get("RAY_TMPDIR", "/tmp/ray")
+def page_text(url: str, profile: Path) -> str:
+    """The page's DOM once its scripts have run (headless chromium), tags removed."""
+    out = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={profile}", "--window-size=1600,1000", "--virtual-time-budget=15000",
+                          "--dump-dom", url], capture_output=True, text=True, timeout=180).stdout
+    return re.sub(r"<[^>]+>", " ", out)
 
 
 def dashboard(run: Path):
@@ -159,6 +164,18 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
             got = api(url, "/api/v0/actors", detail=1)["data"]["result"]["result"]
             return got if FIRST in {a["repr_name"] for a in got} else None
 
+        # the sweep is a Ray Job of its local Ray: on the Jobs page, running, its driver log the sweep's lines
+        jobs = [j for j in api(url, "/api/jobs/") if (j.get("metadata") or {}).get("glue_sweep") == "watch"]
+        assert len(jobs) == 1 and jobs[0]["status"] == "RUNNING", jobs
+        sid = jobs[0]["submission_id"]
+        assert sid.startswith("glue-sweep-watch-"), sid
+        driver_log = wait(lambda: (lambda t: t if re.search(r"\[\d\d:\d\d:\d\d\] trials: ", t) else None)(
+            api(url, f"/api/jobs/{sid}/logs")["logs"]), timeout=60)
+        assert "sweep watch: 3 trials" in driver_log and "Ray dashboard: http://127.0.0.1:" in driver_log
+        page = page_text(f"{url}/#/jobs/{sid}", tmp_path / "profile")
+        assert sid in page and "RUNNING" in page, page[:2000]
+        assert re.search(r"\[\d\d:\d\d:\d\d\]trials:\d+", re.sub(r"\s+", "", page)), page[:4000]   # (highlighted: spaced)
+        screenshot(f"{url}/#/jobs/{sid}", tmp_path / "job.png", tmp_path / "profile")
         actors = wait(named_actors, timeout=90)
         first = next(a for a in actors if a["repr_name"] == FIRST)
         assert {a["repr_name"] for a in actors if a["class_name"] == "GlueTrial"} <= want
@@ -167,7 +184,8 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
     finally:
         server.shutdown()
     # the trial's worker log (what the actor page's Logs tab shows first, stderr): one line per evaluation
-    logs = sorted(Path(ray_tmp()).glob(f"session_*/logs/worker-*-{first['pid']}.err"), key=lambda p: p.stat().st_mtime)
+    session_dir = Path(json.loads((run / "dashboard.json").read_text())["session_dir"])
+    logs = sorted(session_dir.glob(f"logs/worker-*-{first['pid']}.err"), key=lambda p: p.stat().st_mtime)
     assert logs, f"no worker log of pid {first['pid']}"
     log = logs[-1].read_text()
     assert f":actor_name:{FIRST}" in log

@@ -64,7 +64,7 @@ def test_prometheus_graphs_every_trials_dev_score_while_a_sweep_runs(tmp_path, r
                       lr="[1e-4, 5e-5]", epochs=2, examples=120, extra="resources: {max_concurrent: 2}")
     # both trials wait before their second evaluation: the sweep runs on with one score each
     sweep = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True, env=env(PYTHONPATH=str(REPO), GLUE_SWEEP_FAULTS="stall:lr1e-4:150,stall:lr5e-5:150"))
+                             text=True, env=env(PYTHONPATH=str(REPO), GLUE_SWEEP_FAULTS="stall:lr1e-4:300,stall:lr5e-5:300"))
     run, dash = tmp_path / "results" / "prom", None
     try:
         scores = wait(lambda: scored(run), timeout=400)
