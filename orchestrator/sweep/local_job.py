@@ -92,6 +92,11 @@ class Head:
     """A local Ray head of one sweep: started at once, ready when its Jobs API answers."""
 
     def __init__(self, secure: bool):
+        if secure:   # the login token, made as a local ray.init makes it when there is none yet (``ray start`` does not)
+            from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+
+            ensure_token_if_auth_enabled(create_token_if_missing=True)
+            private_token()
         self.temp_dir = tempfile.mkdtemp(prefix="ray-glue-sweep-")
         self.ports = dict(zip(HEAD_PORTS, free_ports(len(HEAD_PORTS))))
         self.url = f"http://127.0.0.1:{self.ports['dashboard-port']}"

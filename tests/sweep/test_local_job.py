@@ -119,10 +119,14 @@ def test_bad_input_is_one_line_before_ray_is_up(tmp_path):
 def test_a_failed_trial_and_ctrl_c_keep_their_exit_codes(tmp_path, real_glue_dir):
     spec = _spec(tmp_path, real_glue_dir)
     run = tmp_path / "results" / "job"
-    # the driver's exit code 3 (a trial failed) comes back through the job; its lines are on stderr
+    # the driver's exit code 3 (a trial failed) comes back through the job; its lines are on stderr;
+    # a user without a Ray login token yet gets one, readable by its owner only (as a local ray.init makes it)
+    home = tmp_path / "home"
     out = subprocess.run([sys.executable, "-m", "orchestrator.cli.main", "run", str(spec)], cwd=tmp_path,
-                         env=_env(GLUE_SWEEP_FAULTS="raise:lr1e-4"), capture_output=True, text=True, timeout=400)
+                         env=_env(GLUE_SWEEP_FAULTS="raise:lr1e-4", HOME=str(home)), capture_output=True, text=True,
+                         timeout=400)
     assert out.returncode == 3, out.stderr
+    assert (home / ".ray" / "auth_token").stat().st_mode & 0o777 == 0o600
     assert "runs as Ray Job glue-sweep-job-" in out.stderr and "sweep job: 2 trials" in out.stderr
     assert "1 trial(s) failed" in out.stderr and "injected fault in" in out.stderr
     assert "Running entrypoint" not in out.stderr and "job_manager.py" not in out.stderr   # Ray's own lines stay out
