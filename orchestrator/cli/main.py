@@ -334,7 +334,9 @@ def cmd_run(args) -> int:
     from ..sweep.cluster import RunLock
     from ..sweep.paths import lock_dir, run_location
 
-    if local_job.wanted(address) and not args.no_job:   # the driver as a Ray Job of a local head
+    if os.environ.get(local_job.LAUNCHER_ENV) and "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+        local_job.die_with_launcher()   # the driver of a local run's job
+    elif local_job.wanted(address) and not args.no_job:   # the driver as a Ray Job of a local head
         loc = run_location(s, args.storage)
 
         def check():

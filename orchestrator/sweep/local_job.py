@@ -15,8 +15,9 @@ status and live driver log, while the terminal looks as it did when the driver r
    in-process driver: the head sends the driver SIGINT (``RAY_JOB_STOP_SIGNAL``), Tune ends the
    trials, the records stay whole, the exit code is 130. A second Ctrl-C stops the head at once.
 4. The exit code is the driver's (0, 2 bad input, 3 failed trials, 4 store lost, 130 interrupted);
-   the head stops with the job. If this process dies, the head dies with it (``PR_SET_PDEATHSIG``)
-   and the driver with the head.
+   the head stops with the job. If this process is killed, the head dies with it
+   (``PR_SET_PDEATHSIG``) and the driver at once (``die_with_launcher``): as a killed in-process
+   driver, every record written stays whole and the same command resumes.
 
 ``run --no-job`` (or ``GLUE_SWEEP_NO_JOB=1``) runs the driver in this process, as before.
 """
@@ -43,6 +44,7 @@ from .address import LOOPBACK_ENV
 from .cluster import free_ports, private_token, worker_env
 
 NO_JOB_ENV = "GLUE_SWEEP_NO_JOB"
+LAUNCHER_ENV = "GLUE_SWEEP_LAUNCHER_PID"   # the job's driver ends when the process that launched it is gone
 # ``ray start`` flags of every listener a head opens: each gets a port free now (Ray's defaults are
 # fixed numbers a second sweep on the machine could not bind). Workers take ports the OS picks.
 HEAD_PORTS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
@@ -78,9 +80,33 @@ def head_env(secure: bool) -> dict[str, str]:
     env = {**os.environ, **LOOPBACK_ENV, **worker_env(), "RAY_JOB_STOP_SIGNAL": "SIGINT",
            "RAY_JOB_STOP_WAIT_TIME_S": str(STOP_WAIT_S), "RAY_USAGE_STATS_ENABLED": "0"}
     env.pop("RAY_ADDRESS", None)
+    env[LAUNCHER_ENV] = str(os.getpid())
     if secure:
         env["RAY_AUTH_MODE"] = "token"
     return env
+
+
+def die_with_launcher(every_s: float = 1.0) -> None:
+    """In the job's driver: end at once (as a killed in-process driver would: every record written
+    is whole) when the ``glue-sweep run`` that launched it is gone (killed, not interrupted)."""
+    import threading
+
+    try:
+        pid = int(os.environ.get(LAUNCHER_ENV, ""))
+    except ValueError:
+        return
+
+    def watch():
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os.kill(os.getpid(), signal.SIGKILL)
+            except PermissionError:
+                pass
+            time.sleep(every_s)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 def _die_with_parent() -> None:   # in the head's process, before exec
@@ -258,8 +284,7 @@ def run(sweep, argv: list[str], loc: storage.Location, secure: bool, check) -> i
         sid = f"glue-sweep-{sweep.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         c.submit_job(entrypoint=entrypoint(argv), submission_id=sid,
                      metadata={"glue_sweep": sweep.name, "storage": str(loc), "started_by": "glue-sweep run"})
-        log.info(f"sweep {sweep.name} runs as Ray Job {sid} of a local Ray: {head.url}/#/jobs/{sid} "
-                 f"(--no-job runs it in this process)")
+        log.info(f"sweep {sweep.name} runs as Ray Job {sid}: {head.url}/#/jobs/{sid}")
         return follow(c, sid, Follower(sweep.name, loc, Tail(head.driver_log(sid)), started), head)
     finally:
         signal.signal(signal.SIGTERM, previous)

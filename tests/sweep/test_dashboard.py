@@ -137,7 +137,9 @@ def test_live_view_dashboard_and_tensorboard_of_a_real_sweep(sweep, tmp_path):
     run = sweep
     # mid-sweep: the live view in the terminal, with a running trial's epoch and score
     wait(lambda: any(r["evals"] for r in store.read_records(run)[0] if r["status"] == "running"), timeout=300)
-    mid = wait(lambda: screen_with("/2 "), timeout=25)
+    # (the view reads the store every second: it shows the score and an ETA soon after the record has it)
+    mid = wait(lambda: (lambda s: s if re.search(r"\d\.\d/2 ", s) and re.search(r"elapsed \S+?;", s) else None)(screen()),
+               timeout=25)
     print(mid)
     assert "sweep watch (running): 3 trials:" in mid and "ETA" in mid
     for col in ("model", "task", "bs", "lr", "seed", "epoch", "score", "ex/s", "running", "best so far"):

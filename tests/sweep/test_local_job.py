@@ -1,6 +1,7 @@
 """A local ``glue-sweep run`` as a Ray Job (``sweep.local_job``): the head's command and
 environment, the log follower, exit codes; real runs: bad input refused before the head is up,
-the driver's exit code passed through, Ctrl-C stopping the job with code 130 and the head gone.
+the driver's exit code passed through, Ctrl-C stopping the job with code 130 and the head gone,
+a killed ``glue-sweep run`` taking its job's driver and Ray with it.
 (The Jobs page and its driver log in chromium: tests/sweep/test_dashboard.py.)"""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from orchestrator.results import live
 from orchestrator.store import records as store
 from orchestrator.sweep import local_job
 
@@ -152,3 +154,23 @@ def test_a_failed_trial_and_ctrl_c_keep_their_exit_codes(tmp_path, real_glue_dir
     assert {r["trial_id"].split("_")[-2]: r["status"] for r in store.read_records(run)[0]}["lr5e-5"] == "completed"
     url = json.loads((run / "dashboard.json").read_text())["url"]
     assert not _answers(url), "the head outlived its job"
+    # `glue-sweep run` killed: its job's driver goes at once (the sweep's lock free again), Ray after it
+    p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "run", str(spec)], cwd=tmp_path,
+                         env=_env(GLUE_SWEEP_FAULTS="sleep:lr1e-4:300"), stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 240
+        while not live.driver_alive(run) and time.monotonic() < end:
+            time.sleep(1)
+        assert live.driver_alive(run), "the job's driver never took the sweep's lock"
+    finally:
+        p.kill()
+        p.wait()
+    end = time.monotonic() + 20
+    while live.driver_alive(run) and time.monotonic() < end:
+        time.sleep(0.5)
+    assert not live.driver_alive(run), "the job's driver outlived the killed glue-sweep run"
+    url = json.loads((run / "dashboard.json").read_text())["url"]
+    end = time.monotonic() + 60
+    while _answers(url) and time.monotonic() < end:
+        time.sleep(1)
+    assert not _answers(url), "Ray outlived the killed glue-sweep run"
