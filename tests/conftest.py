@@ -28,6 +28,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GLUE_SWEEP_DRAW_WORKERS", "1")   # pictures drawn in the test's process (workers: tested apart)
+# `glue-sweep run` keeps its driver in-process (a local run's own Ray head and job cost seconds a run):
+# the Ray Job path is tested apart (tests/sweep/test_local_job.py, test_dashboard.py, the wheel's sweep)
+os.environ.setdefault("GLUE_SWEEP_NO_JOB", "1")
 
 
 @pytest.fixture(scope="session")

@@ -76,8 +76,9 @@ max_train_examples: 64
 data: {{glue_dir: {real_glue_dir}}}
 """)
     r = run(installed, ["glue-sweep", "run", "one.yaml"], cwd=tmp_path, timeout=400,
-            RAY_AUTH_MODE="token", PYTHONUNBUFFERED="1")
+            RAY_AUTH_MODE="token", PYTHONUNBUFFERED="1", GLUE_SWEEP_NO_JOB="0")   # as a Ray Job, from the wheel
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "runs as Ray Job glue-sweep-one-" in r.stderr and "sweep one finished: 1 completed" in r.stderr
     rec = json.loads(next((tmp_path / "results" / "one" / "trials").glob("*.json")).read_text())
     assert rec["status"] == "completed" and rec["evals"], rec
 

@@ -41,7 +41,7 @@ from ..errors import UserError
 from ..store import records as store
 from ..store import location as storage
 from .address import LOOPBACK_ENV
-from .cluster import free_ports, private_token, worker_env
+from .cluster import free_ports, private_token, token_file, worker_env
 
 NO_JOB_ENV = "GLUE_SWEEP_NO_JOB"
 LAUNCHER_ENV = "GLUE_SWEEP_LAUNCHER_PID"   # the job's driver ends when the process that launched it is gone
@@ -118,6 +118,7 @@ class Head:
     """A local Ray head of one sweep: started at once, ready when its Jobs API answers."""
 
     def __init__(self, secure: bool):
+        self.secure = secure
         if secure:   # the login token, made as a local ray.init makes it when there is none yet (``ray start`` does not)
             from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
 
@@ -141,8 +142,8 @@ class Head:
         while True:
             if self.proc.poll() is not None:
                 raise UserError(f"could not start Ray: {self._last_line()}")
-            try:
-                c = JobSubmissionClient(self.url)
+            try:   # the token given outright: this process may have imported Ray before token auth was asked
+                c = JobSubmissionClient(self.url, headers=self._login())
                 private_token()
                 return c
             except Exception as e:   # not up yet
@@ -150,6 +151,12 @@ class Head:
                     raise UserError(f"could not start Ray: its dashboard at {self.url} did not answer within "
                                     f"{READY_TIMEOUT_S} s ({str(e).splitlines()[0][:200]}); see {self.log_path}") from None
                 time.sleep(0.25)
+
+    def _login(self) -> dict[str, str] | None:
+        if not self.secure:
+            return None
+        token = os.environ.get("RAY_AUTH_TOKEN") or token_file().read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
 
     def _last_line(self) -> str:
         with contextlib.suppress(OSError):

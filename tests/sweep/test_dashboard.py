@@ -93,7 +93,8 @@ def sweep(tmp_path, real_glue_dir):
     env = {"HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "token", "PYTHONPATH": str(REPO),
            "GLUE_SWEEP_HOOKS": str(REPO / "tests" / "faults" / "plugin.py"), "GLUE_SWEEP_FAULTS": "sleep:lr3e-5:120,stall:lr1e-4:30",
            "COLUMNS": "160", "LINES": "50"}
-    cmd = " ".join(f"{k}={v}" for k, v in env.items()) + f" {sys.executable} -m orchestrator.cli.main run {spec}"
+    cmd = ("env -u GLUE_SWEEP_NO_JOB " + " ".join(f"{k}={v}" for k, v in env.items())   # as a Ray Job, as `make sweep`
+           + f" {sys.executable} -m orchestrator.cli.main run {spec}")
     tmux("new-session", "-d", "-s", SESSION, "-x", "160", "-y", "50", f"cd {REPO} && {cmd}; echo EXIT=$?; sleep 600")
     try:
         yield tmp_path / "results" / "watch"

@@ -45,6 +45,26 @@ def test_the_heads_environment_stops_a_job_with_sigint(monkeypatch):
     assert "RAY_AUTH_MODE" not in local_job.head_env(secure=False) or os.environ.get("RAY_AUTH_MODE")
 
 
+def test_the_jobs_client_logs_in_with_the_token_outright(tmp_path, monkeypatch):
+    """Whatever this process's Ray thinks of token auth (Ray imported before RAY_AUTH_MODE was set),
+    the client sends the token: a head that asks for it always gets it."""
+    import ray.job_submission
+
+    token = tmp_path / "auth_token"
+    token.write_text("s3cr3t\n")
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token))
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    seen = []
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", lambda url, headers=None: seen.append(headers) or url)
+    head = local_job.Head.__new__(local_job.Head)
+    head.secure, head.url, head.proc = True, "http://127.0.0.1:1", SimpleNamespace(poll=lambda: None)
+    assert head.client() == "http://127.0.0.1:1"
+    assert seen == [{"Authorization": "Bearer s3cr3t"}]
+    head.secure = False
+    head.client()
+    assert seen[-1] is None
+
+
 def test_wanted_only_for_a_local_run_outside_a_job(monkeypatch):
     monkeypatch.delenv(local_job.NO_JOB_ENV, raising=False)
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
