@@ -3,9 +3,10 @@ axis, every linear layer one batched matmul, every op one call for all K members
 
 The forward pass is ``BertForSequenceClassification``'s (embeddings, post-LayerNorm encoder,
 tanh pooler, classifier; cross-entropy, or mean squared error for one label) written on
-stacked weights, so K members cost one launch per op instead of K. All members see the same
-batch (``[B, L]``) and the same dropout masks (``StackedBert._drop``); each has its own
-weights. Chosen by measurement over ``torch.func.vmap`` of ``functional_call`` on the
+stacked weights, so K members cost one launch per op instead of K. Members of one seed see the
+same batch (``[B, L]``) and the same dropout masks (``StackedBert._drop``); a unit of several
+seeds takes per-member batches (``[K, B, L]``) and draws each seed's masks from its own
+generator (``seeds.Draws``). Each member has its own weights. Chosen by measurement over ``torch.func.vmap`` of ``functional_call`` on the
 transformers model, which was slower on CPU than both these stacked matmuls and K separate
 models (``bench/fused.py --choice`` records all three).
 
@@ -44,10 +45,14 @@ class Vocabulary:
     stacks 6,700 of BERT's 30,522 rows, so the gradient, clipping and AdamW passes over the
     embeddings, most of a small model's parameters, shrink in proportion."""
 
-    def __init__(self, train_ids: np.ndarray, weight: torch.Tensor, k: int):
+    def __init__(self, train_ids: np.ndarray, weight: torch.Tensor, k: int,
+                 others: list[torch.Tensor] = (), group: list[int] | None = None):
         rows = np.union1d(np.unique(train_ids), [0])           # sorted, so the padding id stays 0
         self.rows = torch.from_numpy(rows).to(weight.device)
-        self.base = weight.detach().clone()                    # [V, H]: every member's start
+        self.base = weight.detach().clone()                    # [V, H]: every member's start (one seed)
+        # several seeds: each seed's start (``weight`` the first's, ``others`` the rest's), each member's seed
+        self.bases = [self.base, *(w.detach().clone() for w in others)]
+        self.group = list(group) if group is not None else [0] * k
         self.scale = torch.ones(k, dtype=torch.float64, device=weight.device)   # each member's decay of the rest
         self.lookup = np.zeros(weight.shape[0], dtype=np.int32)
         self.lookup[rows] = np.arange(len(rows), dtype=np.int32)
@@ -57,7 +62,13 @@ class Vocabulary:
         return replace(enc, input_ids=self.lookup[enc.input_ids])
 
     def stacked(self, k: int) -> torch.Tensor:
+        if len(self.bases) > 1:
+            return torch.stack([self.bases[g].index_select(0, self.rows) for g in self.group])
         return self.base.index_select(0, self.rows).unsqueeze(0).repeat(k, 1, 1).contiguous()
+
+    def base_of(self, k: int) -> torch.Tensor:
+        """Member ``k``'s initial matrix, [V, H] (its seed's)."""
+        return self.bases[self.group[k]]
 
     def decay(self, lrs: torch.Tensor, wd: float) -> None:
         """After an AdamW step with these learning rates ([K], the schedule's factor applied; a
@@ -68,12 +79,13 @@ class Vocabulary:
 
     def keep(self, rows: list[int]) -> None:
         self.scale = self.scale[torch.tensor(rows, dtype=torch.long, device=self.scale.device)]
+        self.group = [self.group[r] for r in rows]
 
     @torch.no_grad()
     def write(self, out: torch.Tensor, trained: torch.Tensor, k: int) -> torch.Tensor:
         """Member ``k``'s whole matrix into ``out`` ([V, H]) from its trained rows ``trained``
         ([A, H]): the initial rows decayed by its factor, the trained ones in place."""
-        torch.mul(self.base, float(self.scale[k]), out=out)
+        torch.mul(self.base_of(k), float(self.scale[k]), out=out)
         return out.index_copy_(0, self.rows, trained.detach().to(out.dtype))
 
 
@@ -123,15 +135,21 @@ def linear_weights(model) -> set[str]:
     return {f"{name}.weight" for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
 
 
-def stack_parameters(model, k: int, words: Vocabulary | None = None) -> dict[str, torch.Tensor]:
+def stack_parameters(model, k: int, words: Vocabulary | None = None, models: list | None = None,
+                     group: list[int] | None = None) -> dict[str, torch.Tensor]:
     """The model's parameters, each repeated ``k`` times along a new leading axis (leaf
     tensors that require gradients), by the transformers parameter name; linear weights
-    transposed (``linear_weights``), the word embeddings only at ``words.rows`` when given."""
+    transposed (``linear_weights``), the word embeddings only at ``words.rows`` when given.
+    Several seeds: member ``i`` takes ``models[group[i]]``'s parameters (``models[0]`` is ``model``)."""
     lin = linear_weights(model)
+    own = [dict(m.named_parameters()) for m in models] if models and len(models) > 1 else None
 
     def stack(name, p):
         if words is not None and name == WORDS:
             return words.stacked(k).requires_grad_(p.requires_grad)
+        if own is not None:
+            ts = [own[g][name].detach() for g in group]
+            return torch.stack([t.t() if name in lin else t for t in ts]).contiguous().requires_grad_(p.requires_grad)
         t = p.detach().t() if name in lin else p.detach()
         return t.unsqueeze(0).repeat(k, *([1] * p.ndim)).contiguous().requires_grad_(p.requires_grad)
     return {name: stack(name, p) for name, p in model.named_parameters()}
@@ -181,9 +199,10 @@ class StackedBert:
         self.training = True
         self.word_grads: WordGrads | None = None   # set: the word embeddings' gradient goes there
 
-    def _drop(self, x: torch.Tensor, p: float, shape: tuple[int, ...]) -> torch.Tensor:
+    def _drop(self, x: torch.Tensor, p: float, b: int, l: int, shape, draws=None) -> torch.Tensor:
         """Dropout with one mask for all members, drawn as the solo trial draws it: ``functional.dropout``
-        of a tensor of the solo trial's ``shape`` (``x`` is ``[K, *shape]`` in another view).
+        of a tensor of the solo trial's shape ``shape(b, l)`` (``x`` is ``[K, *shape(b, l)]`` in another
+        view). Several seeds (``draws``, a ``seeds.Draws``): one mask per seed, ``draws.masks``.
 
         The trials of a unit share their seed, so their solo runs draw the same masks at every
         step (the random stream does not depend on the learning rate); so do the members here,
@@ -192,6 +211,9 @@ class StackedBert:
         tracks its solo trial to float rounding."""
         if not (self.training and p > 0):
             return x
+        if draws is not None:
+            return (x.view(-1, *shape(b, l)) * draws.masks(p, shape, b, l)).to(x.dtype).view(x.shape)
+        shape = shape(b, l)
         # float32, so that bf16 activations are scaled by 1/(1-p) with one rounding, as functional.dropout does
         if x.device.type == "cpu":   # functional.dropout's own steps on CPU (the same draw), without its ones
             mask = torch.empty(shape, dtype=torch.float32).bernoulli_(1 - p).div_(1 - p)
@@ -199,13 +221,14 @@ class StackedBert:
             mask = functional.dropout(torch.ones(shape, dtype=torch.float32, device=x.device), p, True)
         return (x.view(-1, *shape) * mask).to(x.dtype).view(x.shape)
 
-    def _embed(self, P: dict, input_ids, token_type_ids) -> torch.Tensor:
-        k, (b, l) = P[PREFIX + "embeddings.word_embeddings.weight"].shape[0], input_ids.shape
+    def _embed(self, P: dict, input_ids, token_type_ids, draws=None) -> torch.Tensor:
+        k, (b, l) = P[PREFIX + "embeddings.word_embeddings.weight"].shape[0], input_ids.shape[-2:]
         out = []
         for name, ids in (("word", input_ids), ("token_type", token_type_ids),
                           ("position", torch.arange(l, device=input_ids.device).expand(b, l))):
             w = P[f"{PREFIX}embeddings.{name}_embeddings.weight"]                 # [K, V, H]
-            flat = ids.reshape(1, -1) + (torch.arange(k, device=ids.device) * w.shape[1]).unsqueeze(1)
+            flat = (ids.reshape(k if ids.dim() == 3 else 1, -1)                    # per member, or shared
+                    + (torch.arange(k, device=ids.device) * w.shape[1]).unsqueeze(1))
             if name == "word" and self.word_grads is not None:
                 out.append(self.word_grads.lookup(w, flat))
             else:
@@ -213,9 +236,11 @@ class StackedBert:
         x = out[0] + out[1] + out[2]
         x = _layer_norm(x, P[PREFIX + "embeddings.LayerNorm.weight"], P[PREFIX + "embeddings.LayerNorm.bias"],
                         self.c.layer_norm_eps)
-        return self._drop(x, self.c.hidden_dropout_prob, (b, l, x.shape[-1]))
+        h = x.shape[-1]
+        return self._drop(x, self.c.hidden_dropout_prob, b, l, lambda b, l: (b, l, h), draws)
 
-    def _attention(self, P: dict, pre: str, x: torch.Tensor, mask: torch.Tensor, b: int, l: int) -> torch.Tensor:
+    def _attention(self, P: dict, pre: str, x: torch.Tensor, mask: torch.Tensor, b: int, l: int,
+                   draws=None) -> torch.Tensor:
         k, n, h = x.shape
         hd = h // self.heads
 
@@ -225,39 +250,48 @@ class StackedBert:
 
         q, key, v = heads("query"), heads("key"), heads("value")
         scores = torch.matmul(q, key.transpose(-1, -2)) / math.sqrt(hd)
-        scores = (scores.view(k, b, self.heads, l, l) + mask).view(k * b, self.heads, l, l)   # mask [B, 1, 1, L]
-        probs = self._drop(torch.softmax(scores, dim=-1), self.c.attention_probs_dropout_prob, (b, self.heads, l, l))
+        scores = (scores.view(k, b, self.heads, l, l) + mask).view(k * b, self.heads, l, l)   # mask [(K,) B, 1, 1, L]
+        probs = self._drop(torch.softmax(scores, dim=-1), self.c.attention_probs_dropout_prob, b, l,
+                           lambda b, l: (b, self.heads, l, l), draws)
         ctx = torch.matmul(probs, v).transpose(1, 2).reshape(k, n, h)
         y = self._drop(_linear(ctx, P[f"{pre}attention.output.dense.weight"], P[f"{pre}attention.output.dense.bias"]),
-                       self.c.hidden_dropout_prob, (b, l, h))
+                       self.c.hidden_dropout_prob, b, l, lambda b, l: (b, l, h), draws)
         return _layer_norm(y + x, P[f"{pre}attention.output.LayerNorm.weight"], P[f"{pre}attention.output.LayerNorm.bias"],
                            self.c.layer_norm_eps)
 
-    def logits(self, P: dict, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        """[K, B, num_labels] for one batch ``[B, L]`` shared by all members."""
-        b, l = input_ids.shape
+    def logits(self, P: dict, input_ids, attention_mask, token_type_ids=None, draws=None) -> torch.Tensor:
+        """[K, B, num_labels] for one batch ``[B, L]`` shared by all members, or per member ``[K, B, L]``
+        (several seeds: ``draws`` draws each seed's dropout masks)."""
+        b, l = input_ids.shape[-2:]
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self._embed(P, input_ids, token_type_ids)
-        k = x.shape[0]
+        x = self._embed(P, input_ids, token_type_ids, draws)
+        k, h = x.shape[0], x.shape[-1]
         neg = torch.finfo(x.dtype).min
-        mask = ((1.0 - attention_mask.to(x.dtype)) * neg).view(b, 1, 1, l)
+        mask = ((1.0 - attention_mask.to(x.dtype)) * neg).view(*attention_mask.shape[:-1], 1, 1, l)
         for i in range(self.c.num_hidden_layers):
             pre = f"{PREFIX}encoder.layer.{i}."
-            a = self._attention(P, pre, x, mask, b, l)
+            a = self._attention(P, pre, x, mask, b, l, draws)
             y = self.act(_linear(a, P[pre + "intermediate.dense.weight"], P[pre + "intermediate.dense.bias"]))
             y = self._drop(_linear(y, P[pre + "output.dense.weight"], P[pre + "output.dense.bias"]), self.c.hidden_dropout_prob,
-                           (b, l, x.shape[-1]))
+                           b, l, lambda b, l: (b, l, h), draws)
             x = _layer_norm(y + a, P[pre + "output.LayerNorm.weight"], P[pre + "output.LayerNorm.bias"], self.c.layer_norm_eps)
         cls = x.view(k, b, l, -1)[:, :, 0]                                             # [K, B, H]
         pooled = torch.tanh(_linear(cls, P[PREFIX + "pooler.dense.weight"], P[PREFIX + "pooler.dense.bias"]))
-        return _linear(self._drop(pooled, self.cls_dropout, (b, pooled.shape[-1])), P["classifier.weight"], P["classifier.bias"])
+        return _linear(self._drop(pooled, self.cls_dropout, b, l, lambda b, l: (b, h), draws), P["classifier.weight"],
+                       P["classifier.bias"])
 
     def losses(self, P: dict, batch: dict, labels: torch.Tensor) -> torch.Tensor:
-        """Each member's mean loss on the batch, [K] (the transformers model's loss per member)."""
-        logits = self.logits(P, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        if self.num_labels == 1:
-            return ((logits[..., 0].float() - labels.float().unsqueeze(0)) ** 2).mean(dim=1)
+        """Each member's mean loss on the batch, [K] (the transformers model's loss per member).
+        Per-member batches (``batch["draws"]``, several seeds): labels ``[K, B]``, each member's
+        mean over its own rows (a padded row weighs nothing)."""
+        draws = batch.get("draws")
+        logits = self.logits(P, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), draws)
         k, b, c = logits.shape
-        ce = functional.cross_entropy(logits.float().reshape(k * b, c), labels.repeat(k), reduction="none")
-        return ce.view(k, b).mean(dim=1)
+        own = labels.dim() == 2
+        if self.num_labels == 1:
+            each = (logits[..., 0].float() - (labels.float() if own else labels.float().unsqueeze(0))) ** 2
+        else:
+            each = functional.cross_entropy(logits.float().reshape(k * b, c), labels.reshape(-1) if own else labels.repeat(k),
+                                            reduction="none").view(k, b)
+        return each.mean(dim=1) if draws is None else (each * draws.valid).sum(dim=1) / draws.rows

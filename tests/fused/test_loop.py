@@ -14,7 +14,7 @@ import torch
 
 from orchestrator.config import make_trial
 from orchestrator.errors import UserError
-from orchestrator.fused import loop as FU, stacked
+from orchestrator.fused import loop as FU, seeds, stacked
 from orchestrator.fused.adamw import StackedAdamW
 from orchestrator.sweep import hooks
 from orchestrator.train import runner as R
@@ -96,6 +96,32 @@ def test_members_track_their_solo_trials(src, task, dropout):
     assert rel(weights[0]["classifier.weight"], weights[1]["classifier.weight"]) > 1e-2
 
 
+@pytest.mark.parametrize("dropout,kw", [(no_dropout, {}), (keep_dropout, {}),
+                                        (keep_dropout, dict(max_train_examples=792, grad_accum=2))],
+                         ids=["dropout-off", "dropout-on", "short-batch-micro-batches"])
+def test_members_of_several_seeds_track_their_solo_trials(src, dropout, kw):
+    """Two seeds x two learning rates in one unit: each member starts from its own seed's model,
+    takes its own seed's batches and draws its own seed's dropout masks, so each tracks its solo
+    trial. 792 rows: each seed's epoch has a short batch of 8 rows at its own step, which with
+    micro-batches of 8 is one micro-batch where the other seed has two."""
+    configs = [cfg(seed=seed, learning_rate=lr, **kw) for seed in (3, 4) for lr in LRS]
+    results, weights = fused(configs, src, dropout=dropout)
+    for k, c in enumerate(configs):
+        ref, ref_w = solo(c, src, dropout)
+        got = results[k]
+        assert got.status == ref.status == "completed" and got.steps == ref.steps == 50
+        assert [e.step for e in got.evals] == [e.step for e in ref.evals] == [25, 50]
+        for a, b in zip(got.evals, ref.evals):
+            assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+            assert a.epoch == b.epoch and a.metrics.keys() == b.metrics.keys()
+            assert a.score == pytest.approx(b.score, abs=0.5)   # a prediction on the boundary may flip
+        worst = weights_differ(weights[k], ref_w)
+        assert worst < 1e-4, f"member {k} (seed {c.seed}, lr {c.learning_rate}): parameters differ by {worst:.2e}"
+    # the seeds really differ: same learning rate, another seed, apart from the start
+    words = "bert.embeddings.word_embeddings.weight"
+    assert rel(weights[0][words], weights[2][words]) > 1e-1
+
+
 def test_each_member_starts_from_its_solo_trials_head_and_loss(src):
     configs = [cfg(learning_rate=lr) for lr in LRS]
     p = no_dropout(R.prepare(configs[0], src))
@@ -157,8 +183,8 @@ def test_a_nan_member_leaves_the_stack_and_the_others_go_on(src, monkeypatch):
     configs = [cfg(learning_rate=lr, max_train_examples=320, eval_every_steps=10) for lr in LRS]
     original = stacked.stack_parameters
 
-    def poisoned(model, k, words=None):
-        params = original(model, k, words)
+    def poisoned(model, k, words=None, *more):
+        params = original(model, k, words, *more)
         with torch.no_grad():
             params["classifier.weight"][0] = float("nan")
         return params
@@ -193,8 +219,28 @@ def test_a_unit_holds_trials_that_differ_only_in_learning_rate(src):
         FU.check_unit([cfg(), cfg(batch_size=32)])
     p = R.prepare(cfg(), src)
     with pytest.raises(UserError, match="only in their learning rate"):
-        FU.run_fused(p, [cfg(seed=4)])
+        FU.run_fused(p, [cfg(epochs=2)])
+    FU.check_unit([cfg(), cfg(seed=4, learning_rate=1e-4)])   # seeds may differ ...
+    with pytest.raises(UserError, match="when they do not compile their step"):
+        FU.check_unit([cfg(compile=True), cfg(compile=True, seed=4)])   # ... but not in a compiled unit
     assert not math.isnan(R.lr_factor(10, 0.1)(0)) and R.lr_factor(10, 0.1)(1) == 1.0
+
+
+def test_several_seeds_draw_each_seeds_solo_mask_at_its_own_shape():
+    """Each seed's mask is what its solo trial draws from its own generator at its own batch's
+    shape (here 30 and 50 wide), padded with zeros to the unit's width; members of one seed share it."""
+    shape = lambda b, l: (b, l, 200)   # noqa: E731 (a solo trial's [B, L, H])
+    gens = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    valid = torch.ones(3, 40, dtype=torch.bool)
+    draws = seeds.Draws([(40, 30), (40, 50)], gens, torch.tensor([0, 1, 0]), valid)
+    masks = draws.masks(0.1, shape, 40, 50)
+    assert masks.shape == (3, 40, 50, 200)
+    for k, (seed, width) in enumerate([(0, 30), (1, 50), (0, 30)]):
+        torch.manual_seed(seed)
+        solo_mask = torch.nn.functional.dropout(torch.ones(40, width, 200), 0.1, True)
+        assert torch.equal(masks[k, :, :width], solo_mask)
+        assert not masks[k, :, width:].any()
+    assert not torch.equal(masks[0, :, :30], masks[1, :, :30])
 
 
 def test_the_runner_and_the_fused_path_import_without_ray_optuna_or_datasets():
@@ -287,7 +333,7 @@ def test_stacked_dropout_draws_the_solo_trials_mask_for_every_member():
     shape = (40, 50, 200)                               # a solo trial's [B, L, H]
     x = torch.rand(3, 40 * 50, 200) + 0.5               # K = 3 members, no zeros
     torch.manual_seed(0)
-    y = net._drop(x, 0.1, shape)
+    y = net._drop(x, 0.1, 40, 50, lambda b, l: (b, l, 200))
     torch.manual_seed(0)
     solo_mask = torch.nn.functional.dropout(x[0].view(shape), 0.1, True) != 0    # what the solo trial keeps
     assert solo_mask.double().mean().item() == pytest.approx(0.9, abs=0.002)
@@ -297,11 +343,11 @@ def test_stacked_dropout_draws_the_solo_trials_mask_for_every_member():
     # bf16 activations: scaled with one rounding, as F.dropout scales them
     xb = x.bfloat16()
     torch.manual_seed(0)
-    yb = net._drop(xb, 0.1, shape)
+    yb = net._drop(xb, 0.1, 40, 50, lambda b, l: (b, l, 200))
     assert yb.dtype == torch.bfloat16
     assert torch.equal(yb[0].view(shape), (xb[0].view(shape).float() * solo_mask / 0.9).bfloat16())
     net.training = False
-    assert net._drop(x, 0.1, shape) is x
+    assert net._drop(x, 0.1, 40, 50, lambda b, l: (b, l, 200)) is x
 
 
 def test_word_grads_equal_the_embeddings_own_gradient_step_after_step():
