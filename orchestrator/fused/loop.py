@@ -4,7 +4,8 @@ The trials of one (model, task, batch size, seed, ...) cell see the same batches
 order (the order follows the seed and the batch size alone), start from the same weights (the
 same seed builds the same classifier head) and differ only in the learning rate. Trials of
 several seeds join one unit too: each seed's members start from that seed's weights, take its
-batches and draw its dropout masks (``seeds``: per-member inputs padded to one width). So they
+batches and draw its dropout masks (``seeds``: each seed's members adjacent in the stack, run on
+their own batch). So they
 train as one ``stacked.StackedBert``: one forward and backward pass per step for all members, one
 ``adamw.StackedAdamW`` step with each member's learning rate and gradient clipping. The members
 are evaluated together (``evaluation.Evaluator``: one stacked forward per dev batch, each
@@ -76,11 +77,12 @@ class _Unit:
                  check_every: int | None, backend: str | None = None, on_left: Callable | None = None):
         self.p, self.t_start, self.on_left = p, t_start, on_left
         n_params = sum(x.numel() for x in p.model.parameters())
+        self.seeds = Seeds(p, configs)   # several seeds: each one's model, batch order and dropout stream
         self.members = [_Member(c, (on_evals or [None] * len(configs))[i],
                                 runner.TrialResult(status="completed", n_params=n_params,
-                                                   train_examples=len(p.train)), i)
+                                                   train_examples=len(p.train)), self.seeds.row_of[i])
                         for i, c in enumerate(configs)]
-        self.seeds = Seeds(p, configs)   # several seeds: each one's model, batch order and dropout stream
+        by_row = sorted(self.members, key=lambda m: m.row)
         word_weight = dict(p.model.named_parameters())[WORDS]
         trains_words = word_weight.requires_grad
         others = [dict(m.named_parameters())[WORDS] for m in self.seeds.models[1:]]
@@ -91,7 +93,7 @@ class _Unit:
         self.seeds.models = None
         decayed = {n for n, t in p.model.named_parameters() if t.requires_grad and not runner.no_decay(n, t)}
         compile_ = p.config.compile
-        self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay,
+        self.opt = StackedAdamW(self.params, [m.config.learning_rate for m in by_row], decayed, p.config.weight_decay,
                                 fused=False if compile_ else None)
         self.words_wd = p.config.weight_decay if WORDS in decayed else 0.0
         self.net = StackedBert(p.model.config, p.task.num_labels)
@@ -111,7 +113,8 @@ class _Unit:
 
     @property
     def alive(self) -> list[_Member]:
-        return [m for m in self.members if m.row >= 0]
+        """The members still in the stack, in row order (several seeds: rows in seed order)."""
+        return sorted((m for m in self.members if m.row >= 0), key=lambda m: m.row)
 
     def now(self) -> float:
         """Training seconds so far (evaluations excluded)."""
@@ -128,7 +131,7 @@ class _Unit:
         for m in members:
             m.result.status, m.result.note = status, note or m.result.note
             m.left_at = self.now() if self.train_s0 is not None else 0.0
-        stay = [m for m in self.alive if m not in members]
+        stay = [m for m in self.alive if m not in members]   # in row order: each seed's members stay adjacent
         rows = [m.row for m in stay]
         for m in members:
             m.row = -1

@@ -5,8 +5,9 @@ The forward pass is ``BertForSequenceClassification``'s (embeddings, post-LayerN
 tanh pooler, classifier; cross-entropy, or mean squared error for one label) written on
 stacked weights, so K members cost one launch per op instead of K. Members of one seed see the
 same batch (``[B, L]``) and the same dropout masks (``StackedBert._drop``); a unit of several
-seeds takes per-member batches (``[K, B, L]``) and draws each seed's masks from its own
-generator (``seeds.Draws``). Each member has its own weights. Chosen by measurement over ``torch.func.vmap`` of ``functional_call`` on the
+seeds runs each seed's members (adjacent in the stack) on their seed's own batch, with that
+seed's own dropout generator (``Group``, ``StackedBert.group_losses``). Each member has its own
+weights. Chosen by measurement over ``torch.func.vmap`` of ``functional_call`` on the
 transformers model, which was slower on CPU than both these stacked matmuls and K separate
 models (``bench/fused.py --choice`` records all three).
 
@@ -17,7 +18,7 @@ bert``); ``stackable`` says whether a model does.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -102,12 +103,13 @@ class WordGrads:
         self.touched: torch.Tensor | None = None
         self.parts: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def lookup(self, weight: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
-        """``functional.embedding(flat, weight.reshape(-1, H))``, its gradient kept for ``grad``."""
+    def lookup(self, weight: torch.Tensor, flat: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """``functional.embedding(flat, weight.reshape(-1, H))``, its gradient kept for ``grad``
+        (``weight``: the stacked rows from ``offset`` on, flat, a group of members' own)."""
         leaf = functional.embedding(flat, weight.detach().reshape(-1, weight.shape[-1]))
         if torch.is_grad_enabled():
             leaf.requires_grad_()
-            self.parts.append((flat.reshape(-1), leaf))
+            self.parts.append((flat.reshape(-1) + offset if offset else flat.reshape(-1), leaf))
         return leaf
 
     @torch.no_grad()
@@ -126,6 +128,19 @@ class WordGrads:
             grads = [g.reshape(-1, h).to(rows.dtype) for _, g in parts]
             rows.index_add_(0, self.touched, grads[0] if len(grads) == 1 else torch.cat(grads))
         return self.buf
+
+
+@dataclass
+class Group:
+    """The members at rows ``lo`` to ``hi - 1`` of the stack (those of one seed) in one
+    micro-batch: their seed's own ``inputs`` and ``labels`` (None: their batch has no such
+    micro-batch), ``share`` of their batch, and their seed's dropout ``generator``."""
+    lo: int
+    hi: int
+    generator: torch.Generator | None
+    inputs: dict | None
+    labels: torch.Tensor | None
+    share: float
 
 
 def linear_weights(model) -> set[str]:
@@ -199,10 +214,11 @@ class StackedBert:
         self.training = True
         self.word_grads: WordGrads | None = None   # set: the word embeddings' gradient goes there
 
-    def _drop(self, x: torch.Tensor, p: float, b: int, l: int, shape, draws=None) -> torch.Tensor:
+    def _drop(self, x: torch.Tensor, p: float, shape: tuple[int, ...], generator=None) -> torch.Tensor:
         """Dropout with one mask for all members, drawn as the solo trial draws it: ``functional.dropout``
-        of a tensor of the solo trial's shape ``shape(b, l)`` (``x`` is ``[K, *shape(b, l)]`` in another
-        view). Several seeds (``draws``, a ``seeds.Draws``): one mask per seed, ``draws.masks``.
+        of a tensor of the solo trial's ``shape`` (``x`` is ``[K, *shape]`` in another view); from
+        ``generator`` when given (a group of one seed among several: its own stream), else from
+        the default generator.
 
         The trials of a unit share their seed, so their solo runs draw the same masks at every
         step (the random stream does not depend on the learning rate); so do the members here,
@@ -211,36 +227,34 @@ class StackedBert:
         tracks its solo trial to float rounding."""
         if not (self.training and p > 0):
             return x
-        if draws is not None:
-            return (x.view(-1, *shape(b, l)) * draws.masks(p, shape, b, l)).to(x.dtype).view(x.shape)
-        shape = shape(b, l)
         # float32, so that bf16 activations are scaled by 1/(1-p) with one rounding, as functional.dropout does
-        if x.device.type == "cpu":   # functional.dropout's own steps on CPU (the same draw), without its ones
+        if generator is not None:   # on CPU functional.dropout's draw; on CUDA the generator's Bernoulli draw
+            mask = torch.empty(shape, dtype=torch.float32, device=x.device).bernoulli_(1 - p, generator=generator)
+            mask = mask.div_(1 - p)
+        elif x.device.type == "cpu":   # functional.dropout's own steps on CPU (the same draw), without its ones
             mask = torch.empty(shape, dtype=torch.float32).bernoulli_(1 - p).div_(1 - p)
         else:                        # CUDA's fused dropout draws differently: let it draw
             mask = functional.dropout(torch.ones(shape, dtype=torch.float32, device=x.device), p, True)
         return (x.view(-1, *shape) * mask).to(x.dtype).view(x.shape)
 
-    def _embed(self, P: dict, input_ids, token_type_ids, draws=None) -> torch.Tensor:
-        k, (b, l) = P[PREFIX + "embeddings.word_embeddings.weight"].shape[0], input_ids.shape[-2:]
+    def _embed(self, P: dict, input_ids, token_type_ids, group: Group | None = None) -> torch.Tensor:
+        k, (b, l) = P[PREFIX + "embeddings.word_embeddings.weight"].shape[0], input_ids.shape
         out = []
         for name, ids in (("word", input_ids), ("token_type", token_type_ids),
                           ("position", torch.arange(l, device=input_ids.device).expand(b, l))):
             w = P[f"{PREFIX}embeddings.{name}_embeddings.weight"]                 # [K, V, H]
-            flat = (ids.reshape(k if ids.dim() == 3 else 1, -1)                    # per member, or shared
-                    + (torch.arange(k, device=ids.device) * w.shape[1]).unsqueeze(1))
+            flat = ids.reshape(1, -1) + (torch.arange(k, device=ids.device) * w.shape[1]).unsqueeze(1)
             if name == "word" and self.word_grads is not None:
-                out.append(self.word_grads.lookup(w, flat))
+                out.append(self.word_grads.lookup(w, flat, group.lo * w.shape[1] if group is not None else 0))
             else:
                 out.append(functional.embedding(flat, w.reshape(-1, w.shape[-1])))       # [K, B*L, H]
         x = out[0] + out[1] + out[2]
         x = _layer_norm(x, P[PREFIX + "embeddings.LayerNorm.weight"], P[PREFIX + "embeddings.LayerNorm.bias"],
                         self.c.layer_norm_eps)
-        h = x.shape[-1]
-        return self._drop(x, self.c.hidden_dropout_prob, b, l, lambda b, l: (b, l, h), draws)
+        return self._drop(x, self.c.hidden_dropout_prob, (b, l, x.shape[-1]), _gen(group))
 
     def _attention(self, P: dict, pre: str, x: torch.Tensor, mask: torch.Tensor, b: int, l: int,
-                   draws=None) -> torch.Tensor:
+                   gen=None) -> torch.Tensor:
         k, n, h = x.shape
         hd = h // self.heads
 
@@ -250,48 +264,63 @@ class StackedBert:
 
         q, key, v = heads("query"), heads("key"), heads("value")
         scores = torch.matmul(q, key.transpose(-1, -2)) / math.sqrt(hd)
-        scores = (scores.view(k, b, self.heads, l, l) + mask).view(k * b, self.heads, l, l)   # mask [(K,) B, 1, 1, L]
-        probs = self._drop(torch.softmax(scores, dim=-1), self.c.attention_probs_dropout_prob, b, l,
-                           lambda b, l: (b, self.heads, l, l), draws)
+        scores = (scores.view(k, b, self.heads, l, l) + mask).view(k * b, self.heads, l, l)   # mask [B, 1, 1, L]
+        probs = self._drop(torch.softmax(scores, dim=-1), self.c.attention_probs_dropout_prob, (b, self.heads, l, l), gen)
         ctx = torch.matmul(probs, v).transpose(1, 2).reshape(k, n, h)
         y = self._drop(_linear(ctx, P[f"{pre}attention.output.dense.weight"], P[f"{pre}attention.output.dense.bias"]),
-                       self.c.hidden_dropout_prob, b, l, lambda b, l: (b, l, h), draws)
+                       self.c.hidden_dropout_prob, (b, l, h), gen)
         return _layer_norm(y + x, P[f"{pre}attention.output.LayerNorm.weight"], P[f"{pre}attention.output.LayerNorm.bias"],
                            self.c.layer_norm_eps)
 
-    def logits(self, P: dict, input_ids, attention_mask, token_type_ids=None, draws=None) -> torch.Tensor:
-        """[K, B, num_labels] for one batch ``[B, L]`` shared by all members, or per member ``[K, B, L]``
-        (several seeds: ``draws`` draws each seed's dropout masks)."""
-        b, l = input_ids.shape[-2:]
+    def logits(self, P: dict, input_ids, attention_mask, token_type_ids=None, group: Group | None = None) -> torch.Tensor:
+        """[K, B, num_labels] for one batch ``[B, L]`` shared by all members (``P`` a group's rows
+        of the stack when ``group`` is given)."""
+        b, l = input_ids.shape
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = self._embed(P, input_ids, token_type_ids, draws)
-        k, h = x.shape[0], x.shape[-1]
+        x, gen = self._embed(P, input_ids, token_type_ids, group), _gen(group)
+        k = x.shape[0]
         neg = torch.finfo(x.dtype).min
-        mask = ((1.0 - attention_mask.to(x.dtype)) * neg).view(*attention_mask.shape[:-1], 1, 1, l)
+        mask = ((1.0 - attention_mask.to(x.dtype)) * neg).view(b, 1, 1, l)
         for i in range(self.c.num_hidden_layers):
             pre = f"{PREFIX}encoder.layer.{i}."
-            a = self._attention(P, pre, x, mask, b, l, draws)
+            a = self._attention(P, pre, x, mask, b, l, gen)
             y = self.act(_linear(a, P[pre + "intermediate.dense.weight"], P[pre + "intermediate.dense.bias"]))
             y = self._drop(_linear(y, P[pre + "output.dense.weight"], P[pre + "output.dense.bias"]), self.c.hidden_dropout_prob,
-                           b, l, lambda b, l: (b, l, h), draws)
+                           (b, l, x.shape[-1]), gen)
             x = _layer_norm(y + a, P[pre + "output.LayerNorm.weight"], P[pre + "output.LayerNorm.bias"], self.c.layer_norm_eps)
         cls = x.view(k, b, l, -1)[:, :, 0]                                             # [K, B, H]
         pooled = torch.tanh(_linear(cls, P[PREFIX + "pooler.dense.weight"], P[PREFIX + "pooler.dense.bias"]))
-        return _linear(self._drop(pooled, self.cls_dropout, b, l, lambda b, l: (b, h), draws), P["classifier.weight"],
+        return _linear(self._drop(pooled, self.cls_dropout, (b, pooled.shape[-1]), gen), P["classifier.weight"],
                        P["classifier.bias"])
 
-    def losses(self, P: dict, batch: dict, labels: torch.Tensor) -> torch.Tensor:
+    def group_losses(self, P: dict, groups: list[Group]) -> torch.Tensor:
+        """Several seeds: each group's members on their own micro-batch, [K], each member's mean
+        loss times its group's ``share`` (0 where a group has no such micro-batch). ``groups``
+        cover the stack's rows in order; each stacked tensor is split into the groups' rows (one
+        view each; the backward pass concatenates their gradients)."""
+        sizes = [g.hi - g.lo for g in groups]
+        parts = {name: t.split(sizes) for name, t in P.items()}
+        out = []
+        for i, g in enumerate(groups):
+            if g.inputs is None:
+                out.append(torch.zeros(sizes[i], dtype=torch.float32, device=P[WORDS].device))
+            else:
+                out.append(self.losses({n: t[i] for n, t in parts.items()}, g.inputs, g.labels, g) * g.share)
+        return torch.cat(out)
+
+    def losses(self, P: dict, batch: dict, labels: torch.Tensor, group: Group | None = None) -> torch.Tensor:
         """Each member's mean loss on the batch, [K] (the transformers model's loss per member).
-        Per-member batches (``batch["draws"]``, several seeds): labels ``[K, B]``, each member's
-        mean over its own rows (a padded row weighs nothing)."""
-        draws = batch.get("draws")
-        logits = self.logits(P, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), draws)
-        k, b, c = logits.shape
-        own = labels.dim() == 2
+        A batch of several seeds' groups (``{"groups": [Group, ...]}``): ``group_losses``."""
+        if "groups" in batch:
+            return self.group_losses(P, batch["groups"])
+        logits = self.logits(P, batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), group)
         if self.num_labels == 1:
-            each = (logits[..., 0].float() - (labels.float() if own else labels.float().unsqueeze(0))) ** 2
-        else:
-            each = functional.cross_entropy(logits.float().reshape(k * b, c), labels.reshape(-1) if own else labels.repeat(k),
-                                            reduction="none").view(k, b)
-        return each.mean(dim=1) if draws is None else (each * draws.valid).sum(dim=1) / draws.rows
+            return ((logits[..., 0].float() - labels.float().unsqueeze(0)) ** 2).mean(dim=1)
+        k, b, c = logits.shape
+        ce = functional.cross_entropy(logits.float().reshape(k * b, c), labels.repeat(k), reduction="none")
+        return ce.view(k, b).mean(dim=1)
+
+
+def _gen(group: Group | None):
+    return group.generator if group is not None else None
