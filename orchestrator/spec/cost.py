@@ -19,8 +19,9 @@ from the low and the high assumptions (``LOW``, ``HIGH``), the point from ``POIN
   feature cache), plus ``Assumptions.trial_gpu_s`` to put them on the GPU. Workers are reused
   (Ray Tune's actor reuse): a new set of workers starts only where the grid's GPU share changes.
 * fused units (``fuse: auto``): the learning rates and seeds of one (model, task, batch size)
-  cell take one step together: one host time for K members' device work (the wider padding of
-  a unit of several seeds is not counted).
+  cell take one step together: one host time for K members' device work (a unit of several
+  seeds makes its forward and backward calls once per seed: not counted, an underestimate of
+  its host time).
 * early stopping: synchronous successive halving per (model, task) (``successive_halving``);
   a fused unit steps while any member goes on (assumed: to its end), so only its device time and
   its members' evaluations shrink.

@@ -8,8 +8,8 @@ seed's batch order and dropout masks, as its solo trial would (``fused.seeds``);
 unit spans one seed (its step is compiled per batch shape, and several seeds' widths would make
 a shape per combination). Grouped ASHA still decides per member: a stopped member leaves its
 unit's stack (``sweep.asha``). A cell with more than ``MAX_MEMBERS`` trials is cut into units
-of near-equal size, its members in seed order (fewer seeds a unit: less padding, shared dropout
-draws). What ``fuse`` groups:
+of near-equal size, its members in seed order (fewer seeds a unit: fewer calls a step, shared
+dropout draws). What ``fuse`` groups:
 
 * ``on``: every BERT-architecture registry model;
 * ``auto`` (a grid sweep's default): where stacking pays. On GPU workers that is every
