@@ -46,7 +46,7 @@ def test_units_are_the_learning_rates_of_one_cell(real_glue_dir, tmp_path):
 def test_a_three_seed_grid_fuses_one_unit_per_model_task_and_batch_size(real_glue_dir, tmp_path):
     """seeds: 3 -> the learning rates x seeds of a (model, task, batch size) cell are one unit;
     a cell over ``max_members`` is cut into near-equal units in seed order; compiled trials keep
-    one seed a unit; fuse: off and optuna are as before."""
+    one seed a unit; fuse: off stacks nothing, as before."""
     text = (f"name: fz\nmodels: [{{name: BERT-Tiny, init: random}}]\ntasks: [SST-2, MRPC]\nsearch: {{batch_size: [16, 32], "
             f"learning_rate: [1e-4, 3e-5]}}\nepochs: 1\nmax_train_examples: 96\nseeds: 3\nresults: {tmp_path}\n"
             f"data: {{glue_dir: {real_glue_dir}}}\nfuse: on\n")
