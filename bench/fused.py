@@ -1,5 +1,6 @@
 """Fused units against one trial per learning rate: the same K trials (one model, task, batch
-size and seed; K learning rates) trained three ways, each in fresh processes:
+size and seed; K learning rates; with ``--seeds N``, K learning rates x N seeds) trained three
+ways, each in fresh processes:
 
 * ``fused``: one process with ``--threads`` threads trains the K trials as one fused unit
   (``orchestrator.fused.loop.run_unit``);
@@ -11,14 +12,15 @@ size and seed; K learning rates) trained three ways, each in fresh processes:
 Training examples/s is the runner's (training only, evaluations excluded); the aggregate is all
 trials' training examples over the training seconds (sequential: their sum; packed: the sum of
 the processes' own rates, which run at the same time). Dev scores: each fused member against its
-solo trial (dropout on: the members' dropout masks differ from the solo trial's, so the scores
-agree within seed noise, not exactly).
+solo trial (on CPU a member draws its solo trial's dropout masks, so they agree to float
+rounding: a prediction on the boundary may flip).
 
 ``--choice`` also times one fused step of the two ways to stack a model, on the same batches:
 ``torch.func.vmap`` over ``functional_call`` of the transformers model, and the stacked weights
 with batched matmuls of ``orchestrator.fused.stacked``, against K separate models.
 
     HF_HUB_OFFLINE=1 .venv/bin/python -m bench.fused --model BERT-Tiny --init random --out bench/out/fused-tiny
+    HF_HUB_OFFLINE=1 .venv/bin/python -m bench.fused --seeds 3 --variants fused sequential packed --out bench/out/fused-seeds
 
 Writes ``<out>/fused.json`` and ``<out>/fused.md``.
 """
@@ -38,9 +40,17 @@ from bench._machine import REPO, environment, loadavg
 LRS = (3e-4, 1e-4, 5e-5, 3e-5)
 
 
+VARIANTS = ("fused", "fused_all_words", "sequential", "packed")
+
+
+def seeds_of(a) -> list[int]:
+    return list(range(a.seed, a.seed + a.seeds))
+
+
 def configs(a) -> list[dict]:
-    return [dict(model=a.model, task=a.task, batch_size=a.batch_size, learning_rate=lr, epochs=a.epochs, seed=a.seed,
-                 init=a.init, max_train_examples=a.max_train_examples) for lr in a.lrs]
+    """The trials: every learning rate of every seed (seed by seed)."""
+    return [dict(model=a.model, task=a.task, batch_size=a.batch_size, learning_rate=lr, epochs=a.epochs, seed=seed,
+                 init=a.init, max_train_examples=a.max_train_examples) for seed in seeds_of(a) for lr in a.lrs]
 
 
 def child(spec: dict) -> dict:
@@ -69,8 +79,9 @@ def child(spec: dict) -> dict:
             "cpu_s": round(cpu_s, 2), "examples_per_cpu_s": round(examples / cpu_s, 2) if cpu_s else None,
             "train_s": round(train_s, 3), "examples": examples,
             "examples_per_s": round(examples / train_s, 2) if train_s else None,
-            "trials": [{"learning_rate": c.learning_rate, "status": r.status, "steps": r.steps,
-                        "dev": r.evals[-1].score if r.evals else None, "train_s": r.train_s} for c, r in zip(cfgs, results)]}
+            "trials": [{"learning_rate": c.learning_rate, "seed": c.seed, "status": r.status, "steps": r.steps,
+                        "dev": r.evals[-1].score if r.evals else None,
+                        "train_loss": r.evals[-1].train_loss if r.evals else None, "train_s": r.train_s} for c, r in zip(cfgs, results)]}
 
 
 def spawn(a, mode: str, cfgs: list[dict], threads: int) -> subprocess.Popen:
@@ -105,7 +116,7 @@ def run_variants(a) -> dict:
     cfgs, t = configs(a), a.threads
     res: dict = {"load_before": loadavg(), "all": {}}
     for _ in range(a.repeats):
-        for mode in ("fused", "fused_all_words", "sequential", "packed"):
+        for mode in [v for v in VARIANTS if v in a.variants]:
             run = packed(a, cfgs) if mode == "packed" else collect([spawn(a, mode, cfgs, t)])[0]
             res["all"].setdefault(mode, []).append(run)
     for mode, runs in res["all"].items():
@@ -117,9 +128,14 @@ def run_variants(a) -> dict:
     # time when other work shares the cores, and what a dedicated machine would see at best.
     fc, sc, pc = (res[k]["examples_per_cpu_s"] for k in ("fused", "sequential", "packed"))
     res["cpu_ratios"] = {"fused/sequential": round(fc / sc, 3), "fused/packed": round(fc / pc, 3)}
-    solo = {x["learning_rate"]: x["dev"] for x in res["sequential"]["trials"]}
-    res["dev"] = [{"learning_rate": x["learning_rate"], "fused": x["dev"], "solo": solo.get(x["learning_rate"])}
+    solo = {(x["learning_rate"], x.get("seed")): x for x in res["sequential"]["trials"]}
+    res["dev"] = [{"learning_rate": x["learning_rate"], "seed": x.get("seed"), "fused": x["dev"],
+                   "solo": solo.get((x["learning_rate"], x.get("seed")), {}).get("dev"),
+                   "fused_loss": x.get("train_loss"),
+                   "solo_loss": solo.get((x["learning_rate"], x.get("seed")), {}).get("train_loss")}
                   for x in res["fused"]["trials"]]
+    res["wall_s"] = {m: res[m]["wall_s"] if m != "packed" else max(r["wall_s"] for r in res[m]["runs"])
+                     for m in VARIANTS if m in res}
     return res
 
 
@@ -162,27 +178,37 @@ def choice(a, k: int, steps: int = 12) -> dict:
 
 def render(r: dict) -> str:
     a, v, env = r["config"], r["variants"], r["environment"]
+    seeds = list(range(a["seed"], a["seed"] + a.get("seeds", 1)))
     md = [f"# Fused unit: {a['model']} ({a['init']}), {a['task']}, {a['max_train_examples']} rows, batch "
-          f"{a['batch_size']}, {a['epochs']:g} epoch, seed {a['seed']}, learning rates {a['lrs']}", "",
+          f"{a['batch_size']}, {a['epochs']:g} epoch, seed{'s' if len(seeds) > 1 else ''} "
+          f"{', '.join(map(str, seeds))}, learning rates {a['lrs']}", "",
           f"{env.get('date', '')}; {env.get('cpu')}, {env.get('cores')} cores; torch {env.get('torch')}, "
           f"transformers {env.get('transformers')}", "",
           f"{a['threads']} threads; load average before {v['load_before']}, after {v['load_after']} (a shared machine: "
           "the ratios are measured in the same run, one variant after another)", "",
-          "| variant | processes x threads | training examples/s | training s |", "|---|---|---:|---:|",
-          f"| fused unit | 1 x {a['threads']} | {fmt(v['fused']['examples_per_s'], '.1f')} | {v['fused']['train_s']} |",
-          f"| fused unit, every word-embedding row stacked | 1 x {a['threads']} | "
-          f"{fmt(v['fused_all_words']['examples_per_s'], '.1f')} | {v['fused_all_words']['train_s']} |",
-          f"| one after another | 1 x {a['threads']} | {fmt(v['sequential']['examples_per_s'], '.1f')} | "
-          f"{v['sequential']['train_s']} |",
-          f"| packed | {v['packed']['processes']} x 1 | {fmt(v['packed']['examples_per_s'], '.1f')} | |", "",
+          "| variant | processes x threads | training examples/s | training s | wall s (prepare to end; packed: its slower process) |",
+          "|---|---|---:|---:|---:|"]
+    wall = v.get("wall_s", {})
+    rows = [("fused", "fused unit", f"1 x {a['threads']}"),
+            ("fused_all_words", "fused unit, every word-embedding row stacked", f"1 x {a['threads']}"),
+            ("sequential", "one after another", f"1 x {a['threads']}"),
+            ("packed", "packed", f"{v['packed']['processes']} x 1")]
+    md += [f"| {label} | {procs} | {fmt(v[m]['examples_per_s'], '.1f')} | {v[m].get('train_s', '')} | "
+           f"{fmt(wall.get(m), '.1f')} |" for m, label, procs in rows if m in v]
+    if wall:
+        md += ["", f"wall time: one after another / fused **{round(wall['sequential'] / wall['fused'], 2)}x**, "
+                   f"packed / fused **{round(wall['packed'] / wall['fused'], 2)}x**"]
+    md += ["",
           f"each variant's fastest of {a.get('repeats', 1)} runs counts; every run's examples/s: "
           + "; ".join(f"{m} {[x['examples_per_s'] for x in runs]}" for m, runs in v.get("all", {}).items()), "",
           f"fused / one after another: **{v['ratios']['fused/sequential']}x** (target 2x); fused / packed: "
           f"**{v['ratios']['fused/packed']}x** (target 1.3x)", "",
           f"per CPU-second of the whole run (prepare, train, evaluate; steadier under load): fused / one after "
-          f"another {v['cpu_ratios']['fused/sequential']}x, fused / packed {v['cpu_ratios']['fused/packed']}x", "", "| learning rate | dev, fused member | dev, solo trial |",
-          "|---|---:|---:|"]
-    md += [f"| {d['learning_rate']:g} | {fmt(d['fused'])} | {fmt(d['solo'])} |" for d in v["dev"]]
+          f"another {v['cpu_ratios']['fused/sequential']}x, fused / packed {v['cpu_ratios']['fused/packed']}x", "",
+          "| learning rate | seed | dev, fused member | dev, solo trial | train loss, fused member | train loss, solo trial |",
+          "|---|---:|---:|---:|---:|---:|"]
+    md += [f"| {d['learning_rate']:g} | {d.get('seed', a['seed'])} | {fmt(d['fused'])} | {fmt(d['solo'])} | "
+           f"{fmt(d.get('fused_loss'), '.6f')} | {fmt(d.get('solo_loss'), '.6f')} |" for d in v["dev"]]
     if r.get("choice"):
         c = r["choice"]
         md += ["", f"Stacking method, K = {c['k']}, batch {c['batch_size']}, median ms per forward+backward:", ""]
@@ -200,6 +226,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="seeds --seed, --seed + 1, ...: K learning rates x N seeds")
+    ap.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                    help="which variants to run (fused, sequential and packed at least)")
     ap.add_argument("--lrs", type=float, nargs="+", default=list(LRS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--processes", type=int, default=2, help="packed variant: processes of one thread each")
@@ -208,11 +237,14 @@ def main(argv=None) -> int:
     ap.add_argument("--glue-dir", default=default_glue_dir())
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "fused"))
     a = ap.parse_args(argv)
+    if not a.child and ({"fused", "sequential", "packed"} - set(a.variants) or a.seeds < 1):
+        ap.error("--variants needs fused, sequential and packed; --seeds at least 1")
     if a.child:
         print(json.dumps(child(json.loads(a.child))))
         return 0
     report = {"config": {k: getattr(a, k) for k in ("model", "init", "task", "max_train_examples", "batch_size",
-                                                    "epochs", "seed", "lrs", "threads", "processes", "repeats")},
+                                                    "epochs", "seed", "seeds", "lrs", "threads", "processes",
+                                                    "repeats", "variants")},
               "environment": environment(), "variants": run_variants(a)}
     if a.choice:
         report["choice"] = choice(a, len(a.lrs))

@@ -10,8 +10,8 @@ regression scores to float rounding; tested), without copying any weights.
 
 Word embeddings: a unit stacks only the rows its training set uses (``stacked.Vocabulary``).
 The dev splits are renumbered once into the rows they use, and each evaluation builds every
-member's table of those rows: the trained ones as trained, the others the initial rows decayed
-by the member's factor, as ``Vocabulary.write`` builds them. No member's whole matrix is built.
+member's table of those rows: the trained ones as trained, the others the initial rows (its
+seed's) decayed by the member's factor, as ``Vocabulary.write`` builds them. No member's whole matrix is built.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ class Evaluator:
     def word_table(self, stacked_words: torch.Tensor) -> torch.Tensor:
         """[K, E, H]: every member's rows of the ids the dev splits use (``stacked_words``: [K, A, H])."""
         w, k = self.words, stacked_words.shape[0]
-        base = w.base.index_select(0, self.ids)
-        out = torch.empty(k, *base.shape, dtype=base.dtype, device=base.device)
+        bases = [b.index_select(0, self.ids) for b in w.bases]                       # each seed's start
+        out = torch.empty(k, *bases[0].shape, dtype=bases[0].dtype, device=bases[0].device)
         for i in range(k):
-            torch.mul(base, float(w.scale[i]), out=out[i])
+            torch.mul(bases[w.group[i]], float(w.scale[i]), out=out[i])
         out[:, self.at] = stacked_words.detach().index_select(1, self.src).to(out.dtype)
         return out
 

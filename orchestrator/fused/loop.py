@@ -1,9 +1,12 @@
-"""A fused unit: K trials that differ only in their learning rate, trained as one stacked model.
+"""A fused unit: K trials that differ only in their learning rate and seed, trained as one stacked model.
 
 The trials of one (model, task, batch size, seed, ...) cell see the same batches in the same
 order (the order follows the seed and the batch size alone), start from the same weights (the
-same seed builds the same classifier head) and differ only in the learning rate. So they train
-as one ``stacked.StackedBert``: one forward and backward pass per step for all members, one
+same seed builds the same classifier head) and differ only in the learning rate. Trials of
+several seeds join one unit too: each seed's members start from that seed's weights, take its
+batches and draw its dropout masks (``seeds``: each seed's members adjacent in the stack, run on
+their own batch). So they
+train as one ``stacked.StackedBert``: one forward and backward pass per step for all members, one
 ``adamw.StackedAdamW`` step with each member's learning rate and gradient clipping. The members
 are evaluated together (``evaluation.Evaluator``: one stacked forward per dev batch, each
 member's metrics by the solo trial's code) and each member's evaluations go to its own
@@ -35,11 +38,12 @@ import torch
 from ..config import Runtime, TrialConfig
 from ..errors import UserError
 from ..train import runner, test_outputs
-from ..train.batches import DeviceRows, batch_widths
+from ..train.batches import DeviceRows
 from ..train.step import Schedule, compiled
 from ..train.device import free_memory, is_out_of_memory, keep_large_blocks, precision, use_bf16
 from .adamw import StackedAdamW
 from .evaluation import Evaluator
+from .seeds import Seeds
 from .stacked import WORDS, StackedBert, Vocabulary, WordGrads, member, stack_parameters, stackable
 from ..spec.units import unit_key
 
@@ -51,7 +55,8 @@ def check_unit(configs: list[TrialConfig]) -> None:
     if not configs:
         raise UserError("a fused unit needs at least one trial")
     if len({unit_key(c) for c in configs}) > 1:
-        raise UserError("the trials of a fused unit may differ only in their learning rate")
+        raise UserError("the trials of a fused unit may differ only in their learning rate and "
+                        "(when they do not compile their step) their seed")
 
 
 @dataclass
@@ -72,18 +77,23 @@ class _Unit:
                  check_every: int | None, backend: str | None = None, on_left: Callable | None = None):
         self.p, self.t_start, self.on_left = p, t_start, on_left
         n_params = sum(x.numel() for x in p.model.parameters())
+        self.seeds = Seeds(p, configs)   # several seeds: each one's model, batch order and dropout stream
         self.members = [_Member(c, (on_evals or [None] * len(configs))[i],
                                 runner.TrialResult(status="completed", n_params=n_params,
-                                                   train_examples=len(p.train)), i)
+                                                   train_examples=len(p.train)), self.seeds.row_of[i])
                         for i, c in enumerate(configs)]
+        by_row = sorted(self.members, key=lambda m: m.row)
         word_weight = dict(p.model.named_parameters())[WORDS]
         trains_words = word_weight.requires_grad
-        self.words = Vocabulary(p.train.input_ids, word_weight, len(configs)) if trains_words and not STACK_ALL_WORDS else None
+        others = [dict(m.named_parameters())[WORDS] for m in self.seeds.models[1:]]
+        self.words = (Vocabulary(p.train.input_ids, word_weight, len(configs), others, self.seeds.group)
+                      if trains_words and not STACK_ALL_WORDS else None)
         self.train = self.words.compact(p.train) if self.words is not None else p.train
-        self.params = stack_parameters(p.model, len(configs), self.words)
+        self.params = stack_parameters(p.model, len(configs), self.words, self.seeds.models, self.seeds.group)
+        self.seeds.models = None
         decayed = {n for n, t in p.model.named_parameters() if t.requires_grad and not runner.no_decay(n, t)}
         compile_ = p.config.compile
-        self.opt = StackedAdamW(self.params, [c.learning_rate for c in configs], decayed, p.config.weight_decay,
+        self.opt = StackedAdamW(self.params, [m.config.learning_rate for m in by_row], decayed, p.config.weight_decay,
                                 fused=False if compile_ else None)
         self.words_wd = p.config.weight_decay if WORDS in decayed else 0.0
         self.net = StackedBert(p.model.config, p.task.num_labels)
@@ -103,7 +113,8 @@ class _Unit:
 
     @property
     def alive(self) -> list[_Member]:
-        return [m for m in self.members if m.row >= 0]
+        """The members still in the stack, in row order (several seeds: rows in seed order)."""
+        return sorted((m for m in self.members if m.row >= 0), key=lambda m: m.row)
 
     def now(self) -> float:
         """Training seconds so far (evaluations excluded)."""
@@ -120,12 +131,13 @@ class _Unit:
         for m in members:
             m.result.status, m.result.note = status, note or m.result.note
             m.left_at = self.now() if self.train_s0 is not None else 0.0
-        stay = [m for m in self.alive if m not in members]
+        stay = [m for m in self.alive if m not in members]   # in row order: each seed's members stay adjacent
         rows = [m.row for m in stay]
         for m in members:
             m.row = -1
         if stay:
             self.opt.keep(rows)
+            self.seeds.keep(rows)
             if self.words is not None:
                 self.words.keep(rows)
             idx = torch.tensor(rows, device=self.p.device)
@@ -206,16 +218,15 @@ def _train(u: _Unit, on_progress) -> int:
     steps_per_epoch, total_steps, eval_every = runner.schedule(cfg, len(p.train))
     sched = Schedule(total_steps, cfg.warmup_ratio, p.device)
     data = DeviceRows(u.train, p.use_token_types, p.device)
-    rng, micro, step = np.random.default_rng(cfg.seed), cfg.batch_size // cfg.grad_accum, 0
+    rngs, micro, step = [np.random.default_rng(s) for s in u.seeds.order], cfg.batch_size // cfg.grad_accum, 0
     while step < total_steps and u.alive:
-        order = runner.batch_order(p.train.lengths, cfg.batch_size, rng, cfg.group_by_length)
-        for rows, width in data.epoch(order, batch_widths(p.train.lengths, order, cfg.batch_size, cfg.max_length,
-                                                    bucketed=cfg.compile)):
+        for batches in u.seeds.epochs(p, data, rngs):   # each seed's (rows, width)
             if u.train_s0 is None:
                 u.train_s0 = time.perf_counter()
                 for m in u.members:
                     m.result.startup_s = round(u.train_s0 - u.t_start, 3)
-            losses = u.train_step(data.parts(rows, width, micro), sched)
+            parts = u.seeds.parts(data, batches, micro) if u.seeds.many else data.parts(*batches[0], micro)
+            losses = u.train_step(parts, sched)
             end_of_epoch = (step + 1) % steps_per_epoch == 0 or step + 1 == total_steps
             evaluating = end_of_epoch or bool(eval_every and (step + 1) % eval_every == 0)
             if (step + 1) % u.check_every == 0 or evaluating:
@@ -227,7 +238,7 @@ def _train(u: _Unit, on_progress) -> int:
             step += 1
             u.loss_sum += losses
             for m in u.alive:
-                m.loss_count, m.seen, m.result.steps = m.loss_count + 1, m.seen + len(rows), step
+                m.loss_count, m.seen, m.result.steps = m.loss_count + 1, m.seen + u.seeds.rows_of(batches, m.row), step
             if on_progress is not None and on_progress(step, total_steps, losses) is False:
                 u.leave(u.alive, "stopped")
             if evaluating and u.alive:
@@ -243,8 +254,8 @@ def run_fused(p: runner.Prepared, configs: list[TrialConfig], on_evals: list[Cal
               on_left: Callable[[int, runner.TrialResult], None] | None = None,
               on_unit: Callable[["_Unit"], None] | None = None,
               on_tests: list[Callable | None] | None = None, source=None) -> list[runner.TrialResult]:
-    """Train the members ``configs`` (``p`` prepared for the first; all share its weights and
-    batches) as one stacked model. Returns each member's ``TrialResult``, in order. ``backend``:
+    """Train the members ``configs`` (``p`` prepared for the first; the members of its seed share
+    its weights and batches, those of another seed start from that seed's) as one stacked model. Returns each member's ``TrialResult``, in order. ``backend``:
     ``torch.compile``'s, when the trials compile their step (default inductor). ``on_left(position,
     result)``: a member diverged and left the stack (its result is final but for its timings).
     ``on_unit(unit)``: the stacked unit, built, before its first step (fault-injection hooks).
@@ -288,8 +299,9 @@ def run_unit(configs: list[TrialConfig], source, on_evals: list[Callable] | None
              on_left: Callable[[int, runner.TrialResult], None] | None = None,
              on_unit: Callable[["_Unit"], None] | None = None,
              on_tests: list[Callable | None] | None = None) -> list[runner.TrialResult]:
-    """Prepare the unit (data, tokenizer and the first member's model: every member starts from
-    it, as each member's own seed would build it) and train it.
+    """Prepare the unit (data, tokenizer and the first member's model: every member of its seed
+    starts from it, as each member's own seed would build it; another seed's model is built as
+    its solo trial builds it) and train it.
 
     Out of memory, the unit is split in two halves, each trained afresh from the start; a
     member left alone runs as its solo trial (``runner.run_trial``: it halves its micro-batch

@@ -18,8 +18,10 @@ from the low and the high assumptions (``LOW``, ``HIGH``), the point from ``POIN
   (``Assumptions.worker_s``); every trial pays its model build and data, measured on CPU (warm
   feature cache), plus ``Assumptions.trial_gpu_s`` to put them on the GPU. Workers are reused
   (Ray Tune's actor reuse): a new set of workers starts only where the grid's GPU share changes.
-* fused units (``fuse: auto``): the learning rates of one (model, task, batch size, seed) cell
-  take one step together: one host time for K members' device work.
+* fused units (``fuse: auto``): the learning rates and seeds of one (model, task, batch size)
+  cell take one step together: one host time for K members' device work (a unit of several
+  seeds makes its forward and backward calls once per seed: not counted, an underestimate of
+  its host time).
 * early stopping: synchronous successive halving per (model, task) (``successive_halving``);
   a fused unit steps while any member goes on (assumed: to its end), so only its device time and
   its members' evaluations shrink.
@@ -126,7 +128,7 @@ def train_flops(layers: int, hidden: int, n_nonemb: int, tokens: float, seq: flo
 @dataclass(frozen=True)
 class Work:
     """One trial, or one fused unit of ``members`` trials of one cell (they differ only in the
-    learning rate). ``eval_rows``: rows of each evaluation split."""
+    learning rate and seed). ``eval_rows``: rows of each evaluation split."""
     label: str
     task: str
     layers: int

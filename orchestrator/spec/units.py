@@ -1,10 +1,15 @@
 """Which trials of a grid train together as one fused unit (``fused.run_unit``). Pure: no
 torch, no Ray.
 
-Trials that differ only in their learning rate (same model, task, batch size, seed, epochs,
-...) see the same batches from the same initial weights, so they can train as one stacked
-model (grouped ASHA still decides per member: a stopped member leaves its unit's stack,
-``sweep.asha``). What ``fuse`` groups:
+Trials that differ only in their learning rate and seed (same model, task, batch size, epochs,
+...) train as one stacked model: each member from its own seed's initial weights, on its own
+seed's batch order and dropout masks, as its solo trial would (``fused.seeds``); so a sweep with
+``seeds: 3`` costs about one unit per (model, task, batch size), not three. A compiled trial's
+unit spans one seed (its step is compiled per batch shape, and several seeds' widths would make
+a shape per combination). Grouped ASHA still decides per member: a stopped member leaves its
+unit's stack (``sweep.asha``). A cell with more than ``MAX_MEMBERS`` trials is cut into units
+of near-equal size, its members in seed order (fewer seeds a unit: fewer calls a step, shared
+dropout draws). What ``fuse`` groups:
 
 * ``on``: every BERT-architecture registry model;
 * ``auto`` (a grid sweep's default): where stacking pays. On GPU workers that is every
@@ -34,9 +39,23 @@ CPU_FUSE_MAX_SIZE = 2048   # fuse: auto on CPU workers stacks models of at most 
 
 
 def unit_key(cfg: TrialConfig) -> str:
-    """What the members of one unit share: everything but the learning rate (as one string:
-    some settings are lists)."""
-    return json.dumps({k: v for k, v in cfg.to_dict().items() if k != "learning_rate"}, sort_keys=True, default=str)
+    """What the members of one unit share: everything but the learning rate and (unless the trial
+    compiles its step) the seed, as one string (some settings are lists)."""
+    free = ("learning_rate",) if cfg.compile else ("learning_rate", "seed")
+    return json.dumps({k: v for k, v in cfg.to_dict().items() if k not in free}, sort_keys=True, default=str)
+
+
+def _cut(group: list[Trial], max_members: int) -> list[list[Trial]]:
+    """A cell's trials as units of at most ``max_members``, of near-equal size, in seed order
+    (stable: the grid's order within a seed)."""
+    group = sorted(group, key=lambda t: t.config.seed)
+    n = -(-len(group) // max_members)
+    size, extra = divmod(len(group), n)
+    out, at = [], 0
+    for i in range(n):
+        out.append(group[at:at + size + (i < extra)])
+        at += size + (i < extra)
+    return out
 
 
 def stackable_model(ref: str) -> bool:
@@ -76,4 +95,4 @@ def plan_units(trials: list[Trial], fuse: str, max_members: int = MAX_MEMBERS, g
     for t in trials:
         key = unit_key(t.config) if fuses(t.config, fuse, gpu) else f"solo {t.id}"
         groups.setdefault(key, []).append(t)
-    return [g[i:i + max_members] for g in groups.values() for i in range(0, len(g), max_members)]
+    return [unit for g in groups.values() for unit in _cut(g, max_members)]

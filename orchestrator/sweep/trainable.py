@@ -62,6 +62,11 @@ def placement(soft_labels: str | None = None) -> Runtime:
                    gpu_share=gpu if 0 < gpu < 1 else None)
 
 
+def member_key(cfg) -> tuple[float, int]:
+    """What tells the members of one fused unit apart: learning rate and seed."""
+    return cfg.learning_rate, cfg.seed
+
+
 class Reporter:
     """What one Tune trial reports: the evaluations of its trial, or of each member of its fused
     unit (``fused``: reports carry ``member`` and ``restarts``), each judged by grouped ASHA."""
@@ -73,17 +78,17 @@ class Reporter:
         n = len(trials)
         self.last, self.accum, self.restarts = [None] * n, [1] * n, [0] * n
         self.ended: set[int] = set()   # members whose last report is made
-        self.by_lr = {t.config.learning_rate: t for t in trials}   # a unit's members differ only in it
+        self.by_key = {member_key(t.config): t for t in trials}   # a unit's members differ only in these
 
     def after_prepare(self, p) -> None:
         self.n_params = sum(x.numel() for x in p.model.parameters())
         self.n_train = len(p.train)
         # a unit's first member, or a member trained alone (distillation, a split unit, restarted)
-        hooks.call("after_prepare", self.by_lr.get(p.config.learning_rate, self.trials[0]), p)
+        hooks.call("after_prepare", self.by_key.get(member_key(p.config), self.trials[0]), p)
 
     def unit_ready(self, unit) -> None:
         """The stacked unit is built: the hooks see it with its members' trials, in stack order."""
-        hooks.call("unit_ready", [self.by_lr[m.config.learning_rate] for m in unit.members], unit)
+        hooks.call("unit_ready", [self.by_key[member_key(m.config)] for m in unit.members], unit)
 
     def base(self, i: int) -> dict:
         out = {"n_params": self.n_params, "train_examples": self.n_train, "node": self.node,

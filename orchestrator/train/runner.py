@@ -139,8 +139,7 @@ def prepare(config: TrialConfig, source, cache=None, runtime: Runtime = Runtime(
     evals = {s.name: feats.features(task, s.name, source, tokenizer, config.max_length, cache, stats)
              for s in task.eval_splits}
     lap("features_eval_s")
-    seed_everything(config.seed)  # before the model: the new head's initial weights follow the seed
-    model = load_model(spec, task.num_labels, config.init, config.trust_remote_code)
+    model = seeded_model(spec, task, config, config.seed)
     lap("model_s")
     model = model.to(device)
     use_types = "token_type_ids" in inspect.signature(model.forward).parameters
@@ -148,6 +147,14 @@ def prepare(config: TrialConfig, source, cache=None, runtime: Runtime = Runtime(
     timings["prepare_s"] = round(t_last - t_begin, 4)
     return Prepared(config, runtime, task, spec, model, train, evals, device, use_types, stats, timings,
                     distill_loss_fn(config, task.is_regression) if config.distilled else None)
+
+
+def seeded_model(spec: ModelSpec, task: Task, config: TrialConfig, seed: int):
+    """The model a trial of ``config`` with seed ``seed`` starts from (on the host): every random
+    generator seeded first, so the new head's (or a random-init model's) weights follow the seed,
+    and the generators are left where that trial's training starts drawing from them."""
+    seed_everything(seed)
+    return load_model(spec, task.num_labels, config.init, config.trust_remote_code)
 
 
 def no_decay(name: str, p) -> bool:

@@ -5,6 +5,7 @@ and the fused path import without Ray, optuna or datasets."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 
 from orchestrator.config import make_trial
 from orchestrator.errors import UserError
-from orchestrator.fused import loop as FU, stacked
+from orchestrator.fused import loop as FU, seeds, stacked
 from orchestrator.fused.adamw import StackedAdamW
 from orchestrator.sweep import hooks
 from orchestrator.train import runner as R
@@ -96,6 +97,33 @@ def test_members_track_their_solo_trials(src, task, dropout):
     assert rel(weights[0]["classifier.weight"], weights[1]["classifier.weight"]) > 1e-2
 
 
+@pytest.mark.parametrize("dropout,kw", [(no_dropout, {}), (keep_dropout, {}),
+                                        (keep_dropout, dict(max_train_examples=792, grad_accum=2))],
+                         ids=["dropout-off", "dropout-on", "short-batch-micro-batches"])
+def test_members_of_several_seeds_track_their_solo_trials(src, dropout, kw):
+    """Two seeds x two learning rates in one unit, the seeds interleaved (the stack puts each
+    seed's members together): each member starts from its own seed's model, takes its own seed's
+    batches and draws its own seed's dropout masks, so each tracks its solo trial. 792 rows: each
+    seed's epoch has a short batch of 8 rows at its own step, which with micro-batches of 8 is
+    one micro-batch where the other seed has two."""
+    configs = [cfg(seed=seed, learning_rate=lr, **kw) for lr in LRS for seed in (3, 4)]
+    results, weights = fused(configs, src, dropout=dropout)
+    for k, c in enumerate(configs):
+        ref, ref_w = solo(c, src, dropout)
+        got = results[k]
+        assert got.status == ref.status == "completed" and got.steps == ref.steps == 50
+        assert [e.step for e in got.evals] == [e.step for e in ref.evals] == [25, 50]
+        for a, b in zip(got.evals, ref.evals):
+            assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+            assert a.epoch == b.epoch and a.metrics.keys() == b.metrics.keys()
+            assert a.score == pytest.approx(b.score, abs=0.5)   # a prediction on the boundary may flip
+        worst = weights_differ(weights[k], ref_w)
+        assert worst < 1e-4, f"member {k} (seed {c.seed}, lr {c.learning_rate}): parameters differ by {worst:.2e}"
+    # the seeds really differ: same learning rate, another seed, apart from the start
+    words = "bert.embeddings.word_embeddings.weight"
+    assert rel(weights[0][words], weights[1][words]) > 1e-1
+
+
 def test_each_member_starts_from_its_solo_trials_head_and_loss(src):
     configs = [cfg(learning_rate=lr) for lr in LRS]
     p = no_dropout(R.prepare(configs[0], src))
@@ -157,8 +185,8 @@ def test_a_nan_member_leaves_the_stack_and_the_others_go_on(src, monkeypatch):
     configs = [cfg(learning_rate=lr, max_train_examples=320, eval_every_steps=10) for lr in LRS]
     original = stacked.stack_parameters
 
-    def poisoned(model, k, words=None):
-        params = original(model, k, words)
+    def poisoned(model, k, words=None, *more):
+        params = original(model, k, words, *more)
         with torch.no_grad():
             params["classifier.weight"][0] = float("nan")
         return params
@@ -193,8 +221,40 @@ def test_a_unit_holds_trials_that_differ_only_in_learning_rate(src):
         FU.check_unit([cfg(), cfg(batch_size=32)])
     p = R.prepare(cfg(), src)
     with pytest.raises(UserError, match="only in their learning rate"):
-        FU.run_fused(p, [cfg(seed=4)])
+        FU.run_fused(p, [cfg(epochs=2)])
+    FU.check_unit([cfg(), cfg(seed=4, learning_rate=1e-4)])   # seeds may differ ...
+    with pytest.raises(UserError, match="when they do not compile their step"):
+        FU.check_unit([cfg(compile=True), cfg(compile=True, seed=4)])   # ... but not in a compiled unit
     assert not math.isnan(R.lr_factor(10, 0.1)(0)) and R.lr_factor(10, 0.1)(1) == 1.0
+
+
+def test_a_seeds_members_draw_its_solo_mask_from_its_own_generator():
+    """A group of one seed among several draws from its own generator what its solo trial draws
+    from the default one, and leaves the default generator alone."""
+    net = stacked.StackedBert(type("C", (), {"hidden_act": "gelu", "num_attention_heads": 1, "hidden_dropout_prob": 0.1,
+                                             "layer_norm_eps": 1e-12})(), 2)
+    shape, x = (40, 30, 200), torch.rand(2, 40 * 30, 200) + 0.5
+    torch.manual_seed(7)
+    default = torch.get_rng_state()
+    y = net._drop(x, 0.1, shape, torch.Generator().manual_seed(1))
+    assert torch.equal(torch.get_rng_state(), default)
+    torch.manual_seed(1)
+    solo_mask = torch.nn.functional.dropout(torch.ones(shape), 0.1, True) != 0
+    for k in range(2):
+        assert torch.equal(y[k].view(shape) != 0, solo_mask)
+
+
+def test_a_units_rows_put_each_seeds_members_together():
+    p = SimpleNamespace(model=None, device=torch.device("cpu"), spec=None, task=None, config=None)
+    one = seeds.Seeds(p, [cfg(learning_rate=lr) for lr in LRS])
+    assert not one.many and one.row_of == [0, 1] and one.runs() == [(0, 0, 2)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(seeds.runner, "seeded_model", lambda spec, task, config, seed: torch.nn.Linear(1, 1))
+        mixed = seeds.Seeds(p, [cfg(seed=s, learning_rate=lr) for lr in LRS for s in (4, 3, 5)])
+    assert mixed.order == [4, 3, 5] and mixed.row_of == [0, 2, 4, 1, 3, 5]
+    assert mixed.group == [0, 0, 1, 1, 2, 2] and mixed.runs() == [(0, 0, 2), (1, 2, 4), (2, 4, 6)]
+    mixed.keep([0, 1, 4, 5])   # seed 3's members left
+    assert mixed.runs() == [(0, 0, 2), (2, 2, 4)]
 
 
 def test_the_runner_and_the_fused_path_import_without_ray_optuna_or_datasets():

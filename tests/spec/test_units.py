@@ -43,6 +43,31 @@ def test_units_are_the_learning_rates_of_one_cell(real_glue_dir, tmp_path):
     assert sorted(len(u) for u in plan_units(sw.trials(), "auto", max_members=2)) == [1, 1, 1, 1, 2, 2, 2, 2]
 
 
+def test_a_three_seed_grid_fuses_one_unit_per_model_task_and_batch_size(real_glue_dir, tmp_path):
+    """seeds: 3 -> the learning rates x seeds of a (model, task, batch size) cell are one unit;
+    a cell over ``max_members`` is cut into near-equal units in seed order; compiled trials keep
+    one seed a unit; fuse: off stacks nothing, as before."""
+    text = (f"name: fz\nmodels: [{{name: BERT-Tiny, init: random}}]\ntasks: [SST-2, MRPC]\nsearch: {{batch_size: [16, 32], "
+            f"learning_rate: [1e-4, 3e-5]}}\nepochs: 1\nmax_train_examples: 96\nseeds: 3\nresults: {tmp_path}\n"
+            f"data: {{glue_dir: {real_glue_dir}}}\nfuse: on\n")
+    sw = S.parse(text)
+    units = plan_units(sw.trials(), sw.fuse)
+    assert len(units) == 4 and sorted(len(u) for u in units) == [6, 6, 6, 6]   # 2 tasks x 2 batch sizes
+    for u in units:
+        cfgs = [t.config for t in u]
+        assert len({(c.model, c.task, c.batch_size) for c in cfgs}) == 1
+        assert sorted((c.learning_rate, c.seed) for c in cfgs) == [(lr, s) for lr in (3e-5, 1e-4) for s in (0, 1, 2)]
+    assert sorted(t.id for u in units for t in u) == sorted(t.id for t in sw.trials())
+    cut = plan_units(sw.trials(), "on", max_members=4)
+    assert sorted(len(u) for u in cut) == [3] * 8                               # 6 a cell -> 3 + 3, not 4 + 2
+    assert all([t.config.seed for t in u] == sorted(t.config.seed for t in u) for u in cut)
+    assert {tuple(sorted({t.config.seed for t in u})) for u in cut} == {(0, 1), (1, 2)}
+    compiled = S.parse(text.replace("fuse: on", "fuse: on\ncompile: true"))
+    assert sorted(len(u) for u in plan_units(compiled.trials(), "on")) == [2] * 12   # the learning rates of one seed
+    assert all(len({t.config.seed for t in u}) == 1 for u in plan_units(compiled.trials(), "on"))
+    assert all(len(u) == 1 for u in plan_units(sw.trials(), "off"))
+
+
 def test_only_bert_architecture_models_fuse(real_glue_dir, tmp_path):
     sw = S.parse(sweep_text(real_glue_dir, tmp_path, "fuse: auto\n", models="[DistilBERT]"))
     assert all(len(u) == 1 for u in plan_units(sw.trials(), "auto"))

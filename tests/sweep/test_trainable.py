@@ -69,3 +69,26 @@ def test_a_fused_unit_uses_the_shipped_models_as_a_solo_trial_does(monkeypatch):
     monkeypatch.setattr(T, "run_unit", lambda configs, source, **kw: calls.append(("unit", len(configs))) or [])
     T.unit_trainable({"trial": {**members[0], "members": members}}, shipment, Judge())
     assert calls == ["vocab", "models", ("unit", 2)]
+
+
+def test_a_units_members_are_told_apart_by_learning_rate_and_seed(monkeypatch):
+    """Members of one unit may share a learning rate (several seeds): the hooks see each member's
+    own trial, in stack order."""
+    from types import SimpleNamespace
+
+    from orchestrator.spec import sweep as S
+    from orchestrator.sweep import trainable as T
+
+    sweep = S.parse("name: f\nmodels: [BERT-Tiny]\ntasks: [SST-2]\nseeds: 2\nfuse: on\n"
+                    "search: {batch_size: [32], learning_rate: [1e-4, 5e-5]}\n")
+    trials = sweep.trials()
+    seen = []
+    monkeypatch.setattr(T.ray, "get_runtime_context", lambda: SimpleNamespace(get_node_id=lambda: "n"))
+    monkeypatch.setattr(T.hooks, "call", lambda name, who, obj: seen.append((name, who)))
+    rep = T.Reporter(trials, judge=None, fused=True)
+    members = [SimpleNamespace(config=t.config) for t in reversed(trials)]
+    rep.unit_ready(SimpleNamespace(members=members))
+    assert seen == [("unit_ready", list(reversed(trials)))]
+    rep.after_prepare(SimpleNamespace(config=trials[-1].config, model=SimpleNamespace(parameters=lambda: []), train=[]))
+    assert seen[-1] == ("after_prepare", trials[-1])
+    assert len({(t.config.learning_rate, t.config.seed) for t in trials}) == len(trials) == 4
