@@ -11,7 +11,7 @@ GLUE_DIR ?= $(abspath ../shared/glue_data)
 SWEEP ?= sweeps/quickstart.yaml
 # Test files run in this many processes (a file's tests stay together): most of the suite's
 # time is Ray and subprocess start-up and sleeping trials, not arithmetic.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 export GLUE_DIR
 
 .PHONY: setup browser test faults sweep distill plan train dashboard export bench gpu-check clean help
@@ -44,7 +44,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 # refused, a second driver, out-of-memory).
 # `make faults` adds tests/faults/ and the tests marked faults (tests/sweep/test_resume.py: driver
 # SIGKILL then a driver elsewhere on the same storage, worker SIGKILL, optuna resume;
-# tests/sweep/test_driver.py: a failed trial re-run once its cause is gone). The HTML report and the
+# tests/sweep/test_driver.py: a failed trial re-run once its cause is gone; tests/sweep/test_local_job.py:
+# a killed `glue-sweep run` takes its Ray Job's driver and Ray with it). The HTML report and the
 # Ray dashboard are checked in headless chromium, the live view in tmux, the sweep's gauges in
 # Prometheus: all three are installed (Debian packages) when missing and this user may install
 # them (root, or CI).
@@ -66,7 +67,7 @@ browser:
 # Both runs always run; the target fails if either does.
 faults: setup
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests/faults tests/sweep/test_driver.py \
-		tests/sweep/test_resume.py tests/train/test_runner_oom.py; rc=$$?; \
+		tests/sweep/test_resume.py tests/sweep/test_local_job.py tests/train/test_runner_oom.py; rc=$$?; \
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/python -m pytest -q tests -m "bad_input or safety" || rc=1; \
 	exit $$rc
 

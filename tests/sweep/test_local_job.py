@@ -1,7 +1,7 @@
 """A local ``glue-sweep run`` as a Ray Job (``sweep.local_job``): the head's command and
 environment, the log follower, exit codes; real runs: bad input refused before the head is up,
-the driver's exit code passed through, Ctrl-C stopping the job with code 130 and the head gone,
-a killed ``glue-sweep run`` taking its job's driver and Ray with it.
+the driver's exit code passed through, Ctrl-C stopping the job with code 130 and the head gone;
+``make faults``: a killed ``glue-sweep run`` taking its job's driver and Ray with it.
 (The Jobs page and its driver log in chromium: tests/sweep/test_dashboard.py.)"""
 
 from __future__ import annotations
@@ -174,7 +174,14 @@ def test_a_failed_trial_and_ctrl_c_keep_their_exit_codes(tmp_path, real_glue_dir
     assert {r["trial_id"].split("_")[-2]: r["status"] for r in store.read_records(run)[0]}["lr5e-5"] == "completed"
     url = json.loads((run / "dashboard.json").read_text())["url"]
     assert not _answers(url), "the head outlived its job"
-    # `glue-sweep run` killed: its job's driver goes at once (the sweep's lock free again), Ray after it
+
+
+@pytest.mark.faults
+def test_a_killed_run_takes_its_jobs_driver_and_ray_with_it(tmp_path, real_glue_dir):
+    """`glue-sweep run` killed (SIGKILL): its job's driver goes at once (the sweep's lock free
+    again), Ray after it (``make faults``)."""
+    spec = _spec(tmp_path, real_glue_dir)
+    run = tmp_path / "results" / "job"
     p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "run", str(spec)], cwd=tmp_path,
                          env=_env(GLUE_SWEEP_FAULTS="sleep:lr1e-4:300"), stderr=subprocess.DEVNULL)
     try:
