@@ -183,11 +183,11 @@ def test_a_killed_run_takes_its_jobs_driver_and_ray_with_it(tmp_path, real_glue_
     spec = _spec(tmp_path, real_glue_dir)
     run = tmp_path / "results" / "job"
     p = subprocess.Popen([sys.executable, "-m", "orchestrator.cli.main", "run", str(spec)], cwd=tmp_path,
-                         env=_env(GLUE_SWEEP_FAULTS="sleep:lr1e-4:300"), stderr=subprocess.DEVNULL)
+                         env=_env(GLUE_SWEEP_FAULTS="sleep:lr:300"), stderr=subprocess.DEVNULL)
     try:
         end = time.monotonic() + 240
-        while not live.driver_alive(run) and time.monotonic() < end:
-            time.sleep(1)
+        while not ((run / "dashboard.json").exists() and live.driver_alive(run)) and time.monotonic() < end:
+            time.sleep(1)   # the job's driver holds the lock and has written where its dashboard is
         assert live.driver_alive(run), "the job's driver never took the sweep's lock"
     finally:
         p.kill()
