@@ -150,3 +150,17 @@ def pytest_terminal_summary(terminalreporter):
         total = sum(BAD_INPUT_CASES.values())
         parts = ", ".join(f"{k} {v}" for k, v in sorted(BAD_INPUT_CASES.items()))
         terminalreporter.write_line(f"bad-input cases tried: {total} ({parts}); none accepted silently or crashed")
+
+
+# The slowest files first (each over a minute and a half of real sweeps, subprocesses or
+# training): with `--dist loadfile` a file's tests run in one process, and a long file that
+# starts last holds the suite open alone while the other processes sit idle.
+SLOW_FIRST = ("sweep/test_dashboard.py", "spec/test_units.py", "train/test_runner.py", "train/test_compile.py",
+              "fused/test_loop.py", "submit/test_stored.py", "sweep/test_local_job.py", "fused/test_evaluation.py",
+              "bench/test_gpu.py", "sweep/test_prometheus.py", "sweep/test_driver.py", "sweep/test_address.py",
+              "train/test_distill.py", "submit/test_predict.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0].removeprefix("tests/"), len(rank)))
