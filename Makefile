@@ -11,7 +11,7 @@ GLUE_DIR ?= $(abspath ../shared/glue_data)
 SWEEP ?= sweeps/quickstart.yaml
 # Test files run in this many processes (a file's tests stay together): most of the suite's
 # time is Ray and subprocess start-up and sleeping trials, not arithmetic.
-TEST_WORKERS ?= 5
+TEST_WORKERS ?= 4
 export GLUE_DIR
 
 .PHONY: setup browser test faults sweep distill plan train dashboard export bench gpu-check clean help

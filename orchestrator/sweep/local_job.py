@@ -52,6 +52,7 @@ HEAD_PORTS = ("port", "dashboard-port", "dashboard-agent-listen-port", "dashboar
               "ray-client-server-port")
 STOP_WAIT_S = 120          # the driver's time to end its trials after SIGINT before the head kills it
 READY_TIMEOUT_S = 120      # the head's time to answer its Jobs API
+GIVE_UP_S = 300            # how long a running head's Jobs API may fail to answer before the run gives up
 ACTIVE = ("PENDING", "RUNNING")
 # the job's log lines the live view replaces on a terminal (recorder: progress and best so far)
 PROGRESS = re.compile(r"^\[\d\d:\d\d:\d\d\] (trials: |best so far, )")
@@ -302,6 +303,19 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def _asked(ask, head: Head, patience_s: float = GIVE_UP_S):
+    """``ask()`` of the head's Jobs API, asked again while the head runs: a loaded machine's
+    dashboard may drop a request now and then, which must not end the sweep."""
+    end = time.monotonic() + patience_s
+    while True:
+        try:
+            return ask()
+        except Exception:
+            if head.proc.poll() is not None or time.monotonic() > end:
+                raise
+            time.sleep(1.0)
+
+
 def follow(c, sid: str, out: Follower, head: Head, poll_s: float = 0.25) -> int:
     """Until the job ends: its log to stderr; Ctrl-C stops it (twice: stops the head)."""
     stopping = False
@@ -311,7 +325,7 @@ def follow(c, sid: str, out: Follower, head: Head, poll_s: float = 0.25) -> int:
             out.poll()
             if time.monotonic() - status_at >= 1.0:
                 status_at = time.monotonic()
-                if str(c.get_job_status(sid)) not in ACTIVE:
+                if str(_asked(lambda: c.get_job_status(sid), head)) not in ACTIVE:
                     break
             time.sleep(poll_s)
         except KeyboardInterrupt:
@@ -331,4 +345,4 @@ def follow(c, sid: str, out: Follower, head: Head, poll_s: float = 0.25) -> int:
             raise UserError(f"the local Ray stopped during the sweep ({str(e).splitlines()[0][:200]}); "
                             f"records written so far are kept: run the same command again") from None
     out.end()
-    return exit_code(c.get_job_info(sid))
+    return exit_code(_asked(lambda: c.get_job_info(sid), head))

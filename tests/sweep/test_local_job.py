@@ -201,3 +201,21 @@ def test_a_killed_run_takes_its_jobs_driver_and_ray_with_it(tmp_path, real_glue_
     while _answers(url) and time.monotonic() < end:
         time.sleep(1)
     assert not _answers(url), "Ray outlived the killed glue-sweep run"
+
+
+def test_a_dropped_request_to_a_running_head_is_asked_again():
+    """A loaded machine's dashboard may close a connection now and then: the run asks again
+    while its head runs, and gives up only when the head is gone."""
+    answers = iter([ConnectionError("Remote end closed connection without response"), "RUNNING"])
+
+    def ask():
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    alive = SimpleNamespace(proc=SimpleNamespace(poll=lambda: None))
+    assert local_job._asked(ask, alive) == "RUNNING"
+    gone = SimpleNamespace(proc=SimpleNamespace(poll=lambda: 1))
+    with pytest.raises(ConnectionError):
+        local_job._asked(lambda: (_ for _ in ()).throw(ConnectionError("refused")), gone)
