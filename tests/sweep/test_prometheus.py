@@ -64,7 +64,7 @@ def test_prometheus_graphs_every_trials_dev_score_while_a_sweep_runs(tmp_path, r
                       lr="[1e-4, 5e-5]", epochs=2, examples=120, extra="resources: {max_concurrent: 2}")
     # both trials wait before their second evaluation: the sweep runs on with one score each
     sweep = subprocess.Popen(CLI + ["run", str(spec)], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True, env=env(PYTHONPATH=str(REPO), GLUE_SWEEP_FAULTS="stall:lr1e-4:300,stall:lr5e-5:300"))
+                             text=True, env=env(PYTHONPATH=str(REPO), GLUE_SWEEP_FAULTS="stall:lr1e-4:600,stall:lr5e-5:600"))
     run, dash = tmp_path / "results" / "prom", None
     try:
         scores = wait(lambda: scored(run), timeout=400)
@@ -82,7 +82,7 @@ def test_prometheus_graphs_every_trials_dev_score_while_a_sweep_runs(tmp_path, r
         assert any(line.startswith("Grafana: ") and "metrics/grafana/dashboards" in line for line in lines), lines
         # a series per trial, its value the trial's score, scraped from this sweep's Ray
         series = wait(lambda: (got := query(url, "ray_glue_sweep_dev_score"))
-                      and {s["metric"]["trial"] for s in got} == set(scores) and got, timeout=180, step=3)
+                      and {s["metric"]["trial"] for s in got} == set(scores) and got, timeout=420, step=3)
         for s in series:
             assert float(s["value"][1]) in scores[s["metric"]["trial"]], (s, scores)
             assert s["metric"]["task"] == "SST-2" and s["metric"]["model"] == "BERT-Tiny (random init)"
