@@ -332,9 +332,9 @@ def cmd_run(args) -> int:
         os.environ.update(LOCAL_ONLY_ENV)
     from ..sweep import driver, local_job   # Ray: imported once RAY_AUTH_MODE is set
     from ..sweep.cluster import RunLock
-    from ..sweep.paths import lock_dir, run_location
+    from ..sweep.paths import in_job, lock_dir, run_location
 
-    if os.environ.get(local_job.LAUNCHER_ENV) and "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ:
+    if os.environ.get(local_job.LAUNCHER_ENV) and in_job():
         local_job.die_with_launcher()   # the driver of a local run's job
     elif local_job.wanted(address) and not args.no_job:   # the driver as a Ray Job of a local head
         loc = run_location(s, args.storage)

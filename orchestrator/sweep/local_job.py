@@ -25,7 +25,6 @@ status and live driver log, while the terminal looks as it did when the driver r
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -42,6 +41,8 @@ from ..store import records as store
 from ..store import location as storage
 from .address import LOOPBACK_ENV
 from .cluster import free_ports, private_token, token_file, worker_env
+from .paths import in_job
+from .prometheus import die_with_parent
 
 NO_JOB_ENV = "GLUE_SWEEP_NO_JOB"
 LAUNCHER_ENV = "GLUE_SWEEP_LAUNCHER_PID"   # the job's driver ends when the process that launched it is gone
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 def wanted(address: str | None) -> bool:
     """Whether ``run`` goes through a local Ray Job: a local sweep (no address), not already the
     driver of a Ray Job, not asked to stay in-process."""
-    return (not address and "RAY_JOB_CONFIG_JSON_ENV_VAR" not in os.environ
+    return (not address and not in_job()
             and os.environ.get(NO_JOB_ENV, "").lower() not in ("1", "true", "yes"))
 
 
@@ -110,11 +111,6 @@ def die_with_launcher(every_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
-def _die_with_parent() -> None:   # in the head's process, before exec
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
-
-
 class Head:
     """A local Ray head of one sweep: started at once, ready when its Jobs API answers."""
 
@@ -133,7 +129,7 @@ class Head:
             self.proc = subprocess.Popen(head_command(self.ports, self.temp_dir), env=head_env(secure),
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True,
-                                         preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                         preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
 
     def client(self):
         """The Jobs client of the head, once it answers; one line if the head did not start."""

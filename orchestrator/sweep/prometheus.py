@@ -53,7 +53,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: Linux ends it when the command that started it dies, even by SIGKILL."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
@@ -80,7 +80,7 @@ class Prometheus:
                 self.proc = subprocess.Popen(
                     [self.binary, f"--config.file={self.config}", f"--web.listen-address=127.0.0.1:{port}",
                      f"--storage.tsdb.path={Path(self.data) / 'tsdb'}", "--log.level=warn"],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=_die_with_parent)
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, preexec_fn=die_with_parent)
             self._wait_ready()
         except BaseException:
             self.__exit__()
